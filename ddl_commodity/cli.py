@@ -1,0 +1,233 @@
+"""The ``ddl`` command: generate data, manage the local cluster, run experiments, report on runs.
+
+Exit codes: 0 success, 1 a run failed, 2 bad input (config, data, arguments), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ddl_commodity.errors import DdlError
+
+EPILOG = """examples:
+  ddl data redshift --samples 5000 --seed 1 --out data/redshift-5k.h5
+  ddl run configs/quickstart.yaml              # starts and stops an embedded Spark cluster
+  ddl run configs/thesis/redshift-5k-disjoint-3w.yaml --master spark://head:7077
+  ddl report runs/<run-id>
+  ddl cluster up --nodes 5 && ddl cluster status && ddl cluster down
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ddl",
+        description="Distributed deep learning on commodity CPU clusters (TensorFlowOnSpark on Spark).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report}")
+
+    data = sub.add_parser("data", help="generate or inspect data sets", description="Generate data sets.")
+    data_sub = data.add_subparsers(dest="dataset", required=True)
+    red = data_sub.add_parser(
+        "redshift",
+        help="simulate galaxy spectra for redshift estimation (thesis 5.1)",
+        description="Simulate N spectra (1800 bands over 1.1-2.0 um, z in [1, 1.8) as 800 classes) into an "
+        "HDF5 file with datasets spectra, z, label. Deterministic for a seed; streamed to disk in chunks.",
+    )
+    red.add_argument("--samples", type=int, required=True, help="number of spectra to simulate")
+    red.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    red.add_argument("--out", type=Path, required=True, help="output HDF5 file (written atomically)")
+    red.add_argument("--z-distribution", choices=["uniform", "beta"], default="uniform")
+    red.add_argument("--magnitude-mean", type=float, default=21.0)
+    red.add_argument("--magnitude-std", type=float, default=1.0)
+    red.add_argument("--no-noise", action="store_true", help="noiseless spectra (for checks)")
+
+    cl = sub.add_parser("cluster", help="start, inspect or stop the local Spark standalone cluster",
+                        description="Manage a Spark standalone cluster on this machine (1 master + workers).")
+    cl_sub = cl.add_subparsers(dest="action", required=True)
+    up = cl_sub.add_parser("up", help="start a master and N-1 workers",
+                           description="Start a master and N-1 one-core workers; the driver runs on the master.")
+    up.add_argument("--nodes", type=int, default=5, help="nodes including the master (default 5: 1 + 4)")
+    up.add_argument("--memory", default="2g", help="memory per worker (default 2g, as the thesis's PCs)")
+    up.add_argument("--host", default="127.0.0.1")
+    for name, helptext in (("status", "show the master URL and each worker's state"),
+                           ("down", "stop every process of the local cluster (idempotent)")):
+        p = cl_sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
+    up.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
+
+    run = sub.add_parser(
+        "run", help="run an experiment from a YAML config",
+        description="Validate CONFIG, prepare its data, and run it: in this process for mode: single, "
+        "under spark-submit otherwise (on an embedded local cluster that is started and stopped around the "
+        "run when cluster.master is 'embedded'). Results go to runs/<run-id>/.",
+    )
+    run.add_argument("config", type=Path, help="experiment YAML (see configs/)")
+    run.add_argument("--master", help="use this Spark master instead of the config's cluster.master")
+    run.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bars (default: only on a terminal)")
+
+    rep = sub.add_parser("report", help="tables and plots of a finished run",
+                         description="Rebuild curves.png and print per-worker results and epochs to "
+                         "plateau (thesis Tables 5.1/5.2) of a run; also writes report.md into the run.")
+    rep.add_argument("run_dir", type=Path, help="a directory under runs/")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report}
+    try:
+        return handlers[args.command](args)
+    except DdlError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from ddl_commodity.data.redshift import SimulatorConfig, write_redshift_h5
+    from ddl_commodity.errors import UserInputError
+
+    if args.samples < 1:
+        raise UserInputError("--samples must be at least 1")
+    try:
+        sim = SimulatorConfig(z_distribution=args.z_distribution, magnitude_mean=args.magnitude_mean,
+                              magnitude_std=args.magnitude_std, noise=not args.no_noise)
+    except ValueError as err:
+        raise UserInputError(str(err)) from None
+    t0 = time.monotonic()
+    path = write_redshift_h5(args.out, args.samples, args.seed, sim)
+    print(f"wrote {args.samples} spectra to {path} in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from ddl_commodity.cluster import local
+
+    if args.action == "up":
+        if args.nodes < 2:
+            from ddl_commodity.errors import UserInputError
+
+            raise UserInputError("--nodes must be at least 2 (a master and one worker)")
+        t0 = time.monotonic()
+        cluster = local.LocalStandaloneCluster(workers=args.nodes - 1, memory=args.memory, host=args.host,
+                                               state_dir=args.state_dir)
+        state = cluster.start()
+        print(f"cluster up in {time.monotonic() - t0:.1f} s: {state.master_url} "
+              f"({state.workers} workers x {state.cores} core, {state.memory}); UI {state.master_ui}")
+        return 0
+    if args.action == "down":
+        t0 = time.monotonic()
+        n = local.stop_recorded_cluster(args.state_dir)
+        print(f"cluster down: {n} processes stopped in {time.monotonic() - t0:.1f} s")
+        return 0
+    state = local.read_state(args.state_dir)
+    if state is None:
+        print("no local cluster recorded")
+        return 1
+    try:
+        status = local.master_status(state)
+    except OSError as err:
+        print(f"recorded cluster {state.master_url} does not answer: {err}")
+        return 1
+    print(f"master {state.master_url}  UI {state.master_ui}  status {status.get('status')}")
+    for w in status.get("workers", []):
+        print(f"  worker {w.get('host')}:{w.get('port')}  {w.get('state')}  cores {w.get('coresused')}/"
+              f"{w.get('cores')}  memory {w.get('memoryused')}/{w.get('memory')} MB")
+    for app in status.get("activeapps", []):
+        print(f"  app {app.get('name')} ({app.get('id')}) {app.get('state')}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ddl_commodity.config import load_config
+    from ddl_commodity.experiments import redshift
+    from ddl_commodity.runs import create_run_dir
+
+    overrides = {"cluster": {"master": args.master}} if args.master else None
+    cfg = load_config(args.config, overrides)
+    redshift.prepare(cfg, progress=args.progress)  # data errors end here, before any cluster starts
+    run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
+    print(f"run {run_dir}: {redshift._describe(cfg)}", flush=True)
+    if cfg.training.mode == "single":
+        summary = redshift.run(cfg, run_dir, progress=args.progress)
+    else:
+        _submit(cfg, args.config, run_dir)
+        summary = json.loads((run_dir / "summary.json").read_text())
+    print_summary(run_dir, summary)
+    return 0
+
+
+def _job_file(experiment: str) -> Path:
+    job = Path(__file__).resolve().parent.parent / "jobs" / f"{experiment}.py"
+    if not job.is_file():
+        raise DdlError(f"{job} not found: `ddl run` needs a source checkout (pip install -e .)")
+    return job
+
+
+def _submit(cfg, config_path: Path, run_dir: Path) -> None:
+    """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
+    import contextlib
+
+    from ddl_commodity.cluster.local import LocalStandaloneCluster, spark_home
+    from ddl_commodity.errors import RunFailed
+
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
+    with contextlib.ExitStack() as stack:
+        master = cfg.cluster.master
+        if master == "embedded":
+            cluster = LocalStandaloneCluster(
+                workers=cfg.embedded_spark_workers, memory=cfg.cluster.worker_memory, host=cfg.cluster.host,
+                state_dir=run_dir / "cluster", startup_timeout_s=cfg.cluster.startup_timeout_s,
+            )
+            t0 = time.monotonic()
+            stack.enter_context(cluster)
+            master = cluster.master_url
+            print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
+                  f"({cfg.embedded_spark_workers} workers)", flush=True)
+        cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master,
+               str(_job_file(cfg.experiment)), str(config_path), "--run-dir", str(run_dir)]
+        with open(run_dir / "driver.log", "ab") as log:
+            proc = subprocess.run(cmd, env=env, stdout=sys.stdout, stderr=log, check=False)
+    if proc.returncode != 0:
+        status = json.loads((run_dir / "status.json").read_text())
+        raise RunFailed(f"{status.get('error', 'spark-submit failed')}\n(driver log: {run_dir / 'driver.log'})")
+
+
+def print_summary(run_dir: Path, summary: dict) -> None:
+    print(f"\n{summary['name']}: {summary['description']}; {summary['wall_seconds']:.0f} s")
+    for name, w in summary["workers"].items():
+        print(f"  {name:10s} epochs {w['epochs']:3d}  loss {w['final_loss']:.4f}  accuracy {w['final_accuracy']:.4f}")
+    final = summary.get("final", {})
+    if "val_accuracy" in final:
+        print(f"  final model: validation loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}")
+    check = summary.get("data_distribution_check")
+    if check:
+        verdict = "confirmed by index digests" if check["consistent"] else "NOT confirmed: " + "; ".join(
+            check["problems"])
+        print(f"  data distribution '{check['mode']}': {verdict}")
+    print(f"results: {run_dir}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ddl_commodity.report.run_report import write_run_report
+
+    path = write_run_report(args.run_dir)
+    print(path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""Driver-side collector: the only place that writes a run's per-node records.
+
+On a real cluster the executors cannot see the driver's ``runs/<id>/`` directory, so every node sends
+its records (per-epoch metrics, applied PS updates) and its failure, if any, to this small gRPC service
+in the driver. That gives three things at once: results land in one directory whatever the cluster,
+the driver learns of a node's exception within a second (fail fast, with the node's traceback), and the
+nodes learn that the run was aborted (they poll :meth:`CollectorClient.heartbeat`).
+
+Messages are JSON documents; the run secret travels in the ``ddl-secret`` metadata of every call.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from ddl_commodity.errors import DdlError
+
+SERVICE = "ddl.RunCollector"
+SECRET_METADATA = "ddl-secret"
+_STREAM = re.compile(r"^(ps|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    node: str
+    message: str
+    at: float
+
+
+class RunCollector:
+    """Receives ``Record``, ``Fail`` and ``Heartbeat`` calls and appends records to ``<run_dir>/<stream>.jsonl``.
+
+    ``failure`` is set by the first node that reports one; :attr:`first_failure` says who and why.
+    """
+
+    def __init__(self, run_dir: Path, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.run_dir = Path(run_dir)
+        self._secret = secret.encode()
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._files: dict[str, object] = {}
+        self.records: dict[str, list[dict]] = {}
+        self.failure = threading.Event()
+        self.first_failure: NodeFailure | None = None
+        self.aborted = False
+        self._server: grpc.Server | None = None
+        self.address = ""
+
+    def start(self) -> str:
+        handlers = {
+            "Record": self._on_record,
+            "Fail": self._on_fail,
+            "Heartbeat": self._on_heartbeat,
+        }
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        self._server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE,
+                    {name: grpc.unary_unary_rpc_method_handler(self._authenticated(fn)) for name, fn in
+                     handlers.items()},
+                ),
+            )
+        )
+        port = self._server.add_insecure_port(f"{self._host}:{self._port}")
+        if port == 0:
+            raise DdlError(f"the run collector could not bind to {self._host}:{self._port}")
+        self._server.start()
+        self.address = f"{self._host}:{port}"
+        return self.address
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=1).wait(5)
+            self._server = None
+        with self._lock:
+            for f in self._files.values():
+                f.close()  # type: ignore[attr-defined]
+            self._files.clear()
+
+    def __enter__(self) -> RunCollector:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def abort(self) -> None:
+        """Tell every node (at its next heartbeat) that the run is over."""
+        self.aborted = True
+
+    def _authenticated(self, fn):
+        def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+            sent = dict(context.invocation_metadata()).get(SECRET_METADATA, "")
+            if not hmac.compare_digest(sent.encode(), self._secret):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid run secret")
+            try:
+                doc = json.loads(request)
+            except ValueError:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not JSON")
+            return json.dumps(fn(doc, context)).encode()
+
+        return handler
+
+    def _on_record(self, doc: dict, context: grpc.ServicerContext) -> dict:
+        stream, record = doc.get("stream", ""), doc.get("record")
+        if not _STREAM.match(stream) or not isinstance(record, dict):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad record for stream {stream!r}")
+        with self._lock:
+            self.records.setdefault(stream, []).append(record)
+            f = self._files.get(stream)
+            if f is None:
+                path = self.run_dir / f"{stream}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                f = self._files[stream] = path.open("a", encoding="utf-8")
+            f.write(json.dumps(record) + "\n")  # type: ignore[attr-defined]
+            f.flush()  # type: ignore[attr-defined]
+        return {"ok": True, "abort": self.aborted}
+
+    def _on_fail(self, doc: dict, context: grpc.ServicerContext) -> dict:
+        with self._lock:
+            if self.first_failure is None:
+                self.first_failure = NodeFailure(str(doc.get("node")), str(doc.get("message")), time.time())
+        self.failure.set()
+        return {"ok": True, "abort": True}
+
+    def _on_heartbeat(self, doc: dict, context: grpc.ServicerContext) -> dict:
+        return {"ok": True, "abort": self.aborted or self.failure.is_set()}
+
+
+class CollectorClient:
+    """What a node uses to talk to the driver's :class:`RunCollector`."""
+
+    def __init__(self, address: str, secret: str, node: str, timeout_s: float = 30.0) -> None:
+        self.node = node
+        self._timeout = timeout_s
+        self._metadata = ((SECRET_METADATA, secret),)
+        self._channel = grpc.insecure_channel(address)
+        self._calls = {
+            name: self._channel.unary_unary(f"/{SERVICE}/{name}") for name in ("Record", "Fail", "Heartbeat")
+        }
+
+    def _call(self, name: str, doc: dict) -> dict:
+        reply = self._calls[name](json.dumps(doc).encode(), timeout=self._timeout, metadata=self._metadata)
+        return json.loads(reply)
+
+    def record(self, stream: str, record: dict) -> bool:
+        """Append ``record`` to ``<stream>.jsonl``; returns True when the driver has aborted the run."""
+        return bool(self._call("Record", {"stream": stream, "record": record}).get("abort"))
+
+    def fail(self, message: str) -> None:
+        self._call("Fail", {"node": self.node, "message": message})
+
+    def heartbeat(self) -> bool:
+        return bool(self._call("Heartbeat", {"node": self.node}).get("abort"))
+
+    def close(self) -> None:
+        self._channel.close()

@@ -1,0 +1,45 @@
+"""Spark settings every TFoS job of this toolkit runs with, and why."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark import SparkConf
+
+    from ddl_commodity.config import ExperimentConfig
+
+
+def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
+    """A ``SparkConf`` for a TFoS run of ``cfg.tf_nodes`` nodes (1 PS + M workers), one core each.
+
+    The master URL is left to ``spark-submit --master``.
+    """
+    from pyspark import SparkConf
+
+    conf = SparkConf().setAppName(f"ddl-{cfg.name}")
+    settings = {
+        # TFoS Spark-input mode runs TF in a background process of the Python worker and feeds it through
+        # a queue in that worker: the worker must be reused by later tasks.
+        "spark.python.worker.reuse": "true",
+        # One TF node per executor, one executor per core: each feed task then lands on a different node.
+        "spark.executor.cores": "1",
+        "spark.task.cpus": "1",
+        "spark.cores.max": str(cfg.tf_nodes),
+        "spark.executor.memory": cfg.cluster.executor_memory,
+        "spark.dynamicAllocation.enabled": "false",
+        # A retried feed task finds the failed worker's error already taken off TFoS's error queue and
+        # waits for the whole feed timeout: that is TFoS's infamous hang. Fail on the first error instead.
+        "spark.task.maxFailures": "1",
+        # Feed partitions have no useful locality; waiting for it only delays them.
+        "spark.locality.wait": "0s",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
+        "spark.executorEnv.PYTHONUNBUFFERED": "1",
+    }
+    for key, value in settings.items():
+        conf.setIfMissing(key, value)
+    if cfg.cluster.master == "embedded":
+        conf.setIfMissing("spark.driver.host", cfg.cluster.host)
+        conf.setIfMissing("spark.driver.bindAddress", cfg.cluster.host)
+    return conf

@@ -1,0 +1,87 @@
+"""What runs on the cluster's nodes: shared plumbing for every TFoS ``main_fun``.
+
+:class:`NodeRuntime` gives a node its name, a client of the driver's collector, a heartbeat thread that
+ends the process when the driver aborts the run or disappears, and :meth:`NodeRuntime.guard`, which
+reports an exception to the driver *before* TFoS sees it (TFoS alone would leave the driver waiting
+for a feed timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ddl_commodity.cluster.collector import CollectorClient
+
+ABORT_EXIT_CODE = 75
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Testing aid: make ``worker`` raise at the start of ``epoch`` (1-based). Never set in real runs."""
+
+    worker: int = -1
+    epoch: int = 1
+
+
+@dataclass(frozen=True)
+class NodeArgs:
+    """Everything a node needs, pickled by TFoS into each executor (``tf_args``)."""
+
+    config: dict
+    secret: str
+    collector_address: str
+    validation_file: str
+    heartbeat_s: float = 2.0
+    driver_lost_s: float = 30.0
+    fault: FaultInjection = FaultInjection()
+
+
+class NodeRuntime:
+    """Per-node helpers; one per TFoS node process."""
+
+    def __init__(self, args: NodeArgs, job_name: str, task_index: int) -> None:
+        self.args = args
+        self.name = f"{job_name}-{task_index}"
+        self.collector = CollectorClient(args.collector_address, args.secret, self.name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat_loop, name="ddl-heartbeat", daemon=True)
+
+    def start_heartbeat(self) -> None:
+        self._thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        # A node must not outlive its run: exit when the driver says so or stops answering, otherwise a
+        # TF process keeps a 2 GB worker busy after the driver crashed.
+        last_ok = time.monotonic()
+        while not self._stop.wait(self.args.heartbeat_s):
+            try:
+                if self.collector.heartbeat():
+                    os._exit(ABORT_EXIT_CODE)
+                last_ok = time.monotonic()
+            except Exception:
+                if time.monotonic() - last_ok > self.args.driver_lost_s:
+                    os._exit(ABORT_EXIT_CODE)
+
+    def record(self, stream: str, record: dict) -> None:
+        if self.collector.record(stream, record):
+            os._exit(ABORT_EXIT_CODE)
+
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run the node's work; on an exception, tell the driver who failed and why, then re-raise."""
+        try:
+            yield
+        except BaseException as err:
+            message = f"{self.name} on {os.uname().nodename} (pid {os.getpid()}) raised {type(err).__name__}:\n"
+            message += traceback.format_exc()
+            with contextlib.suppress(Exception):
+                self.collector.fail(message)
+            raise
+        finally:
+            self._stop.set()

@@ -1,0 +1,361 @@
+"""Driver of the redshift experiment (thesis chapter 5): single-machine baseline or TFoS data parallel.
+
+:func:`prepare` validates everything a run needs (config, data file) before any cluster starts;
+:func:`run` trains and writes ``runs/<id>/`` (see :mod:`ddl_commodity.runs`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ddl_commodity.config import ExperimentConfig, config_to_dict
+from ddl_commodity.errors import DataError, RunFailed
+from ddl_commodity.runs import set_status, write_json_atomic, write_yaml_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    path: Path
+    train_index: np.ndarray
+    validation_index: np.ndarray
+    num_rows: int
+
+
+def dataset_path(cfg: ExperimentConfig) -> Path:
+    """The HDF5 file a run reads: ``data.path``, or the cached simulation for (samples, seed)."""
+    from ddl_commodity.data.redshift import GENERATOR_VERSION
+
+    if cfg.data.path is not None:
+        return Path(cfg.data.path)
+    return Path(cfg.data.cache_dir) / f"redshift-n{cfg.data.samples}-s{cfg.seed}-v{GENERATOR_VERSION}.h5"
+
+
+def simulator_config(cfg: ExperimentConfig):
+    from ddl_commodity.data.redshift import SimulatorConfig
+
+    s = cfg.data.simulator
+    return SimulatorConfig(
+        z_distribution=s.z_distribution, magnitude_mean=s.magnitude_mean, magnitude_std=s.magnitude_std,
+        noise=s.noise,
+    )
+
+
+def prepare(cfg: ExperimentConfig, progress: bool | None = None) -> PreparedData:
+    """Make sure the data exist and are well formed; generate them when the config asks for a simulation.
+
+    Raises :class:`DataError` (exit code 2) for a missing or malformed file.
+    """
+    from ddl_commodity.data.redshift import load_redshift_h5, train_validation_split, write_redshift_h5
+
+    path = dataset_path(cfg)
+    if cfg.data.path is None and not path.is_file():
+        write_redshift_h5(path, cfg.data.samples, cfg.seed, simulator_config(cfg), progress=progress)
+    data = load_redshift_h5(path)
+    n = len(data.label)
+    train, val = train_validation_split(n, cfg.data.validation_fraction, cfg.seed)
+    if len(train) < max(cfg.training.workers, 1) * (2 if cfg.training.data_distribution == "disjoint" else 1):
+        raise DataError(f"{path}: {len(train)} training samples are too few for {cfg.training.workers} workers")
+    return PreparedData(path, train, val, n)
+
+
+def run(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None) -> dict:
+    """Train as ``cfg.training.mode`` says and return the summary (also written to ``summary.json``)."""
+    run_dir = Path(run_dir)
+    write_yaml_atomic(run_dir / "config.yaml", config_to_dict(cfg))
+    started = time.time()
+    try:
+        prepared = prepare(cfg, progress)
+        if cfg.training.mode == "single":
+            final = train_single(cfg, prepared, run_dir, progress)
+        else:
+            final = train_distributed(cfg, prepared, run_dir)
+            if cfg.training.baseline:
+                train_single(cfg, prepared, run_dir, progress)
+        summary = summarize(cfg, run_dir, prepared, final, time.time() - started)
+    except BaseException as err:
+        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    write_json_atomic(run_dir / "summary.json", summary)
+    set_status(run_dir, "succeeded")
+    return summary
+
+
+def _load_split(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from ddl_commodity.data.redshift import load_redshift_h5
+
+    data = load_redshift_h5(prepared.path)
+    return (data.spectra[prepared.train_index], data.label[prepared.train_index],
+            data.spectra[prepared.validation_index], data.label[prepared.validation_index])
+
+
+def train_single(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Path, progress: bool | None) -> dict:
+    """The thesis's sequential CNN: plain Keras ``fit`` on one machine, logged like a worker (``single``)."""
+    import keras
+
+    from ddl_commodity.experiments.redshift_nodes import build_model
+    from ddl_commodity.runs import write_jsonl_atomic
+
+    x, y, x_val, y_val = _load_split(prepared)
+    model = build_model(cfg)
+    records: list[dict] = []
+
+    class _Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.t0 = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            records.append({
+                "worker": "single", "epoch": epoch + 1, "loss": float(logs["loss"]),
+                "accuracy": float(logs["accuracy"]),
+                "val_loss": float(logs["val_loss"]) if "val_loss" in logs else None,
+                "val_accuracy": float(logs["val_accuracy"]) if "val_accuracy" in logs else None,
+                "samples": len(y), "seconds": time.monotonic() - self.t0, "time": time.time(),
+            })
+
+    verbose = "auto" if progress is None else (1 if progress else 0)
+    model.fit(
+        x, y, batch_size=cfg.training.batch_size, epochs=cfg.training.epochs, shuffle=True,
+        validation_data=(x_val, y_val) if len(y_val) else None, callbacks=[_Record()],
+        verbose=verbose if _is_tty() or progress else 0,
+    )
+    write_jsonl_atomic(run_dir / "workers" / "single.jsonl", records)
+    if cfg.training.mode == "single":
+        model.save(run_dir / "model.keras")
+    return _final_metrics(model, x_val, y_val)
+
+
+def _is_tty() -> bool:
+    import sys
+
+    return sys.stdout.isatty()
+
+
+def _final_metrics(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    if not len(y_val):
+        return {}
+    loss, acc = model.evaluate(x_val, y_val, verbose=0)
+    return {"val_loss": float(loss), "val_accuracy": float(acc)}
+
+
+def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Path) -> dict:
+    """TFoS Spark-input run: 1 PS task + M workers fed with RDD bundles (Figs 4.2, 5.2)."""
+    from pyspark import SparkContext
+    from tensorflowonspark import TFCluster, TFSparkNode
+
+    from ddl_commodity.cluster.collector import RunCollector
+    from ddl_commodity.cluster.spark import tfos_spark_conf
+    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
+    from ddl_commodity.data.redshift import load_redshift_h5
+    from ddl_commodity.experiments.nodes import FaultInjection, NodeArgs
+    from ddl_commodity.experiments.redshift_nodes import build_model, main_fun
+    from ddl_commodity.ps import ParameterServerClient
+
+    t = cfg.training
+    data = load_redshift_h5(prepared.path)
+    val_file = run_dir / "validation.npz"
+    np.savez(val_file, x=data.spectra[prepared.validation_index], y=data.label[prepared.validation_index])
+
+    sc = SparkContext.getOrCreate(tfos_spark_conf(cfg))
+    secret = secrets.token_urlsafe(24)
+    collector = RunCollector(run_dir, secret, host=sc.getConf().get("spark.driver.host", cfg.cluster.host))
+    collector.start()
+    watchdog = _Watchdog(sc, collector, TFCluster.tf_status)
+    cluster = None
+    try:
+        _require_executors(sc, cfg)
+        sc.addFile(str(val_file))
+        records = indexed_records(sc, data.spectra, data.label, slices=max(2, sc.defaultParallelism))
+        shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
+        feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed)
+        fault = FaultInjection(**cfg.faults.model_dump())
+        args = NodeArgs(config_to_dict(cfg), secret, collector.address, val_file.name, fault=fault,
+                        driver_lost_s=cfg.cluster.failure_timeout_s / 2)
+        watchdog.start()
+        cluster = TFCluster.run(sc, main_fun, args, cfg.tf_nodes, num_ps=1,
+                                input_mode=TFCluster.InputMode.SPARK,
+                                reservation_timeout=int(cfg.cluster.startup_timeout_s),
+                                log_dir=str(run_dir / "tflogs"), release_port=True)
+        ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
+        ps_addr = f"{ps_node['host']}:{ps_node['port']}"
+        cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        # End every worker's feed, let them push their last update, then take the final weights.
+        workers_rdd = sc.parallelize(range(t.workers), t.workers)
+        workers_rdd.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
+        with ParameterServerClient(ps_addr, secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
+            _wait_workers_finished(driver, collector, cfg)
+            version, weights = driver.pull()
+            ps_stats = driver.stats()
+        cluster.shutdown(timeout=int(cfg.ps.push_timeout_s) + 120)
+        cluster = None
+    except Exception as err:
+        failure = watchdog.failure_message() or _spark_error(err)
+        raise RunFailed(f"distributed run failed: {failure}") from None
+    finally:
+        watchdog.stop()
+        collector.abort()
+        if cluster is not None:
+            sc.cancelAllJobs()
+        time.sleep(0.5 if cluster is None else cfg.cluster.failure_timeout_s / 12)
+        collector.stop()
+        sc.stop()
+
+    model = build_model(cfg)
+    model.set_weights(weights)
+    model.save(run_dir / "model.keras")
+    final = _final_metrics(model, data.spectra[prepared.validation_index], data.label[prepared.validation_index])
+    final.update({"ps_version": version, "ps": ps_stats})
+    return final
+
+
+def _require_executors(sc, cfg: ExperimentConfig) -> None:
+    """Refuse to start TFoS with fewer executors than TF nodes: it would wait for its reservation timeout."""
+    deadline = time.monotonic() + cfg.cluster.startup_timeout_s
+    while True:
+        executors = sc._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
+        if executors >= cfg.tf_nodes:
+            return
+        if time.monotonic() > deadline:
+            raise RunFailed(
+                f"{cfg.tf_nodes} TF nodes need {cfg.tf_nodes} executors but the cluster gave {executors} "
+                f"within {cfg.cluster.startup_timeout_s:.0f} s"
+            )
+        time.sleep(0.5)
+
+
+def _wait_workers_finished(driver, collector, cfg: ExperimentConfig) -> None:
+    deadline = time.monotonic() + cfg.ps.push_timeout_s
+    while driver.stats().get("live_workers", 0) > 0:
+        if collector.failure.is_set():
+            raise RunFailed("a node failed while finishing")
+        if time.monotonic() > deadline:
+            raise RunFailed("workers did not finish their last update in time")
+        time.sleep(0.2)
+
+
+def _spark_error(err: Exception) -> str:
+    """The Python traceback TFoS embeds in a Py4J error, without the Java stack."""
+    text = str(err)
+    marker = "Exception in worker:"
+    if marker in text:
+        text = text[text.index(marker):]
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("at ")]
+    return "\n".join(lines[:80])
+
+
+class _Watchdog:
+    """Turns a node's failure into an immediate end of the Spark jobs (fail fast instead of TFoS's hang)."""
+
+    def __init__(self, sc, collector, tf_status: dict) -> None:
+        self._sc, self._collector, self._tf_status = sc, collector, tf_status
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ddl-watchdog", daemon=True)
+        self._message = ""
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def failure_message(self) -> str:
+        f = self._collector.first_failure
+        if f is not None:
+            return f"node {f.message}"
+        return self._message
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.25):
+            failed = self._collector.failure.is_set() or "error" in self._tf_status
+            if failed:
+                self._message = str(self._tf_status.get("error", ""))
+                log.error("a node failed; cancelling the Spark jobs")
+                self._collector.abort()
+                self._sc.cancelAllJobs()
+                return
+
+
+def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, final: dict, seconds: float) -> dict:
+    """``summary.json``: per-worker epochs to plateau for every criterion, final metrics, mode checks."""
+    from ddl_commodity.report.curves import load_worker_curves, plot_curves
+    from ddl_commodity.report.early_stopping import epochs_to_plateau
+    from ddl_commodity.runs import read_jsonl
+
+    curves = load_worker_curves(run_dir)
+    plateau = {}
+    for c in cfg.early_stopping:
+        key = f"{c.monitor}/patience={c.patience}/min_delta={c.min_delta:g}"
+        plateau[key] = {
+            name: epochs_to_plateau([r[c.monitor] for r in recs if r.get(c.monitor) is not None], c.monitor,
+                                    c.patience, c.min_delta)
+            for name, recs in curves.items()
+        }
+    if curves:
+        plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {_describe(cfg)}")
+    workers = {
+        name: {"epochs": len(recs), "final_loss": recs[-1]["loss"], "final_accuracy": recs[-1]["accuracy"],
+               "final_val_accuracy": recs[-1].get("val_accuracy")}
+        for name, recs in curves.items()
+    }
+    summary = {
+        "name": cfg.name, "experiment": cfg.experiment, "mode": cfg.training.mode,
+        "description": _describe(cfg), "wall_seconds": round(seconds, 2), "data": str(prepared.path),
+        "train_samples": int(len(prepared.train_index)),
+        "validation_samples": int(len(prepared.validation_index)),
+        "workers": workers, "epochs_to_plateau": plateau, "final": final,
+        "curves": "curves.png" if curves else None,
+    }
+    if cfg.training.mode == "distributed":
+        summary["data_distribution_check"] = check_distribution(cfg, prepared, curves)
+        summary["ps_updates"] = len(read_jsonl(run_dir / "ps.jsonl"))
+    return summary
+
+
+def _describe(cfg: ExperimentConfig) -> str:
+    t = cfg.training
+    if t.mode == "single":
+        return "single machine (sequential CNN)"
+    return f"{t.workers} workers, {t.data_distribution} data, s={cfg.ps.s}, lambda={cfg.ps.staleness}"
+
+
+def check_distribution(cfg: ExperimentConfig, prepared: PreparedData, curves: dict[str, list[dict]]) -> dict:
+    """Do the workers' index digests prove the configured data distribution? (DESIGN: never pass silently.)
+
+    Every worker epoch's digest must equal the digest of the rows its shard should hold: the whole training
+    set for ``same``; for ``disjoint`` the seeded 1/M shard, and each feed epoch must use every shard once.
+    """
+    from ddl_commodity.data.rdd import index_digest
+
+    from ddl_commodity.data.rdd import shard_assignment
+
+    n_train = len(prepared.train_index)
+    if cfg.training.data_distribution == "same":
+        expected = dict.fromkeys(range(cfg.training.workers), index_digest(prepared.train_index))
+    else:
+        shards = shard_assignment(prepared.num_rows, prepared.train_index, cfg.training.workers, cfg.seed)
+        expected = {m: index_digest(np.flatnonzero(shards == m)) for m in range(cfg.training.workers)}
+    records = [r for name, recs in curves.items() if name != "single" for r in recs]
+    problems = [
+        f"{r['worker']} epoch {r['epoch']}: indices do not match shard {r['shard']} ({r['index_count']} seen)"
+        for r in records if expected.get(r["shard"]) != r["index_digest"]
+    ]
+    if cfg.training.data_distribution == "disjoint":
+        by_epoch: dict[int, list[int]] = {}
+        for r in records:
+            by_epoch.setdefault(r["feed_epoch"], []).append(r["shard"])
+        problems += [f"feed epoch {e}: shards {sorted(s)} instead of one per worker"
+                     for e, s in sorted(by_epoch.items()) if sorted(s) != list(range(cfg.training.workers))]
+    worker_epochs = sorted(len(v) for k, v in curves.items() if k != "single")
+    if len(set(worker_epochs)) > 1:
+        problems.append(f"workers ran unequal numbers of epochs {worker_epochs} (Spark scheduling)")
+    return {"mode": cfg.training.data_distribution, "consistent": not problems, "problems": problems}

@@ -1,0 +1,155 @@
+"""TFoS node functions of the redshift data-parallel experiment (thesis 5.2.2).
+
+``main_fun(args, ctx)`` is what ``TFCluster.run`` starts on every executor: the ``ps`` task hosts the
+staleness-weighted parameter server, each ``worker`` task trains a replica on the bundles Spark feeds it
+and synchronises with the PS at every epoch end (or every ``push_every_steps`` steps).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ddl_commodity.config import ExperimentConfig, parse_config
+from ddl_commodity.data.rdd import Bundle, index_digest
+from ddl_commodity.experiments.nodes import NodeArgs, NodeRuntime
+
+PS_STREAM = "ps"
+
+
+def main_fun(args: NodeArgs, ctx: Any) -> None:
+    """TFoS entry point: ``ctx.job_name`` is ``ps`` or ``worker``."""
+    runtime = NodeRuntime(args, ctx.job_name, ctx.task_index)
+    runtime.start_heartbeat()
+    with runtime.guard():
+        cfg = parse_config(args.config, "run config")
+        if ctx.job_name == "ps":
+            run_parameter_server(cfg, args, ctx, runtime)
+        else:
+            run_worker(cfg, args, ctx, runtime)
+
+
+def ps_address(ctx: Any) -> str:
+    """The PS listens on the port TFoS reserved for the PS task, at that node's own address."""
+    return ctx.cluster_spec["ps"][0]
+
+
+def build_model(cfg: ExperimentConfig):
+    from ddl_commodity.models.redshift_cnn import build_redshift_cnn, compile_for_training
+
+    return compile_for_training(build_redshift_cnn(cfg.model, seed=cfg.seed), cfg.training)
+
+
+def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
+    """Serve eq. 5.1 until every worker finished and TFoS stops this node."""
+    from ddl_commodity.ps import ParameterServerService, StalenessWeightedServer, make_staleness
+
+    initial = build_model(cfg).get_weights()
+
+    def log_update(record: dict) -> None:
+        runtime.record(PS_STREAM, record)
+
+    server = StalenessWeightedServer(
+        initial,
+        num_workers=cfg.training.workers,
+        s=cfg.ps.s,
+        staleness=make_staleness(cfg.ps.staleness, cfg.ps.decay),
+        on_update=log_update,
+    )
+    host, port = ps_address(ctx).rsplit(":", 1)
+    service = ParameterServerService(
+        server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20
+    )
+    service.start()
+    try:
+        # TFoS marks the node 'stopped' when the driver shuts the cluster down, which the driver does only
+        # after it has pulled the final weights.
+        while str(ctx.mgr.get("state")) != "'stopped'":
+            time.sleep(0.5)
+    finally:
+        service.stop(grace=1.0)
+
+
+class _EpochLog:
+    """Running training loss/accuracy and the indices seen during one worker epoch."""
+
+    def __init__(self) -> None:
+        self.indices: list[np.ndarray] = []
+        self.loss_sum = 0.0
+        self.correct_sum = 0.0
+        self.samples = 0
+        self.started = time.monotonic()
+
+    def add(self, index: np.ndarray, loss: float, accuracy: float, n: int) -> None:
+        self.indices.append(index)
+        self.loss_sum += loss * n
+        self.correct_sum += accuracy * n
+        self.samples += n
+
+
+def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
+    """Train on fed bundles; push ``dW = W_pulled - W_local`` to the PS and adopt its new weights."""
+    from pyspark import SparkFiles
+
+    from ddl_commodity.ps import ParameterServerClient
+
+    model = build_model(cfg)
+    validation = np.load(SparkFiles.get(args.validation_file))
+    x_val, y_val = validation["x"], validation["y"]
+    client = ParameterServerClient(ps_address(ctx), args.secret, worker=ctx.task_index,
+                                   timeout=cfg.ps.push_timeout_s)
+    client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
+    version, pulled = client.pull()
+    model.set_weights(pulled)
+
+    def synchronise() -> None:
+        nonlocal version, pulled
+        local = model.get_weights()
+        delta = [p - w for p, w in zip(pulled, local, strict=True)]
+        version, pulled = client.push(version, delta)
+        model.set_weights(pulled)
+
+    feed = ctx.get_data_feed(train_mode=True)
+    bs = cfg.training.batch_size
+    stream = f"workers/{runtime.name}"
+    epoch_no, steps = 0, 0
+    log = _EpochLog()
+    while not feed.should_stop():
+        items = feed.next_batch(1)
+        if not items:
+            break
+        bundle = Bundle(*items[0])
+        if not log.samples and epoch_no + 1 == args.fault.epoch and ctx.task_index == args.fault.worker:
+            raise RuntimeError(f"fault injection: worker {ctx.task_index} fails at epoch {epoch_no + 1}")
+        for a in range(0, len(bundle.y), bs):
+            x, y = bundle.x[a:a + bs], bundle.y[a:a + bs]
+            loss, acc = model.train_on_batch(x, y)
+            log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
+            steps += 1
+            if cfg.training.push_every_steps and steps % cfg.training.push_every_steps == 0:
+                synchronise()
+        if bundle.last:
+            epoch_no += 1
+            val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0) if len(y_val) else (None, None)
+            base = version
+            if not cfg.training.push_every_steps:
+                synchronise()
+            seen = np.concatenate(log.indices)
+            runtime.record(stream, {
+                "worker": runtime.name, "epoch": epoch_no, "shard": bundle.shard,
+                "feed_epoch": bundle.epoch, "loss": log.loss_sum / log.samples,
+                "accuracy": log.correct_sum / log.samples,
+                "val_loss": _maybe_float(val_loss), "val_accuracy": _maybe_float(val_acc),
+                "samples": log.samples, "index_count": int(np.unique(seen).size),
+                "index_digest": index_digest(seen), "base_version": base, "ps_version": version,
+                "seconds": time.monotonic() - log.started, "time": time.time(),
+            })
+            log = _EpochLog()
+    client.finish()
+    client.close()
+
+
+def _maybe_float(v: Any) -> float | None:
+    return None if v is None else float(v)

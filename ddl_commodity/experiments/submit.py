@@ -1,0 +1,41 @@
+"""The body of every ``jobs/*.py`` entry point: parse arguments, load the config, run, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ddl_commodity.config import load_config
+from ddl_commodity.errors import DdlError
+from ddl_commodity.runs import create_run_dir
+
+
+def main(experiment: str, argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"jobs/{experiment}.py",
+        description=f"Run the {experiment} experiment under spark-submit (or let `ddl run` do it).",
+    )
+    parser.add_argument("config", type=Path, help="experiment YAML file (see configs/)")
+    parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config)
+        if cfg.experiment != experiment:
+            print(f"error: {args.config} is a {cfg.experiment} config, not {experiment}", file=sys.stderr)
+            return 2
+        run_dir = args.run_dir
+        if run_dir is None or not run_dir.exists():
+            run_dir = create_run_dir(
+                run_dir.parent if run_dir else cfg.output.runs_dir, cfg.name, run_dir.name if run_dir else None
+            )
+        from ddl_commodity.experiments.redshift import run
+
+        summary = run(cfg, run_dir)
+    except DdlError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 1)
+    print(f"run finished: {run_dir} ({summary['wall_seconds']:.0f} s)")
+    return 0

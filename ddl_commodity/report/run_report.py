@@ -1,0 +1,61 @@
+"""``ddl report RUN_DIR``: a Markdown report of one run, laid out like thesis Tables 5.1 and 5.2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ddl_commodity.errors import UserInputError
+from ddl_commodity.report.curves import load_worker_curves, plot_curves
+from ddl_commodity.runs import write_bytes_atomic
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def plateau_table(plateau: dict[str, dict[str, int | None]]) -> list[str]:
+    """Rows of workers, one column per early-stopping criterion; ``-`` = no plateau within the run."""
+    criteria = list(plateau)
+    workers = sorted({w for per in plateau.values() for w in per}, key=lambda w: (w != "single", w))
+    lines = ["| worker | " + " | ".join(criteria) + " |", "|---" * (len(criteria) + 1) + "|"]
+    for w in workers:
+        cells = [_fmt(plateau[c].get(w)) + (" epochs" if plateau[c].get(w) else "") for c in criteria]
+        lines.append(f"| {w} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_run_report(run_dir: Path) -> Path:
+    """Rebuild ``curves.png`` and write ``report.md``; the run must have finished (``summary.json``)."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not run_dir.is_dir():
+        raise UserInputError(f"{run_dir}: no such run directory")
+    if not summary_path.is_file():
+        raise UserInputError(f"{run_dir}: no summary.json; the run did not finish (see its status.json)")
+    summary = json.loads(summary_path.read_text())
+    curves = load_worker_curves(run_dir)
+    lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time; "
+             f"{summary['train_samples']} training / {summary['validation_samples']} validation samples.", ""]
+    if curves:
+        plot_curves(curves, run_dir / "curves.png", title=summary["description"])
+        lines += ["![accuracy and loss per epoch](curves.png)", ""]
+    lines += ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
+              " seconds |", "|---|---|---|---|---|---|---|---|"]
+    for name, recs in curves.items():
+        for r in recs:
+            lines.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
+                         f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
+                         f"{r['seconds']:.1f} |")
+    lines += ["", "## Epochs to a plateau (cf. thesis Tables 5.1, 5.2)", ""]
+    lines += plateau_table(summary["epochs_to_plateau"])
+    check = summary.get("data_distribution_check")
+    if check:
+        lines += ["", f"Data distribution `{check['mode']}`: "
+                  + ("confirmed by the workers' index digests." if check["consistent"]
+                     else "**not confirmed**: " + "; ".join(check["problems"]))]
+    out = run_dir / "report.md"
+    write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
+    return out

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine: a Java runtime (for Spark), a Python 3.11 virtualenv in .venv with
+# the toolkit installed in editable mode. Re-running it is cheap: pip is skipped while pyproject.toml is
+# unchanged since the last successful install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "no Java runtime: installing openjdk-17-jre-headless with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    log "Spark needs Java 17: install a JRE (e.g. 'sudo apt-get install openjdk-17-jre-headless') and re-run"
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$cand; break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  log "Python 3.11 is required (tensorflowonspark + tensorflow-cpu 2.21); set PYTHON=/path/to/python3.11"
+  exit 1
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+
+stamp=.venv/.ddl-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import ddl_commodity, tensorflowonspark' 2>/dev/null; then
+  log "installing the toolkit and its dependencies into .venv (first time: a few minutes)"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -c 'import ddl_commodity, tensorflow, tensorflowonspark, pyspark' >/dev/null 2>&1 \
+    || { log "installation failed"; exit 1; }
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,134 @@
+"""End to end on a real Spark standalone cluster started by the toolkit: TFoS + TensorFlow + our PS.
+
+Each test runs ``ddl run`` as a user would (a subprocess), on tiny data: 1 PS + 2 workers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ddl_commodity.cluster.local import tagged_processes
+from ddl_commodity.data.rdd import index_digest, shard_assignment
+from ddl_commodity.data.redshift import load_redshift_h5, train_validation_split
+from ddl_commodity.runs import read_jsonl
+
+pytestmark = pytest.mark.cluster
+
+SEED = 11
+
+
+def tiny_config(tmp_path: Path, **training: object) -> dict:
+    return {
+        "experiment": "redshift_data_parallel",
+        "name": "it",
+        "seed": SEED,
+        "data": {"samples": 240, "validation_fraction": 0.1, "cache_dir": str(tmp_path / "data")},
+        "model": {"filters": [2, 2], "dropout": 0.0},
+        "training": {"mode": "distributed", "workers": 2, "epochs": 3, "batch_size": 16,
+                     "learning_rate": 0.003, **training},
+        "ps": {"s": 2, "staleness": "inverse"},
+        "output": {"runs_dir": str(tmp_path / "runs")},
+    }
+
+
+def ddl_run(tmp_path: Path, cfg: dict, timeout: float = 420) -> tuple[subprocess.CompletedProcess, Path]:
+    path = tmp_path / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"], "--no-progress"],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    return proc, tmp_path / "runs" / cfg["name"]
+
+
+def expected_digests(tmp_path: Path, cfg: dict, distribution: str) -> dict[int, str]:
+    """Recompute, from the data file alone, which rows each shard must hold."""
+    data_file = next((tmp_path / "data").glob("*.h5"))
+    n = len(load_redshift_h5(data_file).label)
+    train, _ = train_validation_split(n, cfg["data"]["validation_fraction"], SEED)
+    if distribution == "same":
+        return {0: index_digest(train), 1: index_digest(train)}
+    shards = shard_assignment(n, train, 2, SEED)
+    assert not set(np.flatnonzero(shards == 0)) & set(np.flatnonzero(shards == 1))
+    return {m: index_digest(np.flatnonzero(shards == m)) for m in (0, 1)}
+
+
+def worker_records(run_dir: Path) -> dict[str, list[dict]]:
+    return {p.stem: read_jsonl(p) for p in sorted((run_dir / "workers").glob("worker-*.jsonl"))}
+
+
+def assert_no_leftover_processes() -> None:
+    deadline = time.monotonic() + 15
+    while tagged_processes() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not tagged_processes(), [p.cmdline()[:3] for p in tagged_processes()]
+
+
+@pytest.mark.parametrize(("distribution", "s"), [("same", 1), ("disjoint", 2)])
+def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
+    cfg = tiny_config(tmp_path, data_distribution=distribution)
+    cfg["ps"]["s"] = s
+    cfg["name"] = f"it-{distribution}"
+    proc, run_dir = ddl_run(tmp_path, cfg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (run_dir / "driver.log").read_text()[-5000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "succeeded"
+
+    # The digests prove the mode: every worker epoch trained on exactly the rows of its shard.
+    expected = expected_digests(tmp_path, cfg, distribution)
+    workers = worker_records(run_dir)
+    assert sorted(workers) == ["worker-0", "worker-1"]
+    epochs = [r for recs in workers.values() for r in recs]
+    assert len(epochs) == 2 * cfg["training"]["epochs"]
+    for r in epochs:
+        assert r["index_digest"] == expected[r["shard"]], r
+    if distribution == "disjoint":
+        for feed_epoch in range(cfg["training"]["epochs"]):
+            assert sorted(r["shard"] for r in epochs if r["feed_epoch"] == feed_epoch) == [0, 1]
+    assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
+
+    # The PS applied every update with tau = (version before the apply) - (base version of the update).
+    updates = read_jsonl(run_dir / "ps.jsonl")
+    applied = [u for u in updates if u.get("event", "applied") == "applied"]
+    assert len(applied) == len(epochs)
+    for u in applied:
+        assert u["tau"] == u["applied_version"] - 1 - u["base_version"], u
+        assert u["lambda"] == pytest.approx(1.0 / (1.0 + u["tau"]))
+    if s == 2:  # synchronous: both updates of an aggregate start from the same version
+        assert all(u["tau"] == 0 for u in applied)
+        assert summary["final"]["ps_version"] == cfg["training"]["epochs"]
+    else:
+        assert summary["final"]["ps_version"] == len(applied)
+
+    # Training works: every worker's loss falls.
+    for recs in workers.values():
+        recs.sort(key=lambda r: r["epoch"])
+        assert recs[-1]["loss"] < recs[0]["loss"], recs
+    assert (run_dir / "curves.png").stat().st_size > 1000
+    assert (run_dir / "model.keras").is_file()
+    assert_no_leftover_processes()
+
+
+def test_worker_exception_fails_fast(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, data_distribution="disjoint", epochs=4)
+    cfg["name"] = "it-fault"
+    cfg["faults"] = {"worker": 1, "epoch": 2}
+    proc, run_dir = ddl_run(tmp_path, cfg)
+    finished = time.time()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "worker-1" in proc.stderr and "fault injection: worker 1 fails at epoch 2" in proc.stderr
+    assert "Traceback" in proc.stderr
+    assert not (run_dir / "summary.json").exists()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    # The fault fires right after worker 1's first epoch record; the whole run must be over within 60 s.
+    first_epoch_done = max(r["time"] for r in read_jsonl(run_dir / "workers" / "worker-1.jsonl"))
+    assert finished - first_epoch_done < 60, finished - first_epoch_done
+    assert_no_leftover_processes()

@@ -1,0 +1,72 @@
+"""Configuration validation: every bad input is one clear ConfigError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddl_commodity.config import THESIS_CRITERIA, load_config, parse_config
+from ddl_commodity.errors import ConfigError
+
+
+def write(tmp_path: Path, doc: object, name: str = "c.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
+    return p
+
+
+def test_all_shipped_configs_load(repo: Path) -> None:
+    files = sorted((repo / "configs").rglob("*.yaml"))
+    assert files, "no configs shipped"
+    for f in files:
+        if "splits" in f.parts:
+            continue
+        cfg = load_config(f)
+        assert cfg.name
+
+
+def test_defaults_carry_the_thesis_early_stopping_criteria() -> None:
+    cfg = parse_config({})
+    assert cfg.early_stopping == THESIS_CRITERIA
+    assert [(c.patience, c.min_delta) for c in cfg.early_stopping] == [(1, 0.001), (3, 0.0001)]
+
+
+@pytest.mark.parametrize(
+    ("doc", "needle"),
+    [
+        ({"trainig": {}}, "trainig: unknown key"),
+        ({"training": {"epochs": "many"}}, "training.epochs"),
+        ({"training": {"workers": 0}}, "training.workers"),
+        ({"training": {"workers": 2}, "ps": {"s": 3}}, "ps.s=3 exceeds training.workers=2"),
+        ({"training": {"workers": 3}, "cluster": {"spark_workers": 3}}, "need as many Spark executors"),
+        ({"training": {"data_distribution": "random"}}, "training.data_distribution"),
+        ({"ps": {"staleness": "linear"}}, "ps.staleness"),
+        ({"cluster": {"master": "yarn"}}, "cluster.master"),
+        ({"cluster": {"worker_memory": "2 GB"}}, "cluster.worker_memory"),
+        ({"name": "has space"}, "name"),
+        ({"data": {"validation_fraction": 0.9}}, "data.validation_fraction"),
+        ({"model": {"filters": [8, 0]}}, "model.filters"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, doc: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, doc))
+    assert needle in str(err.value)
+    assert str(tmp_path / "c.yaml") in str(err.value)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "training: [unclosed"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_overrides_merge_nested(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, {"training": {"workers": 3, "epochs": 2}}),
+                      {"training": {"epochs": 7}, "cluster": {"master": "spark://h:7077"}})
+    assert (cfg.training.workers, cfg.training.epochs, cfg.cluster.master) == (3, 7, "spark://h:7077")
