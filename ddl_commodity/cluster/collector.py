@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,16 @@ class RunCollector:
     ``failure`` is set by the first node that reports one; :attr:`first_failure` says who and why.
     """
 
-    def __init__(self, run_dir: Path, secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_record: Callable[[str, dict], None] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
+        self._on_record_hook = on_record
         self._secret = secret.encode()
         self._host = host
         self._port = port
@@ -125,6 +134,8 @@ class RunCollector:
                 f = self._files[stream] = path.open("a", encoding="utf-8")
             f.write(json.dumps(record) + "\n")  # type: ignore[attr-defined]
             f.flush()  # type: ignore[attr-defined]
+        if self._on_record_hook is not None:
+            self._on_record_hook(stream, record)
         return {"ok": True, "abort": self.aborted}
 
     def _on_fail(self, doc: dict, context: grpc.ServicerContext) -> dict:

@@ -40,6 +40,11 @@ class NodeArgs:
     heartbeat_s: float = 2.0
     driver_lost_s: float = 30.0
     fault: FaultInjection = FaultInjection()
+    num_gpus: int = 0
+
+    def __contains__(self, key: str) -> bool:
+        # TFoS probes ``'num_gpus' in tf_args`` (written for argparse namespaces and dicts).
+        return hasattr(self, key)
 
 
 class NodeRuntime:

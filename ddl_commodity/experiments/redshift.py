@@ -157,7 +157,7 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
     from ddl_commodity.data.redshift import load_redshift_h5
     from ddl_commodity.experiments.nodes import FaultInjection, NodeArgs
-    from ddl_commodity.experiments.redshift_nodes import build_model, main_fun
+    from ddl_commodity.experiments.redshift_nodes import build_model, main_fun, ps_address
     from ddl_commodity.ps import ParameterServerClient
 
     t = cfg.training
@@ -167,14 +167,17 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
 
     sc = SparkContext.getOrCreate(tfos_spark_conf(cfg))
     secret = secrets.token_urlsafe(24)
-    collector = RunCollector(run_dir, secret, host=sc.getConf().get("spark.driver.host", cfg.cluster.host))
+    collector = RunCollector(run_dir, secret, host=sc.getConf().get("spark.driver.host", cfg.cluster.host),
+                             on_record=_EpochPrinter(t.epochs))
     collector.start()
     watchdog = _Watchdog(sc, collector, TFCluster.tf_status)
     cluster = None
     try:
         _require_executors(sc, cfg)
         sc.addFile(str(val_file))
-        records = indexed_records(sc, data.spectra, data.label, slices=max(2, sc.defaultParallelism))
+        # ~1 MiB per slice: Spark ships parallelized data inside the tasks and warns above 1000 KiB.
+        slices = max(sc.defaultParallelism, int(data.spectra.nbytes // 2**20) + 1)
+        records = indexed_records(sc, data.spectra, data.label, slices=slices)
         shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
         feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
                               t.batch_size * t.feed_bundle_batches, cfg.seed)
@@ -187,7 +190,7 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
                                 reservation_timeout=int(cfg.cluster.startup_timeout_s),
                                 log_dir=str(run_dir / "tflogs"), release_port=True)
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
-        ps_addr = f"{ps_node['host']}:{ps_node['port']}"
+        ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
         cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
         # End every worker's feed, let them push their last update, then take the final weights.
         workers_rdd = sc.parallelize(range(t.workers), t.workers)
@@ -198,8 +201,8 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
             ps_stats = driver.stats()
         cluster.shutdown(timeout=int(cfg.ps.push_timeout_s) + 120)
         cluster = None
-    except Exception as err:
-        failure = watchdog.failure_message() or _spark_error(err)
+    except (Exception, SystemExit) as err:  # TFoS calls sys.exit(1) when a node fails during start-up
+        failure = watchdog.failure_message() or _spark_error(str(err))
         raise RunFailed(f"distributed run failed: {failure}") from None
     finally:
         watchdog.stop()
@@ -243,14 +246,30 @@ def _wait_workers_finished(driver, collector, cfg: ExperimentConfig) -> None:
         time.sleep(0.2)
 
 
-def _spark_error(err: Exception) -> str:
-    """The Python traceback TFoS embeds in a Py4J error, without the Java stack."""
-    text = str(err)
-    marker = "Exception in worker:"
-    if marker in text:
-        text = text[text.index(marker):]
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("at ")]
+def _spark_error(text: str) -> str:
+    """The first Python traceback inside a Py4J error text, without the Java stack around it."""
+    start = text.find("Traceback (most recent call last)")
+    if start < 0:
+        return text.splitlines()[0] if text else "unknown error"
+    lines = []
+    for line in text[start:].splitlines():
+        if line.startswith("\tat ") or line.lstrip().startswith("at org.apache"):
+            break
+        lines.append(line)
     return "\n".join(lines[:80])
+
+
+class _EpochPrinter:
+    """One line per finished worker epoch on the driver's stdout: progress that also reads well in CI logs."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def __call__(self, stream: str, r: dict) -> None:
+        if stream.startswith("workers/"):
+            val = f", val accuracy {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
+            print(f"  {r['worker']} epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, accuracy "
+                  f"{r['accuracy']:.4f}{val} ({r['seconds']:.1f} s, PS version {r['ps_version']})", flush=True)
 
 
 class _Watchdog:
@@ -278,7 +297,7 @@ class _Watchdog:
         while not self._stop.wait(0.25):
             failed = self._collector.failure.is_set() or "error" in self._tf_status
             if failed:
-                self._message = str(self._tf_status.get("error", ""))
+                self._message = _spark_error(str(self._tf_status.get("error", "")))
                 log.error("a node failed; cancelling the Spark jobs")
                 self._collector.abort()
                 self._sc.cancelAllJobs()
@@ -310,8 +329,8 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
     summary = {
         "name": cfg.name, "experiment": cfg.experiment, "mode": cfg.training.mode,
         "description": _describe(cfg), "wall_seconds": round(seconds, 2), "data": str(prepared.path),
-        "train_samples": int(len(prepared.train_index)),
-        "validation_samples": int(len(prepared.validation_index)),
+        "train_samples": len(prepared.train_index),
+        "validation_samples": len(prepared.validation_index),
         "workers": workers, "epochs_to_plateau": plateau, "final": final,
         "curves": "curves.png" if curves else None,
     }
@@ -334,11 +353,8 @@ def check_distribution(cfg: ExperimentConfig, prepared: PreparedData, curves: di
     Every worker epoch's digest must equal the digest of the rows its shard should hold: the whole training
     set for ``same``; for ``disjoint`` the seeded 1/M shard, and each feed epoch must use every shard once.
     """
-    from ddl_commodity.data.rdd import index_digest
+    from ddl_commodity.data.rdd import index_digest, shard_assignment
 
-    from ddl_commodity.data.rdd import shard_assignment
-
-    n_train = len(prepared.train_index)
     if cfg.training.data_distribution == "same":
         expected = dict.fromkeys(range(cfg.training.workers), index_digest(prepared.train_index))
     else:

@@ -31,9 +31,14 @@ def main_fun(args: NodeArgs, ctx: Any) -> None:
             run_worker(cfg, args, ctx, runtime)
 
 
-def ps_address(ctx: Any) -> str:
-    """The PS listens on the port TFoS reserved for the PS task, at that node's own address."""
-    return ctx.cluster_spec["ps"][0]
+def ps_address(tfos_address: str, cfg: ExperimentConfig) -> str:
+    """Where the PS listens: the port TFoS reserved for the PS task, at that node's own address.
+
+    TFoS finds a node's address with a route lookup, which on a one-machine cluster yields the machine's
+    network address; the embedded cluster keeps all traffic on ``cluster.host`` (loopback) instead.
+    """
+    host, port = tfos_address.rsplit(":", 1)
+    return f"{cfg.cluster.host if cfg.cluster.master == 'embedded' else host}:{port}"
 
 
 def build_model(cfg: ExperimentConfig):
@@ -58,7 +63,7 @@ def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtim
         staleness=make_staleness(cfg.ps.staleness, cfg.ps.decay),
         on_update=log_update,
     )
-    host, port = ps_address(ctx).rsplit(":", 1)
+    host, port = ps_address(ctx.cluster_spec["ps"][0], cfg).rsplit(":", 1)
     service = ParameterServerService(
         server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20
     )
@@ -93,12 +98,12 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
     """Train on fed bundles; push ``dW = W_pulled - W_local`` to the PS and adopt its new weights."""
     from pyspark import SparkFiles
 
-    from ddl_commodity.ps import ParameterServerClient
+    from ddl_commodity.ps import ParameterServerClient, weights_delta
 
     model = build_model(cfg)
     validation = np.load(SparkFiles.get(args.validation_file))
     x_val, y_val = validation["x"], validation["y"]
-    client = ParameterServerClient(ps_address(ctx), args.secret, worker=ctx.task_index,
+    client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret, worker=ctx.task_index,
                                    timeout=cfg.ps.push_timeout_s)
     client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
     version, pulled = client.pull()
@@ -106,9 +111,7 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
 
     def synchronise() -> None:
         nonlocal version, pulled
-        local = model.get_weights()
-        delta = [p - w for p, w in zip(pulled, local, strict=True)]
-        version, pulled = client.push(version, delta)
+        version, pulled = client.push(version, weights_delta(pulled, model.get_weights()))
         model.set_weights(pulled)
 
     feed = ctx.get_data_feed(train_mode=True)

@@ -20,7 +20,9 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="experiment YAML file (see configs/)")
     parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # spark-submit merges the Python driver's stderr into stdout: keep the console for progress lines and
+    # warnings, and the full log in the run directory.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config)
         if cfg.experiment != experiment:
@@ -31,6 +33,7 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
             run_dir = create_run_dir(
                 run_dir.parent if run_dir else cfg.output.runs_dir, cfg.name, run_dir.name if run_dir else None
             )
+        _log_to(run_dir / "job.log")
         from ddl_commodity.experiments.redshift import run
 
         summary = run(cfg, run_dir)
@@ -39,3 +42,14 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
         return getattr(err, "exit_code", 1)
     print(f"run finished: {run_dir} ({summary['wall_seconds']:.0f} s)")
     return 0
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in root.handlers:
+        h.setLevel(logging.WARNING)
+    root.addHandler(handler)

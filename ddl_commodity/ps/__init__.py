@@ -1,0 +1,31 @@
+"""Staleness-weighted parameter server (thesis eq. 5.1): math, wire format, gRPC service and client."""
+
+from ddl_commodity.ps.client import AuthenticationFailed, ParameterServerClient
+from ddl_commodity.ps.server import (
+    ParameterServerError,
+    ParameterServerStopped,
+    ParameterServerTimeout,
+    StalenessWeightedServer,
+    UpdateRejected,
+    weights_delta,
+)
+from ddl_commodity.ps.service import ParameterServerService
+from ddl_commodity.ps.staleness import STALENESS_FUNCTIONS, make_staleness
+from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_message
+
+__all__ = [
+    "STALENESS_FUNCTIONS",
+    "AuthenticationFailed",
+    "ParameterServerClient",
+    "ParameterServerError",
+    "ParameterServerService",
+    "ParameterServerStopped",
+    "ParameterServerTimeout",
+    "StalenessWeightedServer",
+    "UpdateRejected",
+    "WireFormatError",
+    "decode_message",
+    "encode_message",
+    "make_staleness",
+    "weights_delta",
+]

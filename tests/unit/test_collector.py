@@ -1,0 +1,45 @@
+"""The driver-side collector over real gRPC on loopback: records land in files, failures and auth."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+
+from ddl_commodity.cluster.collector import CollectorClient, RunCollector
+
+
+def test_records_failures_and_abort(tmp_path) -> None:
+    seen = []
+    with RunCollector(tmp_path, "s3cret", on_record=lambda s, r: seen.append((s, r))) as coll:
+        client = CollectorClient(coll.address, "s3cret", "worker-0")
+        assert client.record("workers/worker-0", {"epoch": 1, "loss": 2.5}) is False
+        assert client.record("ps", {"tau": 0}) is False
+        assert client.heartbeat() is False
+        client.fail("worker-0 raised ValueError:\nTraceback ...")
+        assert coll.failure.is_set() and coll.first_failure.node == "worker-0"
+        assert "Traceback" in coll.first_failure.message
+        assert client.heartbeat() is True  # nodes learn that the run is over
+        client.close()
+    lines = (tmp_path / "workers" / "worker-0.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in lines] == [{"epoch": 1, "loss": 2.5}]
+    assert json.loads((tmp_path / "ps.jsonl").read_text()) == {"tau": 0}
+    assert seen[0] == ("workers/worker-0", {"epoch": 1, "loss": 2.5})
+
+
+def test_wrong_secret_and_bad_stream_are_refused(tmp_path) -> None:
+    with RunCollector(tmp_path, "right") as coll:
+        intruder = CollectorClient(coll.address, "wrong", "worker-9", timeout_s=5)
+        with pytest.raises(grpc.RpcError) as err:
+            intruder.record("ps", {"x": 1})
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError):
+            intruder.fail("not really")
+        assert not coll.failure.is_set()
+        client = CollectorClient(coll.address, "right", "worker-0", timeout_s=5)
+        with pytest.raises(grpc.RpcError) as err:
+            client.record("../../etc/passwd", {"x": 1})
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not (tmp_path / "ps.jsonl").exists()
+    assert not any(tmp_path.parent.glob("etc"))
