@@ -1,0 +1,104 @@
+"""The PS over real gRPC on loopback: two workers, authentication, refusals, size limit, clean stop."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from ddl_commodity.ps import (
+    AuthenticationFailed,
+    ParameterServerClient,
+    ParameterServerError,
+    ParameterServerService,
+    StalenessWeightedServer,
+    UpdateRejected,
+)
+
+SECRET = "run-secret"
+
+
+@pytest.fixture
+def service():
+    server = StalenessWeightedServer([np.zeros(4, np.float32), np.ones((2, 2), np.float32)], num_workers=2, s=2)
+    svc = ParameterServerService(server, SECRET, host="127.0.0.1", port=0, max_message_bytes=1 << 20)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def test_two_workers_synchronise(service) -> None:
+    results = {}
+
+    def worker(i: int) -> None:
+        with ParameterServerClient(service.address, SECRET, worker=i, timeout=10) as c:
+            c.wait_ready(5)
+            version, w = c.pull()
+            local = [w[0] - (i + 1), w[1] * 0.5]
+            results[i] = c.push(version, [a - b for a, b in zip(w, local, strict=True)])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert results[0][0] == results[1][0] == 1
+    np.testing.assert_allclose(results[0][1][0], np.full(4, -1.5))  # mean of -1 and -2
+    np.testing.assert_allclose(results[1][1][1], np.full((2, 2), 0.5))
+    with ParameterServerClient(service.address, SECRET, worker=-1) as driver:
+        stats = driver.stats()
+    assert stats["version"] == 1 and stats["applied_updates"] == 2
+
+
+def test_wrong_secret_is_refused(service) -> None:
+    with ParameterServerClient(service.address, "guess", worker=0, timeout=5) as c:
+        with pytest.raises(AuthenticationFailed, match="invalid run secret"):
+            c.pull()
+        with pytest.raises(AuthenticationFailed):
+            c.push(0, [np.ones(4, np.float32), np.ones((2, 2), np.float32)])
+    assert service.server.stats()["version"] == 0 and service.server.stats()["buffered"] == 0
+
+
+def test_nan_update_is_refused(service) -> None:
+    with ParameterServerClient(service.address, SECRET, worker=1, timeout=5) as c, \
+            pytest.raises(UpdateRejected, match="NaN or Inf"):
+        c.push(0, [np.full(4, np.nan, np.float32), np.zeros((2, 2), np.float32)])
+    assert service.server.stats()["rejected_updates"] == 1
+
+
+def test_oversized_message_is_refused(service) -> None:
+    with ParameterServerClient(service.address, SECRET, worker=0, timeout=5) as c, \
+            pytest.raises(ParameterServerError, match="RESOURCE_EXHAUSTED"):
+        c.push(0, [np.zeros(1 << 19, np.float32), np.zeros((2, 2), np.float32)])  # 2 MiB > 1 MiB limit
+
+
+def test_binds_only_to_the_given_address(service) -> None:
+    import psutil
+
+    port = int(service.address.rsplit(":", 1)[1])
+    listening = [c.laddr for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]
+    # gRPC may use an IPv6 socket with the v4-mapped loopback address: still loopback only.
+    assert listening and all(addr.ip in ("127.0.0.1", "::ffff:127.0.0.1") for addr in listening)
+
+
+def test_stop_releases_waiting_pushers() -> None:
+    server = StalenessWeightedServer([np.zeros(2, np.float32)], num_workers=2, s=2)
+    svc = ParameterServerService(server, SECRET)
+    svc.start()
+    errors = []
+
+    def lonely() -> None:
+        with ParameterServerClient(svc.address, SECRET, worker=0, timeout=30) as c:
+            try:
+                c.push(0, [np.ones(2, np.float32)])
+            except ParameterServerError as err:
+                errors.append(err)
+
+    t = threading.Thread(target=lonely)
+    t.start()
+    while server.stats()["buffered"] == 0:
+        pass
+    svc.stop(grace=0.5)
+    t.join(10)
+    assert not t.is_alive() and errors

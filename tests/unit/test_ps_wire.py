@@ -1,0 +1,63 @@
+"""The PS wire format: exact round trips, and every malformed message refused."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from ddl_commodity.ps.wire import MAGIC, WireFormatError, decode_message, encode_message
+
+ARRAYS = [
+    np.arange(12, dtype=np.float32).reshape(3, 4),
+    np.linspace(0, 1, 7, dtype=np.float64),
+    np.array(-3, dtype=np.int32),
+    np.arange(5, dtype=np.int64) * 2**40,
+    np.zeros((0, 3), dtype=np.float32),
+    np.arange(24, dtype=np.float64).reshape(2, 3, 4).transpose(2, 0, 1),  # not contiguous
+    np.arange(4, dtype=">f4"),  # big-endian input travels as little-endian
+    np.random.default_rng(0).normal(size=1_000_000).astype(np.float32),
+]
+
+
+def test_round_trip_is_exact() -> None:
+    header, arrays = decode_message(encode_message({"worker": 3, "base_version": 9}, ARRAYS))
+    assert header == {"worker": 3, "base_version": 9}
+    for got, want in zip(arrays, ARRAYS, strict=True):
+        assert got.shape == want.shape
+        assert got.dtype == want.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.writeable
+
+
+def test_unsupported_dtypes_are_refused_not_pickled() -> None:
+    for bad in (np.array([{"a": 1}], dtype=object), np.array(["hello"]), np.array([1 + 2j])):
+        with pytest.raises(WireFormatError, match="cannot travel"):
+            encode_message({}, [bad])
+
+
+def good() -> bytes:
+    return encode_message({"k": 1}, [np.arange(4, dtype=np.float32)])
+
+
+@pytest.mark.parametrize(
+    ("mangle", "needle"),
+    [
+        (lambda b: b[:-3], "truncated"),
+        (lambda b: b"XXXX" + b[4:], "bad magic"),
+        (lambda b: b + b"\0", "trailing bytes"),
+        (lambda b: b[:4] + struct.pack("<I", 2) + b"{]" + b[4 + 4 + 7:], "not JSON"),
+        (lambda b: b.replace(bytes([0, 1]), bytes([9, 1]), 1), "unknown dtype code"),
+        (lambda b: b[: len(b) - 16 - 8] + struct.pack("<Q", 12) + b[-16:], "does not match"),
+        (lambda b: MAGIC + struct.pack("<I", 2) + b"[]" + struct.pack("<I", 0), "JSON object"),
+    ],
+)
+def test_malformed_messages(mangle, needle: str) -> None:
+    with pytest.raises(WireFormatError, match=needle):
+        decode_message(mangle(good()))
+
+
+def test_array_count_limit() -> None:
+    with pytest.raises(WireFormatError, match="exceed the limit"):
+        decode_message(encode_message({}, [np.zeros(1, np.float32)] * 3), max_arrays=2)
