@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ddl_commodity.config import ExperimentConfig, config_to_dict
-from ddl_commodity.errors import DataError, RunFailed
+from ddl_commodity.errors import DataError, RunFailed, UserInputError
 from ddl_commodity.runs import set_status, write_json_atomic, write_yaml_atomic
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,8 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
             ps_stats = driver.stats()
         cluster.shutdown(timeout=int(cfg.ps.push_timeout_s) + 120)
         cluster = None
+    except UserInputError:
+        raise
     except (Exception, SystemExit) as err:  # TFoS calls sys.exit(1) when a node fails during start-up
         failure = watchdog.failure_message() or _spark_error(str(err))
         raise RunFailed(f"distributed run failed: {failure}") from None
@@ -229,9 +231,9 @@ def _require_executors(sc, cfg: ExperimentConfig) -> None:
         if executors >= cfg.tf_nodes:
             return
         if time.monotonic() > deadline:
-            raise RunFailed(
-                f"{cfg.tf_nodes} TF nodes need {cfg.tf_nodes} executors but the cluster gave {executors} "
-                f"within {cfg.cluster.startup_timeout_s:.0f} s"
+            raise UserInputError(
+                f"{cfg.tf_nodes} TF nodes (1 PS + {cfg.training.workers} workers) need {cfg.tf_nodes} executors, "
+                f"but the cluster gave {executors} within {cfg.cluster.startup_timeout_s:.0f} s"
             )
         time.sleep(0.5)
 

@@ -35,7 +35,10 @@ def plot_curves(curves: dict[str, list[dict]], out: Path, title: str = "") -> Pa
         ax_loss.plot(epochs, [r["loss"] for r in records], label=label, **style)
     ax_acc.set(xlabel="epoch", ylabel="training accuracy", title="Accuracy (cf. thesis Fig 5.3)")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="Loss (cf. thesis Fig 5.6)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:

@@ -41,9 +41,18 @@ def run_ddl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ({"training": {"workers": 2}, "ps": {"s": 5}}, "ps.s=5 exceeds"),
         ({"unknown_section": 1}, "unknown key"),
         ({"data": {"path": "missing.h5"}}, "not found"),
+        ({"training": {"workers": 3}, "cluster": {"spark_workers": 2}}, "need as many Spark executors"),
+        ({"data": {"path": "short.h5"}}, "spectra have 1700 bands, expected 1800"),
+        ({"data": {"path": "nan.h5"}}, "NaN or Inf"),
     ],
 )
 def test_bad_input_exits_2_and_leaves_no_run(tmp_path: Path, doc: dict, needle: str) -> None:
+    import h5py
+    import numpy as np
+
+    for name, spectra in (("short.h5", np.zeros((5, 1700), np.float32)), ("nan.h5", np.full((5, 1800), np.nan))):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["spectra"], f["z"], f["label"] = spectra, np.full(5, 1.2), np.full(5, 250, np.int32)
     doc = {**doc, "output": {"runs_dir": str(tmp_path / "runs")}}
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(doc))
