@@ -353,7 +353,8 @@ def check_distribution(cfg: ExperimentConfig, prepared: PreparedData, curves: di
     """Do the workers' index digests prove the configured data distribution? (DESIGN: never pass silently.)
 
     Every worker epoch's digest must equal the digest of the rows its shard should hold: the whole training
-    set for ``same``; for ``disjoint`` the seeded 1/M shard, and each feed epoch must use every shard once.
+    set for ``same``; for ``disjoint`` the seeded 1/M shard. Each feed epoch must have gone to M distinct
+    workers (Spark may hand two partitions to one executor) and, for ``disjoint``, used every shard once.
     """
     from ddl_commodity.data.rdd import index_digest, shard_assignment
 
@@ -367,13 +368,14 @@ def check_distribution(cfg: ExperimentConfig, prepared: PreparedData, curves: di
         f"{r['worker']} epoch {r['epoch']}: indices do not match shard {r['shard']} ({r['index_count']} seen)"
         for r in records if expected.get(r["shard"]) != r["index_digest"]
     ]
-    if cfg.training.data_distribution == "disjoint":
-        by_epoch: dict[int, list[int]] = {}
-        for r in records:
-            by_epoch.setdefault(r["feed_epoch"], []).append(r["shard"])
-        problems += [f"feed epoch {e}: shards {sorted(s)} instead of one per worker"
-                     for e, s in sorted(by_epoch.items()) if sorted(s) != list(range(cfg.training.workers))]
-    worker_epochs = sorted(len(v) for k, v in curves.items() if k != "single")
-    if len(set(worker_epochs)) > 1:
-        problems.append(f"workers ran unequal numbers of epochs {worker_epochs} (Spark scheduling)")
+    by_epoch: dict[int, list[dict]] = {}
+    for r in records:
+        by_epoch.setdefault(r["feed_epoch"], []).append(r)
+    m = cfg.training.workers
+    for e, recs in sorted(by_epoch.items()):
+        workers, shards = sorted(r["worker"] for r in recs), sorted(r["shard"] for r in recs)
+        if len(set(workers)) != m or len(recs) != m:
+            problems.append(f"feed epoch {e} went to workers {workers}, not one partition to each of {m}")
+        if cfg.training.data_distribution == "disjoint" and shards != list(range(m)):
+            problems.append(f"feed epoch {e}: shards {shards} instead of each shard once")
     return {"mode": cfg.training.data_distribution, "consistent": not problems, "problems": problems}
