@@ -83,6 +83,7 @@ class StalenessWeightedServer:
         self._finished: set[int] = set()
         self._cond = threading.Condition()
         self._stopped = False
+        self._outbox: list[dict] = []  # log records, sent after the lock is released
         self.applied_updates = 0
         self.rejected_updates = 0
 
@@ -109,13 +110,29 @@ class StalenessWeightedServer:
         self, worker: int, base_version: int, delta: Sequence[np.ndarray], timeout: float | None = None
     ) -> tuple[int, list[np.ndarray]]:
         """Buffer ``delta``; block until the aggregate holding it is applied; return (version, weights)."""
+        try:
+            return self._push(worker, base_version, delta, timeout)
+        finally:
+            self._emit()
+
+    def _emit(self) -> None:
+        # The log callback may be a network call (the driver's collector): never make it under the lock,
+        # or one slow call would stall every worker.
+        with self._cond:
+            out, self._outbox = self._outbox, []
+        for record in out:
+            self._log(record)
+
+    def _push(
+        self, worker: int, base_version: int, delta: Sequence[np.ndarray], timeout: float | None
+    ) -> tuple[int, list[np.ndarray]]:
         problem = self._check(worker, delta)
         with self._cond:
             if problem is None and not 0 <= base_version <= self.version:
                 problem = f"base version {base_version} is not in 0..{self.version}"
             if problem is not None:
                 self.rejected_updates += 1
-                self._log({"event": "rejected", "time": time.time(), "worker": worker,
+                self._outbox.append({"event": "rejected", "time": time.time(), "worker": worker,
                            "base_version": base_version, "reason": problem})
                 raise UpdateRejected(f"update from worker {worker} refused: {problem}")
             pending = _Pending(worker, base_version, [np.asarray(d) for d in delta])
@@ -153,7 +170,7 @@ class StalenessWeightedServer:
             self.applied_updates += s
             for p, r in zip(batch, records, strict=True):
                 p.applied_version = r["applied_version"] = self.version
-                self._log(r)
+                self._outbox.append(r)
             self._cond.notify_all()
 
     def finish(self, worker: int, reason: str = "finished") -> None:
@@ -162,8 +179,10 @@ class StalenessWeightedServer:
             if worker in self._finished:
                 return
             self._finished.add(worker)
-            self._log({"event": reason, "time": time.time(), "worker": worker, "s_effective": self.s_effective})
+            self._outbox.append({"event": reason, "time": time.time(), "worker": worker,
+                                 "s_effective": self.s_effective})
             self._apply_if_ready()
+        self._emit()
 
     remove_worker = finish
 
