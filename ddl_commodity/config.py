@@ -122,6 +122,7 @@ class ClusterSettings(_Strict):
     host: str = "127.0.0.1"
     startup_timeout_s: float = Field(120.0, gt=0.0)
     failure_timeout_s: float = Field(60.0, gt=0.0)
+    heartbeat_timeout_s: float = Field(15.0, gt=0.0)
 
     @field_validator("master")
     @classmethod
@@ -153,13 +154,15 @@ THESIS_CRITERIA = (
 
 
 class FaultSettings(_Strict):
-    """Fault injection for tests of fail-fast behaviour: worker ``worker`` raises at epoch ``epoch``.
+    """Fault injection for tests of fail-fast behaviour: worker ``worker`` fails at epoch ``epoch``, by raising
+    (``kind: exception``) or by killing its own process with SIGKILL (``kind: sigkill``).
 
     ``worker: -1`` (default) injects nothing.
     """
 
     worker: int = Field(-1, ge=-1)
     epoch: int = Field(1, ge=1)
+    kind: Literal["exception", "sigkill"] = "exception"
 
 
 class OutputSettings(_Strict):

@@ -38,7 +38,7 @@ class NodeFailure:
 
 
 class RunCollector:
-    """Receives ``Record``, ``Fail`` and ``Heartbeat`` calls and appends records to ``<run_dir>/<stream>.jsonl``.
+    """Receives ``Record``, ``Fail`` and ``Heartbeat`` calls; records go to ``<run_dir>/<stream>.jsonl``.
 
     ``failure`` is set by the first node that reports one; :attr:`first_failure` says who and why.
     """
@@ -60,6 +60,8 @@ class RunCollector:
         self._files: dict[str, object] = {}
         self.records: dict[str, list[dict]] = {}
         self.failure = threading.Event()
+        self._last_seen: dict[str, float] = {}
+        self._done: set[str] = set()
         self.first_failure: NodeFailure | None = None
         self.aborted = False
         self._server: grpc.Server | None = None
@@ -89,13 +91,22 @@ class RunCollector:
         return self.address
 
     def stop(self) -> None:
+        """Stop serving and publish every stream as ``<stream>.jsonl``, written atomically."""
+        from ddl_commodity.runs import write_jsonl_atomic
+
         if self._server is not None:
             self._server.stop(grace=1).wait(5)
             self._server = None
         with self._lock:
-            for f in self._files.values():
+            for stream, f in self._files.items():
                 f.close()  # type: ignore[attr-defined]
+                write_jsonl_atomic(self.run_dir / f"{stream}.jsonl", self.records[stream])
+                self._partial_path(stream).unlink(missing_ok=True)
             self._files.clear()
+
+    def _partial_path(self, stream: str) -> Path:
+        # Live records go to a .partial file so that a crash never leaves a torn file that looks final.
+        return self.run_dir / f"{stream}.jsonl.partial"
 
     def __enter__(self) -> RunCollector:
         self.start()
@@ -129,7 +140,7 @@ class RunCollector:
             self.records.setdefault(stream, []).append(record)
             f = self._files.get(stream)
             if f is None:
-                path = self.run_dir / f"{stream}.jsonl"
+                path = self._partial_path(stream)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 f = self._files[stream] = path.open("a", encoding="utf-8")
             f.write(json.dumps(record) + "\n")  # type: ignore[attr-defined]
@@ -146,7 +157,21 @@ class RunCollector:
         return {"ok": True, "abort": True}
 
     def _on_heartbeat(self, doc: dict, context: grpc.ServicerContext) -> dict:
+        node = str(doc.get("node"))
+        with self._lock:
+            self._last_seen[node] = time.monotonic()
+            if doc.get("done"):
+                self._done.add(node)
         return {"ok": True, "abort": self.aborted or self.failure.is_set()}
+
+    def silent_nodes(self, timeout_s: float) -> list[tuple[str, float]]:
+        """Nodes that heartbeated before, have not said goodbye, and were silent for ``timeout_s``.
+
+        A node killed by SIGKILL or by the kernel's OOM killer reports nothing; silence is the only sign.
+        """
+        now = time.monotonic()
+        with self._lock:
+            return [(n, now - t) for n, t in self._last_seen.items() if n not in self._done and now - t > timeout_s]
 
 
 class CollectorClient:
@@ -172,8 +197,9 @@ class CollectorClient:
     def fail(self, message: str) -> None:
         self._call("Fail", {"node": self.node, "message": message})
 
-    def heartbeat(self) -> bool:
-        return bool(self._call("Heartbeat", {"node": self.node}).get("abort"))
+    def heartbeat(self, done: bool = False) -> bool:
+        """Tell the driver this node is alive (``done``: it finished normally); True when the run is aborted."""
+        return bool(self._call("Heartbeat", {"node": self.node, "done": done}).get("abort"))
 
     def close(self) -> None:
         self._channel.close()

@@ -23,10 +23,14 @@ ABORT_EXIT_CODE = 75
 
 @dataclass(frozen=True)
 class FaultInjection:
-    """Testing aid: make ``worker`` raise at the start of ``epoch`` (1-based). Never set in real runs."""
+    """Testing aid: make ``worker`` fail at the start of ``epoch`` (1-based). Never set in real runs.
+
+    ``kind``: ``exception`` raises (the node reports it), ``sigkill`` kills the node's process (it cannot).
+    """
 
     worker: int = -1
     epoch: int = 1
+    kind: str = "exception"
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class NodeRuntime:
         self._thread = threading.Thread(target=self._heartbeat_loop, name="ddl-heartbeat", daemon=True)
 
     def start_heartbeat(self) -> None:
+        with contextlib.suppress(Exception):
+            self.collector.heartbeat()  # registers the node before the first interval
         self._thread.start()
 
     def _heartbeat_loop(self) -> None:
@@ -82,6 +88,9 @@ class NodeRuntime:
         """Run the node's work; on an exception, tell the driver who failed and why, then re-raise."""
         try:
             yield
+            self._stop.set()
+            with contextlib.suppress(Exception):
+                self.collector.heartbeat(done=True)
         except BaseException as err:
             message = f"{self.name} on {os.uname().nodename} (pid {os.getpid()}) raised {type(err).__name__}:\n"
             message += traceback.format_exc()

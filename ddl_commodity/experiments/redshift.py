@@ -170,7 +170,7 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
     collector = RunCollector(run_dir, secret, host=sc.getConf().get("spark.driver.host", cfg.cluster.host),
                              on_record=_EpochPrinter(t.epochs))
     collector.start()
-    watchdog = _Watchdog(sc, collector, TFCluster.tf_status)
+    watchdog = _Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s)
     cluster = None
     try:
         _require_executors(sc, cfg)
@@ -277,8 +277,9 @@ class _EpochPrinter:
 class _Watchdog:
     """Turns a node's failure into an immediate end of the Spark jobs (fail fast instead of TFoS's hang)."""
 
-    def __init__(self, sc, collector, tf_status: dict) -> None:
+    def __init__(self, sc, collector, tf_status: dict, heartbeat_timeout_s: float) -> None:
         self._sc, self._collector, self._tf_status = sc, collector, tf_status
+        self._heartbeat_timeout_s = heartbeat_timeout_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ddl-watchdog", daemon=True)
         self._message = ""
@@ -297,9 +298,15 @@ class _Watchdog:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
-            failed = self._collector.failure.is_set() or "error" in self._tf_status
+            silent = self._collector.silent_nodes(self._heartbeat_timeout_s)
+            failed = self._collector.failure.is_set() or "error" in self._tf_status or silent
             if failed:
-                self._message = _spark_error(str(self._tf_status.get("error", "")))
+                if silent:
+                    node, age = silent[0]
+                    self._message = (f"node {node} stopped responding (no heartbeat for {age:.0f} s): its process "
+                                     "was killed (SIGKILL, out of memory) or its machine was lost")
+                else:
+                    self._message = _spark_error(str(self._tf_status.get("error", "")))
                 log.error("a node failed; cancelling the Spark jobs")
                 self._collector.abort()
                 self._sc.cancelAllJobs()

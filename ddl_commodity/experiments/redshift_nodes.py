@@ -125,7 +125,7 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
             break
         bundle = Bundle(*items[0])
         if not log.samples and epoch_no + 1 == args.fault.epoch and ctx.task_index == args.fault.worker:
-            raise RuntimeError(f"fault injection: worker {ctx.task_index} fails at epoch {epoch_no + 1}")
+            inject_fault(args, ctx.task_index, epoch_no + 1)
         for a in range(0, len(bundle.y), bs):
             x, y = bundle.x[a:a + bs], bundle.y[a:a + bs]
             loss, acc = model.train_on_batch(x, y)
@@ -152,6 +152,15 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
             log = _EpochLog()
     client.finish()
     client.close()
+
+
+def inject_fault(args: NodeArgs, worker: int, epoch: int) -> None:
+    if args.fault.kind == "sigkill":
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"fault injection: worker {worker} fails at epoch {epoch}")
 
 
 def _maybe_float(v: Any) -> float | None:

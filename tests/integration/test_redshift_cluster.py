@@ -117,15 +117,19 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
     assert_no_leftover_processes()
 
 
-def test_worker_exception_fails_fast(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["exception", "sigkill"])
+def test_failing_worker_ends_the_run_fast(tmp_path: Path, kind: str) -> None:
     cfg = tiny_config(tmp_path, data_distribution="disjoint", epochs=4)
-    cfg["name"] = "it-fault"
-    cfg["faults"] = {"worker": 1, "epoch": 2}
+    cfg["name"] = f"it-{kind}"
+    cfg["faults"] = {"worker": 1, "epoch": 2, "kind": kind}
     proc, run_dir = ddl_run(tmp_path, cfg)
     finished = time.time()
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "worker-1" in proc.stderr and "fault injection: worker 1 fails at epoch 2" in proc.stderr
-    assert "Traceback" in proc.stderr
+    if kind == "exception":  # the node's own traceback reaches the user
+        assert "worker-1" in proc.stderr and "fault injection: worker 1 fails at epoch 2" in proc.stderr
+        assert "Traceback" in proc.stderr
+    else:  # a killed process says nothing: its silence is detected
+        assert "node worker-1 stopped responding" in proc.stderr
     assert not (run_dir / "summary.json").exists()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     # The fault fires right after worker 1's first epoch record; the whole run must be over within 60 s.

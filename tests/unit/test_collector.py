@@ -21,7 +21,9 @@ def test_records_failures_and_abort(tmp_path) -> None:
         assert coll.failure.is_set() and coll.first_failure.node == "worker-0"
         assert "Traceback" in coll.first_failure.message
         assert client.heartbeat() is True  # nodes learn that the run is over
+        assert (tmp_path / "ps.jsonl.partial").is_file() and not (tmp_path / "ps.jsonl").exists()
         client.close()
+    assert not list(tmp_path.rglob("*.partial"))
     lines = (tmp_path / "workers" / "worker-0.jsonl").read_text().splitlines()
     assert [json.loads(x) for x in lines] == [{"epoch": 1, "loss": 2.5}]
     assert json.loads((tmp_path / "ps.jsonl").read_text()) == {"tau": 0}
@@ -43,3 +45,17 @@ def test_wrong_secret_and_bad_stream_are_refused(tmp_path) -> None:
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not (tmp_path / "ps.jsonl").exists()
     assert not any(tmp_path.parent.glob("etc"))
+
+
+def test_silent_nodes_are_reported_until_they_say_goodbye(tmp_path) -> None:
+    import time
+
+    with RunCollector(tmp_path, "s") as coll:
+        a, b = CollectorClient(coll.address, "s", "worker-0"), CollectorClient(coll.address, "s", "worker-1")
+        a.heartbeat()
+        b.heartbeat()
+        b.heartbeat(done=True)
+        time.sleep(0.3)
+        assert [n for n, _ in coll.silent_nodes(0.2)] == ["worker-0"]
+        a.heartbeat()
+        assert coll.silent_nodes(0.2) == []
