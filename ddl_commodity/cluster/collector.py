@@ -11,22 +11,19 @@ Messages are JSON documents; the run secret travels in the ``ddl-secret`` metada
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from ddl_commodity.errors import DdlError
+from ddl_commodity.rpc import SECRET_METADATA, require_secret, start_server
 
 SERVICE = "ddl.RunCollector"
-SECRET_METADATA = "ddl-secret"
 _STREAM = re.compile(r"^(ps|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
 
 
@@ -73,20 +70,9 @@ class RunCollector:
             "Fail": self._on_fail,
             "Heartbeat": self._on_heartbeat,
         }
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-        self._server.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    SERVICE,
-                    {name: grpc.unary_unary_rpc_method_handler(self._authenticated(fn)) for name, fn in
-                     handlers.items()},
-                ),
-            )
+        self._server, port = start_server(
+            SERVICE, {name: self._authenticated(fn) for name, fn in handlers.items()}, self._host, self._port, 8
         )
-        port = self._server.add_insecure_port(f"{self._host}:{self._port}")
-        if port == 0:
-            raise DdlError(f"the run collector could not bind to {self._host}:{self._port}")
-        self._server.start()
         self.address = f"{self._host}:{port}"
         return self.address
 
@@ -121,9 +107,7 @@ class RunCollector:
 
     def _authenticated(self, fn):
         def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
-            sent = dict(context.invocation_metadata()).get(SECRET_METADATA, "")
-            if not hmac.compare_digest(sent.encode(), self._secret):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid run secret")
+            require_secret(context, self._secret)
             try:
                 doc = json.loads(request)
             except ValueError:

@@ -7,9 +7,6 @@ given address (the PS node's own), never to all interfaces.
 
 from __future__ import annotations
 
-import hmac
-from concurrent import futures
-
 import grpc
 
 from ddl_commodity.ps.server import (
@@ -19,9 +16,10 @@ from ddl_commodity.ps.server import (
     UpdateRejected,
 )
 from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_message
+from ddl_commodity.rpc import SECRET_METADATA, require_secret, start_server
 
 SERVICE = "ddl.ParameterServer"
-SECRET_METADATA = "ddl-secret"
+__all__ = ["SECRET_METADATA", "SERVICE", "ParameterServerService", "channel_options"]
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 2**20
 
 
@@ -54,15 +52,10 @@ class ParameterServerService:
         self.address = ""
 
     def start(self) -> int:
-        handlers = {name: grpc.unary_unary_rpc_method_handler(self._guard(fn)) for name, fn in
+        handlers = {name: self._guard(fn) for name, fn in
                     (("Pull", self._pull), ("Push", self._push), ("Finish", self._finish), ("Stats", self._stats))}
-        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=self._threads),
-                                 options=channel_options(self._max))
-        self._grpc.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        port = self._grpc.add_insecure_port(f"{self._host}:{self._port}")
-        if port == 0:
-            raise OSError(f"the parameter server could not bind to {self._host}:{self._port}")
-        self._grpc.start()
+        self._grpc, port = start_server(SERVICE, handlers, self._host, self._port, self._threads,
+                                        channel_options(self._max))
         self.address = f"{self._host}:{port}"
         return port
 
@@ -84,9 +77,7 @@ class ParameterServerService:
 
     def _guard(self, fn):
         def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
-            sent = dict(context.invocation_metadata()).get(SECRET_METADATA, "")
-            if not hmac.compare_digest(sent.encode(), self._secret):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid run secret")
+            require_secret(context, self._secret)
             try:
                 header, arrays = decode_message(request)
                 return fn(header, arrays)

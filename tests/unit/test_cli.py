@@ -35,33 +35,70 @@ def run_ddl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           cwd=cwd, timeout=120, check=False)
 
 
-@pytest.mark.parametrize(
-    ("doc", "needle"),
-    [
-        ({"training": {"workers": 2}, "ps": {"s": 5}}, "ps.s=5 exceeds"),
-        ({"unknown_section": 1}, "unknown key"),
-        ({"data": {"path": "missing.h5"}}, "not found"),
-        ({"training": {"workers": 3}, "cluster": {"spark_workers": 2}}, "need as many Spark executors"),
-        ({"data": {"path": "short.h5"}}, "spectra have 1700 bands, expected 1800"),
-        ({"data": {"path": "nan.h5"}}, "NaN or Inf"),
-    ],
-)
-def test_bad_input_exits_2_and_leaves_no_run(tmp_path: Path, doc: dict, needle: str) -> None:
+BAD_INPUTS = [
+    # configuration
+    ("training:\n  workers: [2\n", "not valid YAML"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+    ({"unknown_section": 1}, "unknown_section: unknown key"),
+    ({"training": {"wrkers": 2}}, "training.wrkers: unknown key"),
+    ({"training": {"epochs": "many"}}, "training.epochs"),
+    ({"training": {"workers": 0}}, "training.workers"),
+    ({"training": {"batch_size": -5}}, "training.batch_size"),
+    ({"training": {"workers": 2}, "ps": {"s": 5}}, "ps.s=5 exceeds"),
+    ({"training": {"workers": 3}, "cluster": {"spark_workers": 2}}, "need as many Spark executors"),
+    ({"training": {"data_distribution": "random"}}, "training.data_distribution"),
+    ({"ps": {"staleness": "linear"}}, "ps.staleness"),
+    ({"ps": {"decay": 0}}, "ps.decay"),
+    ({"cluster": {"master": "yarn"}}, "cluster.master"),
+    ({"data": {"validation_fraction": 0.9}}, "data.validation_fraction"),
+    ({"model": {"dropout": 1.5}}, "model.dropout"),
+    # data files
+    ({"data": {"path": "missing.h5"}}, "data file not found"),
+    ({"data": {"path": "text.h5"}}, "not a readable HDF5 file"),
+    ({"data": {"path": "short.h5"}}, "spectra have 1700 bands, expected 1800"),
+    ({"data": {"path": "nan.h5"}}, "NaN or Inf"),
+    ({"data": {"path": "nolabel.h5"}}, "dataset 'label' is missing"),
+    ({"data": {"path": "empty.h5"}}, "holds no spectra"),
+    ({"data": {"path": "tiny.h5"}, "training": {"workers": 4}, "ps": {"s": 1}}, "too few for 4 workers"),
+    # output
+    ({"data": {"path": "ok.h5"}, "output": {"runs_dir": "afile/runs"}}, "cannot create a run directory"),
+]
+
+
+def write_data_files(d: Path) -> None:
     import h5py
     import numpy as np
 
-    for name, spectra in (("short.h5", np.zeros((5, 1700), np.float32)), ("nan.h5", np.full((5, 1800), np.nan))):
-        with h5py.File(tmp_path / name, "w") as f:
-            f["spectra"], f["z"], f["label"] = spectra, np.full(5, 1.2), np.full(5, 250, np.int32)
-    doc = {**doc, "output": {"runs_dir": str(tmp_path / "runs")}}
+    from ddl_commodity.data.redshift import write_redshift_h5
+
+    (d / "text.h5").write_text("this is not HDF5")
+    (d / "afile").write_text("a file where a directory should be")
+    write_redshift_h5(d / "ok.h5", 40, seed=1, progress=False)
+    write_redshift_h5(d / "tiny.h5", 3, seed=1, progress=False)
+    for name, spectra in (("short.h5", np.zeros((5, 1700), np.float32)), ("nan.h5", np.full((5, 1800), np.nan)),
+                          ("nolabel.h5", np.zeros((5, 1800), np.float32)), ("empty.h5", np.zeros((0, 1800)))):
+        n = len(spectra)
+        with h5py.File(d / name, "w") as f:
+            f["spectra"], f["z"] = spectra, np.full(n, 1.2)
+            if name != "nolabel.h5":
+                f["label"] = np.full(n, 250, np.int32)
+
+
+@pytest.mark.parametrize(("doc", "needle"), BAD_INPUTS, ids=[str(i) for i in range(len(BAD_INPUTS))])
+def test_bad_input_exits_2_and_leaves_no_run(tmp_path: Path, doc, needle: str) -> None:
+    write_data_files(tmp_path)
+    if isinstance(doc, dict):
+        doc = {"output": {"runs_dir": str(tmp_path / "runs")}, **doc}
+        doc = yaml.safe_dump(doc)
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump(doc))
+    cfg.write_text(doc)
     proc = run_ddl("run", str(cfg), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
-    assert proc.stderr.count("error:") == 1
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
-    assert not (tmp_path / ".cluster").exists()
+    assert proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+    assert not list(tmp_path.rglob("summary.json"))
 
 
 def test_report_refuses_unfinished_run(tmp_path: Path) -> None:
