@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "under spark-submit otherwise (on an embedded local cluster that is started and stopped around the "
         "run when cluster.master is 'embedded'). Results go to runs/<run-id>/.",
     )
-    run.add_argument("config", type=Path, help="experiment YAML (see configs/)")
+    run.add_argument("config", type=Path, nargs="?", help="experiment YAML (see configs/)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue a failed distributed run from its last PS checkpoint (ps.checkpoint_every)")
     run.add_argument("--master", help="use this Spark master instead of the config's cluster.master")
     run.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -152,18 +154,30 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ddl_commodity.config import load_config
+    from ddl_commodity.errors import UserInputError
     from ddl_commodity.experiments import redshift
     from ddl_commodity.runs import create_run_dir
 
     overrides = {"cluster": {"master": args.master}} if args.master else None
-    cfg = load_config(args.config, overrides)
+    if (args.config is None) == (args.resume is None):
+        raise UserInputError("give either CONFIG or --resume RUN_DIR")
+    config_path = args.resume / "config.yaml" if args.resume else args.config
+    cfg = load_config(config_path, overrides)
     redshift.prepare(cfg, progress=args.progress)  # data errors end here, before any cluster starts
-    run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
-    print(f"run {run_dir}: {redshift._describe(cfg)}", flush=True)
+    if args.resume:
+        run_dir = args.resume
+        if (run_dir / "summary.json").exists():
+            raise UserInputError(f"{run_dir}: this run already finished; nothing to resume")
+        resumed = redshift.resume_point(cfg, run_dir)
+        print(f"resuming {run_dir} from PS version {resumed['from_version']} (feed epoch "
+              f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
+    else:
+        run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
+        print(f"run {run_dir}: {redshift._describe(cfg)}", flush=True)
     if cfg.training.mode == "single":
         summary = redshift.run(cfg, run_dir, progress=args.progress)
     else:
-        _submit(cfg, args.config, run_dir)
+        _submit(cfg, config_path, run_dir, resume=args.resume is not None)
         summary = json.loads((run_dir / "summary.json").read_text())
     print_summary(run_dir, summary)
     return 0
@@ -176,7 +190,7 @@ def _job_file(experiment: str) -> Path:
     return job
 
 
-def _submit(cfg, config_path: Path, run_dir: Path) -> None:
+def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None:
     """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
     import contextlib
 
@@ -199,6 +213,8 @@ def _submit(cfg, config_path: Path, run_dir: Path) -> None:
                   f"({cfg.embedded_spark_workers} workers)", flush=True)
         cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master,
                str(_job_file(cfg.experiment)), str(config_path), "--run-dir", str(run_dir)]
+        if resume:
+            cmd.append("--resume")
         with open(run_dir / "driver.log", "ab") as log:
             proc = subprocess.run(cmd, env=env, stdout=sys.stdout, stderr=log, check=False)
     if proc.returncode != 0:

@@ -103,6 +103,7 @@ class ParameterServerSettings(_Strict):
     decay: float = Field(0.5, gt=0.0, le=1.0)
     push_timeout_s: float = Field(900.0, gt=0.0)
     max_message_mb: int = Field(512, ge=1, le=2047)
+    checkpoint_every: int | None = Field(None, ge=1)  # write a checkpoint every K applied aggregates
 
 
 _MASTER = re.compile(r"^(embedded|local(\[\d+\])?|spark://[^\s/]+:\d+)$")
@@ -163,6 +164,7 @@ class FaultSettings(_Strict):
     worker: int = Field(-1, ge=-1)
     epoch: int = Field(1, ge=1)
     kind: Literal["exception", "sigkill"] = "exception"
+    ps_kill_at_version: int | None = Field(None, ge=1)  # the PS kills itself right after applying this version
 
 
 class OutputSettings(_Strict):

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import grpc
 
+from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, save_checkpoint
+from ddl_commodity.ps.service import channel_options
+from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_message
 from ddl_commodity.rpc import SECRET_METADATA, require_secret, start_server
 
 SERVICE = "ddl.RunCollector"
@@ -47,8 +50,10 @@ class RunCollector:
         host: str = "127.0.0.1",
         port: int = 0,
         on_record: Callable[[str, dict], None] | None = None,
+        max_message_bytes: int = 512 * 2**20,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self._max_message_bytes = max_message_bytes
         self._on_record_hook = on_record
         self._secret = secret.encode()
         self._host = host
@@ -70,9 +75,10 @@ class RunCollector:
             "Fail": self._on_fail,
             "Heartbeat": self._on_heartbeat,
         }
-        self._server, port = start_server(
-            SERVICE, {name: self._authenticated(fn) for name, fn in handlers.items()}, self._host, self._port, 8
-        )
+        methods = {name: self._authenticated(fn) for name, fn in handlers.items()}
+        methods["Checkpoint"] = self._on_checkpoint
+        self._server, port = start_server(SERVICE, methods, self._host, self._port, 8,
+                                          channel_options(self._max_message_bytes))
         self.address = f"{self._host}:{port}"
         return self.address
 
@@ -101,6 +107,12 @@ class RunCollector:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def preload(self, stream: str, records: list[dict]) -> None:
+        """Start ``stream`` with the records of an earlier attempt (``ddl run --resume``)."""
+        with self._lock:
+            for record in records:
+                self._append(stream, record)
+
     def abort(self) -> None:
         """Tell every node (at its next heartbeat) that the run is over."""
         self.aborted = True
@@ -121,17 +133,30 @@ class RunCollector:
         if not _STREAM.match(stream) or not isinstance(record, dict):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad record for stream {stream!r}")
         with self._lock:
-            self.records.setdefault(stream, []).append(record)
-            f = self._files.get(stream)
-            if f is None:
-                path = self._partial_path(stream)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                f = self._files[stream] = path.open("a", encoding="utf-8")
-            f.write(json.dumps(record) + "\n")  # type: ignore[attr-defined]
-            f.flush()  # type: ignore[attr-defined]
+            self._append(stream, record)
         if self._on_record_hook is not None:
             self._on_record_hook(stream, record)
         return {"ok": True, "abort": self.aborted}
+
+    def _append(self, stream: str, record: dict) -> None:
+        self.records.setdefault(stream, []).append(record)
+        f = self._files.get(stream)
+        if f is None:
+            path = self._partial_path(stream)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = self._files[stream] = path.open("w", encoding="utf-8")
+        f.write(json.dumps(record) + "\n")  # type: ignore[attr-defined]
+        f.flush()  # type: ignore[attr-defined]
+
+    def _on_checkpoint(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        """Raw bytes in the PS wire format: header = checkpoint metadata, arrays = the global weights."""
+        require_secret(context, self._secret)
+        try:
+            meta, weights = decode_message(request)
+        except WireFormatError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        save_checkpoint(self.run_dir / CHECKPOINT_FILE, meta, weights)
+        return b"{}"
 
     def _on_fail(self, doc: dict, context: grpc.ServicerContext) -> dict:
         with self._lock:
@@ -161,13 +186,15 @@ class RunCollector:
 class CollectorClient:
     """What a node uses to talk to the driver's :class:`RunCollector`."""
 
-    def __init__(self, address: str, secret: str, node: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, address: str, secret: str, node: str, timeout_s: float = 30.0,
+                 max_message_bytes: int = 512 * 2**20) -> None:
         self.node = node
         self._timeout = timeout_s
         self._metadata = ((SECRET_METADATA, secret),)
-        self._channel = grpc.insecure_channel(address)
+        self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
         self._calls = {
-            name: self._channel.unary_unary(f"/{SERVICE}/{name}") for name in ("Record", "Fail", "Heartbeat")
+            name: self._channel.unary_unary(f"/{SERVICE}/{name}")
+            for name in ("Record", "Fail", "Heartbeat", "Checkpoint")
         }
 
     def _call(self, name: str, doc: dict) -> dict:
@@ -180,6 +207,10 @@ class CollectorClient:
 
     def fail(self, message: str) -> None:
         self._call("Fail", {"node": self.node, "message": message})
+
+    def checkpoint(self, meta: dict, weights: list) -> None:
+        """Send the PS state to the driver, which replaces ``checkpoints/ps.npz`` atomically."""
+        self._calls["Checkpoint"](encode_message(meta, weights), timeout=self._timeout * 4, metadata=self._metadata)
 
     def heartbeat(self, done: bool = False) -> bool:
         """Tell the driver this node is alive (``done``: it finished normally); True when the run is aborted."""

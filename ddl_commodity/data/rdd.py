@@ -87,8 +87,9 @@ def epoch_feed_rdd(
     distribution: str,
     bundle_size: int,
     seed: int,
+    first_epoch: int = 0,
 ) -> RDD:
-    """The whole training feed: ``epochs * workers`` partitions in epoch order, each a list of bundles.
+    """The training feed: ``workers`` partitions per epoch from ``first_epoch`` (a resumed run) to ``epochs``.
 
     ``records`` is the output of :func:`indexed_records`; ``shards`` of :func:`shard_assignment`.
     """
@@ -97,7 +98,7 @@ def epoch_feed_rdd(
     shard_of = sc.broadcast(shards)
     train = records.filter(lambda r: shard_of.value[r[0]] >= 0).cache()
     parts = []
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         for m in range(workers):
             if distribution == "same":
                 selected = train

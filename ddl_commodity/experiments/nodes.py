@@ -31,6 +31,7 @@ class FaultInjection:
     worker: int = -1
     epoch: int = 1
     kind: str = "exception"
+    ps_kill_at_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class NodeArgs:
     heartbeat_s: float = 2.0
     driver_lost_s: float = 30.0
     fault: FaultInjection = FaultInjection()
+    resume_checkpoint: str = ""  # SparkFiles name of the PS checkpoint to start from ("" = fresh start)
+    first_epoch: int = 0  # feed epochs already done before a resume
     num_gpus: int = 0
 
     def __contains__(self, key: str) -> bool:

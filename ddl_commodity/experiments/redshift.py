@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddl_commodity.config import ExperimentConfig, config_to_dict
+from ddl_commodity.config import ExperimentConfig, FaultSettings, config_to_dict
 from ddl_commodity.errors import DataError, RunFailed, UserInputError
 from ddl_commodity.runs import set_status, write_json_atomic, write_yaml_atomic
 
@@ -67,20 +67,31 @@ def prepare(cfg: ExperimentConfig, progress: bool | None = None) -> PreparedData
     return PreparedData(path, train, val, n)
 
 
-def run(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None) -> dict:
-    """Train as ``cfg.training.mode`` says and return the summary (also written to ``summary.json``)."""
+def run(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, resume: bool = False) -> dict:
+    """Train as ``cfg.training.mode`` says and return the summary (also written to ``summary.json``).
+
+    ``resume``: continue a failed distributed run in ``run_dir`` from its last PS checkpoint.
+    """
     run_dir = Path(run_dir)
-    write_yaml_atomic(run_dir / "config.yaml", config_to_dict(cfg))
+    resumed = None
+    if resume:
+        cfg = cfg.model_copy(update={"faults": FaultSettings()})  # a resumed run must not re-inject its fault
+        resumed = resume_point(cfg, run_dir)
+        set_status(run_dir, "running", resumed_from_version=resumed["from_version"])
+    else:
+        write_yaml_atomic(run_dir / "config.yaml", config_to_dict(cfg))
     started = time.time()
     try:
         prepared = prepare(cfg, progress)
         if cfg.training.mode == "single":
             final = train_single(cfg, prepared, run_dir, progress)
         else:
-            final = train_distributed(cfg, prepared, run_dir)
+            final = train_distributed(cfg, prepared, run_dir, resumed)
             if cfg.training.baseline:
                 train_single(cfg, prepared, run_dir, progress)
         summary = summarize(cfg, run_dir, prepared, final, time.time() - started)
+        if resumed:
+            summary["resumed"] = resumed
     except BaseException as err:
         set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
         raise
@@ -147,7 +158,42 @@ def _final_metrics(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
     return {"val_loss": float(loss), "val_accuracy": float(acc)}
 
 
-def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Path) -> dict:
+def resume_point(cfg: ExperimentConfig, run_dir: Path) -> dict:
+    """Where a resumed run starts: the last checkpoint's version and the feed epochs it covers."""
+    from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from ddl_commodity.runs import read_jsonl
+
+    if cfg.training.mode != "distributed":
+        raise UserInputError(f"{run_dir}: only distributed runs can be resumed")
+    meta, _ = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    reached = max((r.get("applied_version", 0) for r in read_jsonl(run_dir / "ps.jsonl")), default=0)
+    return {
+        "from_version": int(meta["version"]),
+        "applied_updates": int(meta["applied_updates"]),
+        # every feed epoch yields M pushes, so the checkpoint covers this many whole feed epochs
+        "first_epoch": int(meta["applied_updates"]) // cfg.training.workers,
+        "versions_lost": max(0, reached - int(meta["version"])),
+        "time": time.time(),
+    }
+
+
+def _surviving_records(run_dir: Path, resumed: dict) -> dict[str, list[dict]]:
+    """Records of the failed attempt that the checkpoint still stands behind (later ones were rolled back)."""
+    from ddl_commodity.runs import read_jsonl
+
+    keep: dict[str, list[dict]] = {}
+    for path in sorted((run_dir / "workers").glob("*.jsonl")):
+        keep[f"workers/{path.stem}"] = [r for r in read_jsonl(path) if r.get("feed_epoch", 0) < resumed["first_epoch"]]
+    ps = [r for r in read_jsonl(run_dir / "ps.jsonl")
+          if r.get("event") == "applied" and r["applied_version"] <= resumed["from_version"]]
+    keep["ps"] = [*ps, {"event": "resumed", "time": resumed["time"], "from_version": resumed["from_version"],
+                        "versions_lost": resumed["versions_lost"]}]
+    return keep
+
+
+def train_distributed(
+    cfg: ExperimentConfig, prepared: PreparedData, run_dir: Path, resumed: dict | None = None
+) -> dict:
     """TFoS Spark-input run: 1 PS task + M workers fed with RDD bundles (Figs 4.2, 5.2)."""
     from pyspark import SparkContext
     from tensorflowonspark import TFCluster, TFSparkNode
@@ -168,22 +214,32 @@ def train_distributed(cfg: ExperimentConfig, prepared: PreparedData, run_dir: Pa
     sc = SparkContext.getOrCreate(tfos_spark_conf(cfg))
     secret = secrets.token_urlsafe(24)
     collector = RunCollector(run_dir, secret, host=sc.getConf().get("spark.driver.host", cfg.cluster.host),
-                             on_record=_EpochPrinter(t.epochs))
+                             on_record=_EpochPrinter(t.epochs), max_message_bytes=cfg.ps.max_message_mb * 2**20)
+    first_epoch = 0
+    if resumed:
+        first_epoch = resumed["first_epoch"]
+        for stream, records in _surviving_records(run_dir, resumed).items():
+            collector.preload(stream, records)
     collector.start()
     watchdog = _Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s)
     cluster = None
     try:
         _require_executors(sc, cfg)
         sc.addFile(str(val_file))
+        if resumed:
+            from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE
+
+            sc.addFile(str(run_dir / CHECKPOINT_FILE))
         # ~1 MiB per slice: Spark ships parallelized data inside the tasks and warns above 1000 KiB.
         slices = max(sc.defaultParallelism, int(data.spectra.nbytes // 2**20) + 1)
         records = indexed_records(sc, data.spectra, data.label, slices=slices)
         shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
         feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
-                              t.batch_size * t.feed_bundle_batches, cfg.seed)
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=first_epoch)
         fault = FaultInjection(**cfg.faults.model_dump())
         args = NodeArgs(config_to_dict(cfg), secret, collector.address, val_file.name, fault=fault,
-                        driver_lost_s=cfg.cluster.failure_timeout_s / 2)
+                        driver_lost_s=cfg.cluster.failure_timeout_s / 2, first_epoch=first_epoch,
+                        resume_checkpoint="ps.npz" if resumed else "")
         watchdog.start()
         cluster = TFCluster.run(sc, main_fun, args, cfg.tf_nodes, num_ps=1,
                                 input_mode=TFCluster.InputMode.SPARK,

@@ -7,6 +7,9 @@ and synchronises with the PS at every epoch end (or every ``push_every_steps`` s
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from typing import Any
 
@@ -52,9 +55,14 @@ def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtim
     from ddl_commodity.ps import ParameterServerService, StalenessWeightedServer, make_staleness
 
     initial = build_model(cfg).get_weights()
+    checkpoints = _Checkpointer(cfg.ps.checkpoint_every, args, runtime)
 
     def log_update(record: dict) -> None:
         runtime.record(PS_STREAM, record)
+        if record.get("event") == "applied":
+            if record["applied_version"] == args.fault.ps_kill_at_version:
+                os.kill(os.getpid(), signal.SIGKILL)
+            checkpoints.maybe_save(server, record["applied_version"])
 
     server = StalenessWeightedServer(
         initial,
@@ -63,6 +71,14 @@ def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtim
         staleness=make_staleness(cfg.ps.staleness, cfg.ps.decay),
         on_update=log_update,
     )
+    if args.resume_checkpoint:
+        from pyspark import SparkFiles
+
+        from ddl_commodity.ps.checkpoint import load_checkpoint
+
+        meta, weights = load_checkpoint(SparkFiles.get(args.resume_checkpoint))
+        server.load_state_dict({"weights": weights, **meta})
+        checkpoints.last_version = server.version
     host, port = ps_address(ctx.cluster_spec["ps"][0], cfg).rsplit(":", 1)
     service = ParameterServerService(
         server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20
@@ -75,6 +91,26 @@ def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtim
             time.sleep(0.5)
     finally:
         service.stop(grace=1.0)
+
+
+class _Checkpointer:
+    """Send the PS state to the driver every ``every`` versions (issue 5: lose at most K updates)."""
+
+    def __init__(self, every: int | None, args: NodeArgs, runtime: NodeRuntime) -> None:
+        self.every, self.runtime = every, runtime
+        self.last_version = 0
+        self._lock = threading.Lock()
+
+    def maybe_save(self, server, version: int) -> None:
+        if not self.every or version % self.every:
+            return
+        with self._lock:
+            if version <= self.last_version:
+                return
+            state = server.state_dict()
+            self.last_version = state["version"]
+            meta = {"version": state["version"], "applied_updates": state["applied_updates"], "time": time.time()}
+            self.runtime.collector.checkpoint(meta, state["weights"])
 
 
 class _EpochLog:
@@ -117,7 +153,7 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
     feed = ctx.get_data_feed(train_mode=True)
     bs = cfg.training.batch_size
     stream = f"workers/{runtime.name}"
-    epoch_no, steps = 0, 0
+    epoch_no, steps = args.first_epoch, 0
     log = _EpochLog()
     while not feed.should_stop():
         items = feed.next_batch(1)
@@ -156,9 +192,6 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
 
 def inject_fault(args: NodeArgs, worker: int, epoch: int) -> None:
     if args.fault.kind == "sigkill":
-        import os
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)
     raise RuntimeError(f"fault injection: worker {worker} fails at epoch {epoch}")
 

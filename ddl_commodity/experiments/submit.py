@@ -19,6 +19,8 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
     )
     parser.add_argument("config", type=Path, help="experiment YAML file (see configs/)")
     parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the failed run in --run-dir from its last PS checkpoint")
     args = parser.parse_args(argv)
     # spark-submit merges the Python driver's stderr into stdout: keep the console for progress lines and
     # warnings, and the full log in the run directory.
@@ -36,7 +38,7 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
         _log_to(run_dir / "job.log")
         from ddl_commodity.experiments.redshift import run
 
-        summary = run(cfg, run_dir)
+        summary = run(cfg, run_dir, resume=args.resume)
     except DdlError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)

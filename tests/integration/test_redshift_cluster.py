@@ -136,3 +136,33 @@ def test_failing_worker_ends_the_run_fast(tmp_path: Path, kind: str) -> None:
     first_epoch_done = max(r["time"] for r in read_jsonl(run_dir / "workers" / "worker-1.jsonl"))
     assert finished - first_epoch_done < 60, finished - first_epoch_done
     assert_no_leftover_processes()
+
+
+def test_killed_ps_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, data_distribution="disjoint", epochs=4)
+    cfg["name"] = "it-resume"
+    cfg["ps"]["checkpoint_every"] = 1
+    cfg["faults"] = {"ps_kill_at_version": 3}  # killed after applying version 3, before checkpointing it
+    proc, run_dir = ddl_run(tmp_path, cfg)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (run_dir / "checkpoints" / "ps.npz").is_file() and not (run_dir / "summary.json").exists()
+    assert_no_leftover_processes()
+
+    resume = subprocess.run(
+        [sys.executable, "-m", "ddl_commodity.cli", "run", "--resume", str(run_dir), "--no-progress"],
+        capture_output=True, text=True, timeout=420, check=False,
+    )
+    assert resume.returncode == 0, resume.stdout + resume.stderr
+    assert "resuming" in resume.stdout and "from PS version 2" in resume.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed"]["from_version"] == 2
+    assert summary["resumed"]["versions_lost"] == 1  # at most K = checkpoint_every = 1
+    assert summary["final"]["ps_version"] == cfg["training"]["epochs"]  # s = M: one version per feed epoch
+    for recs in worker_records(run_dir).values():
+        assert sorted(r["epoch"] for r in recs) == [1, 2, 3, 4]
+    events = read_jsonl(run_dir / "ps.jsonl")
+    assert [e["event"] for e in events].count("resumed") == 1
+    versions = sorted(e["applied_version"] for e in events if e["event"] == "applied")
+    assert versions == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
+    assert_no_leftover_processes()
