@@ -48,6 +48,11 @@ class ParameterServerClient:
                                           timeout=timeout or self.timeout)
         except grpc.RpcError as err:
             code = err.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise ParameterServerError(
+                    f"lost the parameter server at {self.address} during {method}: the PS process died or its "
+                    f"node was lost ({err.details()})"
+                ) from None
             raise _ERRORS.get(code, ParameterServerError)(
                 f"parameter server {self.address} {method}: {code.name}: {err.details()}"
             ) from None

@@ -166,3 +166,32 @@ def test_killed_ps_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     assert versions == [1, 1, 2, 2, 3, 3, 4, 4]
     assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
     assert_no_leftover_processes()
+
+
+def test_lost_executor_ends_the_run_fast(tmp_path: Path) -> None:
+    """SIGKILL one Spark executor JVM from outside, as a crashed machine would, once training is under way."""
+    import signal
+
+    cfg = tiny_config(tmp_path, data_distribution="disjoint", epochs=6)
+    cfg["name"] = "it-executor"
+    path = tmp_path / "it-executor.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", "it-executor", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    partial = tmp_path / "runs" / "it-executor" / "workers" / "worker-0.jsonl.partial"
+    deadline = time.monotonic() + 300
+    while not (partial.exists() and partial.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached its first epoch"
+        time.sleep(0.5)
+    executors = [p for p in tagged_processes() if "CoarseGrainedExecutorBackend" in " ".join(p.cmdline())]
+    assert len(executors) == 3
+    executors[-1].send_signal(signal.SIGKILL)
+    killed = time.time()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    assert time.time() - killed < 60
+    assert "distributed run failed" in stderr
+    assert not (tmp_path / "runs" / "it-executor" / "summary.json").exists()
+    assert_no_leftover_processes()
