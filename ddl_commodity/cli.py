@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
     else:
         run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
-        print(f"run {run_dir}: {redshift._describe(cfg)}", flush=True)
+        print(f"run {run_dir}: {redshift.describe(cfg)}", flush=True)
     if cfg.training.mode == "single":
         summary = redshift.run(cfg, run_dir, progress=args.progress)
     else:

@@ -165,8 +165,6 @@ class LocalStandaloneCluster:
                 "SPARK_LOCAL_IP": self.host,
                 "SPARK_LOG_DIR": str(log_dir),
                 "PYSPARK_PYTHON": sys.executable,
-                # Spark reads it from the environment of the daemons: keep its own noise down.
-                "SPARK_NO_DAEMONIZE": "1",
             }
         )
         return env
@@ -319,6 +317,5 @@ def alive_worker_count(status: dict) -> int:
 
 
 def stop_recorded_cluster(state_dir: Path = DEFAULT_STATE_DIR) -> int:
-    """``ddl cluster down``: stop the recorded cluster, and any orphaned tagged process. Idempotent."""
-    n = LocalStandaloneCluster(workers=1, state_dir=state_dir).stop()
-    return n
+    """``ddl cluster down``: stop the cluster recorded in ``state_dir``, orphans included. Idempotent."""
+    return LocalStandaloneCluster(workers=1, state_dir=state_dir).stop()

@@ -265,9 +265,11 @@ def train_distributed(
     finally:
         watchdog.stop()
         collector.abort()
-        if cluster is not None:
+        if cluster is not None:  # failed mid-run
             sc.cancelAllJobs()
-        time.sleep(0.5 if cluster is None else cfg.cluster.failure_timeout_s / 12)
+            # Keep the collector up for a few heartbeat periods so every surviving node hears "abort" and
+            # exits by itself (on a real cluster nobody else would stop its TF process).
+            time.sleep(3 * args.heartbeat_s)
         collector.stop()
         sc.stop()
 
@@ -385,7 +387,7 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
             for name, recs in curves.items()
         }
     if curves:
-        plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {_describe(cfg)}")
+        plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {describe(cfg)}")
     workers = {
         name: {"epochs": len(recs), "final_loss": recs[-1]["loss"], "final_accuracy": recs[-1]["accuracy"],
                "final_val_accuracy": recs[-1].get("val_accuracy")}
@@ -393,7 +395,7 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
     }
     summary = {
         "name": cfg.name, "experiment": cfg.experiment, "mode": cfg.training.mode,
-        "description": _describe(cfg), "wall_seconds": round(seconds, 2), "data": str(prepared.path),
+        "description": describe(cfg), "wall_seconds": round(seconds, 2), "data": str(prepared.path),
         "train_samples": len(prepared.train_index),
         "validation_samples": len(prepared.validation_index),
         "workers": workers, "epochs_to_plateau": plateau, "final": final,
@@ -405,7 +407,8 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
     return summary
 
 
-def _describe(cfg: ExperimentConfig) -> str:
+def describe(cfg: ExperimentConfig) -> str:
+    """One line saying what kind of run ``cfg`` is."""
     t = cfg.training
     if t.mode == "single":
         return "single machine (sequential CNN)"
