@@ -55,13 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
     up = cl_sub.add_parser("up", help="start a master and N-1 workers",
                            description="Start a master and N-1 one-core workers; the driver runs on the master.")
     up.add_argument("--nodes", type=int, default=5, help="nodes including the master (default 5: 1 + 4)")
+    up.add_argument("--cores", type=int, default=1, help="cores per worker (default 1)")
     up.add_argument("--memory", default="2g", help="memory per worker (default 2g, as the thesis's PCs)")
-    up.add_argument("--host", default="127.0.0.1")
-    for name, helptext in (("status", "show the master URL and each worker's state"),
-                           ("down", "stop every process of the local cluster (idempotent)")):
+    up.add_argument("--host", default="127.0.0.1", help="address of loopback process nodes (without --netns)")
+    up.add_argument("--netns", action="store_true",
+                    help="one Linux network namespace per node on a bridge (10.77.0.10+i), so each node's "
+                    "traffic is an interface counter and its link can be shaped; needs root and iproute2, "
+                    "falls back to loopback process nodes without them")
+    up.add_argument("--bandwidth", metavar="RATE",
+                    help="shape every node's link, both directions, with tc tbf (e.g. 1gbit, 100mbit); --netns")
+    up.add_argument("--latency", metavar="DELAY",
+                    help="add this one-way delay per link direction with tc netem (e.g. 0.2ms); --netns")
+    for name, helptext in (("status", "show each node: address, Spark state, live CPU / memory / traffic"),
+                           ("down", "stop every process of the local cluster, remove its namespaces and links "
+                            "(idempotent; also cleans up after a crash)")):
         p = cl_sub.add_parser(name, help=helptext, description=helptext)
         p.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
     up.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
+    sbm = cl_sub.add_parser(
+        "submit", help="run an experiment on the running cluster, driver on the master node",
+        description="`ddl run CONFIG --master <cluster>` with the driver on node0 (inside its namespace with "
+        "--netns); on a namespace cluster, each node's interface byte deltas over the run are written to "
+        "<run dir>/nodes/traffic.json, with the TFoS tasks (ps-0, worker-i) each node ran.")
+    sbm.add_argument("config", type=Path, help="experiment YAML (see configs/)")
+    sbm.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
+    sbm.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
 
     run = sub.add_parser(
         "run", help="run an experiment from a YAML config",
@@ -118,17 +136,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from ddl_commodity.cluster import local
 
     if args.action == "up":
-        if args.nodes < 2:
-            from ddl_commodity.errors import UserInputError
-
-            raise UserInputError("--nodes must be at least 2 (a master and one worker)")
-        t0 = time.monotonic()
-        cluster = local.LocalStandaloneCluster(workers=args.nodes - 1, memory=args.memory, host=args.host,
-                                               state_dir=args.state_dir)
-        state = cluster.start()
-        print(f"cluster up in {time.monotonic() - t0:.1f} s: {state.master_url} "
-              f"({state.workers} workers x {state.cores} core, {state.memory}); UI {state.master_ui}")
-        return 0
+        return _cluster_up(args)
     if args.action == "down":
         t0 = time.monotonic()
         n = local.stop_recorded_cluster(args.state_dir)
@@ -138,18 +146,91 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if state is None:
         print("no local cluster recorded")
         return 1
+    if args.action == "submit":
+        return _cluster_submit(args, state)
     try:
         status = local.master_status(state)
     except OSError as err:
         print(f"recorded cluster {state.master_url} does not answer: {err}")
         return 1
-    print(f"master {state.master_url}  UI {state.master_ui}  status {status.get('status')}")
-    for w in status.get("workers", []):
-        print(f"  worker {w.get('host')}:{w.get('port')}  {w.get('state')}  cores {w.get('coresused')}/"
-              f"{w.get('cores')}  memory {w.get('memoryused')}/{w.get('memory')} MB")
+    net = f"network namespaces on a bridge, links {state.bandwidth or 'unshaped'}" + (
+        f", +{state.latency} delay" if state.latency else "") if state.netns else "loopback process nodes"
+    print(f"master {state.master_url}  UI {state.master_ui}  status {status.get('status')}  ({net})")
+    mb = 2**20
+    print(f"  {'node':6s} {'role':7s} {'address':12s} {'spark':8s} {'procs':>5s} {'cpu%':>6s} {'rss MB':>7s}"
+          f" {'rx MB':>8s} {'tx MB':>8s} {'rx MB/s':>8s} {'tx MB/s':>8s}")
+    for row in local.node_status(state):
+        traffic = (f" {row['rx_bytes'] / mb:8.1f} {row['tx_bytes'] / mb:8.1f} {row['rx_rate'] / mb:8.2f}"
+                   f" {row['tx_rate'] / mb:8.2f}" if "rx_bytes" in row else "   (loopback: no per-node counter)")
+        print(f"  {row['name']:6s} {row['role']:7s} {row['address']:12s} {row['spark_state']:8s}"
+              f" {row['processes']:5d} {row['cpu_percent']:6.0f} {row['rss_bytes'] / mb:7.0f}{traffic}")
     for app in status.get("activeapps", []):
         print(f"  app {app.get('name')} ({app.get('id')}) {app.get('state')}")
     return 0
+
+
+def _cluster_up(args: argparse.Namespace) -> int:
+    """``ddl cluster up``: namespace nodes when asked and possible, loopback process nodes otherwise."""
+    from ddl_commodity.cluster import local
+    from ddl_commodity.errors import UserInputError
+
+    if args.nodes < 2:
+        raise UserInputError("--nodes must be at least 2 (a master and one worker)")
+    if args.cores < 1:
+        raise UserInputError("--cores must be at least 1")
+    if (args.bandwidth or args.latency) and not args.netns:
+        raise UserInputError("--bandwidth/--latency shape namespace links: add --netns")
+    t0 = time.monotonic()
+    kwargs = {"workers": args.nodes - 1, "cores": args.cores, "memory": args.memory, "host": args.host,
+              "state_dir": args.state_dir}
+    try:
+        state = local.LocalStandaloneCluster(**kwargs, netns=args.netns, bandwidth=args.bandwidth,
+                                             latency=args.latency).start()
+    except local.NetnsUnavailable as err:
+        print(f"warning: --netns is not possible here ({err}); starting loopback process nodes instead"
+              f"{' without link shaping' if args.bandwidth or args.latency else ''}", file=sys.stderr)
+        state = local.LocalStandaloneCluster(**kwargs).start()
+    print(f"cluster up in {time.monotonic() - t0:.1f} s: {state.master_url} "
+          f"({state.workers} workers x {state.cores} core, {state.memory}); UI {state.master_ui}")
+    for node in state.nodes:
+        where = f"namespace {node['namespace']}" if node.get("namespace") else "loopback"
+        print(f"  {node['name']}: {node['role']:6s} {node['address']:12s} {where}")
+    return 0
+
+
+def _cluster_submit(args: argparse.Namespace, state) -> int:
+    """``ddl cluster submit``: ``ddl run --master`` on node0, interface counters read around it."""
+    import yaml
+
+    from ddl_commodity.cluster import local, netns
+    from ddl_commodity.config import load_config
+    from ddl_commodity.runs import new_run_id
+
+    cfg = load_config(args.config)  # bad configs stop here, exit code 2
+    run_id = args.run_id or new_run_id(cfg.name)
+    run_dir = Path(cfg.output.runs_dir) / run_id
+    master = state.nodes[0] if state.nodes else {"name": "node0", "address": state.host}
+    # The job reads its config from the file, so the cluster goes into a copy of it: nodes must reach the
+    # driver and the PS at their own addresses, not at the config's (loopback) cluster.host.
+    raw = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    raw.setdefault("cluster", {}).update(master=state.master_url, host=master["address"])
+    config_copy = args.state_dir / f"submit-{run_id}.yaml"
+    config_copy.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    load_config(config_copy)
+    # The driver belongs to the master node: it carries the node's tags (CPU/memory attribution, `down`
+    # stops it) and, in a namespace, listens on the node's address.
+    env = dict(os.environ, **{local.CLUSTER_TAG: state.cluster_id, local.NODE_TAG: master["name"],
+                              "SPARK_LOCAL_IP": master["address"]})
+    argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(config_copy), "--master", state.master_url,
+            "--run-id", run_id, "--no-progress"]
+    before = netns.counters_snapshot(state.nodes) if state.netns else {}
+    proc = netns.run_in_node(master.get("namespace"), argv, env=env)
+    if state.netns and run_dir.is_dir():
+        nodes = [dict(n, roles=["master", "driver"] if n["role"] == "master" else ["spark-worker"])
+                 for n in state.nodes]
+        path = netns.record_run_traffic(run_dir, nodes, before, netns.counters_snapshot(state.nodes))
+        print(f"per-node traffic: {path}")
+    return proc.returncode
 
 
 def cmd_run(args: argparse.Namespace) -> int:

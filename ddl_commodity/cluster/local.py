@@ -6,7 +6,10 @@ daemons and TFoS background processes inherit it. Tear-down kills by that tag ra
 because PySpark's daemon moves itself into its own process group and orphans get reparented.
 
 State lives in ``<state_dir>/cluster.json`` so ``ddl cluster status`` / ``ddl cluster down`` work from
-another process and after a crash.
+another process and after a crash. It lists every node (``node0`` is the master, where the driver runs;
+``node1..`` are the workers) with its address and, with ``netns=True``, its network namespace and
+interface (see :mod:`ddl_commodity.cluster.netns`), so other code can count or run things per node.
+Every process also carries ``DDL_NODE`` so CPU and memory can be attributed to its node.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import psutil
 from ddl_commodity.errors import DdlError, UserInputError
 
 CLUSTER_TAG = "DDL_CLUSTER_ID"
+NODE_TAG = "DDL_NODE"
 DEFAULT_STATE_DIR = Path(".cluster")
 
 
@@ -39,6 +43,10 @@ class ClusterError(DdlError):
 
 class ClusterAlreadyRunning(UserInputError):
     """``up`` was asked for while a cluster recorded in the same state directory is alive."""
+
+
+class NetnsUnavailable(ClusterError):
+    """Namespace nodes cannot be made here (not root, no iproute2, no permission); the reason says which."""
 
 
 def spark_home() -> Path:
@@ -72,6 +80,12 @@ class LocalClusterState:
     pids: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     log_dir: str = ""
+    #: One entry per node: name, role (master/worker), address, spark (pid key), webui_port and, for
+    #: namespace nodes, namespace, interface and host_veth (see :class:`netns.NetnsNode`).
+    nodes: list[dict] = field(default_factory=list)
+    netns: bool = False
+    bandwidth: str | None = None
+    latency: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -81,8 +95,15 @@ class LocalClusterState:
         return cls(**json.loads(text))
 
 
-def tagged_processes(cluster_id: str | None = None) -> list[psutil.Process]:
-    """Processes started for a local cluster (any cluster when ``cluster_id`` is None)."""
+def tagged_processes(cluster_id: str | None = None, prefix: bool = False) -> list[psutil.Process]:
+    """Processes started for a local cluster (any cluster when ``cluster_id`` is None).
+
+    ``prefix``: match clusters whose id starts with ``cluster_id`` (namespace names hold only a short id).
+    """
+    return [p for p, _ in _tagged(cluster_id, prefix)]
+
+
+def _tagged(cluster_id: str | None, prefix: bool = False) -> list[tuple[psutil.Process, dict[str, str]]]:
     found = []
     me = os.getpid()
     for proc in psutil.process_iter(["pid"]):
@@ -93,9 +114,17 @@ def tagged_processes(cluster_id: str | None = None) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
         tag = env.get(CLUSTER_TAG)
-        if tag and (cluster_id is None or tag == cluster_id):
-            found.append(proc)
+        if tag and (cluster_id is None or tag == cluster_id or (prefix and tag.startswith(cluster_id))):
+            found.append((proc, env))
     return found
+
+
+def node_processes(cluster_id: str) -> dict[str, list[psutil.Process]]:
+    """``{node name: processes}`` of a cluster, by the ``DDL_NODE`` tag its processes inherit."""
+    by_node: dict[str, list[psutil.Process]] = {}
+    for proc, env in _tagged(cluster_id):
+        by_node.setdefault(env.get(NODE_TAG, "?"), []).append(proc)
+    return by_node
 
 
 def kill_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> int:
@@ -118,6 +147,10 @@ class LocalStandaloneCluster:
 
         with LocalStandaloneCluster(workers=3) as cluster:
             subprocess.run(["spark-submit", "--master", cluster.master_url, ...])
+
+    ``netns=True`` puts the master and each worker into its own network namespace (node0 = master,
+    node<i> = worker i-1) behind a bridge, optionally shaped to ``bandwidth``/``latency`` (tc syntax); see
+    :mod:`ddl_commodity.cluster.netns`. ``host`` is then ignored: every node listens on its own address.
     """
 
     def __init__(
@@ -128,15 +161,23 @@ class LocalStandaloneCluster:
         host: str = "127.0.0.1",
         state_dir: Path = DEFAULT_STATE_DIR,
         startup_timeout_s: float = 120.0,
+        netns: bool = False,
+        bandwidth: str | None = None,
+        latency: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a cluster needs at least one worker")
+        if (bandwidth or latency) and not netns:
+            raise UserInputError("--bandwidth/--latency shape namespace links: they need --netns")
         self.workers = workers
         self.cores = cores
         self.memory = memory
         self.host = host
         self.state_dir = Path(state_dir)
         self.startup_timeout_s = startup_timeout_s
+        self.netns = netns
+        self.bandwidth = bandwidth
+        self.latency = latency
         self.state: LocalClusterState | None = None
 
     @property
@@ -156,25 +197,31 @@ class LocalStandaloneCluster:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _env(self, cluster_id: str, log_dir: Path) -> dict[str, str]:
+    def _env(self, cluster_id: str, log_dir: Path, node: dict | None = None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
                 CLUSTER_TAG: cluster_id,
                 "SPARK_HOME": str(spark_home()),
-                "SPARK_LOCAL_IP": self.host,
+                "SPARK_LOCAL_IP": node["address"] if node else self.host,
                 "SPARK_LOG_DIR": str(log_dir),
                 "PYSPARK_PYTHON": sys.executable,
             }
         )
+        if node:
+            env[NODE_TAG] = node["name"]
         return env
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> int:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path,
+               namespace: str | None = None) -> int:
+        from ddl_commodity.cluster.netns import node_command
+
         spark_class = spark_home() / "bin" / "spark-class"
         log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
+            # `ip netns exec` enters the namespace and execs the command: the pid stays the daemon's.
             proc = subprocess.Popen(
-                [str(spark_class), *args],
+                node_command(namespace, [str(spark_class), *args]),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -187,7 +234,12 @@ class LocalStandaloneCluster:
         return proc.pid
 
     def start(self) -> LocalClusterState:
-        """Start master and workers and wait until every worker is ALIVE in the master's view."""
+        """Start master and workers and wait until every worker is ALIVE in the master's view.
+
+        Refuses (:class:`ClusterAlreadyRunning`, exit code 2) while the cluster recorded in the same state
+        directory, or with ``netns`` any other namespace cluster (they share the 10.77.0.0/24 bridge
+        subnet), is alive; removes the leftovers of crashed ones first.
+        """
         existing = read_state(self.state_dir)
         if existing is not None:
             if tagged_processes(existing.cluster_id):
@@ -196,47 +248,68 @@ class LocalStandaloneCluster:
                     "stop it with `ddl cluster down` or use it with `cluster.master: "
                     f"{existing.master_url}`"
                 )
+            if existing.netns:
+                from ddl_commodity.cluster.netns import destroy_network
+
+                destroy_network(existing.cluster_id)
             self.state_file.unlink(missing_ok=True)  # leftover of a crashed run: nothing alive
         if not java_available():
             raise ClusterError("no Java runtime found (java on PATH or JAVA_HOME); run scripts/setup.sh")
 
         cluster_id = uuid.uuid4().hex[:12]
+        nodes = self._plan_nodes(cluster_id)
+        master = nodes[0]
         log_dir = (self.state_dir / f"logs-{cluster_id}").resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = self._env(cluster_id, log_dir)
-        master_port, ui_port = free_port(self.host), free_port(self.host)
+        if self.netns:  # nothing else listens on a fresh namespace's address
+            master_port, ui_port = 7077, 8080
+        else:
+            master_port, ui_port = free_port(self.host), free_port(self.host)
         state = LocalClusterState(
             cluster_id=cluster_id,
-            host=self.host,
-            master_url=f"spark://{self.host}:{master_port}",
-            master_ui=f"http://{self.host}:{ui_port}",
+            host=master["address"],
+            master_url=f"spark://{master['address']}:{master_port}",
+            master_ui=f"http://{master['address']}:{ui_port}",
             workers=self.workers,
             cores=self.cores,
             memory=self.memory,
             started_at=time.time(),
             log_dir=str(log_dir),
+            nodes=nodes,
+            netns=self.netns,
+            bandwidth=self.bandwidth,
+            latency=self.latency,
         )
         self.state = state
         self._write_state()
         try:
+            if self.netns:
+                from ddl_commodity.cluster.netns import create_network
+
+                created = create_network(cluster_id, len(nodes), self.bandwidth, self.latency)
+                for node, made in zip(nodes, created, strict=True):
+                    node.update(namespace=made.namespace, interface=made.interface, host_veth=made.host_veth)
+                self._write_state()
             state.pids["master"] = self._spawn(
                 "master",
-                ["org.apache.spark.deploy.master.Master", "--host", self.host,
+                ["org.apache.spark.deploy.master.Master", "--host", master["address"],
                  "--port", str(master_port), "--webui-port", str(ui_port)],
-                env, log_dir,
+                self._env(cluster_id, log_dir, master), log_dir, master.get("namespace"),
             )
+            master["webui_port"] = ui_port
             self._write_state()
             self._wait_for_master()
-            for i in range(self.workers):
+            for i, node in enumerate(nodes[1:]):
                 worker_dir = log_dir / f"worker-{i}"
                 worker_dir.mkdir(exist_ok=True)
+                node["webui_port"] = 8081 if self.netns else free_port(self.host)
                 state.pids[f"worker-{i}"] = self._spawn(
                     f"worker-{i}",
-                    ["org.apache.spark.deploy.worker.Worker", "--host", self.host,
+                    ["org.apache.spark.deploy.worker.Worker", "--host", node["address"],
                      "--cores", str(self.cores), "--memory", self.memory,
-                     "--webui-port", str(free_port(self.host)), "--work-dir", str(worker_dir),
+                     "--webui-port", str(node["webui_port"]), "--work-dir", str(worker_dir),
                      state.master_url],
-                    env, log_dir,
+                    self._env(cluster_id, log_dir, node), log_dir, node.get("namespace"),
                 )
             self._write_state()
             self._wait_for_workers()
@@ -244,6 +317,38 @@ class LocalStandaloneCluster:
             self.stop()
             raise
         return state
+
+    def _plan_nodes(self, cluster_id: str) -> list[dict]:
+        """The node table of cluster.json: node0 runs the master (and the driver), node<i> worker i-1."""
+        if self.netns:
+            from ddl_commodity.cluster.netns import (
+                destroy_network,
+                leftover_cluster_ids,
+                netns_unavailable_reason,
+                plan_nodes,
+                validate_shaping,
+            )
+
+            validate_shaping(self.bandwidth, self.latency)
+            reason = netns_unavailable_reason()
+            if reason is not None:
+                raise NetnsUnavailable(reason)
+            for sid in leftover_cluster_ids():
+                if tagged_processes(sid, prefix=True):
+                    raise ClusterAlreadyRunning(
+                        f"a namespace cluster ({sid}) is running; stop it with `ddl cluster down` first "
+                        "(namespace clusters share the 10.77.0.0/24 bridge subnet)"
+                    )
+                destroy_network(sid)  # leftovers of a crash: no process left
+            planned = plan_nodes(cluster_id, self.workers + 1)
+            addresses = [(n.name, n.address) for n in planned]
+        else:
+            addresses = [(f"node{i}", self.host) for i in range(self.workers + 1)]
+        return [
+            {"name": name, "role": "master" if i == 0 else "worker", "address": address,
+             "spark": "master" if i == 0 else f"worker-{i - 1}"}
+            for i, (name, address) in enumerate(addresses)
+        ]
 
     def _write_state(self) -> None:
         assert self.state is not None
@@ -287,11 +392,18 @@ class LocalStandaloneCluster:
             raise ClusterError(f"Spark {name} exited during start-up; last log lines:\n{tail}")
 
     def stop(self) -> int:
-        """Kill every process of this cluster; idempotent. Returns how many processes were stopped."""
+        """Kill every process of this cluster, remove its namespaces and links; idempotent.
+
+        Returns how many processes were stopped.
+        """
         state = self.state or read_state(self.state_dir)
         if state is None:
             return 0
         n = kill_processes(tagged_processes(state.cluster_id))
+        if state.netns:
+            from ddl_commodity.cluster.netns import destroy_network
+
+            destroy_network(state.cluster_id)
         self.state_file.unlink(missing_ok=True)
         self.state = None
         return n
@@ -317,5 +429,69 @@ def alive_worker_count(status: dict) -> int:
 
 
 def stop_recorded_cluster(state_dir: Path = DEFAULT_STATE_DIR) -> int:
-    """``ddl cluster down``: stop the cluster recorded in ``state_dir``, orphans included. Idempotent."""
-    return LocalStandaloneCluster(workers=1, state_dir=state_dir).stop()
+    """``ddl cluster down``: stop the cluster recorded in ``state_dir``, orphans included. Idempotent.
+
+    Also removes the namespaces and links of any crashed namespace cluster (one with no process left),
+    even when its state file is gone.
+    """
+    n = LocalStandaloneCluster(workers=1, state_dir=state_dir).stop()
+    remove_netns_leftovers()
+    return n
+
+
+def remove_netns_leftovers() -> list[str]:
+    """Remove the namespaces/links of every ``ddl`` namespace cluster that has no live process."""
+    from ddl_commodity.cluster.netns import destroy_network, ip_binary, leftover_cluster_ids
+
+    if ip_binary() is None or os.geteuid() != 0:
+        return []
+    removed = []
+    for sid in leftover_cluster_ids():
+        if not tagged_processes(sid, prefix=True):
+            removed += destroy_network(sid)
+    return removed
+
+
+def node_status(state: LocalClusterState, sample_s: float = 0.5) -> list[dict]:
+    """Per node, live: address, namespace, Spark state, CPU % (summed over its processes, 100 = one core),
+    resident memory, and for namespace nodes the interface byte counters and rates over ``sample_s``.
+    """
+    from ddl_commodity.cluster.netns import counters_snapshot
+
+    try:
+        spark = master_status(state)
+    except (OSError, ValueError):
+        spark = None
+    spark_state: dict[str, str] = {}
+    if spark is not None:
+        spark_state[state.nodes[0]["name"] if state.nodes else "node0"] = spark.get("status", "?")
+        by_ui = {f"{n['address']}:{n.get('webui_port')}": n["name"] for n in state.nodes[1:]}
+        for w in spark.get("workers", []):
+            name = by_ui.get(str(w.get("webuiaddress", "")).split("//", 1)[-1])
+            # A re-registered worker appears twice (DEAD, then ALIVE): ALIVE wins.
+            if name is not None and spark_state.get(name) != "ALIVE":
+                spark_state[name] = w.get("state", "?")
+    procs = node_processes(state.cluster_id)
+    for plist in procs.values():
+        for p in plist:
+            with contextlib.suppress(psutil.Error):
+                p.cpu_percent(None)
+    counters0 = counters_snapshot(state.nodes) if state.netns else {}
+    time.sleep(sample_s)
+    counters1 = counters_snapshot(state.nodes) if state.netns else {}
+    rows = []
+    for node in state.nodes:
+        name = node["name"]
+        cpu = rss = 0.0
+        for p in procs.get(name, []):
+            with contextlib.suppress(psutil.Error):
+                cpu += p.cpu_percent(None)
+                rss += p.memory_info().rss
+        row = {"name": name, "role": node["role"], "address": node["address"],
+               "namespace": node.get("namespace"), "spark_state": spark_state.get(name, "DOWN"),
+               "processes": len(procs.get(name, [])), "cpu_percent": cpu, "rss_bytes": int(rss)}
+        if name in counters1:
+            (rx0, tx0), (rx1, tx1) = counters0[name], counters1[name]
+            row.update(rx_bytes=rx1, tx_bytes=tx1, rx_rate=(rx1 - rx0) / sample_s, tx_rate=(tx1 - tx0) / sample_s)
+        rows.append(row)
+    return rows
