@@ -48,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     red.add_argument("--magnitude-mean", type=float, default=21.0)
     red.add_argument("--magnitude-std", type=float, default=1.0)
     red.add_argument("--no-noise", action="store_true", help="noiseless spectra (for checks)")
+    hou = data_sub.add_parser(
+        "houston",
+        help="Houston (GRSS DFC 2018) scenes and 25x25 patches (thesis 6.1, 6.2.1)",
+        description="Write a synthetic scene with the contest's layout (--synthetic: 50-band ENVI HSI at 1 m, "
+        "4 RGB GeoTIFF tiles at 5 cm, ground truth at 0.5 m with classes 0..20) and/or cut multimodal patches "
+        "from a scene (--patches): N random patches per class 1..20, RGB and the chosen HSI bands over the same "
+        "ground-truth pixels, into an HDF5 file.",
+        epilog="examples:\n  ddl data houston --synthetic --scale 0.1 --out data/houston-synthetic\n"
+        "  ddl data houston --scene data/houston-synthetic --patches data/patches-8k.h5 --per-class 400\n"
+        "  ddl data houston --scene /data/GRSS_DFC_2018 --patches data/patches-real.h5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    hou.add_argument("--synthetic", action="store_true", help="generate a synthetic scene into --out")
+    hou.add_argument("--scale", type=float, default=0.1,
+                     help="synthetic extent as a fraction of the contest's 601 x 2384 m (default 0.1)")
+    hou.add_argument("--seed", type=int, default=0, help="random seed (scene and patch sampling)")
+    hou.add_argument("--out", type=Path, help="directory for the synthetic scene (must not exist)")
+    hou.add_argument("--scene", type=Path, help="scene directory to cut patches from (real or synthetic)")
+    hou.add_argument("--patches", type=Path, help="output HDF5 patch file (written atomically)")
+    hou.add_argument("--per-class", type=int, default=400, help="patches per class (thesis: 400 -> 8000)")
+    hou.add_argument("--size", type=int, default=25, help="patch size in ground-truth pixels (odd; default 25)")
+    hou.add_argument("--bands", default=None,
+                     help="comma-separated 0-based HSI bands (default: 11 evenly spaced of 50, as the thesis)")
 
     cl = sub.add_parser("cluster", help="start, inspect or stop the local Spark standalone cluster",
                         description="Manage a Spark standalone cluster on this machine (1 master + workers).")
@@ -116,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.dataset == "houston":
+        return cmd_data_houston(args)
     from ddl_commodity.data.redshift import SimulatorConfig, write_redshift_h5
     from ddl_commodity.errors import UserInputError
 
@@ -129,6 +154,34 @@ def cmd_data(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     path = write_redshift_h5(args.out, args.samples, args.seed, sim)
     print(f"wrote {args.samples} spectra to {path} in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def cmd_data_houston(args: argparse.Namespace) -> int:
+    from ddl_commodity.data.houston import write_synthetic_scene
+    from ddl_commodity.data.patches import DEFAULT_HSI_BANDS, PatchSpec, extract_patches
+    from ddl_commodity.errors import UserInputError
+
+    if not args.synthetic and not args.patches:
+        raise UserInputError("nothing to do: give --synthetic --out DIR and/or --patches FILE")
+    if args.synthetic and not args.out:
+        raise UserInputError("--synthetic needs --out DIR")
+    scene = args.scene
+    if args.synthetic:
+        t0 = time.monotonic()
+        write_synthetic_scene(args.out, args.scale, args.seed)
+        print(f"wrote a synthetic scene (scale {args.scale:g}) to {args.out} in {time.monotonic() - t0:.1f} s")
+        scene = scene or args.out
+    if args.patches:
+        if scene is None:
+            raise UserInputError("--patches needs --scene DIR (or --synthetic --out DIR)")
+        try:
+            bands = tuple(int(b) for b in args.bands.split(",")) if args.bands else DEFAULT_HSI_BANDS
+        except ValueError:
+            raise UserInputError(f"--bands must be comma-separated integers, got {args.bands!r}") from None
+        t0 = time.monotonic()
+        extract_patches(scene, args.patches, PatchSpec(args.size, args.per_class, bands, args.seed))
+        print(f"wrote {20 * args.per_class} patches to {args.patches} in {time.monotonic() - t0:.1f} s")
     return 0
 
 
@@ -236,7 +289,7 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ddl_commodity.config import load_config
     from ddl_commodity.errors import UserInputError
-    from ddl_commodity.experiments import redshift
+    from ddl_commodity.experiments import driver_for
     from ddl_commodity.runs import create_run_dir
 
     overrides = {"cluster": {"master": args.master}} if args.master else None
@@ -244,19 +297,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserInputError("give either CONFIG or --resume RUN_DIR")
     config_path = args.resume / "config.yaml" if args.resume else args.config
     cfg = load_config(config_path, overrides)
-    redshift.prepare(cfg, progress=args.progress)  # data errors end here, before any cluster starts
+    driver = driver_for(cfg)
+    driver.prepare(cfg, progress=args.progress)  # data errors end here, before any cluster starts
     if args.resume:
         run_dir = args.resume
         if (run_dir / "summary.json").exists():
             raise UserInputError(f"{run_dir}: this run already finished; nothing to resume")
-        resumed = redshift.resume_point(cfg, run_dir)
+        resumed = driver.resume_point(cfg, run_dir)
         print(f"resuming {run_dir} from PS version {resumed['from_version']} (feed epoch "
               f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
     else:
         run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
-        print(f"run {run_dir}: {redshift.describe(cfg)}", flush=True)
+        print(f"run {run_dir}: {driver.describe(cfg)}", flush=True)
     if cfg.training.mode == "single":
-        summary = redshift.run(cfg, run_dir, progress=args.progress)
+        summary = driver.run(cfg, run_dir, progress=args.progress)
     else:
         _submit(cfg, config_path, run_dir, resume=args.resume is not None)
         summary = json.loads((run_dir / "summary.json").read_text())

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ddl_commodity.errors import ConfigError
 
 Experiment = Literal["redshift_data_parallel"]
+EXPERIMENTS = ("redshift_data_parallel", "landcover_model_parallel")
 
 
 class _Strict(BaseModel):
@@ -224,11 +225,19 @@ def _format_validation_error(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: object, source: str = "<config>") -> ExperimentConfig:
+def parse_config(raw: object, source: str = "<config>") -> ExperimentConfig:  # or LandcoverConfig
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    experiment = raw.get("experiment", "redshift_data_parallel")
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"{source}: invalid configuration\n  experiment: unknown experiment {experiment!r} "
+                          f"(known: {', '.join(EXPERIMENTS)})")
     try:
+        if experiment == "landcover_model_parallel":
+            from ddl_commodity.config_landcover import LandcoverConfig
+
+            return LandcoverConfig.model_validate(raw)
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{source}: invalid configuration\n{_format_validation_error(err)}") from None

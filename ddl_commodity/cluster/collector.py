@@ -66,6 +66,7 @@ class RunCollector:
         self._done: set[str] = set()
         self.first_failure: NodeFailure | None = None
         self.aborted = False
+        self.finished = False
         self._server: grpc.Server | None = None
         self.address = ""
 
@@ -112,6 +113,15 @@ class RunCollector:
         with self._lock:
             for record in records:
                 self._append(stream, record)
+
+    def finish(self) -> None:
+        """Tell every node (at its next heartbeat) that the run's work is done and it may return."""
+        self.finished = True
+
+    def is_done(self, node: str) -> bool:
+        """Has ``node`` said goodbye (its work finished normally)?"""
+        with self._lock:
+            return node in self._done
 
     def abort(self) -> None:
         """Tell every node (at its next heartbeat) that the run is over."""
@@ -171,7 +181,7 @@ class RunCollector:
             self._last_seen[node] = time.monotonic()
             if doc.get("done"):
                 self._done.add(node)
-        return {"ok": True, "abort": self.aborted or self.failure.is_set()}
+        return {"ok": True, "abort": self.aborted or self.failure.is_set(), "finished": self.finished}
 
     def silent_nodes(self, timeout_s: float) -> list[tuple[str, float]]:
         """Nodes that heartbeated before, have not said goodbye, and were silent for ``timeout_s``.
@@ -192,6 +202,7 @@ class CollectorClient:
         self._timeout = timeout_s
         self._metadata = ((SECRET_METADATA, secret),)
         self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
+        self.run_finished = False  # set from heartbeat replies: the driver says the run's work is done
         self._calls = {
             name: self._channel.unary_unary(f"/{SERVICE}/{name}")
             for name in ("Record", "Fail", "Heartbeat", "Checkpoint")
@@ -214,7 +225,9 @@ class CollectorClient:
 
     def heartbeat(self, done: bool = False) -> bool:
         """Tell the driver this node is alive (``done``: it finished normally); True when the run is aborted."""
-        return bool(self._call("Heartbeat", {"node": self.node, "done": done}).get("abort"))
+        reply = self._call("Heartbeat", {"node": self.node, "done": done})
+        self.run_finished = bool(reply.get("finished"))
+        return bool(reply.get("abort"))
 
     def close(self) -> None:
         self._channel.close()

@@ -41,7 +41,8 @@ class NodeArgs:
     config: dict
     secret: str
     collector_address: str
-    validation_file: str
+    validation_file: str = ""
+    data_file: str = ""  # SparkFiles name of the data a TensorFlow-input node reads from its local disk
     heartbeat_s: float = 2.0
     driver_lost_s: float = 30.0
     fault: FaultInjection = FaultInjection()

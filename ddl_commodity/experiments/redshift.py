@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +198,7 @@ def train_distributed(
     from tensorflowonspark import TFCluster, TFSparkNode
 
     from ddl_commodity.cluster.collector import RunCollector
+    from ddl_commodity.cluster.failfast import Watchdog, require_executors, spark_error
     from ddl_commodity.cluster.spark import tfos_spark_conf
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
     from ddl_commodity.data.redshift import load_redshift_h5
@@ -221,10 +221,10 @@ def train_distributed(
         for stream, records in _surviving_records(run_dir, resumed).items():
             collector.preload(stream, records)
     collector.start()
-    watchdog = _Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s)
+    watchdog = Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s)
     cluster = None
     try:
-        _require_executors(sc, cfg)
+        require_executors(sc, cfg)
         sc.addFile(str(val_file))
         if resumed:
             from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE
@@ -260,7 +260,7 @@ def train_distributed(
     except UserInputError:
         raise
     except (Exception, SystemExit) as err:  # TFoS calls sys.exit(1) when a node fails during start-up
-        failure = watchdog.failure_message() or _spark_error(str(err))
+        failure = watchdog.failure_message() or spark_error(str(err))
         raise RunFailed(f"distributed run failed: {failure}") from None
     finally:
         watchdog.stop()
@@ -281,21 +281,6 @@ def train_distributed(
     return final
 
 
-def _require_executors(sc, cfg: ExperimentConfig) -> None:
-    """Refuse to start TFoS with fewer executors than TF nodes: it would wait for its reservation timeout."""
-    deadline = time.monotonic() + cfg.cluster.startup_timeout_s
-    while True:
-        executors = sc._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
-        if executors >= cfg.tf_nodes:
-            return
-        if time.monotonic() > deadline:
-            raise UserInputError(
-                f"{cfg.tf_nodes} TF nodes (1 PS + {cfg.training.workers} workers) need {cfg.tf_nodes} executors, "
-                f"but the cluster gave {executors} within {cfg.cluster.startup_timeout_s:.0f} s"
-            )
-        time.sleep(0.5)
-
-
 def _wait_workers_finished(driver, collector, cfg: ExperimentConfig) -> None:
     deadline = time.monotonic() + cfg.ps.push_timeout_s
     while driver.stats().get("live_workers", 0) > 0:
@@ -304,19 +289,6 @@ def _wait_workers_finished(driver, collector, cfg: ExperimentConfig) -> None:
         if time.monotonic() > deadline:
             raise RunFailed("workers did not finish their last update in time")
         time.sleep(0.2)
-
-
-def _spark_error(text: str) -> str:
-    """The first Python traceback inside a Py4J error text, without the Java stack around it."""
-    start = text.find("Traceback (most recent call last)")
-    if start < 0:
-        return text.splitlines()[0] if text else "unknown error"
-    lines = []
-    for line in text[start:].splitlines():
-        if line.startswith("\tat ") or line.lstrip().startswith("at org.apache"):
-            break
-        lines.append(line)
-    return "\n".join(lines[:80])
 
 
 class _EpochPrinter:
@@ -330,45 +302,6 @@ class _EpochPrinter:
             val = f", val accuracy {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
             print(f"  {r['worker']} epoch {r['epoch']}/{self.epochs}: loss {r['loss']:.4f}, accuracy "
                   f"{r['accuracy']:.4f}{val} ({r['seconds']:.1f} s, PS version {r['ps_version']})", flush=True)
-
-
-class _Watchdog:
-    """Turns a node's failure into an immediate end of the Spark jobs (fail fast instead of TFoS's hang)."""
-
-    def __init__(self, sc, collector, tf_status: dict, heartbeat_timeout_s: float) -> None:
-        self._sc, self._collector, self._tf_status = sc, collector, tf_status
-        self._heartbeat_timeout_s = heartbeat_timeout_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="ddl-watchdog", daemon=True)
-        self._message = ""
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def failure_message(self) -> str:
-        f = self._collector.first_failure
-        if f is not None:
-            return f"node {f.message}"
-        return self._message
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.25):
-            silent = self._collector.silent_nodes(self._heartbeat_timeout_s)
-            failed = self._collector.failure.is_set() or "error" in self._tf_status or silent
-            if failed:
-                if silent:
-                    node, age = silent[0]
-                    self._message = (f"node {node} stopped responding (no heartbeat for {age:.0f} s): its process "
-                                     "was killed (SIGKILL, out of memory) or its machine was lost")
-                else:
-                    self._message = _spark_error(str(self._tf_status.get("error", "")))
-                log.error("a node failed; cancelling the Spark jobs")
-                self._collector.abort()
-                self._sc.cancelAllJobs()
-                return
 
 
 def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, final: dict, seconds: float) -> dict:

@@ -36,9 +36,9 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
                 run_dir.parent if run_dir else cfg.output.runs_dir, cfg.name, run_dir.name if run_dir else None
             )
         _log_to(run_dir / "job.log")
-        from ddl_commodity.experiments.redshift import run
+        from ddl_commodity.experiments import driver_for
 
-        summary = run(cfg, run_dir, resume=args.resume)
+        summary = driver_for(cfg).run(cfg, run_dir, resume=args.resume)
     except DdlError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)

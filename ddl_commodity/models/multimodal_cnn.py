@@ -1,0 +1,211 @@
+"""The two-branch multimodal 3D CNN for land cover (thesis 6.2.2, Figs 6.2 and 6.3(a)).
+
+Two branches of 3D convolution, one per modality, each three blocks of Conv3D(3x3x3, ReLU) -> MaxPool3D ->
+BatchNorm, then Flatten -> Dropout; early fusion by concatenation; two fully connected layers with dropout
+between them; a 20-way softmax. Patches enter as ``(batch, 25, 25, bands)`` and are seen by Conv3D as
+``(batch, 25, 25, bands, 1)``: bands are the third convolution axis (the thesis's reason for 3D convolution).
+
+Tensor shapes with the defaults (RGB filters 16/32/32, HSI filters 16/32/64, 11 HSI bands)::
+
+    rgb (B,25,25,3,1) -block1-> (B,12,12,3,16) -block2-> (B,6,6,3,32) -block3-> (B,3,3,3,32) -head-> (B,864)
+    hsi (B,25,25,11,1) -block1-> (B,12,12,11,16) -block2-> (B,6,6,5,32) -block3-> (B,3,3,2,64) -head-> (B,1152)
+    merge: concat (B,2016) -> fc1 (B,256) -> dropout -> fc2 (B,128) -> classifier (B,20)
+
+The thesis shows the structure but not the filter counts; these keep the HSI branch the most expensive part
+(as Fig 6.13 reports) and the whole model small enough for 2 GB workers.
+
+**Model parallelism.** Every layer has a stable name (``hsi_conv2``, ``merge_fc1``, ...) and belongs to a
+*block* (``hsi_block2``, ``rgb_head``, ``merge``); a :class:`~ddl_commodity.models.splits.SplitScheme` maps
+blocks to devices. The device scopes are applied in :meth:`MultimodalCNN.call`, at call time, because a
+Keras 3 functional model forgets construction-time scopes; variables are created once by
+:meth:`MultimodalCNN.build_on` under the variable device (the PS), because Keras builds variables lazily on
+whatever device is current at the first call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import keras
+
+NUM_CLASSES = 20
+
+#: Pooling per block (rows, cols, bands): RGB keeps its 3 bands, HSI halves its bands from block 2 on.
+RGB_POOLS = ((2, 2, 1), (2, 2, 1), (2, 2, 1))
+HSI_POOLS = ((2, 2, 1), (2, 2, 2), (2, 2, 2))
+
+
+@dataclass(frozen=True)
+class MultimodalSpec:
+    """Sizes of the network; see the module docstring for the shapes they give."""
+
+    patch_size: int = 25
+    rgb_bands: int = 3
+    hsi_bands: int = 11
+    rgb_filters: tuple[int, int, int] = (16, 32, 32)
+    hsi_filters: tuple[int, int, int] = (16, 32, 64)
+    fc_units: tuple[int, int] = (256, 128)
+    dropout: float = 0.3
+    num_classes: int = NUM_CLASSES
+    seed: int = 0
+
+
+def branch_layer_names(branch: str) -> list[str]:
+    """Layer names of one branch, in order."""
+    names = []
+    for i in (1, 2, 3):
+        names += [f"{branch}_conv{i}", f"{branch}_pool{i}", f"{branch}_bn{i}"]
+    return [*names, f"{branch}_flatten", f"{branch}_dropout"]
+
+
+MERGE_LAYERS = ["merge_concat", "merge_fc1", "merge_dropout", "merge_fc2", "merge_classifier"]
+
+
+def blocks() -> dict[str, list[str]]:
+    """Block name -> its layer names: the units a split scheme places (Fig 6.3(b))."""
+    out: dict[str, list[str]] = {}
+    for branch in ("rgb", "hsi"):
+        for i in (1, 2, 3):
+            out[f"{branch}_block{i}"] = [f"{branch}_conv{i}", f"{branch}_pool{i}", f"{branch}_bn{i}"]
+        out[f"{branch}_head"] = [f"{branch}_flatten", f"{branch}_dropout"]
+    out["merge"] = list(MERGE_LAYERS)
+    return out
+
+
+def layer_names() -> list[str]:
+    return [name for layers in blocks().values() for name in layers]
+
+
+@dataclass
+class Placement:
+    """Layer name -> device string (``None``: wherever the caller runs). ``variables``: where weights live."""
+
+    layers: Mapping[str, str | None] = field(default_factory=dict)
+    variables: str | None = None
+
+    def device(self, layer: str) -> str | None:
+        return self.layers.get(layer)
+
+
+class MultimodalCNN(keras.Model):
+    """Fig 6.3(a). Inputs ``(rgb (B,s,s,3), hsi (B,s,s,bands))``, output ``(B, num_classes)`` probabilities."""
+
+    def __init__(self, spec: MultimodalSpec = MultimodalSpec(), placement: Placement | None = None, **kwargs):
+        super().__init__(name=kwargs.pop("name", "multimodal_cnn"), **kwargs)
+        self.spec = spec
+        self.placement = placement or Placement()
+        seed = spec.seed
+        self.branch_layers: dict[str, list[keras.layers.Layer]] = {}
+        for b, (branch, filters, pools) in enumerate(
+            (("rgb", spec.rgb_filters, RGB_POOLS), ("hsi", spec.hsi_filters, HSI_POOLS))
+        ):
+            layers: list[keras.layers.Layer] = []
+            for i, (f, pool) in enumerate(zip(filters, pools, strict=True), start=1):
+                init = keras.initializers.GlorotUniform(seed + 10 * b + i)
+                layers += [
+                    keras.layers.Conv3D(f, 3, padding="same", activation="relu", kernel_initializer=init,
+                                        name=f"{branch}_conv{i}"),
+                    keras.layers.MaxPooling3D(pool, name=f"{branch}_pool{i}"),
+                    keras.layers.BatchNormalization(name=f"{branch}_bn{i}"),
+                ]
+            layers += [keras.layers.Flatten(name=f"{branch}_flatten"),
+                       keras.layers.Dropout(spec.dropout, seed=seed + 30 + b, name=f"{branch}_dropout")]
+            self.branch_layers[branch] = layers
+            setattr(self, f"_{branch}_layers", layers)  # tracked by Keras
+        f1, f2 = spec.fc_units
+        self.merge_layers = [
+            keras.layers.Concatenate(name="merge_concat"),
+            keras.layers.Dense(f1, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed + 40),
+                               name="merge_fc1"),
+            keras.layers.Dropout(spec.dropout, seed=seed + 41, name="merge_dropout"),
+            keras.layers.Dense(f2, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed + 42),
+                               name="merge_fc2"),
+            keras.layers.Dense(spec.num_classes, activation="softmax",
+                               kernel_initializer=keras.initializers.GlorotUniform(seed + 43), name="merge_classifier"),
+        ]
+
+    def _scope(self, layer: keras.layers.Layer):
+        import tensorflow as tf
+
+        device = self.placement.device(layer.name)
+        return tf.device(device) if device else contextlib.nullcontext()
+
+    def _branch(self, branch: str, x, training):
+        import tensorflow as tf
+
+        layers = self.branch_layers[branch]
+        with self._scope(layers[0]):
+            x = tf.expand_dims(x, -1)  # bands become the third convolution axis
+        for layer in layers:
+            with self._scope(layer):
+                x = layer(x, training=training)
+        return x
+
+    def call(self, inputs, training=None):
+        rgb, hsi = inputs
+        x = [self._branch("rgb", rgb, training), self._branch("hsi", hsi, training)]
+        for layer in self.merge_layers:
+            with self._scope(layer):
+                x = layer(x, training=training) if layer.name != "merge_concat" else layer(x)
+        return x
+
+    def build_on(self, device: str | None = None) -> MultimodalCNN:
+        """Create every variable on ``device`` (the PS) with one forward pass of a 1-sample batch there."""
+        import tensorflow as tf
+
+        s = self.spec
+        saved, self.placement = self.placement, Placement()
+        try:
+            with tf.device(device) if device else contextlib.nullcontext():
+                self((tf.zeros((1, s.patch_size, s.patch_size, s.rgb_bands)),
+                      tf.zeros((1, s.patch_size, s.patch_size, s.hsi_bands))), training=False)
+        finally:
+            self.placement = saved
+        return self
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+
+def layer_output_shapes(spec: MultimodalSpec) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of every layer, from sizes alone (no TensorFlow): the basis of the
+    split-boundary traffic estimate (:mod:`ddl_commodity.models.splits`)."""
+    out: dict[str, tuple[int, ...]] = {}
+    ends = {}
+    for branch, bands, filters, pools in (("rgb", spec.rgb_bands, spec.rgb_filters, RGB_POOLS),
+                                          ("hsi", spec.hsi_bands, spec.hsi_filters, HSI_POOLS)):
+        shape = (spec.patch_size, spec.patch_size, bands)
+        out[f"{branch}_input"] = (*shape, 1)
+        for i, (f, pool) in enumerate(zip(filters, pools, strict=True), start=1):
+            out[f"{branch}_conv{i}"] = (*shape, f)
+            shape = tuple(d // p for d, p in zip(shape, pool, strict=True))
+            out[f"{branch}_pool{i}"] = (*shape, f)
+            out[f"{branch}_bn{i}"] = (*shape, f)
+        flat = shape[0] * shape[1] * shape[2] * filters[-1]
+        out[f"{branch}_flatten"] = out[f"{branch}_dropout"] = (flat,)
+        ends[branch] = flat
+    f1, f2 = spec.fc_units
+    out["merge_concat"] = (ends["rgb"] + ends["hsi"],)
+    out["merge_fc1"] = out["merge_dropout"] = (f1,)
+    out["merge_fc2"] = (f2,)
+    out["merge_classifier"] = (spec.num_classes,)
+    return out
+
+
+def layer_parameter_counts(spec: MultimodalSpec) -> dict[str, int]:
+    """Trainable + non-trainable weights per layer (BatchNorm: gamma, beta, moving mean and variance)."""
+    shapes = layer_output_shapes(spec)
+    counts = dict.fromkeys(layer_names(), 0)
+    for branch, _bands, filters in (("rgb", spec.rgb_bands, spec.rgb_filters), ("hsi", spec.hsi_bands,
+                                                                               spec.hsi_filters)):
+        c_in = 1
+        for i, f in enumerate(filters, start=1):
+            counts[f"{branch}_conv{i}"] = 27 * c_in * f + f
+            counts[f"{branch}_bn{i}"] = 4 * f
+            c_in = f
+    counts["merge_fc1"] = shapes["merge_concat"][0] * spec.fc_units[0] + spec.fc_units[0]
+    counts["merge_fc2"] = spec.fc_units[0] * spec.fc_units[1] + spec.fc_units[1]
+    counts["merge_classifier"] = spec.fc_units[1] * spec.num_classes + spec.num_classes
+    return counts

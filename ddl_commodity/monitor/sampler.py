@@ -1,0 +1,227 @@
+"""Per-node resource sampler: what the thesis read from Ganglia, one row per node every second.
+
+A row holds the node's CPU use (% of one core, and cumulative CPU seconds of the node's process and its
+children), the machine's CPU wait (iowait %), the node's resident memory and its cumulative network bytes
+in and out. Network bytes come from the best source available, recorded in every row as ``net_method``:
+
+* ``netns-interface``: the node lives in its own network namespace (``ddl cluster up --netns``), so the
+  counters of its interfaces (``/proc/net/dev`` seen from inside, loopback excluded) are exactly its traffic;
+* ``process-tcp``: otherwise, the sum of ``bytes_received`` / ``bytes_acked`` over the TCP sockets the
+  node's processes own, read with ``ss -tinp`` (iproute2). Sockets that closed between two samples keep
+  their last counts, so totals never go backwards.
+
+CPU wait is machine-wide (Linux does not account iowait per process); on a one-machine cluster all nodes
+report the same value, which the report says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
+          "net_tx_bytes", "net_method")
+
+
+@dataclass
+class Sample:
+    time: float
+    node: str
+    cpu_percent: float
+    cpu_seconds: float
+    iowait_percent: float
+    rss_bytes: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+    net_method: str
+
+
+def in_own_network_namespace() -> bool:
+    """True when this process's network namespace is not the init process's (a ``--netns`` node)."""
+    try:
+        return os.readlink("/proc/self/ns/net") != os.readlink("/proc/1/ns/net")
+    except OSError:
+        return False
+
+
+def interface_counters(proc_net_dev: Path = Path("/proc/net/dev")) -> tuple[int, int]:
+    """(rx, tx) bytes summed over the interfaces this process sees, loopback excluded."""
+    rx = tx = 0
+    for line in proc_net_dev.read_text().splitlines()[2:]:
+        name, _, data = line.partition(":")
+        if name.strip() == "lo":
+            continue
+        cols = data.split()
+        rx += int(cols[0])
+        tx += int(cols[8])
+    return rx, tx
+
+
+_PID = re.compile(r"pid=(\d+)")
+_RX = re.compile(r"bytes_received:(\d+)")
+_TX = re.compile(r"bytes_acked:(\d+)")
+
+
+def tcp_bytes_by_socket(pids: set[int]) -> dict[str, tuple[int, int]]:
+    """Socket (local -> peer) -> (received, acked bytes) for every TCP socket owned by one of ``pids``."""
+    try:
+        out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    result: dict[str, tuple[int, int]] = {}
+    key = None
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):  # a socket line: state, queues, local, peer, users:((...))
+            owners = {int(p) for p in _PID.findall(line)}
+            parts = line.split()
+            key = f"{parts[3]}->{parts[4]}" if len(parts) > 4 and owners & pids else None
+            continue
+        if key is not None:  # its tcp_info line
+            rx, tx = _RX.search(line), _TX.search(line)
+            result[key] = (int(rx.group(1)) if rx else 0, int(tx.group(1)) if tx else 0)
+            key = None
+    return result
+
+
+class _TcpTotals:
+    """Cumulative per-process TCP bytes that survive sockets closing between samples."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+        self._closed = [0, 0]
+
+    def update(self, pids: set[int]) -> tuple[int, int]:
+        now = tcp_bytes_by_socket(pids)
+        for key, (rx, tx) in self._last.items():
+            if key not in now:
+                self._closed[0] += rx
+                self._closed[1] += tx
+        self._last = now
+        return (self._closed[0] + sum(v[0] for v in now.values()),
+                self._closed[1] + sum(v[1] for v in now.values()))
+
+
+class NodeSampler:
+    """Samples this node (this process and its children) every ``interval_s`` on a daemon thread.
+
+    ``emit(rows)`` receives batches of rows (dicts); it is called about every ``flush_every`` samples and
+    once more at :meth:`stop`.
+    """
+
+    def __init__(self, node: str, emit: Callable[[list[dict]], None], interval_s: float = 1.0,
+                 flush_every: int = 5) -> None:
+        self.node = node
+        self.interval_s = interval_s
+        self._emit = emit
+        self._flush_every = flush_every
+        self._proc = psutil.Process()
+        self._netns = in_own_network_namespace()
+        self._tcp = _TcpTotals()
+        self._rows: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
+        self._last_cpu: tuple[float, float] | None = None
+        self._last_sys = psutil.cpu_times()
+        self.method = "netns-interface" if self._netns else "process-tcp"
+
+    def _processes(self) -> list[psutil.Process]:
+        try:
+            return [self._proc, *self._proc.children(recursive=True)]
+        except psutil.Error:
+            return [self._proc]
+
+    def sample(self) -> Sample:
+        procs = self._processes()
+        cpu = rss = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                cpu += t.user + t.system
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        now = time.time()
+        percent = 0.0
+        if self._last_cpu is not None:
+            dt = now - self._last_cpu[0]
+            percent = 100.0 * (cpu - self._last_cpu[1]) / dt if dt > 0 else 0.0
+        self._last_cpu = (now, cpu)
+        sys_now = psutil.cpu_times()
+        total = sum(sys_now) - sum(self._last_sys)
+        iowait = 100.0 * (getattr(sys_now, "iowait", 0.0) - getattr(self._last_sys, "iowait", 0.0)) / total \
+            if total > 0 else 0.0
+        self._last_sys = sys_now
+        if self._netns:
+            rx, tx = interface_counters()
+        else:
+            rx, tx = self._tcp.update({p.pid for p in procs})
+        return Sample(now, self.node, round(max(percent, 0.0), 2), round(cpu, 3), round(max(iowait, 0.0), 2),
+                      int(rss), rx, tx, self.method)
+
+    def start(self) -> NodeSampler:
+        self._rows.append(asdict(self.sample()))
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._rows.append(asdict(self.sample()))
+            if len(self._rows) >= self._flush_every:
+                self._flush()
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            # the driver may be gone at the very end; samples are best effort
+            with contextlib.suppress(Exception):
+                self._emit(rows)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5 + self.interval_s)
+        self._rows.append(asdict(self.sample()))
+        self._flush()
+
+
+def write_node_csvs(records: list[dict], out_dir: Path) -> list[Path]:
+    """``nodes/<node>.csv`` per node from sampler rows (any order), each written atomically."""
+    import csv
+    import io
+
+    from ddl_commodity.runs import write_bytes_atomic
+
+    by_node: dict[str, list[dict]] = {}
+    for r in records:
+        by_node.setdefault(r["node"], []).append(r)
+    paths = []
+    for node, rows in sorted(by_node.items()):
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(sorted(rows, key=lambda r: r["time"]))
+        paths.append(write_bytes_atomic(Path(out_dir) / f"{node}.csv", buf.getvalue().encode()))
+    return paths
+
+
+def counters_at(rows: list[dict], t: float, key: str) -> float:
+    """A cumulative counter of one node at time ``t``, linearly interpolated between its samples."""
+    rows = sorted(rows, key=lambda r: r["time"])
+    if not rows:
+        return 0.0
+    if t <= rows[0]["time"]:
+        return float(rows[0][key])
+    for a, b in itertools.pairwise(rows):
+        if a["time"] <= t <= b["time"]:
+            f = (t - a["time"]) / (b["time"] - a["time"]) if b["time"] > a["time"] else 1.0
+            return a[key] + f * (b[key] - a[key])
+    return float(rows[-1][key])

@@ -1,0 +1,54 @@
+"""Per-node resource plots, the counterpart of the thesis's Ganglia figures (Figs 6.5-6.28)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def rates(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(time since first sample, per-second rate) of a cumulative counter."""
+    t = np.array([r["time"] for r in rows], dtype=float)
+    v = np.array([r[key] for r in rows], dtype=float)
+    if len(t) < 2:
+        return t[:0], v[:0]
+    dt = np.diff(t)
+    dt[dt <= 0] = np.nan
+    return t[1:] - t[0], np.diff(v) / dt
+
+
+def plot_node_metrics(rows: dict[str, list[dict]], out: Path, title: str = "") -> Path:
+    """Five panels over time, one line per node: CPU %, CPU wait %, memory, network in and out (MB/s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from ddl_commodity.runs import write_bytes_atomic
+
+    t0 = min(rs[0]["time"] for rs in rows.values())
+    fig, axes = plt.subplots(5, 1, figsize=(10, 12), sharex=True)
+    for node, rs in sorted(rows.items()):
+        t = np.array([r["time"] for r in rs]) - t0
+        axes[0].plot(t, [r["cpu_percent"] for r in rs], label=node)
+        axes[1].plot(t, [r["iowait_percent"] for r in rs], label=node)
+        axes[2].plot(t, [r["rss_bytes"] / 2**20 for r in rs], label=node)
+        for ax, key in ((axes[3], "net_rx_bytes"), (axes[4], "net_tx_bytes")):
+            tr, v = rates(rs, key)
+            ax.plot(tr + (rs[0]["time"] - t0), v / 1e6, label=node)
+    for ax, label in zip(axes, ("CPU % (of one core)", "CPU wait %", "memory RSS (MB)", "network in (MB/s)",
+                                "network out (MB/s)"), strict=True):
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", ncol=4, fontsize="small")
+    axes[-1].set_xlabel("seconds since the first sample")
+    method = next(iter(rows.values()))[0].get("net_method", "")
+    fig.suptitle(f"{title}\n(network: {method})" if title else f"network: {method}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return write_bytes_atomic(Path(out), buf.getvalue())
