@@ -348,6 +348,8 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
                   f"({cfg.embedded_spark_workers} workers)", flush=True)
         cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master,
                str(_job_file(cfg.experiment)), str(config_path), "--run-dir", str(run_dir)]
+        if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
+            cmd += ["--master", cfg.cluster.master]
         if resume:
             cmd.append("--resume")
         with open(run_dir / "driver.log", "ab") as log:

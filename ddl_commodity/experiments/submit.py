@@ -21,12 +21,14 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the failed run in --run-dir from its last PS checkpoint")
+    parser.add_argument("--master", help="spark://HOST:PORT the job runs on, overriding the config's cluster.master "
+                        "(`ddl run --master` passes it; spark-submit's own --master only picks the cluster)")
     args = parser.parse_args(argv)
     # spark-submit merges the Python driver's stderr into stdout: keep the console for progress lines and
     # warnings, and the full log in the run directory.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, {"cluster": {"master": args.master}} if args.master else None)
         if cfg.experiment != experiment:
             print(f"error: {args.config} is a {cfg.experiment} config, not {experiment}", file=sys.stderr)
             return 2
