@@ -12,7 +12,7 @@ File layout (``h5py``)::
     hsi    (N, size, size, B)  float32, each band standardised with the scene's mean and std
     label  (N,)                int32, class - 1, so 0..19
     row, col (N,)              int32, centre pixel on the ground-truth grid
-    attrs: size, per_class, hsi_bands, class_names, seed, source
+    attrs: size, per_class, hsi_bands, class_names, seed, source, hsi_mean, hsi_std (to undo the scaling)
 
 Patches are written class by class in chunks (never all in memory), into a temporary file renamed at the
 end. The order is shuffled with a seeded permutation of the chunk order, not of single rows: training code
@@ -123,6 +123,7 @@ def extract_patches(
                 f.attrs.update({
                     "size": s, "per_class": spec.per_class, "hsi_bands": list(spec.hsi_bands), "seed": spec.seed,
                     "class_names": json.dumps(CLASS_NAMES[1:]), "source": str(scene.files.ground_truth.parent),
+                    "hsi_mean": scene.hsi_mean, "hsi_std": scene.hsi_std,
                 })
             os.replace(tmp, out)
         except BaseException:
