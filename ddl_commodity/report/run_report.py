@@ -37,18 +37,24 @@ def write_run_report(run_dir: Path) -> Path:
         raise UserInputError(f"{run_dir}: no summary.json; the run did not finish (see its status.json)")
     summary = json.loads(summary_path.read_text())
     curves = load_worker_curves(run_dir)
+    if curves:
+        plot_curves(curves, run_dir / "curves.png", title=summary["description"])
+    per_epoch = ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
+                 " seconds |", "|---|---|---|---|---|---|---|---|"]
+    for name, recs in curves.items():
+        for r in recs:
+            per_epoch.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
+                             f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
+                             f"{r['seconds']:.1f} |")
+    if summary.get("experiment") == "landcover_model_parallel":
+        from ddl_commodity.report.landcover_report import write_landcover_report
+
+        return write_landcover_report(run_dir, summary, curves, per_epoch)
     lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time; "
              f"{summary['train_samples']} training / {summary['validation_samples']} validation samples.", ""]
     if curves:
-        plot_curves(curves, run_dir / "curves.png", title=summary["description"])
         lines += ["![accuracy and loss per epoch](curves.png)", ""]
-    lines += ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
-              " seconds |", "|---|---|---|---|---|---|---|---|"]
-    for name, recs in curves.items():
-        for r in recs:
-            lines.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
-                         f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
-                         f"{r['seconds']:.1f} |")
+    lines += per_epoch
     lines += ["", "## Epochs to a plateau (cf. thesis Tables 5.1, 5.2)", ""]
     lines += plateau_table(summary["epochs_to_plateau"])
     check = summary.get("data_distribution_check")

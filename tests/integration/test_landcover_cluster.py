@@ -102,3 +102,12 @@ def test_measured_boundary_bytes_match_the_shapes(runs: dict) -> None:
                     assert 0.75 <= row[f"{d}_ratio"] <= 1.25, (split, node, d, row)
                     compared += 1
         assert compared >= (6 if split == "default" else 4), check
+
+
+def test_report_shows_measured_and_computed_traffic(runs: dict) -> None:
+    run_dir = runs["default"]["dir"]
+    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "report", str(run_dir)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    report = (run_dir / "report.md").read_text()
+    assert "| worker-1 |" in report and "(computed)" in report and "nodes.png" in report

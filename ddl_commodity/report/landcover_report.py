@@ -1,0 +1,65 @@
+"""Reports of land-cover runs: per-node CPU and traffic per training step, measured next to the bytes the
+split scheme implies from tensor shapes (thesis 6.3.3-6.3.5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ddl_commodity.runs import write_bytes_atomic
+
+
+def _mb(v: float | None) -> str:
+    return "-" if v is None else f"{v / 1e6:.2f}"
+
+
+def node_table(summary: dict) -> list[str]:
+    """One row per node: CPU share, CPU s/step, MB/step in and out, measured / computed."""
+    nodes, check = summary.get("nodes", {}), summary.get("traffic_check", {})
+    lines = ["| node | CPU % (of 1 core) | CPU s / step | in MB/step (computed) | out MB/step (computed) "
+             "| mean RSS MB |", "|---|---|---|---|---|---|"]
+    for node, m in sorted(nodes.items()):
+        c = check.get(node, {})
+        share = "-" if m["cpu_share_percent"] is None else f"{m['cpu_share_percent']:.0f}"
+        per_step = "-" if m["cpu_seconds_per_step"] is None else f"{m['cpu_seconds_per_step']:.3f}"
+        lines.append(f"| {node} | {share} | {per_step} | {_mb(m['rx_bytes_per_step'])} ({_mb(c.get('rx_computed'))})"
+                     f" | {_mb(m['tx_bytes_per_step'])} ({_mb(c.get('tx_computed'))}) | {m['mean_rss_mb']:.0f} |")
+    return lines
+
+
+def scheme_table(summaries: list[dict]) -> list[str]:
+    """Several runs side by side: per scheme, each node's CPU share and MB per step in / out."""
+    nodes = sorted({n for s in summaries for n in s.get("nodes", {})})
+    head = "| run | scheme | batch | " + " | ".join(f"{n} CPU% / in / out MB" for n in nodes) + " |"
+    lines = [head, "|---" * (3 + len(nodes)) + "|"]
+    for s in summaries:
+        cells = []
+        for n in nodes:
+            m = s.get("nodes", {}).get(n)
+            cells.append("-" if m is None else f"{m['cpu_share_percent']:.0f} / {_mb(m['rx_bytes_per_step'])} / "
+                         f"{_mb(m['tx_bytes_per_step'])}")
+        batch = s.get("boundary_bytes_per_step", {}).get("batch", "-")
+        lines.append(f"| {s['name']} | {s.get('scheme', {}).get('name', s['mode'])} | {batch} | "
+                     + " | ".join(cells) + " |")
+    return lines
+
+
+def write_landcover_report(run_dir: Path, summary: dict, curves: dict, per_epoch: list[str]) -> Path:
+    lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time.", ""]
+    if curves:
+        lines += ["![accuracy and loss per epoch](curves.png)", ""]
+    lines += per_epoch
+    if summary.get("nodes"):
+        lines += ["", "## Per node, per training step (thesis Figs 6.6-6.20)", "",
+                  f"Network bytes by `{summary.get('net_method')}`; computed = activations and their gradients "
+                  "across every split boundary plus weight reads and gradient writes to the PS, from tensor shapes. "
+                  "CPU wait is machine-wide on a one-machine cluster.", ""]
+        lines += node_table(summary)
+        lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
+    out = run_dir / "report.md"
+    write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
+    return out
+
+
+def load_summaries(run_dirs: list[Path]) -> list[dict]:
+    return [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
