@@ -6,6 +6,7 @@ synthetic one) and is well formed, before any cluster starts; :func:`run` trains
     workers/<node>.jsonl   per-epoch loss / accuracy of the training client (Fig 6.4)
     nodes/<node>.csv       1 s samples of CPU, CPU wait, memory, network per node (Figs 6.5-6.28)
     nodes.png, curves.png  the plots
+    model.keras            the trained model, without placement (loads on one machine)
     summary.json           per-node CPU share and bytes per step, measured and computed from shapes
 """
 
@@ -118,7 +119,7 @@ def train_single(cfg: LandcoverConfig, path: Path, run_dir: Path) -> dict:
 
     results = trainer.fit(data, train, val, on_epoch)
     write_jsonl_atomic(run_dir / "workers" / "single.jsonl", records)
-    trainer.save(run_dir / "model.weights.h5")
+    trainer.save(run_dir / "model.keras")
     last = results[-1]
     return {"val_loss": last.val_loss, "val_accuracy": last.val_accuracy}
 
@@ -190,7 +191,7 @@ def _save_final_model(cfg: LandcoverConfig, run_dir: Path) -> dict:
     _, weights = load_checkpoint(run_dir / CHECKPOINT_FILE)
     model = MultimodalCNN(model_spec(cfg)).build_on(None)
     model.set_weights(weights)
-    model.save_weights(str(run_dir / "model.weights.h5"))
+    model.save(run_dir / "model.keras")
     (run_dir / CHECKPOINT_FILE).unlink()
     with contextlib.suppress(OSError):
         (run_dir / CHECKPOINT_FILE).parent.rmdir()

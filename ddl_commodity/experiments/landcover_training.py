@@ -132,7 +132,7 @@ class MultimodalTrainer:
         """Save a placement-free copy of the trained model (``.keras``) that loads on any single machine."""
         copy = MultimodalCNN(self.model.spec).build_on(None)
         copy.set_weights([np.asarray(w) for w in self.model.get_weights()])
-        copy.save_weights(str(path))
+        copy.save(str(path))
 
 
 def _null():

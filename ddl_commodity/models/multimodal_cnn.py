@@ -25,6 +25,7 @@ whatever device is current at the first call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -89,6 +90,7 @@ class Placement:
         return self.layers.get(layer)
 
 
+@keras.saving.register_keras_serializable(package="ddl_commodity")
 class MultimodalCNN(keras.Model):
     """Fig 6.3(a). Inputs ``(rgb (B,s,s,3), hsi (B,s,s,bands))``, output ``(B, num_classes)`` probabilities."""
 
@@ -166,7 +168,13 @@ class MultimodalCNN(keras.Model):
         return self
 
     def get_config(self) -> dict:
-        return {"name": self.name}
+        # The placement is deliberately not saved: a saved model loads on any single machine.
+        return {"name": self.name, "spec": dataclasses.asdict(self.spec)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> MultimodalCNN:
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in config["spec"].items()}
+        return cls(MultimodalSpec(**spec), name=config.get("name", "multimodal_cnn")).build_on(None)
 
 
 def layer_output_shapes(spec: MultimodalSpec) -> dict[str, tuple[int, ...]]:

@@ -61,7 +61,15 @@ def test_training_loss_falls_under_model_parallelism(runs: dict) -> None:
     assert [r["epoch"] for r in curve] == [1, 2, 3]
     assert curve[-1]["loss"] < 0.8 * curve[0]["loss"]
     assert s["final"]["val_accuracy"] is not None
-    assert (runs["default"]["dir"] / "model.weights.h5").is_file()
+    import keras
+    import numpy as np
+
+    from ddl_commodity.models.multimodal_cnn import MultimodalCNN
+
+    model = keras.saving.load_model(runs["default"]["dir"] / "model.keras")
+    assert isinstance(model, MultimodalCNN) and not model.placement.layers
+    probs = model((np.zeros((2, 25, 25, 3), np.float32), np.zeros((2, 25, 25, 11), np.float32)))
+    assert probs.shape == (2, 20)
     assert (runs["default"]["dir"] / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (runs["default"]["dir"] / "nodes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
