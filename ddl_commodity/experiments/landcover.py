@@ -230,6 +230,9 @@ def measured_per_step(rows: dict[str, list[dict]], windows: list[tuple[float, fl
             "cpu_share_percent": 100.0 * tot["cpu_seconds"] / wall if wall else None,
             "rx_bytes_per_step": tot["net_rx_bytes"] / steps if steps else None,
             "tx_bytes_per_step": tot["net_tx_bytes"] / steps if steps else None,
+            "rx_mb_per_s": tot["net_rx_bytes"] / wall / 1e6 if wall else None,
+            "tx_mb_per_s": tot["net_tx_bytes"] / wall / 1e6 if wall else None,
+            "seconds_per_step": wall / steps if steps else None,
             "method": rs[0].get("net_method"),
             "mean_rss_mb": float(np.mean([r["rss_bytes"] for r in rs])) / 2**20,
         }
