@@ -82,6 +82,13 @@ class TrainingSettings(_Strict):
     runs TFoS in Spark-input mode with one PS task and ``workers`` worker tasks (thesis 5.2.2).
     ``data_distribution``: ``same`` gives every worker the whole training set each epoch; ``disjoint`` gives
     each worker its own 1/M shard of it (thesis 5.3).
+
+    ``tolerate_worker_loss``: when a worker's process dies (SIGKILL, kernel OOM killer; detected by heartbeat
+    silence) the run goes on with the workers left instead of failing: the PS lowers ``s`` to the live worker
+    count, the dead worker's Spark executor is released (its unfinished feed partition is re-run on a live
+    one) and every later epoch is re-dealt among the live workers, one Spark job per epoch. A worker's
+    *exception* still ends the run (it is a bug, which the other workers would hit too). Off by default:
+    the thesis's runs, and fail-fast, assume every worker stays.
     """
 
     mode: Literal["distributed", "single"] = "distributed"
@@ -94,6 +101,7 @@ class TrainingSettings(_Strict):
     push_every_steps: int | None = Field(None, ge=1)
     feed_bundle_batches: int = Field(4, ge=1, le=1024)
     baseline: bool = False
+    tolerate_worker_loss: bool = False
 
 
 class ParameterServerSettings(_Strict):
@@ -157,14 +165,17 @@ THESIS_CRITERIA = (
 
 class FaultSettings(_Strict):
     """Fault injection for tests of fail-fast behaviour: worker ``worker`` fails at epoch ``epoch``, by raising
-    (``kind: exception``) or by killing its own process with SIGKILL (``kind: sigkill``).
+    (``kind: exception``), by killing its own process with SIGKILL (``kind: sigkill``) or by allocating memory
+    until the kernel's OOM killer ends it (``kind: oom``; the limit is set on a memory cgroup holding that one
+    process, so the machine is never at risk; without a writable cgroup an address-space rlimit makes the
+    allocation fail instead).
 
     ``worker: -1`` (default) injects nothing.
     """
 
     worker: int = Field(-1, ge=-1)
     epoch: int = Field(1, ge=1)
-    kind: Literal["exception", "sigkill"] = "exception"
+    kind: Literal["exception", "sigkill", "oom"] = "exception"
     ps_kill_at_version: int | None = Field(None, ge=1)  # the PS kills itself right after applying this version
 
 

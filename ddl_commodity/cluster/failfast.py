@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from ddl_commodity.errors import UserInputError
 
@@ -47,12 +48,24 @@ def spark_error(text: str) -> str:
 class Watchdog:
     """Turns a node's failure into an immediate end of the Spark jobs (fail fast instead of TFoS's hang)."""
 
-    def __init__(self, sc, collector, tf_status: dict, heartbeat_timeout_s: float) -> None:
+    def __init__(
+        self,
+        sc,
+        collector,
+        tf_status: dict,
+        heartbeat_timeout_s: float,
+        on_silent: Callable[[str, float], bool] | None = None,
+    ) -> None:
+        """``on_silent(node, seconds)``: offered every node that goes silent; returning True means the run
+        survives that node's loss (``training.tolerate_worker_loss``), False (or no callback) fails the run."""
         self._sc, self._collector, self._tf_status = sc, collector, tf_status
         self._heartbeat_timeout_s = heartbeat_timeout_s
+        self._on_silent = on_silent
+        self._tolerated: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ddl-watchdog", daemon=True)
         self._message = ""
+        self.ps_reachable: Callable[[], bool] | None = None  # set once the PS address is known
 
     def start(self) -> None:
         self._thread.start()
@@ -63,12 +76,17 @@ class Watchdog:
     def failure_message(self) -> str:
         f = self._collector.first_failure
         if f is not None:
-            return f"node {f.message}"
+            return blame_lost_ps(f"node {f.message}", self.ps_reachable)
         return self._message
 
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
-            silent = self._collector.silent_nodes(self._heartbeat_timeout_s)
+            silent = [(n, age) for n, age in self._collector.silent_nodes(self._heartbeat_timeout_s)
+                      if n not in self._tolerated]
+            if silent and self._on_silent is not None and not self._collector.failure.is_set():
+                survivable = [(n, age) for n, age in silent if self._on_silent(n, age)]
+                self._tolerated.update(n for n, _ in survivable)
+                silent = [item for item in silent if item not in survivable]
             failed = self._collector.failure.is_set() or "error" in self._tf_status or silent
             if failed:
                 if silent:
@@ -81,3 +99,21 @@ class Watchdog:
                 self._collector.abort()
                 self._sc.cancelAllJobs()
                 return
+
+
+LOST_PS_MARK = "ParameterServerLost"
+
+
+def blame_lost_ps(message: str, ps_reachable: Callable[[], bool] | None, ps_node: str = "ps-0") -> str:
+    """Name the parameter server when a worker failed only because it lost the PS (the PS cannot say so).
+
+    The driver checks for itself that the PS no longer answers before blaming it; otherwise the worker's
+    own report stands.
+    """
+    if LOST_PS_MARK not in message or ps_reachable is None or ps_reachable():
+        return message
+    first = message.splitlines()[0].removeprefix("node ").split(" raised")[0]
+    detail = [ln for ln in message.splitlines() if f"{LOST_PS_MARK}: " in ln]
+    detail = detail[-1].split(f"{LOST_PS_MARK}: ", 1)[1] if detail else ""
+    return (f"node {ps_node} (the parameter server) died or its machine was lost: the driver cannot reach it "
+            f"either (its process was killed, e.g. SIGKILL or out of memory). {first} noticed first: {detail}")

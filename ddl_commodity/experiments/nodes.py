@@ -25,7 +25,8 @@ ABORT_EXIT_CODE = 75
 class FaultInjection:
     """Testing aid: make ``worker`` fail at the start of ``epoch`` (1-based). Never set in real runs.
 
-    ``kind``: ``exception`` raises (the node reports it), ``sigkill`` kills the node's process (it cannot).
+    ``kind``: ``exception`` raises (the node reports it), ``sigkill`` kills the node's process (it cannot),
+    ``oom`` allocates memory under a limit set for that one process until the kernel kills it.
     """
 
     worker: int = -1
@@ -53,6 +54,26 @@ class NodeArgs:
     def __contains__(self, key: str) -> bool:
         # TFoS probes ``'num_gpus' in tf_args`` (written for argparse namespaces and dicts).
         return hasattr(self, key)
+
+
+def spark_executor_id() -> str | None:
+    """The Spark executor this node's process belongs to, from its ancestry (the executor JVM's command line).
+
+    TFoS knows its nodes only by its own reservation index; the driver needs Spark's executor id to release
+    the executor of a dead worker (``training.tolerate_worker_loss``).
+    """
+    import psutil
+
+    try:
+        proc: psutil.Process | None = psutil.Process()
+        while proc is not None:
+            cmd = proc.cmdline()
+            if "--executor-id" in cmd:
+                return cmd[cmd.index("--executor-id") + 1]
+            proc = proc.parent()
+    except (psutil.Error, IndexError):
+        return None
+    return None
 
 
 class NodeRuntime:

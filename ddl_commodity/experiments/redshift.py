@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,8 +222,11 @@ def train_distributed(
         for stream, records in _surviving_records(run_dir, resumed).items():
             collector.preload(stream, records)
     collector.start()
-    watchdog = Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s)
+    losses = _WorkerLossHandler(sc, collector, cfg, secret) if t.tolerate_worker_loss else None
+    watchdog = Watchdog(sc, collector, TFCluster.tf_status, cfg.cluster.heartbeat_timeout_s,
+                        on_silent=losses.on_silent if losses else None)
     cluster = None
+    live_per_epoch: dict[int, int] = {}
     try:
         require_executors(sc, cfg)
         sc.addFile(str(val_file))
@@ -233,9 +237,12 @@ def train_distributed(
         # ~1 MiB per slice: Spark ships parallelized data inside the tasks and warns above 1000 KiB.
         slices = max(sc.defaultParallelism, int(data.spectra.nbytes // 2**20) + 1)
         records = indexed_records(sc, data.spectra, data.label, slices=slices)
-        shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
-        feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
-                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=first_epoch)
+        if losses is None:
+            shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
+            feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
+                                  t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=first_epoch)
+        else:
+            records = records.cache()  # every epoch's job reads it again
         fault = FaultInjection(**cfg.faults.model_dump())
         args = NodeArgs(config_to_dict(cfg), secret, collector.address, val_file.name, fault=fault,
                         driver_lost_s=cfg.cluster.failure_timeout_s / 2, first_epoch=first_epoch,
@@ -247,9 +254,15 @@ def train_distributed(
                                 log_dir=str(run_dir / "tflogs"), release_port=True)
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
-        cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
-        # End every worker's feed, let them push their last update, then take the final weights.
-        workers_rdd = sc.parallelize(range(t.workers), t.workers)
+        watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, secret)
+        if losses is None:
+            cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        else:
+            losses.ps_address = ps_addr
+            live_per_epoch = _feed_epoch_by_epoch(sc, cluster, records, prepared, cfg, losses, first_epoch)
+        # End every (live) worker's feed, let them push their last update, then take the final weights.
+        live = losses.live_workers() if losses else t.workers
+        workers_rdd = sc.parallelize(range(live), live)
         workers_rdd.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
         with ParameterServerClient(ps_addr, secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
             _wait_workers_finished(driver, collector, cfg)
@@ -278,7 +291,99 @@ def train_distributed(
     model.save(run_dir / "model.keras")
     final = _final_metrics(model, data.spectra[prepared.validation_index], data.label[prepared.validation_index])
     final.update({"ps_version": version, "ps": ps_stats})
+    if losses is not None:
+        final["worker_losses"] = list(losses.losses)
+        final["live_workers_per_epoch"] = live_per_epoch
     return final
+
+
+def _ps_reachable(address: str, secret: str) -> bool:
+    from ddl_commodity.ps import ParameterServerClient
+
+    with ParameterServerClient(address, secret, worker=-1, timeout=3.0) as probe:
+        return probe.reachable(timeout=3.0)
+
+
+class _WorkerLossHandler:
+    """Driver side of ``training.tolerate_worker_loss``: turn a silent worker into a loss the run survives.
+
+    Called by the watchdog for every node that went silent. For a worker (never the PS, never the last
+    worker) whose Spark executor is known it: removes the worker at the PS (``s`` drops to the live count,
+    so the others' pending pushes are applied; ``ps.jsonl`` gets a ``lost`` event), then releases that
+    executor through Spark. A released executor is not replaced, no later feed task lands on it, and the feed
+    task it was running (the dead worker's partition, blocked in TFoS's queue join) is re-run on a live
+    executor: Spark does not count a driver-killed executor's tasks as failures.
+    """
+
+    def __init__(self, sc, collector, cfg: ExperimentConfig, secret: str) -> None:
+        self._sc, self._collector, self._cfg, self._secret = sc, collector, cfg, secret
+        self._lock = threading.Lock()
+        self.losses: list[dict] = []
+        self.ps_address: str | None = None
+        self.feed_epoch: int | None = None
+
+    def live_workers(self) -> int:
+        with self._lock:
+            return self._cfg.training.workers - len(self.losses)
+
+    def _executor_of(self, worker: int) -> str | None:
+        joined = [r for r in list(self._collector.records.get("ps", []))
+                  if r.get("event") == "joined" and r.get("worker") == worker]
+        return str(joined[-1]["executor"]) if joined and joined[-1].get("executor") is not None else None
+
+    def on_silent(self, node: str, seconds: float) -> bool:
+        from ddl_commodity.ps import ParameterServerClient
+
+        if self.ps_address is None or not node.startswith("worker-") or self.live_workers() <= 1:
+            return False
+        worker = int(node.removeprefix("worker-"))
+        executor = self._executor_of(worker)
+        if executor is None:
+            return False
+        loss = {"worker": node, "time": time.time(), "detected_by": "heartbeat silence",
+                "silent_seconds": round(seconds, 1), "feed_epoch": self.feed_epoch, "executor": executor}
+        try:
+            with ParameterServerClient(self.ps_address, self._secret, worker=worker, timeout=30.0) as ps:
+                stats = ps.finish(reason="lost", detail={k: loss[k] for k in ("detected_by", "silent_seconds",
+                                                                              "feed_epoch", "executor")})
+            loss["executor_released"] = bool(self._sc._jsc.sc().killExecutor(executor))
+        except Exception as err:  # the run cannot go on without the PS or Spark: fail as usual
+            log.error("could not remove lost %s: %s", node, err)
+            return False
+        loss["s_effective"] = stats.get("s_effective")
+        with self._lock:
+            self.losses.append(loss)
+        print(f"  {node} lost (no heartbeat for {seconds:.0f} s): continuing with {self.live_workers()} "
+              f"workers, PS s = {loss['s_effective']}", flush=True)
+        return True
+
+
+def _feed_epoch_by_epoch(
+    sc, cluster, records, prepared: PreparedData, cfg: ExperimentConfig, losses: _WorkerLossHandler,
+    first_epoch: int,
+) -> dict[int, int]:
+    """One Spark job per feed epoch, each cut into as many partitions as workers are alive at its start.
+
+    After a loss the training set is dealt among the live workers (a disjoint shard per live worker), so
+    no data is dropped and no partition waits for a worker that is gone. Returns {feed epoch: workers fed}.
+    """
+    from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
+
+    t = cfg.training
+    plan: dict[int, int] = {}
+    for epoch in range(first_epoch, t.epochs):
+        live = losses.live_workers()
+        losses.feed_epoch = epoch
+        plan[epoch] = live
+        shards = shard_assignment(prepared.num_rows, prepared.train_index, live, cfg.seed)
+        before = set(sc._jsc.getPersistentRDDs().keySet())
+        feed = epoch_feed_rdd(sc, records, shards, live, epoch + 1, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=epoch)
+        cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        persisted = sc._jsc.getPersistentRDDs()
+        for rdd_id in set(persisted.keySet()) - before:  # this epoch's cached training rows
+            persisted.get(rdd_id).unpersist()
+    return plan
 
 
 def _wait_workers_finished(driver, collector, cfg: ExperimentConfig) -> None:
@@ -326,6 +431,8 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
                "final_val_accuracy": recs[-1].get("val_accuracy")}
         for name, recs in curves.items()
     }
+    losses = final.pop("worker_losses", None)
+    live_per_epoch = final.pop("live_workers_per_epoch", None)
     summary = {
         "name": cfg.name, "experiment": cfg.experiment, "mode": cfg.training.mode,
         "description": describe(cfg), "wall_seconds": round(seconds, 2), "data": str(prepared.path),
@@ -335,8 +442,11 @@ def summarize(cfg: ExperimentConfig, run_dir: Path, prepared: PreparedData, fina
         "curves": "curves.png" if curves else None,
     }
     if cfg.training.mode == "distributed":
-        summary["data_distribution_check"] = check_distribution(cfg, prepared, curves)
-        summary["ps_updates"] = len(read_jsonl(run_dir / "ps.jsonl"))
+        summary["data_distribution_check"] = check_distribution(cfg, prepared, curves, live_per_epoch, losses)
+        summary["ps_updates"] = sum(r.get("event", "applied") == "applied" for r in read_jsonl(run_dir / "ps.jsonl"))
+        if cfg.training.tolerate_worker_loss:
+            summary["worker_losses"] = losses or []
+            summary["live_workers_per_epoch"] = {str(e): n for e, n in (live_per_epoch or {}).items()}
     return summary
 
 
@@ -348,33 +458,60 @@ def describe(cfg: ExperimentConfig) -> str:
     return f"{t.workers} workers, {t.data_distribution} data, s={cfg.ps.s}, lambda={cfg.ps.staleness}"
 
 
-def check_distribution(cfg: ExperimentConfig, prepared: PreparedData, curves: dict[str, list[dict]]) -> dict:
+def check_distribution(
+    cfg: ExperimentConfig, prepared: PreparedData, curves: dict[str, list[dict]],
+    live_per_epoch: dict[int, int] | None = None, losses: list[dict] | None = None,
+) -> dict:
     """Do the workers' index digests prove the configured data distribution? (DESIGN: never pass silently.)
 
     Every worker epoch's digest must equal the digest of the rows its shard should hold: the whole training
-    set for ``same``; for ``disjoint`` the seeded 1/M shard. Each feed epoch must have gone to M distinct
-    workers (Spark may hand two partitions to one executor) and, for ``disjoint``, used every shard once.
+    set for ``same``; for ``disjoint`` the seeded 1/L shard, L being the workers fed that epoch (M, or fewer
+    after a tolerated loss: ``live_per_epoch``). Each feed epoch must have gone to L distinct workers (Spark
+    may hand two partitions to one executor) and, for ``disjoint``, used every shard once. In an epoch during
+    which a worker was lost (``losses``), a live worker may have re-run the dead one's partition, and a shard
+    the dead worker took with it is reported under ``lost_shards`` rather than as a problem.
     """
     from ddl_commodity.data.rdd import index_digest, shard_assignment
 
-    if cfg.training.data_distribution == "same":
-        expected = dict.fromkeys(range(cfg.training.workers), index_digest(prepared.train_index))
-    else:
-        shards = shard_assignment(prepared.num_rows, prepared.train_index, cfg.training.workers, cfg.seed)
-        expected = {m: index_digest(np.flatnonzero(shards == m)) for m in range(cfg.training.workers)}
+    live_per_epoch, losses = live_per_epoch or {}, losses or []
+    m = cfg.training.workers
+    expected_by_count: dict[int, dict[int, str]] = {}
+
+    def expected(count: int) -> dict[int, str]:
+        if count not in expected_by_count:
+            if cfg.training.data_distribution == "same":
+                expected_by_count[count] = dict.fromkeys(range(count), index_digest(prepared.train_index))
+            else:
+                shards = shard_assignment(prepared.num_rows, prepared.train_index, count, cfg.seed)
+                expected_by_count[count] = {k: index_digest(np.flatnonzero(shards == k)) for k in range(count)}
+        return expected_by_count[count]
+
     records = [r for name, recs in curves.items() if name != "single" for r in recs]
     problems = [
         f"{r['worker']} epoch {r['epoch']}: indices do not match shard {r['shard']} ({r['index_count']} seen)"
-        for r in records if expected.get(r["shard"]) != r["index_digest"]
+        for r in records if expected(live_per_epoch.get(r["feed_epoch"], m)).get(r["shard"]) != r["index_digest"]
     ]
     by_epoch: dict[int, list[dict]] = {}
     for r in records:
         by_epoch.setdefault(r["feed_epoch"], []).append(r)
-    m = cfg.training.workers
+    lost_shards = []
     for e, recs in sorted(by_epoch.items()):
+        count = live_per_epoch.get(e, m)
         workers, shards = sorted(r["worker"] for r in recs), sorted(r["shard"] for r in recs)
-        if len(set(workers)) != m or len(recs) != m:
-            problems.append(f"feed epoch {e} went to workers {workers}, not one partition to each of {m}")
-        if cfg.training.data_distribution == "disjoint" and shards != list(range(m)):
+        # A loss is detected up to one feed epoch late (the next epoch's partition for it blocks until then).
+        lost_here = [x["worker"] for x in losses if x.get("feed_epoch") in (e, e + 1) and x["worker"] not in workers]
+        if lost_here:
+            missing = sorted(set(range(count)) - set(shards))
+            if len(set(shards)) != len(shards) or not set(shards) <= set(range(count)):
+                problems.append(f"feed epoch {e}: shards {shards} instead of each of {count} shards at most once")
+            if missing:
+                lost_shards.append({"feed_epoch": e, "shards": missing, "lost_workers": lost_here})
+            continue
+        if len(set(workers)) != count or len(recs) != count:
+            problems.append(f"feed epoch {e} went to workers {workers}, not one partition to each of {count}")
+        if cfg.training.data_distribution == "disjoint" and shards != list(range(count)):
             problems.append(f"feed epoch {e}: shards {shards} instead of each shard once")
-    return {"mode": cfg.training.data_distribution, "consistent": not problems, "problems": problems}
+    out = {"mode": cfg.training.data_distribution, "consistent": not problems, "problems": problems}
+    if losses:
+        out["lost_shards"] = lost_shards
+    return out

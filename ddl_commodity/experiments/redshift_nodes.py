@@ -7,6 +7,7 @@ and synchronises with the PS at every epoch end (or every ``push_every_steps`` s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -17,7 +18,7 @@ import numpy as np
 
 from ddl_commodity.config import ExperimentConfig, parse_config
 from ddl_commodity.data.rdd import Bundle, index_digest
-from ddl_commodity.experiments.nodes import NodeArgs, NodeRuntime
+from ddl_commodity.experiments.nodes import NodeArgs, NodeRuntime, spark_executor_id
 
 PS_STREAM = "ps"
 
@@ -142,7 +143,8 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
     client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret, worker=ctx.task_index,
                                    timeout=cfg.ps.push_timeout_s)
     client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
-    version, pulled = client.pull()
+    version, pulled = client.pull(announce={"node": runtime.name, "executor": spark_executor_id(),
+                                            "host": os.uname().nodename, "pid": os.getpid()})
     model.set_weights(pulled)
 
     def synchronise() -> None:
@@ -193,7 +195,79 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
 def inject_fault(args: NodeArgs, worker: int, epoch: int) -> None:
     if args.fault.kind == "sigkill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if args.fault.kind == "oom":
+        exhaust_memory()
     raise RuntimeError(f"fault injection: worker {worker} fails at epoch {epoch}")
+
+
+OOM_HEADROOM = 256 * 2**20  # what the fault may allocate above the process's current use
+_CHUNK = 32 * 2**20
+
+
+def exhaust_memory(headroom: int = OOM_HEADROOM) -> None:
+    """Allocate until the kernel's OOM killer ends this process, never more than ``headroom`` above its use.
+
+    The limit applies to this one process: it moves itself into a new child of its memory cgroup whose limit
+    is its current use + ``headroom`` (a shared machine is never at risk). Without a writable cgroup an
+    address-space rlimit makes the allocation fail with :class:`MemoryError` instead, which the node reports.
+    """
+    import resource
+
+    import psutil
+
+    rss = psutil.Process().memory_info().rss
+    cgroup = _private_memory_cgroup(rss + headroom)
+    if cgroup is None:
+        vms = psutil.Process().memory_info().vms
+        resource.setrlimit(resource.RLIMIT_AS, (vms + headroom, resource.RLIM_INFINITY))
+    blocks = []
+    try:
+        for _ in range(4 * headroom // _CHUNK):  # bounded: the limit is reached after headroom/_CHUNK blocks
+            blocks.append(np.ones(_CHUNK, dtype=np.uint8))  # written, so the pages are really resident
+    except MemoryError:
+        allocated = len(blocks) * _CHUNK
+        blocks.clear()
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        raise MemoryError(f"out of memory after allocating {allocated / 2**20:.0f} MiB "
+                          f"(address space capped at {headroom / 2**20:.0f} MiB above use)") from None
+    raise RuntimeError(f"fault injection: the OOM killer did not end the process (cgroup {cgroup})")
+
+
+def _private_memory_cgroup(limit: int) -> str | None:
+    """Move this process into a new memory cgroup limited to ``limit`` bytes; its path, or None if impossible.
+
+    A small shell loop removes the cgroup once the process has left it (it cannot do so itself: it is killed).
+    """
+    import subprocess
+    from pathlib import Path
+
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):  # cgroup v1
+            root, limit_files = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes",)
+            break
+    else:  # cgroup v2: one hierarchy, controllers listed in cgroup.controllers
+        path = next((ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
+                     if ln.startswith("0::")), None)
+        root, limit_files = Path("/sys/fs/cgroup"), ("memory.max", "memory.swap.max")
+        if path is None or "memory" not in (root / "cgroup.controllers").read_text(errors="ignore").split():
+            return None
+    group = root / path.lstrip("/") / f"ddl-oom-{os.getpid()}"
+    try:
+        group.mkdir()
+        for name in limit_files:
+            (group / name).write_text("0" if name == "memory.swap.max" else str(limit))
+        subprocess.Popen(  # bounded: gives up after 10 minutes
+            ["sh", "-c", 'for i in $(seq 50); do [ -s "$1/cgroup.procs" ] && break; sleep 0.1; done; '
+                         'for i in $(seq 3000); do [ -s "$1/cgroup.procs" ] || break; sleep 0.2; done; rmdir "$1"',
+             "ddl-oom-cleanup", str(group)],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return None
+    return str(group)
 
 
 def _maybe_float(v: Any) -> float | None:

@@ -1,6 +1,6 @@
 """Staleness-weighted parameter server (thesis eq. 5.1): math, wire format, gRPC service and client."""
 
-from ddl_commodity.ps.client import AuthenticationFailed, ParameterServerClient
+from ddl_commodity.ps.client import AuthenticationFailed, ParameterServerClient, ParameterServerLost
 from ddl_commodity.ps.server import (
     ParameterServerError,
     ParameterServerStopped,
@@ -18,6 +18,7 @@ __all__ = [
     "AuthenticationFailed",
     "ParameterServerClient",
     "ParameterServerError",
+    "ParameterServerLost",
     "ParameterServerService",
     "ParameterServerStopped",
     "ParameterServerTimeout",

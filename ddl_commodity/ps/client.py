@@ -17,6 +17,10 @@ class AuthenticationFailed(DdlError):
     """The parameter server refused the run secret."""
 
 
+class ParameterServerLost(ParameterServerError):
+    """The PS stopped answering (connection refused or reset): its process died or its node was lost."""
+
+
 _ERRORS = {
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationFailed,
     grpc.StatusCode.INVALID_ARGUMENT: UpdateRejected,
@@ -49,7 +53,7 @@ class ParameterServerClient:
         except grpc.RpcError as err:
             code = err.code()
             if code == grpc.StatusCode.UNAVAILABLE:
-                raise ParameterServerError(
+                raise ParameterServerLost(
                     f"lost the parameter server at {self.address} during {method}: the PS process died or its "
                     f"node was lost ({err.details()})"
                 ) from None
@@ -65,8 +69,9 @@ class ParameterServerClient:
         except grpc.FutureTimeoutError:
             raise ParameterServerError(f"parameter server {self.address} not reachable within {timeout} s") from None
 
-    def pull(self) -> tuple[int, list[np.ndarray]]:
-        header, weights = self._call("Pull", {"worker": self.worker})
+    def pull(self, announce: dict | None = None) -> tuple[int, list[np.ndarray]]:
+        """The global (version, weights); ``announce`` (first pull) tells the PS where this worker runs."""
+        header, weights = self._call("Pull", {"worker": self.worker, **({"announce": announce} if announce else {})})
         return int(header["version"]), weights
 
     def push(self, base_version: int, delta: Sequence[np.ndarray]) -> tuple[int, list[np.ndarray]]:
@@ -77,8 +82,17 @@ class ParameterServerClient:
         )
         return int(header["version"]), weights
 
-    def finish(self, reason: str = "finished") -> dict:
-        return self._call("Finish", {"worker": self.worker, "reason": reason})[0]
+    def finish(self, reason: str = "finished", detail: dict | None = None) -> dict:
+        """This worker pushes no more (``reason``: ``finished``, or ``lost`` when the driver removes it)."""
+        return self._call("Finish", {"worker": self.worker, "reason": reason, "detail": detail or {}})[0]
+
+    def reachable(self, timeout: float = 3.0) -> bool:
+        """Does the PS answer a ``Stats`` call within ``timeout``? (Who died: the PS or the worker that said so.)"""
+        try:
+            self._call("Stats", {}, timeout=timeout)
+        except ParameterServerError:
+            return False
+        return True
 
     def stats(self) -> dict:
         return self._call("Stats", {})[0]

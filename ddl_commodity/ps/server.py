@@ -173,18 +173,28 @@ class StalenessWeightedServer:
                 self._outbox.append(r)
             self._cond.notify_all()
 
-    def finish(self, worker: int, reason: str = "finished") -> None:
-        """``worker`` pushes no more; pending updates of the others are applied if ``s`` now allows."""
+    def finish(self, worker: int, reason: str = "finished", detail: dict | None = None) -> None:
+        """``worker`` pushes no more; pending updates of the others are applied if ``s`` now allows.
+
+        ``reason`` is the logged event (``finished``, or ``lost`` when the driver declares a dead worker gone);
+        ``detail`` is added to that record (e.g. how the loss was detected).
+        """
         with self._cond:
             if worker in self._finished:
                 return
             self._finished.add(worker)
-            self._outbox.append({"event": reason, "time": time.time(), "worker": worker,
+            self._outbox.append({**(detail or {}), "event": reason, "time": time.time(), "worker": worker,
                                  "s_effective": self.s_effective})
             self._apply_if_ready()
         self._emit()
 
     remove_worker = finish
+
+    def announce(self, worker: int, info: dict) -> None:
+        """Log where ``worker`` runs (``event: joined``): the driver needs its Spark executor to release it."""
+        with self._cond:
+            self._outbox.append({**info, "event": "joined", "time": time.time(), "worker": worker})
+        self._emit()
 
     def stop(self) -> None:
         """Release every waiting pusher with :class:`ParameterServerStopped`."""

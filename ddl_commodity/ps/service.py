@@ -91,6 +91,8 @@ class ParameterServerService:
         return handler
 
     def _pull(self, header: dict, arrays: list) -> bytes:
+        if isinstance(header.get("announce"), dict):
+            self.server.announce(int(header.get("worker", -1)), header["announce"])
         version, weights = self.server.pull()
         return encode_message({"version": version}, weights)
 
@@ -103,7 +105,9 @@ class ParameterServerService:
         return encode_message({"version": version}, weights)
 
     def _finish(self, header: dict, arrays: list) -> bytes:
-        self.server.finish(int(header.get("worker", -1)), str(header.get("reason", "finished")))
+        detail = header.get("detail")
+        self.server.finish(int(header.get("worker", -1)), str(header.get("reason", "finished")),
+                           detail if isinstance(detail, dict) else None)
         return encode_message(self.server.stats())
 
     def _stats(self, header: dict, arrays: list) -> bytes:
