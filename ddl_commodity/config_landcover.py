@@ -16,7 +16,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ddl_commodity.config import ClusterSettings, OutputSettings, _Strict
+from ddl_commodity.config import (
+    THESIS_CRITERIA,
+    ClusterSettings,
+    EarlyStoppingCriterion,
+    FaultSettings,
+    OutputSettings,
+    ParameterServerSettings,
+    _Strict,
+)
 from ddl_commodity.data.patches import DEFAULT_HSI_BANDS
 
 
@@ -71,9 +79,11 @@ class MultimodalModelSettings(_Strict):
 class LandcoverTrainingSettings(_Strict):
     """``model_parallel``: TFoS TensorFlow-input mode, blocks placed on workers by ``split`` (a name in
     ``configs/splits/`` or a path), weights on the PS (thesis 6.2.3). ``single``: one process, no cluster
-    (the non-distributed curve of Fig 6.4)."""
+    (the non-distributed curve of Fig 6.4). ``data_parallel``: the same network replicated on every worker,
+    Spark-input feeding and the staleness-weighted PS of chapter 5 (``ps`` section), for 6.3.5's comparison;
+    ``data_distribution``, ``feed_bundle_batches`` and ``push_every_steps`` mean what they mean there."""
 
-    mode: Literal["model_parallel", "single"] = "model_parallel"
+    mode: Literal["model_parallel", "single", "data_parallel"] = "model_parallel"
     split: str = "default"
     workers: int = Field(3, ge=1, le=16)
     epochs: int = Field(10, ge=1, le=10_000)
@@ -81,6 +91,11 @@ class LandcoverTrainingSettings(_Strict):
     learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
     optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
     steps_per_epoch: int | None = Field(None, ge=1)  # cap, for quick runs; None = the whole training set
+    data_distribution: Literal["same", "disjoint"] = "disjoint"
+    feed_bundle_batches: int = Field(4, ge=1, le=1024)
+    push_every_steps: int | None = Field(None, ge=1)
+    baseline: bool = False
+    tolerate_worker_loss: bool = False  # data_parallel only; see TrainingSettings in ddl_commodity.config
 
 
 class MonitorSettings(_Strict):
@@ -98,8 +113,11 @@ class LandcoverConfig(_Strict):
     model: MultimodalModelSettings = MultimodalModelSettings()
     training: LandcoverTrainingSettings = LandcoverTrainingSettings()
     monitor: MonitorSettings = MonitorSettings()
+    ps: ParameterServerSettings = ParameterServerSettings(s=2)  # data_parallel only
     cluster: ClusterSettings = ClusterSettings()
     output: OutputSettings = OutputSettings()
+    faults: FaultSettings = FaultSettings()
+    early_stopping: tuple[EarlyStoppingCriterion, ...] = THESIS_CRITERIA
 
     @model_validator(mode="after")
     def _scheme_fits(self) -> LandcoverConfig:
@@ -111,6 +129,9 @@ class LandcoverConfig(_Strict):
                 load_scheme(self.training.split).check_cluster(self.training.workers)
             except ConfigError as err:
                 raise ValueError(f"training.split: {err}") from None
+        if self.training.mode == "data_parallel" and self.ps.s > self.training.workers:
+            raise ValueError(f"ps.s={self.ps.s} exceeds training.workers={self.training.workers}")
+        if self.training.mode != "single":
             c = self.cluster
             if c.master == "embedded" and c.spark_workers is not None and c.spark_workers < self.tf_nodes:
                 raise ValueError(f"{self.tf_nodes} TF nodes need as many Spark executors, but "

@@ -67,6 +67,9 @@ def describe(cfg: LandcoverConfig) -> str:
     t = cfg.training
     if t.mode == "single":
         return f"single machine, batch {t.batch_size}"
+    if t.mode == "data_parallel":
+        return (f"data parallel, {t.workers} workers + PS, {t.data_distribution} data, s={cfg.ps.s}, "
+                f"lambda={cfg.ps.staleness}, batch {t.batch_size}")
     s = cfg.scheme()
     return f"model parallel, scheme {s.name} ({s.figure}), {t.workers} workers + PS, batch {t.batch_size}"
 
@@ -81,6 +84,8 @@ def run(cfg: LandcoverConfig, run_dir: Path, progress: bool | None = None, resum
         path = prepare(cfg, progress)
         if cfg.training.mode == "single":
             final = train_single(cfg, path, run_dir)
+        elif cfg.training.mode == "data_parallel":
+            final = train_data_parallel(cfg, path, run_dir)
         else:
             final = train_model_parallel(cfg, path, run_dir)
         summary = summarize(cfg, run_dir, path, final, time.time() - started)
@@ -182,6 +187,22 @@ def train_model_parallel(cfg: LandcoverConfig, path: Path, run_dir: Path) -> dic
     return _save_final_model(cfg, run_dir)
 
 
+def train_data_parallel(cfg: LandcoverConfig, path: Path, run_dir: Path) -> dict:
+    """Thesis 6.3.5's other half: the same network replicated on every worker, fed by Spark (one flat array per
+    patch, :func:`~ddl_commodity.models.multimodal_cnn.flatten_patches`) and synchronised through the
+    staleness-weighted PS of chapter 5 (the redshift experiment's machinery, unchanged)."""
+    from ddl_commodity.data.patches import load_patches
+    from ddl_commodity.data.redshift import train_validation_split
+    from ddl_commodity.experiments import redshift
+    from ddl_commodity.models.multimodal_cnn import flatten_patches
+
+    data = load_patches(path, cfg.data.patch_size, len(cfg.data.hsi_bands))
+    x, y = flatten_patches(data.rgb, data.hsi), data.label
+    train, val = train_validation_split(len(y), cfg.data.validation_fraction, cfg.seed)
+    prepared = redshift.PreparedData(path, train, val, len(y), arrays=lambda: (x, y))
+    return redshift.train_distributed(cfg, prepared, run_dir)
+
+
 def _save_final_model(cfg: LandcoverConfig, run_dir: Path) -> dict:
     from ddl_commodity.experiments.landcover_training import model_spec
     from ddl_commodity.models.multimodal_cnn import MultimodalCNN
@@ -254,6 +275,25 @@ def compare_traffic(measured: dict[str, dict], computed: dict) -> dict[str, dict
     return out
 
 
+def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per node over the whole run: mean and peak CPU %, mean CPU wait, mean and peak RSS, mean MB/s in and out
+    (the quantities of Figs 6.21-6.28)."""
+    out = {}
+    for node, rs in rows.items():
+        span = rs[-1]["time"] - rs[0]["time"] if len(rs) > 1 else 0.0
+        cpu = [r["cpu_percent"] for r in rs[1:]] or [0.0]
+        out[node] = {
+            "cpu_percent_mean": float(np.mean(cpu)), "cpu_percent_max": float(np.max(cpu)),
+            "iowait_percent_mean": float(np.mean([r["iowait_percent"] for r in rs])),
+            "rss_mb_mean": float(np.mean([r["rss_bytes"] for r in rs])) / 2**20,
+            "rss_mb_max": float(np.max([r["rss_bytes"] for r in rs])) / 2**20,
+            "rx_mb_per_s": (rs[-1]["net_rx_bytes"] - rs[0]["net_rx_bytes"]) / span / 1e6 if span else None,
+            "tx_mb_per_s": (rs[-1]["net_tx_bytes"] - rs[0]["net_tx_bytes"]) / span / 1e6 if span else None,
+            "seconds": span,
+        }
+    return out
+
+
 def summarize(cfg: LandcoverConfig, run_dir: Path, path: Path, final: dict, seconds: float) -> dict:
     from ddl_commodity.experiments.landcover_training import model_spec
     from ddl_commodity.models.splits import boundary_traffic
@@ -271,13 +311,18 @@ def summarize(cfg: LandcoverConfig, run_dir: Path, path: Path, final: dict, seco
                         "final_val_accuracy": r[-1].get("val_accuracy")} for n, r in curves.items()},
         "final": final, "curves": "curves.png" if curves else None,
     }
+    if cfg.training.mode == "single":
+        return summary
+    rows = node_rows(run_dir)
+    write_node_csvs([r for rs in rows.values() for r in rs], run_dir / "nodes")
+    for p in (run_dir / "nodes").glob("*.jsonl"):  # the CSVs hold the same rows, flat
+        p.unlink()
+    if rows:
+        plot_node_metrics(rows, run_dir / "nodes.png", title=f"{cfg.name}: {describe(cfg)}")
+    summary["node_averages"] = node_averages(rows)
+    summary["net_method"] = next((rs[0].get("net_method") for rs in rows.values()), None)
+    summary["plots"] = {"nodes": "nodes.png" if rows else None}
     if cfg.training.mode == "model_parallel":
-        rows = node_rows(run_dir)
-        write_node_csvs([r for rs in rows.values() for r in rs], run_dir / "nodes")
-        for p in (run_dir / "nodes").glob("*.jsonl"):  # the CSVs hold the same rows, flat
-            p.unlink()
-        if rows:
-            plot_node_metrics(rows, run_dir / "nodes.png", title=f"{cfg.name}: {describe(cfg)}")
         records = [r for rs in curves.values() for r in rs]
         # The first epoch carries graph set-up and function registration: measure from the second on.
         steady = [r for r in records if r["epoch"] > 1] or records
@@ -289,9 +334,7 @@ def summarize(cfg: LandcoverConfig, run_dir: Path, path: Path, final: dict, seco
             "scheme": {"name": scheme.name, "figure": scheme.figure, "layers": scheme.layers},
             "nodes": measured,
             "traffic_check": compare_traffic(measured, computed),
-            "net_method": next((rs[0].get("net_method") for rs in rows.values()), None),
             "boundary_bytes_per_step": computed,
             "iowait_note": "CPU wait is machine-wide on a one-machine cluster (same value for every node)",
-            "plots": {"nodes": "nodes.png" if rows else None},
         })
     return summary

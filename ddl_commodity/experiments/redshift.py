@@ -10,6 +10,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,17 @@ class PreparedData:
     train_index: np.ndarray
     validation_index: np.ndarray
     num_rows: int
+    #: (x, y) of every row when they do not come from a redshift HDF5 file (the land-cover data-parallel run
+    #: feeds one flat array per patch through the same machinery).
+    arrays: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.arrays is not None:
+            return self.arrays()
+        from ddl_commodity.data.redshift import load_redshift_h5
+
+        data = load_redshift_h5(self.path)
+        return data.spectra, data.label
 
 
 def dataset_path(cfg: ExperimentConfig) -> Path:
@@ -202,15 +214,14 @@ def train_distributed(
     from ddl_commodity.cluster.failfast import Watchdog, require_executors, spark_error
     from ddl_commodity.cluster.spark import tfos_spark_conf
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
-    from ddl_commodity.data.redshift import load_redshift_h5
     from ddl_commodity.experiments.nodes import FaultInjection, NodeArgs
     from ddl_commodity.experiments.redshift_nodes import build_model, main_fun, ps_address
     from ddl_commodity.ps import ParameterServerClient
 
     t = cfg.training
-    data = load_redshift_h5(prepared.path)
+    x_all, y_all = prepared.load()
     val_file = run_dir / "validation.npz"
-    np.savez(val_file, x=data.spectra[prepared.validation_index], y=data.label[prepared.validation_index])
+    np.savez(val_file, x=x_all[prepared.validation_index], y=y_all[prepared.validation_index])
 
     sc = SparkContext.getOrCreate(tfos_spark_conf(cfg))
     secret = secrets.token_urlsafe(24)
@@ -235,8 +246,8 @@ def train_distributed(
 
             sc.addFile(str(run_dir / CHECKPOINT_FILE))
         # ~1 MiB per slice: Spark ships parallelized data inside the tasks and warns above 1000 KiB.
-        slices = max(sc.defaultParallelism, int(data.spectra.nbytes // 2**20) + 1)
-        records = indexed_records(sc, data.spectra, data.label, slices=slices)
+        slices = max(sc.defaultParallelism, int(x_all.nbytes // 2**20) + 1)
+        records = indexed_records(sc, x_all, y_all, slices=slices)
         if losses is None:
             shards = shard_assignment(prepared.num_rows, prepared.train_index, t.workers, cfg.seed)
             feed = epoch_feed_rdd(sc, records, shards, t.workers, t.epochs, t.data_distribution,
@@ -289,7 +300,7 @@ def train_distributed(
     model = build_model(cfg)
     model.set_weights(weights)
     model.save(run_dir / "model.keras")
-    final = _final_metrics(model, data.spectra[prepared.validation_index], data.label[prepared.validation_index])
+    final = _final_metrics(model, x_all[prepared.validation_index], y_all[prepared.validation_index])
     final.update({"ps_version": version, "ps": ps_stats})
     if losses is not None:
         final["worker_losses"] = list(losses.losses)

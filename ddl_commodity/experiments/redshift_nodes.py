@@ -27,12 +27,23 @@ def main_fun(args: NodeArgs, ctx: Any) -> None:
     """TFoS entry point: ``ctx.job_name`` is ``ps`` or ``worker``."""
     runtime = NodeRuntime(args, ctx.job_name, ctx.task_index)
     runtime.start_heartbeat()
-    with runtime.guard():
-        cfg = parse_config(args.config, "run config")
-        if ctx.job_name == "ps":
-            run_parameter_server(cfg, args, ctx, runtime)
-        else:
-            run_worker(cfg, args, ctx, runtime)
+    cfg = parse_config(args.config, "run config")
+    sampler = None
+    if hasattr(cfg, "monitor"):  # land cover's data-parallel mode is measured like its model-parallel runs
+        from ddl_commodity.monitor.sampler import NodeSampler
+
+        stream = f"nodes/{runtime.name}"
+        sampler = NodeSampler(runtime.name, lambda rows: runtime.collector.record(stream, {"rows": rows}),
+                              cfg.monitor.interval_s).start()
+    try:
+        with runtime.guard():
+            if ctx.job_name == "ps":
+                run_parameter_server(cfg, args, ctx, runtime)
+            else:
+                run_worker(cfg, args, ctx, runtime)
+    finally:
+        if sampler is not None:
+            sampler.stop()
 
 
 def ps_address(tfos_address: str, cfg: ExperimentConfig) -> str:
@@ -48,6 +59,11 @@ def ps_address(tfos_address: str, cfg: ExperimentConfig) -> str:
 def build_model(cfg: ExperimentConfig):
     from ddl_commodity.models.redshift_cnn import build_redshift_cnn, compile_for_training
 
+    if cfg.experiment == "landcover_model_parallel":  # its data-parallel mode (thesis 6.3.5)
+        from ddl_commodity.experiments.landcover_training import model_spec
+        from ddl_commodity.models.multimodal_cnn import MultimodalCNN
+
+        return compile_for_training(MultimodalCNN(model_spec(cfg)).build_on(None), cfg.training)
     return compile_for_training(build_redshift_cnn(cfg.model, seed=cfg.seed), cfg.training)
 
 

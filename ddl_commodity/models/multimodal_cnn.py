@@ -146,12 +146,23 @@ class MultimodalCNN(keras.Model):
         return x
 
     def call(self, inputs, training=None):
-        rgb, hsi = inputs
+        rgb, hsi = self.split_flat(inputs) if not isinstance(inputs, (tuple, list)) else inputs
         x = [self._branch("rgb", rgb, training), self._branch("hsi", hsi, training)]
         for layer in self.merge_layers:
             with self._scope(layer):
                 x = layer(x, training=training) if layer.name != "merge_concat" else layer(x)
         return x
+
+    def split_flat(self, x):
+        """``(B, s*s*3 + s*s*bands)`` -> ``(rgb, hsi)``: the one-array-per-sample form that Spark-input feeding
+        (the data-parallel comparison, thesis 6.3.5) ships, see :func:`flatten_patches`."""
+        import tensorflow as tf
+
+        s = self.spec
+        n_rgb = s.patch_size * s.patch_size * s.rgb_bands
+        rgb = tf.reshape(x[:, :n_rgb], (-1, s.patch_size, s.patch_size, s.rgb_bands))
+        hsi = tf.reshape(x[:, n_rgb:], (-1, s.patch_size, s.patch_size, s.hsi_bands))
+        return rgb, hsi
 
     def build_on(self, device: str | None = None) -> MultimodalCNN:
         """Create every variable on ``device`` (the PS) with one forward pass of a 1-sample batch there."""
@@ -175,6 +186,15 @@ class MultimodalCNN(keras.Model):
     def from_config(cls, config: dict) -> MultimodalCNN:
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in config["spec"].items()}
         return cls(MultimodalSpec(**spec), name=config.get("name", "multimodal_cnn")).build_on(None)
+
+
+def flatten_patches(rgb, hsi):
+    """(N, s, s, 3) and (N, s, s, bands) -> (N, s*s*(3 + bands)) float32, what :meth:`MultimodalCNN.split_flat`
+    undoes."""
+    import numpy as np
+
+    n = len(rgb)
+    return np.concatenate([rgb.reshape(n, -1), hsi.reshape(n, -1)], axis=1).astype(np.float32)
 
 
 def layer_output_shapes(spec: MultimodalSpec) -> dict[str, tuple[int, ...]]:

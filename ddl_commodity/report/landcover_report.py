@@ -44,6 +44,18 @@ def scheme_table(summaries: list[dict]) -> list[str]:
     return lines
 
 
+def averages_table(summary: dict) -> list[str]:
+    """Whole-run means per node (Figs 6.21-6.28): CPU, CPU wait, memory, MB/s in and out."""
+    lines = ["| node | CPU % mean / max | CPU wait % | RSS MB mean / max | in MB/s | out MB/s |",
+             "|---|---|---|---|---|---|"]
+    for node, a in sorted(summary.get("node_averages", {}).items()):
+        rx = "-" if a["rx_mb_per_s"] is None else f"{a['rx_mb_per_s']:.2f}"
+        tx = "-" if a["tx_mb_per_s"] is None else f"{a['tx_mb_per_s']:.2f}"
+        lines.append(f"| {node} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | "
+                     f"{a['iowait_percent_mean']:.1f} | {a['rss_mb_mean']:.0f} / {a['rss_mb_max']:.0f} | {rx} | {tx} |")
+    return lines
+
+
 def write_landcover_report(run_dir: Path, summary: dict, curves: dict, per_epoch: list[str]) -> Path:
     lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time.", ""]
     if curves:
@@ -55,6 +67,9 @@ def write_landcover_report(run_dir: Path, summary: dict, curves: dict, per_epoch
                   "across every split boundary plus weight reads and gradient writes to the PS, from tensor shapes. "
                   "CPU wait is machine-wide on a one-machine cluster.", ""]
         lines += node_table(summary)
+    if summary.get("node_averages"):
+        lines += ["", "## Per node, whole run (thesis Figs 6.21-6.28)", ""]
+        lines += averages_table(summary)
         lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
     out = run_dir / "report.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())

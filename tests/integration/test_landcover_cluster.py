@@ -46,8 +46,11 @@ def ddl_run(tmp: Path, cfg: dict) -> tuple[subprocess.CompletedProcess, Path]:
 def runs(tmp_path_factory) -> dict[str, dict]:
     tmp = tmp_path_factory.mktemp("landcover")
     out = {}
-    for split in ("default", "single"):
-        proc, run_dir = ddl_run(tmp, config(tmp, split))
+    dp = dict(config(tmp, "default"), name="dp")
+    dp["training"] = {"mode": "data_parallel", "workers": 2, "epochs": 3, "batch_size": 50, "learning_rate": 0.003}
+    dp["ps"] = {"s": 2}
+    for split, cfg in (("default", config(tmp, "default")), ("single", config(tmp, "single")), ("dp", dp)):
+        proc, run_dir = ddl_run(tmp, cfg)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[split] = {"dir": run_dir, "summary": json.loads((run_dir / "summary.json").read_text())}
     assert not tagged_processes(), "cluster processes left behind"
@@ -101,8 +104,8 @@ def test_compute_and_traffic_follow_the_scheme(runs: dict) -> None:
 def test_measured_boundary_bytes_match_the_shapes(runs: dict) -> None:
     """Per node, bytes per step measured on the wire agree within 25% with batch x boundary size x 4 B
     (forward and backward) plus weight reads and gradient writes to the PS."""
-    for split, run in runs.items():
-        check = run["summary"]["traffic_check"]
+    for split in ("default", "single"):
+        check = runs[split]["summary"]["traffic_check"]
         compared = 0
         for node, row in check.items():
             for d in ("rx", "tx"):
@@ -119,3 +122,19 @@ def test_report_shows_measured_and_computed_traffic(runs: dict) -> None:
     assert proc.returncode == 0, proc.stderr
     report = (run_dir / "report.md").read_text()
     assert "| worker-1 |" in report and "(computed)" in report and "nodes.png" in report
+
+
+def test_the_same_model_trains_data_parallel(runs: dict) -> None:
+    """Thesis 6.3.5: the network replicated on 2 workers with Spark-input feeding and the chapter 5 PS; its run
+    is measured per node like the model-parallel ones, for the comparison of Figs 6.21-6.28."""
+    s = runs["dp"]["summary"]
+    assert s["mode"] == "data_parallel" and set(s["workers"]) == {"worker-0", "worker-1"}
+    for name in ("worker-0", "worker-1"):
+        curve = [json.loads(line) for line in (runs["dp"]["dir"] / "workers" / f"{name}.jsonl").read_text()
+                 .splitlines()]
+        assert curve[-1]["loss"] < curve[0]["loss"], curve
+    assert s["final"]["ps_version"] == 3  # s = M = 2: one aggregate per epoch
+    averages = s["node_averages"]
+    assert set(averages) == {"ps-0", "worker-0", "worker-1"}
+    assert averages["ps-0"]["rx_mb_per_s"] > 0 and averages["worker-0"]["rss_mb_max"] > 100
+    assert (runs["dp"]["dir"] / "nodes" / "ps-0.csv").is_file()
