@@ -1,0 +1,364 @@
+"""Benchmark 1: how fast can one worker train the redshift CNN, depending on how its data reach it?
+
+The same simulated spectra (one HDF5 file), the same model (``models/redshift_cnn.py``, seeded, small
+filters by default), the same batch size and the same number of samples, fed four ways, measured side
+by side in one run:
+
+* **(c) in-memory** - a plain single-process Keras loop (``train_on_batch``) over NumPy arrays already
+  in memory: the upper bound. Measured first and again last, to show how much the (shared) machine drifted.
+* **(b) TensorFlow input** - what a TFoS ``InputMode.TENSORFLOW`` worker does: read its local HDF5 file
+  itself, here with ``tf.data`` (a generator of batch-sized ``h5py`` slices in a per-epoch shuffled order,
+  prefetched), in this process.
+* **(a) Spark input** - a real TFoS cluster (``TFCluster.run``, ``InputMode.SPARK``, one worker, no PS) on a
+  Spark standalone cluster of one 1-core worker started with
+  :class:`~ddl_commodity.cluster.local.LocalStandaloneCluster`, fed by ``cluster.train(rdd)``:
+
+  - ``records``: one spectrum per RDD record, ``(x, y)``, as TFoS's examples do; the worker asks
+    ``DataFeed.next_batch(batch_size)`` and stacks the items;
+  - ``bundles``: our feeding (:mod:`ddl_commodity.data.rdd`): whole mini-batches per record, as the
+    redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle).
+
+  Both RDDs come from the same cached ``zipWithIndex`` records and have one partition per epoch.
+
+Every mode builds a fresh seeded model and takes three warm-up steps (tracing the train function) before
+its clock starts; the Spark-input worker does so before the driver starts feeding. **samples/s** is
+samples / the time from the first batch in hand to the end of the last train step; it includes every
+later wait for data. **end-to-end** adds what comes before the first batch (for Spark input: from the
+``cluster.train`` call, so job scheduling and the feeder's start). Each mode
+also says how long its train steps took in total (``train_seconds``) and how long it waited for data
+(``wait_seconds``, time not spent in train steps); the Spark-input worker splits that into
+``fetch_seconds`` (blocked in ``DataFeed.next_batch`` after the first batch) and ``convert_seconds``
+(stacking records into arrays, or slicing a bundle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import base_parser, environment, table, write_json
+
+NAME = "feeding"
+NUM_BANDS = 1800
+RESULT_WAIT_S = 300.0
+WARM_UP_STEPS = 3
+
+
+def _build_model(spec: dict):
+    """The redshift CNN of ``spec`` (filters, kernel, dropout, learning rate, seed), compiled."""
+    from ddl_commodity.config import RedshiftModelSettings, TrainingSettings
+    from ddl_commodity.models.redshift_cnn import build_redshift_cnn, compile_for_training
+
+    settings = RedshiftModelSettings(filters=tuple(spec["filters"]), kernel_size=spec["kernel_size"],
+                                     dropout=spec["dropout"])
+    model = build_redshift_cnn(settings, seed=spec["seed"])
+    return compile_for_training(model, TrainingSettings(learning_rate=spec["learning_rate"], optimizer="adam"))
+
+
+def _warm_up(model, batch_size: int) -> None:
+    """A few train steps on zeros: trace the train function, fill the thread pools, before any clock starts."""
+    for _ in range(WARM_UP_STEPS):
+        model.train_on_batch(np.zeros((batch_size, NUM_BANDS), np.float32), np.zeros(batch_size, np.int32))
+
+
+class _Clock:
+    """Per-mode timing: first batch in hand, train-step time, samples and steps."""
+
+    def __init__(self) -> None:
+        self.first: float | None = None
+        self.train = 0.0
+        self.samples = 0
+        self.steps = 0
+
+    def got_batch(self) -> None:
+        if self.first is None:
+            self.first = time.monotonic()
+
+    def step(self, model, x: np.ndarray, y: np.ndarray) -> None:
+        t = time.monotonic()
+        model.train_on_batch(x, y)
+        self.train += time.monotonic() - t
+        self.samples += len(y)
+        self.steps += 1
+
+    def result(self, start: float, end: float | None = None) -> dict:
+        end = time.monotonic() if end is None else end
+        assert self.first is not None, "no batch arrived"
+        steady = end - self.first
+        return {"samples": self.samples, "steps": self.steps, "seconds": steady,
+                "samples_per_s": self.samples / steady, "train_seconds": self.train,
+                "wait_seconds": max(steady - self.train, 0.0), "end_to_end_seconds": end - start,
+                "end_to_end_samples_per_s": self.samples / (end - start), "first": self.first, "end": end}
+
+
+def in_memory(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
+    """(c): Keras ``train_on_batch`` over arrays in memory, shuffled every epoch."""
+    model = _build_model(spec)
+    _warm_up(model, spec["batch_size"])
+    bs, clock = spec["batch_size"], _Clock()
+    start = time.monotonic()
+    for epoch in range(spec["epochs"]):
+        order = np.random.default_rng([spec["seed"], epoch]).permutation(len(y))
+        for a in range(0, len(y), bs):
+            idx = order[a:a + bs]
+            xb, yb = x[idx], y[idx]
+            clock.got_batch()
+            clock.step(model, xb, yb)
+    return clock.result(start)
+
+
+def tensorflow_input(spec: dict, h5_path: Path) -> dict:
+    """(b): ``tf.data`` over the HDF5 file, batch-sized slices read with ``h5py``, prefetched."""
+    import h5py
+    import tensorflow as tf
+
+    model = _build_model(spec)
+    _warm_up(model, spec["batch_size"])
+    bs, epochs, seed = spec["batch_size"], spec["epochs"], spec["seed"]
+
+    def batches():
+        with h5py.File(h5_path, "r") as f:
+            n = f["label"].shape[0]
+            starts = np.arange(0, n, bs)
+            for epoch in range(epochs):
+                for a in np.random.default_rng([seed, epoch]).permutation(starts):
+                    yield f["spectra"][a:a + bs], f["label"][a:a + bs]
+
+    clock = _Clock()
+    start = time.monotonic()
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=(
+        tf.TensorSpec((None, NUM_BANDS), tf.float32), tf.TensorSpec((None,), tf.int32))).prefetch(2)
+    for xb, yb in dataset:
+        clock.got_batch()
+        clock.step(model, xb, yb)
+    return clock.result(start)
+
+
+def spark_worker(args: dict, ctx: Any) -> None:
+    """TFoS ``main_fun`` of the single worker: train each phase's samples, write its timing, then drain."""
+    from ddl_commodity.data.rdd import Bundle
+
+    spec, bs = args["spec"], args["spec"]["batch_size"]
+    feed = ctx.get_data_feed(train_mode=True)
+    result_dir = Path(args["result_dir"])
+    for phase in args["phases"]:
+        model = _build_model(spec)
+        _warm_up(model, bs)
+        _write_json(result_dir / f"ready-{phase['name']}.json", {"pid": os.getpid()})  # the driver feeds now
+        clock, wanted = _Clock(), phase["samples"]
+        fetch = convert = 0.0
+        while clock.samples < wanted:
+            t0 = time.monotonic()
+            if phase["style"] == "records":
+                items = feed.next_batch(min(bs, wanted - clock.samples))
+                t1 = time.monotonic()
+                if not items:
+                    raise RuntimeError(f"feed ended after {clock.samples} of {wanted} samples")
+                clock.got_batch()
+                batches = [(np.stack([it[0] for it in items]), np.array([it[1] for it in items], np.int32))]
+            else:
+                items = feed.next_batch(1)
+                t1 = time.monotonic()
+                if not items:
+                    raise RuntimeError(f"feed ended after {clock.samples} of {wanted} samples")
+                clock.got_batch()
+                bundle = Bundle(*items[0])
+                batches = [(bundle.x[a:a + bs], bundle.y[a:a + bs]) for a in range(0, len(bundle.y), bs)]
+            t2 = time.monotonic()
+            if clock.steps:  # the first fetch waits for the feed to start: not on the clock (see end-to-end)
+                fetch += t1 - t0
+            convert += t2 - t1
+            for xb, yb in batches:
+                clock.step(model, xb, yb)
+        result = clock.result(clock.first or 0.0)
+        result.update(fetch_seconds=fetch, convert_seconds=convert, pid=os.getpid())
+        _write_json(result_dir / f"{phase['name']}.json", result)
+    while not feed.should_stop():  # until the driver's shutdown ends the feed
+        if not feed.next_batch(1):
+            break
+
+
+def _write_json(path: Path, document: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(document))
+    os.replace(tmp, path)
+
+
+def _wait_for(path: Path, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the TFoS worker wrote no {path.name} within {timeout:.0f} s")
+        time.sleep(0.1)
+    return json.loads(path.read_text())
+
+
+def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[dict, dict]:
+    """(a): one TFoS worker on a 1-worker Spark standalone cluster, fed per-sample records, then bundles."""
+    from pyspark import SparkConf, SparkContext, cloudpickle
+    from tensorflowonspark import TFCluster, TFSparkNode
+
+    import benchmarks
+    from ddl_commodity.cluster.local import LocalStandaloneCluster
+    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
+
+    # The executors cannot import this directory: ship spark_worker and its helpers by value.
+    cloudpickle.register_pickle_by_value(benchmarks)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver JVM: loopback, not the hostname's address
+    n, epochs, bs = len(y), spec["epochs"], spec["batch_size"]
+    result_dir = work / "worker-results"
+    result_dir.mkdir()
+    phases = [{"name": "records", "style": "records", "samples": n * epochs},
+              {"name": "bundles", "style": "bundles", "samples": n * epochs}]
+    timings: dict[str, Any] = {}
+    t0 = time.monotonic()
+    with LocalStandaloneCluster(workers=1, cores=1, memory="2g", state_dir=work / "cluster",
+                                startup_timeout_s=120.0) as spark_cluster:
+        timings["cluster_start_seconds"] = time.monotonic() - t0
+        conf = (SparkConf().setMaster(spark_cluster.master_url).setAppName("ddl-benchmark-feeding")
+                .set("spark.python.worker.reuse", "true").set("spark.executor.cores", "1")
+                .set("spark.task.cpus", "1").set("spark.cores.max", "1").set("spark.executor.memory", "1g")
+                .set("spark.task.maxFailures", "1").set("spark.locality.wait", "0s")
+                .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
+                .set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress", "127.0.0.1")
+                .set("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
+        sc = SparkContext(conf=conf)
+        sc.setLogLevel("ERROR")
+        cluster = None
+        try:
+            slices = int(x.nbytes // 2**20) + 1  # ~1 MiB per task, as the experiment does
+            records = indexed_records(sc, x, y, slices=slices).cache()
+            records.count()  # materialise: neither feed pays for parallelising the data
+            per_sample = records.map(lambda r: r[1]).coalesce(1)
+            shards = shard_assignment(n, np.arange(n), 1, spec["seed"])
+            bundles = epoch_feed_rdd(sc, records, shards, 1, epochs, "same", bs * spec["bundle_batches"],
+                                     spec["seed"])
+            t1 = time.monotonic()
+            args = {"spec": spec, "phases": phases, "result_dir": str(result_dir)}
+            cluster = TFCluster.run(sc, spark_worker, args, 1, num_ps=0, input_mode=TFCluster.InputMode.SPARK,
+                                    reservation_timeout=180, release_port=True)
+            timings["tfcluster_start_seconds"] = time.monotonic() - t1
+            out = {}
+            for phase, rdd, num_epochs in (("records", per_sample, epochs), ("bundles", bundles, 1)):
+                _wait_for(result_dir / f"ready-{phase}.json", RESULT_WAIT_S)  # its model is built and warm
+                started = time.monotonic()
+                cluster.train(rdd, num_epochs=num_epochs, feed_timeout=int(RESULT_WAIT_S))
+                fed = time.monotonic()
+                r = _wait_for(result_dir / f"{phase}.json", RESULT_WAIT_S)
+                end = max(fed, r["end"])
+                r.update(feed_job_seconds=fed - started, end_to_end_seconds=end - started,
+                         end_to_end_samples_per_s=r["samples"] / (end - started))
+                out[phase] = r
+            workers = sc.parallelize(range(1), 1)
+            workers.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
+            cluster.server.stop()
+            cluster = None
+        finally:
+            if cluster is not None:
+                sc.cancelAllJobs()
+            sc.stop()
+    return out, timings
+
+
+def run(spec: dict, work: Path) -> dict:
+    """Simulate the data, then measure (c), (b), (a) records, (a) bundles and (c) again."""
+    from ddl_commodity.data.redshift import load_redshift_h5, write_redshift_h5
+
+    h5 = write_redshift_h5(work / "spectra.h5", spec["samples"], spec["seed"], progress=False)
+    data = load_redshift_h5(h5)
+    x, y = data.spectra, data.label
+    modes: dict[str, dict] = {}
+    print("  (c) in-memory Keras loop ...", flush=True)
+    modes["c_in_memory"] = in_memory(spec, x, y)
+    print("  (b) TensorFlow input (tf.data over HDF5) ...", flush=True)
+    modes["b_tensorflow_input"] = tensorflow_input(spec, h5)
+    print("  (a) TFoS Spark input: cluster, per-sample records, bundles ...", flush=True)
+    spark, timings = spark_input(spec, x, y, work)
+    modes["a_spark_records"], modes["a_spark_bundles"] = spark["records"], spark["bundles"]
+    print("  (c) in-memory Keras loop, again ...", flush=True)
+    modes["c_in_memory_repeat"] = in_memory(spec, x, y)
+    for m in modes.values():
+        m.pop("first", None)
+        m.pop("end", None)
+        m.pop("pid", None)
+    upper = (modes["c_in_memory"]["samples_per_s"] + modes["c_in_memory_repeat"]["samples_per_s"]) / 2
+    ratios = {
+        "a_records_over_c": modes["a_spark_records"]["samples_per_s"] / upper,
+        "a_bundles_over_c": modes["a_spark_bundles"]["samples_per_s"] / upper,
+        "b_over_c": modes["b_tensorflow_input"]["samples_per_s"] / upper,
+        "a_bundles_over_a_records": modes["a_spark_bundles"]["samples_per_s"]
+        / modes["a_spark_records"]["samples_per_s"],
+        "c_repeat_over_c": modes["c_in_memory_repeat"]["samples_per_s"] / modes["c_in_memory"]["samples_per_s"],
+    }
+    return {"modes": modes, "c_samples_per_s": upper, "ratios": ratios, "spark_overheads": timings}
+
+
+LABELS = {
+    "c_in_memory": "(c) in-memory Keras loop",
+    "b_tensorflow_input": "(b) TensorFlow input, tf.data + HDF5",
+    "a_spark_records": "(a) TFoS Spark input, 1 sample/record",
+    "a_spark_bundles": "(a) TFoS Spark input, bundles (ours)",
+    "c_in_memory_repeat": "(c) in-memory Keras loop, again",
+}
+
+
+def summary_table(result: dict) -> str:
+    upper = result["c_samples_per_s"]
+    rows = [
+        (LABELS[k], m["samples"], m["samples_per_s"], f"{m['samples_per_s'] / upper:.3f}", m["seconds"],
+         m["wait_seconds"], m["end_to_end_seconds"])
+        for k, m in result["modes"].items()
+    ]
+    return table(["mode", "samples", "samples/s", "ratio to (c)", "seconds", "waiting for data s",
+                  "end-to-end s"], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, help="spectra in the data set (default 512 quick, 4096 full)")
+    parser.add_argument("--epochs", type=int, help="passes over them (default 1 quick, 2 full)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--filters", type=int, nargs=2, default=(2, 2), metavar=("F1", "F2"),
+                        help="conv filter counts (default 2 2: a 2.9M-weight model; the experiment uses 8 8)")
+    parser.add_argument("--bundle-batches", type=int, default=4, help="mini-batches per bundle (as the experiment)")
+    args = parser.parse_args(argv)
+    samples = args.samples or (512 if args.quick else 4096)
+    if samples % args.batch_size:
+        parser.error("--samples must be a multiple of --batch-size (every step then has a full batch)")
+    spec = {"samples": samples, "epochs": args.epochs or (1 if args.quick else 2), "batch_size": args.batch_size,
+            "filters": list(args.filters), "kernel_size": 8, "dropout": 0.2, "learning_rate": 1e-3, "seed": 7,
+            "bundle_batches": args.bundle_batches}
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ddl_commodity.config import RedshiftModelSettings
+    from ddl_commodity.models.redshift_cnn import parameter_count
+
+    env = environment()
+    print(f"feeding benchmark ({'quick' if args.quick else 'full'} mode): {spec['samples']} spectra x "
+          f"{spec['epochs']} epochs, batch {spec['batch_size']}, filters {spec['filters']}, "
+          f"{env['cpu_count']} CPUs", flush=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ddl-bench-feeding-") as tmp:
+        result = run(spec, Path(tmp))
+    spec["parameters"] = parameter_count(RedshiftModelSettings(filters=tuple(spec["filters"])))
+    env["load_average_1m_end"] = os.getloadavg()[0]
+    document = {"benchmark": NAME, "mode": "quick" if args.quick else "full", "environment": env,
+                "settings": spec, **result, "seconds": time.monotonic() - started}
+    write_json(Path(args.out), document)
+    print(summary_table(result))
+    r = result["ratios"]
+    print(f"ratios to (c): (a) records {r['a_records_over_c']:.3f}, (a) bundles {r['a_bundles_over_c']:.3f}, "
+          f"(b) {r['b_over_c']:.3f}; bundles / records = {r['a_bundles_over_a_records']:.2f}")
+    print(f"wrote {args.out} ({document['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The benchmarks in ``benchmarks/`` run end to end in ``--quick`` mode and write well-formed JSON.
+
+Each runs as a user would (``python -m benchmarks.<name> --quick --out FILE``, a subprocess from the repo
+root); the JSON must hold the environment, every measurement and the ratios, and every figure must be a
+finite positive number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_benchmark(name: str, out: Path, timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--quick", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| " in proc.stdout, "no table printed"
+    return json.loads(out.read_text())
+
+
+def numbers(tree: object, path: str = "") -> list[tuple[str, float]]:
+    """Every int/float leaf of a JSON tree with its path (booleans excluded)."""
+    if isinstance(tree, dict):
+        return [n for k, v in tree.items() for n in numbers(v, f"{path}.{k}")]
+    if isinstance(tree, list):
+        return [n for i, v in enumerate(tree) for n in numbers(v, f"{path}[{i}]")]
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return [(path, float(tree))]
+    return []
+
+
+def assert_all_positive(tree: object) -> None:
+    found = numbers(tree)
+    assert found
+    bad = [(p, v) for p, v in found if not (math.isfinite(v) and v > 0)]
+    assert not bad, bad
+
+
+def check_environment(env: dict) -> None:
+    assert env["cpu_count"] >= 1
+    for package in ("tensorflow-cpu", "keras", "tensorflowonspark", "pyspark", "numpy", "grpcio"):
+        assert env["versions"][package], package
+
+
+def test_parameter_server_quick(tmp_path: Path) -> None:
+    doc = run_benchmark("parameter_server", tmp_path / "ps.json", timeout=180)
+    assert doc["benchmark"] == "parameter_server" and doc["mode"] == "quick"
+    check_environment(doc["environment"])
+    cells = doc["measurements"]
+    assert {(c["params_target"], c["clients"]) for c in cells} == {(p, m) for p in (100_000, 1_000_000)
+                                                                  for m in (1, 2)}
+    for c in cells:
+        assert c["s"] == c["clients"]
+        assert c["timed_pushes"] == sum(c["pushes_per_client"]) >= c["clients"]
+        assert c["latency"]["p90_ms"] >= c["latency"]["median_ms"]
+        wire = c["wire"]
+        assert wire["raw_bytes"] == 4 * c["params"]
+        assert wire["request_bytes"] > wire["raw_bytes"] and wire["request_overhead_ratio"] > 1
+        assert_all_positive(c)
+    assert_all_positive(doc["seconds"])
+
+
+@pytest.mark.cluster
+def test_feeding_quick(tmp_path: Path) -> None:
+    doc = run_benchmark("feeding", tmp_path / "feeding.json", timeout=420)
+    assert doc["benchmark"] == "feeding" and doc["mode"] == "quick"
+    check_environment(doc["environment"])
+    modes = doc["modes"]
+    assert set(modes) == {"c_in_memory", "b_tensorflow_input", "a_spark_records", "a_spark_bundles",
+                          "c_in_memory_repeat"}
+    expected = doc["settings"]["samples"] * doc["settings"]["epochs"]
+    for name, m in modes.items():
+        assert m["samples"] == expected, name  # same number of samples everywhere
+        assert_all_positive({k: v for k, v in m.items() if k != "wait_seconds"})
+        assert math.isfinite(m["wait_seconds"]) and m["wait_seconds"] >= 0
+    assert set(doc["ratios"]) >= {"a_records_over_c", "a_bundles_over_c", "b_over_c"}
+    assert_all_positive(doc["ratios"])
+    assert_all_positive(doc["spark_overheads"])
+    assert_all_positive(doc["c_samples_per_s"])
