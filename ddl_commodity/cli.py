@@ -118,16 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
 
-    rep = sub.add_parser("report", help="tables and plots of a finished run",
-                         description="Rebuild curves.png and print per-worker results and epochs to "
-                         "plateau (thesis Tables 5.1/5.2) of a run; also writes report.md into the run.")
-    rep.add_argument("run_dir", type=Path, help="a directory under runs/")
+    rep = sub.add_parser("report", help="tables and plots of a finished run, or of a reproduction",
+                         description="For a run directory: rebuild curves.png and print per-worker results, "
+                         "epochs to plateau (thesis Tables 5.1/5.2) and, for land cover, per-node CPU and traffic; "
+                         "writes report.md into the run. For a `ddl reproduce` directory: report/index.html and "
+                         "report/report.md with PNG figures and the thesis-vs-measured table.")
+    rep.add_argument("run_dir", type=Path, help="a directory under runs/, or one written by `ddl reproduce`")
+
+    repro = sub.add_parser(
+        "reproduce", help="run the thesis's experiment set and write the comparison report",
+        description="Run the experiments of configs/thesis/ one after another on the embedded cluster, then "
+        "write <out>/report/index.html and report.md: for each thesis table and figure its counterpart, and "
+        "the thesis's numbers beside ours. --scale small cuts samples, epochs and steps (about half an hour on "
+        "2 cores); --scale full runs the configs unchanged (hours). Re-running with the same --out continues: "
+        "experiments that succeeded are kept.")
+    repro.add_argument("--scale", choices=["small", "full"], default="small")
+    repro.add_argument("--only", help="shell pattern of experiment names to run, e.g. 'landcover-*'")
+    repro.add_argument("--out", type=Path, default=None,
+                       help="reproduction directory (default runs/reproduce-<scale>-<time>)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report}
+    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report,
+                "reproduce": cmd_reproduce}
     try:
         return handlers[args.command](args)
     except DdlError as err:
@@ -377,9 +392,27 @@ def print_summary(run_dir: Path, summary: dict) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from ddl_commodity.report.run_report import write_run_report
 
+    if (args.run_dir / "reproduce.json").is_file():
+        from ddl_commodity.report.reproduce import write_reproduction_report
+
+        path = write_reproduction_report(args.run_dir)
+        print((path.parent / "report.md").read_text())
+        print(f"report: {path}")
+        return 0
     path = write_run_report(args.run_dir)
     print(path.read_text())
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ddl_commodity.report.reproduce import reproduce, write_reproduction_report
+
+    out = args.out or Path("runs") / f"reproduce-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
+    state = reproduce(args.scale, out, args.only)
+    path = write_reproduction_report(out)
+    failed = [n for n, e in state["experiments"].items() if e["state"] != "succeeded"]
+    print(f"report: {path}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

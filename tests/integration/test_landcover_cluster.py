@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,3 +139,24 @@ def test_the_same_model_trains_data_parallel(runs: dict) -> None:
     assert set(averages) == {"ps-0", "worker-0", "worker-1"}
     assert averages["ps-0"]["rx_mb_per_s"] > 0 and averages["worker-0"]["rss_mb_max"] > 100
     assert (runs["dp"]["dir"] / "nodes" / "ps-0.csv").is_file()
+
+
+def test_reproduction_report_renders_from_real_runs(runs: dict, tmp_path: Path) -> None:
+    """`ddl report` on a reproduction directory (as `ddl reproduce` leaves it), built from this module's runs:
+    index.html and report.md, every figure they name exists and is a PNG, the thesis-vs-ours table is there."""
+    names = {"landcover-default-2.5k": "default", "landcover-single-8k": "single", "landcover-dp-2.5k": "dp"}
+    state = {"scale": "small", "experiments": {
+        name: {"config": "-", "run_dir": str(runs[key]["dir"]), "seconds": 1.0, "state": "succeeded", "error": None}
+        for name, key in names.items()}}
+    (tmp_path / "reproduce.json").write_text(json.dumps(state))
+    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "report", str(tmp_path)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "report" / "report.md").read_text()
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert "model vs data parallel, CPU % per worker" in md and "Table 5.1" in md
+    named = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
+    assert len(named) >= 6 and "figures/schemes.png" in named
+    for rel in named:
+        assert (tmp_path / "report" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+        assert f'src="{rel}"' in html

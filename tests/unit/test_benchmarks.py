@@ -85,3 +85,14 @@ def test_feeding_quick(tmp_path: Path) -> None:
     assert_all_positive(doc["ratios"])
     assert_all_positive(doc["spark_overheads"])
     assert_all_positive(doc["c_samples_per_s"])
+
+
+@pytest.mark.cluster
+def test_model_parallel_traffic_quick(tmp_path: Path) -> None:
+    doc = run_benchmark("model_parallel_traffic", tmp_path / "traffic.json", timeout=600)
+    assert doc["benchmark"] == "model_parallel_traffic" and doc["mode"] == "quick"
+    check_environment(doc["environment"])
+    (cell,) = doc["measurements"]
+    assert cell["scheme"] == "default" and set(cell["nodes"]) == {"ps-0", "worker-0", "worker-1", "worker-2"}
+    assert_all_positive({k: v for k, v in cell.items() if k not in ("scheme", "figure", "net_method")})
+    assert 0.75 < cell["ratio"] < 1.5
