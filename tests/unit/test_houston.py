@@ -177,3 +177,18 @@ def test_load_patches_refuses_wrong_shapes(tmp_path: Path) -> None:
         load_patches(path, expected_bands=12)
     with pytest.raises(DataError, match="not found"):
         load_patches(tmp_path / "missing.h5")
+
+
+def test_cli_writes_a_synthetic_scene_and_its_patches(tmp_path: Path, capsys) -> None:
+    from ddl_commodity.cli import main
+
+    out, patches = tmp_path / "scene", tmp_path / "p.h5"
+    assert main(["data", "houston", "--synthetic", "--scale", "0.05", "--out", str(out), "--patches", str(patches),
+                 "--per-class", "5", "--bands", "0,10,20"]) == 0
+    data = load_patches(patches)
+    assert len(data) == 100 and data.hsi.shape[-1] == 3 and data.hsi_bands == (0, 10, 20)
+    assert main(["data", "houston", "--patches", str(tmp_path / "q.h5")]) == 2
+    assert main(["data", "houston", "--scene", str(out), "--patches", str(tmp_path / "q.h5"), "--bands", "1,x"]) == 2
+    assert main(["data", "houston", "--scene", str(out), "--patches", str(tmp_path / "q.h5"), "--bands", "60"]) == 2
+    assert not (tmp_path / "q.h5").exists()
+    assert "error:" in capsys.readouterr().err
