@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report,
                 "reproduce": cmd_reproduce}
+    # `kill`, a CI timeout or a scheduler sends SIGTERM: unwind like Ctrl-C, so that an embedded cluster, a
+    # spark-submit child and the run's status are cleaned up instead of orphaned.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return handlers[args.command](args)
     except DdlError as err:
@@ -151,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -324,11 +334,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
         print(f"run {run_dir}: {driver.describe(cfg)}", flush=True)
-    if cfg.training.mode == "single":
-        summary = driver.run(cfg, run_dir, progress=args.progress)
-    else:
-        _submit(cfg, config_path, run_dir, resume=args.resume is not None)
-        summary = json.loads((run_dir / "summary.json").read_text())
+    try:
+        if cfg.training.mode == "single":
+            summary = driver.run(cfg, run_dir, progress=args.progress)
+        else:
+            _submit(cfg, config_path, run_dir, resume=args.resume is not None)
+            summary = json.loads((run_dir / "summary.json").read_text())
+    except KeyboardInterrupt as err:
+        from ddl_commodity.runs import set_status
+
+        set_status(run_dir, "failed", error=f"interrupted ({err or 'SIGINT'})")
+        raise
     print_summary(run_dir, summary)
     return 0
 

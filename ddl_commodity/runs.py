@@ -54,6 +54,28 @@ def write_yaml_atomic(path: Path, doc: Any) -> Path:
     return write_bytes_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode())
 
 
+CLUSTER_INFO_FILE = "cluster_info.json"
+
+
+def record_cluster_info(run_dir: Path, cluster_info: list[dict]) -> Path:
+    """Write which executor ran which TF task (``TFCluster.cluster_info``) to ``run_dir/cluster_info.json``.
+
+    One entry per TF node: ``job_name``, ``task_index``, ``host``, ``port``, ``executor_id``. Per-node
+    reports (e.g. the netns cluster's traffic attribution) read roles from here, never from logs.
+    """
+    keys = ("job_name", "task_index", "host", "port", "executor_id")
+    nodes = [{k: n.get(k) for k in keys} for n in cluster_info]
+    return write_json_atomic(Path(run_dir) / CLUSTER_INFO_FILE, {"nodes": nodes})
+
+
+def read_cluster_info(run_dir: Path) -> list[dict]:
+    """Entries written by :func:`record_cluster_info`; ``[]`` if the run never reserved its cluster."""
+    path = Path(run_dir) / CLUSTER_INFO_FILE
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text(encoding="utf-8"))["nodes"])
+
+
 def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{secrets.token_hex(2)}"
 

@@ -344,29 +344,15 @@ def counters_snapshot(nodes: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int
 
 
 def tfos_roles(run_dir: Path) -> dict[str, list[str]]:
-    """``{executor address: ["ps-0", "worker-1", ...]}`` of a finished TFoS run, from its ``job.log``.
+    """``{executor address: ["ps-0", "worker-1", ...]}`` of a TFoS run, from its ``cluster_info.json``.
 
-    TFoS logs every reserved node's ``cluster_info`` entry (a dict with ``host``, ``job_name`` and
-    ``task_index``) once all nodes started; the driver's log handler keeps INFO lines in ``job.log``.
+    The driver writes that file as soon as TFoS has reserved every node (:func:`runs.record_cluster_info`).
     """
+    from ddl_commodity.runs import read_cluster_info
+
     roles: dict[str, list[str]] = {}
-    log = Path(run_dir) / "job.log"
-    if not log.is_file():
-        return roles
-    seen = set()
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = re.search(r"\{[^{}]*'job_name': '(\w+)'[^{}]*\}", line)
-        if not m:
-            continue
-        entry = m.group(0)
-        host = re.search(r"'host': '([^']+)'", entry)
-        index = re.search(r"'task_index': (\d+)", entry)
-        if not host or not index:
-            continue
-        role = f"{m.group(1)}-{index.group(1)}"
-        if role not in seen:
-            seen.add(role)
-            roles.setdefault(host.group(1), []).append(role)
+    for node in sorted(read_cluster_info(run_dir), key=lambda n: (n["job_name"], n["task_index"])):
+        roles.setdefault(node["host"], []).append(f"{node['job_name']}-{node['task_index']}")
     return roles
 
 
@@ -379,7 +365,7 @@ def record_run_traffic(
 ) -> Path:
     """Write ``run_dir/nodes/traffic.json``: each node's interface byte deltas over a run, with its roles.
 
-    ``roles`` maps an executor address to the TFoS tasks it ran (default: parsed from the run's job.log),
+    ``roles`` maps an executor address to the TFoS tasks it ran (default: the run's cluster_info.json),
     so the PS's traffic is attributed to the node that hosted the PS.
     """
     run_dir = Path(run_dir)

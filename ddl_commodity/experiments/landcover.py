@@ -22,7 +22,7 @@ import numpy as np
 from ddl_commodity.config import config_to_dict
 from ddl_commodity.config_landcover import LandcoverConfig
 from ddl_commodity.errors import RunFailed, UserInputError
-from ddl_commodity.runs import set_status, write_json_atomic, write_yaml_atomic
+from ddl_commodity.runs import record_cluster_info, set_status, write_json_atomic, write_yaml_atomic
 
 
 def patches_path(cfg: LandcoverConfig) -> Path:
@@ -164,6 +164,7 @@ def train_model_parallel(cfg: LandcoverConfig, path: Path, run_dir: Path) -> dic
                                 input_mode=TFCluster.InputMode.TENSORFLOW,
                                 reservation_timeout=int(cfg.cluster.startup_timeout_s),
                                 log_dir=str(run_dir / "tflogs"), release_port=True)
+        record_cluster_info(run_dir, cluster.cluster_info)
         while not collector.is_done(client):
             if collector.failure.is_set() or "error" in TFCluster.tf_status or watchdog.failure_message():
                 raise RunFailed("a node failed")

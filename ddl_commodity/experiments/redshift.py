@@ -18,7 +18,7 @@ import numpy as np
 
 from ddl_commodity.config import ExperimentConfig, FaultSettings, config_to_dict
 from ddl_commodity.errors import DataError, RunFailed, UserInputError
-from ddl_commodity.runs import set_status, write_json_atomic, write_yaml_atomic
+from ddl_commodity.runs import record_cluster_info, set_status, write_json_atomic, write_yaml_atomic
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,7 @@ def train_distributed(
                                 input_mode=TFCluster.InputMode.SPARK,
                                 reservation_timeout=int(cfg.cluster.startup_timeout_s),
                                 log_dir=str(run_dir / "tflogs"), release_port=True)
+        record_cluster_info(run_dir, cluster.cluster_info)
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
         watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, secret)

@@ -191,14 +191,20 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
             epoch_no += 1
             val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0) if len(y_val) else (None, None)
             base = version
+            global_loss = global_acc = None
             if not cfg.training.push_every_steps:
                 synchronise()
+                # The replica's own score above is the thesis's per-worker curve; the weights just pulled are
+                # the PS's global model, which is what a user of the run gets (and usually scores higher).
+                if len(y_val):
+                    global_loss, global_acc = model.evaluate(x_val, y_val, verbose=0)
             seen = np.concatenate(log.indices)
             runtime.record(stream, {
                 "worker": runtime.name, "epoch": epoch_no, "shard": bundle.shard,
                 "feed_epoch": bundle.epoch, "loss": log.loss_sum / log.samples,
                 "accuracy": log.correct_sum / log.samples,
                 "val_loss": _maybe_float(val_loss), "val_accuracy": _maybe_float(val_acc),
+                "global_val_loss": _maybe_float(global_loss), "global_val_accuracy": _maybe_float(global_acc),
                 "samples": log.samples, "index_count": int(np.unique(seen).size),
                 "index_digest": index_digest(seen), "base_version": base, "ps_version": version,
                 "seconds": time.monotonic() - log.started, "time": time.time(),

@@ -96,3 +96,44 @@ def test_run_survives_a_killed_worker_when_tolerated(tmp_path: Path) -> None:
     recs = sorted(workers["worker-0"], key=lambda r: r["epoch"])
     assert recs[-1]["loss"] < recs[0]["loss"], recs
     assert_no_leftover_processes(tmp_path)
+
+
+def test_sigterm_stops_the_run_and_everything_it_started(tmp_path: Path) -> None:
+    """`kill` (or a CI timeout) of `ddl run` mid-training: exit 130, run marked failed, nothing left running."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+    import yaml
+
+    cfg = fault_config(tmp_path, "sigterm", epochs=40)
+    path = tmp_path / "sigterm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", "sigterm",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "runs" / "sigterm"
+    deadline = time.monotonic() + 300
+    while not (run_dir / "cluster_info.json").exists():  # TFoS reserved its nodes: training is under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "interrupted (SIGTERM)" in status["error"]
+    assert_no_leftover_processes(tmp_path)
+
+    def ours() -> list[str]:  # also the untagged ones: spark-submit's JVM and the Python driver it started
+        found = []
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if str(tmp_path) in cmd and p.pid != proc.pid:
+                found.append(cmd[:200])
+        return found
+
+    deadline = time.monotonic() + 30
+    while ours() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not ours()

@@ -84,15 +84,19 @@ def ddl(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def ddl_leftovers() -> dict[str, list[str]]:
-    """Every ddl namespace, link, routing rule and cluster process on this machine."""
+def ddl_leftovers(cluster_id: str) -> dict[str, list[str]]:
+    """The namespaces, links, routing rules, /etc/netns dirs and processes of one cluster.
+
+    Scoped to ``cluster_id`` so that another cluster on the machine (a benchmark, a user's) is not counted.
+    """
+    short = netns.short_id(cluster_id)
     rules = subprocess.run([netns.ip_binary(), "rule", "show"], capture_output=True, text=True).stdout
     return {
-        "namespaces": [n for n in netns.list_namespaces() if n.startswith("ddl-")],
-        "links": [link for link in netns.list_links() if link.startswith("ddl")],
-        "rules": [line for line in rules.splitlines() if "ddlbr" in line],
-        "etc": [str(d) for d in netns.ETC_NETNS.glob("ddl-*")],
-        "processes": [f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in tagged_processes()
+        "namespaces": [n for n in netns.list_namespaces() if n.startswith(f"ddl-{short}-")],
+        "links": [link for link in netns.list_links() if link.startswith("ddl") and short in link],
+        "rules": [line for line in rules.splitlines() if f"ddlbr{short}" in line],
+        "etc": [str(d) for d in netns.ETC_NETNS.glob(f"ddl-{short}-*")],
+        "processes": [f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in tagged_processes(cluster_id)
                       if p.is_running() and p.status() != psutil.STATUS_ZOMBIE],
     }
 
@@ -275,6 +279,8 @@ def test_quickstart_on_the_netns_cluster_records_per_node_traffic(cluster) -> No
     assert sorted(nodes) == [f"node{i}" for i in range(5)]
     assert "driver" in nodes["node0"]["roles"]
     by_role = {role: name for name, n in nodes.items() for role in n["roles"]}
+    info = json.loads((run_dir / "cluster_info.json").read_text())["nodes"]
+    assert {"ps-0", "worker-0", "worker-1"} <= set(by_role), (info, traffic)
     # TFoS ran its three tasks on three different worker nodes, found by executor address.
     tf_nodes = {by_role["ps-0"], by_role["worker-0"], by_role["worker-1"]}
     assert len(tf_nodes) == 3 and "node0" not in tf_nodes
@@ -294,12 +300,12 @@ def test_quickstart_on_the_netns_cluster_records_per_node_traffic(cluster) -> No
 
 
 def test_nothing_left_after_down(cluster) -> None:
-    cwd, _state, _ = cluster
+    cwd, state, _ = cluster
     t0 = time.monotonic()
     proc = ddl("down", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     print(f"down in {time.monotonic() - t0:.1f} s")
-    assert ddl_leftovers() == {"namespaces": [], "links": [], "rules": [], "etc": [], "processes": []}
+    assert ddl_leftovers(state.cluster_id) == {"namespaces": [], "links": [], "rules": [], "etc": [], "processes": []}
     assert read_state(cwd / ".cluster") is None
     again = ddl("down", cwd=cwd)  # idempotent
     assert again.returncode == 0 and "0 processes" in again.stdout

@@ -121,8 +121,17 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
     if s == 2:  # synchronous: both updates of an aggregate start from the same version
         assert all(u["tau"] == 0 for u in applied)
         assert summary["final"]["ps_version"] == cfg["training"]["epochs"]
+        # Both workers adopted the same global model every epoch, so they score it identically.
+        by_version: dict[int, list[float]] = {}
+        for r in epochs:
+            by_version.setdefault(r["ps_version"], []).append(r["global_val_loss"])
+        assert sorted(by_version) == list(range(1, cfg["training"]["epochs"] + 1))
+        for losses in by_version.values():
+            assert len(losses) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-5), by_version
     else:
         assert summary["final"]["ps_version"] == len(applied)
+    for r in epochs:
+        assert 0 <= r["global_val_accuracy"] <= 1 and r["global_val_loss"] > 0, r
 
     # Training works: every worker's loss falls.
     for recs in workers.values():

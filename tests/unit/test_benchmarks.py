@@ -7,6 +7,7 @@ finite positive number.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import subprocess
@@ -96,3 +97,45 @@ def test_model_parallel_traffic_quick(tmp_path: Path) -> None:
     assert cell["scheme"] == "default" and set(cell["nodes"]) == {"ps-0", "worker-0", "worker-1", "worker-2"}
     assert_all_positive({k: v for k, v in cell.items() if k not in ("scheme", "figure", "net_method")})
     assert 0.75 < cell["ratio"] < 1.5
+
+
+@pytest.mark.cluster
+def test_async_vs_allreduce_quick(tmp_path: Path) -> None:
+    doc = run_benchmark("async_vs_allreduce", tmp_path / "b3.json", timeout=600)
+    assert doc["benchmark"] == "async_vs_allreduce" and doc["mode"] == "quick"
+    check_environment(doc["environment"])
+    epochs, workers = doc["settings"]["epochs"], doc["settings"]["workers"]
+    assert set(doc["runs"]) == {"ps", "allreduce"}
+    for name, run in doc["runs"].items():
+        per_worker = run["worker_epochs"]
+        assert sorted(per_worker) == [f"worker-{i}" for i in range(workers)], name
+        for records in per_worker.values():
+            assert [r["epoch"] for r in records] == list(range(1, epochs + 1)), name
+            for r in records:
+                assert 0 <= r["val_accuracy"] <= 1 and 0 <= r["accuracy"] <= 1
+                assert_all_positive({k: r[k] for k in ("loss", "val_loss", "seconds", "samples")})
+        assert run["job_seconds"] > 0
+        curve = doc["curves"][name]
+        assert [c["epoch"] for c in curve] == list(range(1, epochs + 1))
+        assert all(b["seconds"] > a["seconds"] > 0 for a, b in itertools.pairwise(curve))
+    # Each run's validation score is its global model's: all-reduce keeps the replicas identical, and with
+    # s = M every PS worker adopts the same PS version; so all workers score the same loss every epoch.
+    for name in ("allreduce", "ps"):
+        per_worker = doc["runs"][name]["worker_epochs"]
+        for e in range(epochs):
+            losses = [per_worker[w][e]["val_loss"] for w in per_worker]
+            assert max(losses) - min(losses) < 1e-4, (name, losses)
+    assert all("replica_val_loss" in r for recs in doc["runs"]["ps"]["worker_epochs"].values() for r in recs)
+    assert doc["runs"]["ps"]["final_model"]["ps_version"] == epochs
+    # Every training sample once per epoch in both runs (the quick sizes divide evenly by M).
+    train = doc["settings"]["samples"] - round(doc["settings"]["samples"] * 0.1)
+    assert train % workers == 0
+    for name in ("ps", "allreduce"):
+        assert sum(recs[0]["samples"] for recs in doc["runs"][name]["worker_epochs"].values()) == train, name
+    assert {t["metric"] for t in doc["targets"]} == {"val_accuracy", "val_loss"}
+    for t in doc["targets"]:
+        assert_all_positive({k: t[k] for k in ("ps", "allreduce", "time_ratio_allreduce_over_ps")})
+    assert_all_positive(doc["median_epoch_seconds"])
+    assert doc["epoch_time_ratio_allreduce_over_ps"] > 0
+    png = (tmp_path / doc["figure"]).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
