@@ -183,7 +183,21 @@ class OutputSettings(_Strict):
     runs_dir: Path = Path("runs")
 
 
-class ExperimentConfig(_Strict):
+class _TfosRun(_Strict):
+    """What a TFoS run of 1 PS task + ``training.workers`` workers needs from Spark (both experiments)."""
+
+    @property
+    def tf_nodes(self) -> int:
+        """TFoS nodes of a distributed run: one PS task plus M workers."""
+        return self.training.workers + 1
+
+    @property
+    def embedded_spark_workers(self) -> int:
+        """Spark workers the embedded cluster starts (one 1-core executor per TF node by default)."""
+        return self.cluster.spark_workers or self.tf_nodes
+
+
+class ExperimentConfig(_TfosRun):
     """A whole experiment; the root of every YAML file in ``configs/``."""
 
     experiment: Experiment = "redshift_data_parallel"
@@ -213,17 +227,6 @@ class ExperimentConfig(_Strict):
                     f"cluster.spark_workers={c.spark_workers}"
                 )
         return self
-
-    @property
-    def tf_nodes(self) -> int:
-        """TFoS nodes of a distributed run: one PS task plus M workers."""
-        return self.training.workers + 1
-
-    @property
-    def embedded_spark_workers(self) -> int:
-        """Spark workers the embedded cluster starts (one 1-core executor per TF node by default)."""
-        return self.cluster.spark_workers or self.tf_nodes
-
 
 def _format_validation_error(err: ValidationError) -> str:
     lines = []

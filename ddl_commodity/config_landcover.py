@@ -24,6 +24,7 @@ from ddl_commodity.config import (
     OutputSettings,
     ParameterServerSettings,
     _Strict,
+    _TfosRun,
 )
 from ddl_commodity.data.patches import DEFAULT_HSI_BANDS
 
@@ -104,7 +105,7 @@ class MonitorSettings(_Strict):
     interval_s: float = Field(1.0, ge=0.1, le=60.0)
 
 
-class LandcoverConfig(_Strict):
+class LandcoverConfig(_TfosRun):
     experiment: Literal["landcover_model_parallel"] = "landcover_model_parallel"
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "landcover"
     description: str = ""
@@ -143,10 +144,3 @@ class LandcoverConfig(_Strict):
 
         return load_scheme(self.training.split)
 
-    @property
-    def tf_nodes(self) -> int:
-        return self.training.workers + 1
-
-    @property
-    def embedded_spark_workers(self) -> int:
-        return self.cluster.spark_workers or self.tf_nodes

@@ -21,6 +21,7 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,21 @@ def create_run_dir(runs_dir: Path, name: str, run_id: str | None = None) -> Path
 
 def set_status(run_dir: Path, state: str, **extra: Any) -> None:
     write_json_atomic(Path(run_dir) / "status.json", {"state": state, "time": time.time(), **extra})
+
+
+def record_outcome(run_dir: Path, produce_summary: Callable[[], dict]) -> dict:
+    """Call ``produce_summary``; write its result to ``summary.json`` and mark the run succeeded.
+
+    Whatever ends it otherwise (an error, Ctrl-C, SIGTERM) marks the run failed with that reason first.
+    """
+    try:
+        summary = produce_summary()
+    except BaseException as err:
+        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        raise
+    write_json_atomic(Path(run_dir) / "summary.json", summary)
+    set_status(run_dir, "succeeded")
+    return summary
 
 
 def read_jsonl(path: Path) -> list[dict]:

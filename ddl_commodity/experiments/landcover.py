@@ -22,7 +22,7 @@ import numpy as np
 from ddl_commodity.config import config_to_dict
 from ddl_commodity.config_landcover import LandcoverConfig
 from ddl_commodity.errors import RunFailed, UserInputError
-from ddl_commodity.runs import record_cluster_info, set_status, write_json_atomic, write_yaml_atomic
+from ddl_commodity.runs import record_cluster_info, record_outcome, write_yaml_atomic
 
 
 def patches_path(cfg: LandcoverConfig) -> Path:
@@ -80,7 +80,8 @@ def run(cfg: LandcoverConfig, run_dir: Path, progress: bool | None = None, resum
     run_dir = Path(run_dir)
     write_yaml_atomic(run_dir / "config.yaml", config_to_dict(cfg))
     started = time.time()
-    try:
+
+    def train_and_summarize() -> dict:
         path = prepare(cfg, progress)
         if cfg.training.mode == "single":
             final = train_single(cfg, path, run_dir)
@@ -88,13 +89,9 @@ def run(cfg: LandcoverConfig, run_dir: Path, progress: bool | None = None, resum
             final = train_data_parallel(cfg, path, run_dir)
         else:
             final = train_model_parallel(cfg, path, run_dir)
-        summary = summarize(cfg, run_dir, path, final, time.time() - started)
-    except BaseException as err:
-        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    write_json_atomic(run_dir / "summary.json", summary)
-    set_status(run_dir, "succeeded")
-    return summary
+        return summarize(cfg, run_dir, path, final, time.time() - started)
+
+    return record_outcome(run_dir, train_and_summarize)
 
 
 def _print_epoch(r: dict, epochs: int) -> None:

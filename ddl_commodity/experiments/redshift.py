@@ -18,7 +18,7 @@ import numpy as np
 
 from ddl_commodity.config import ExperimentConfig, FaultSettings, config_to_dict
 from ddl_commodity.errors import DataError, RunFailed, UserInputError
-from ddl_commodity.runs import record_cluster_info, set_status, write_json_atomic, write_yaml_atomic
+from ddl_commodity.runs import record_cluster_info, record_outcome, set_status, write_yaml_atomic
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ def run(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, resu
     else:
         write_yaml_atomic(run_dir / "config.yaml", config_to_dict(cfg))
     started = time.time()
-    try:
+
+    def train_and_summarize() -> dict:
         prepared = prepare(cfg, progress)
         if cfg.training.mode == "single":
             final = train_single(cfg, prepared, run_dir, progress)
@@ -104,12 +105,9 @@ def run(cfg: ExperimentConfig, run_dir: Path, progress: bool | None = None, resu
         summary = summarize(cfg, run_dir, prepared, final, time.time() - started)
         if resumed:
             summary["resumed"] = resumed
-    except BaseException as err:
-        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
-        raise
-    write_json_atomic(run_dir / "summary.json", summary)
-    set_status(run_dir, "succeeded")
-    return summary
+        return summary
+
+    return record_outcome(run_dir, train_and_summarize)
 
 
 def _load_split(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
