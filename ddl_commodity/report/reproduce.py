@@ -173,6 +173,12 @@ def _time_to_plateau(s: dict, criterion: str) -> float | None:
     return best
 
 
+def _less_or_more(percent_less: float | None) -> str:
+    if percent_less is None:
+        return "not measured"
+    return f"{percent_less:.0f}% less" if percent_less >= 0 else f"{-percent_less:.0f}% more"
+
+
 def _claims(summaries: dict[str, dict]) -> list[dict]:
     """The thesis's headline numbers and ours, each with a verdict."""
     claims = []
@@ -183,7 +189,7 @@ def _claims(summaries: dict[str, dict]) -> list[dict]:
         t3 = _time_to_plateau(three, crit) if three else None
         ours = None if not (t1 and t3) else 100.0 * (1 - t3 / t1)
         claims.append({"what": f"time to stable accuracy, 3 workers vs 1 ({dist} data, Fig 5.4)",
-                       "thesis": "25% less", "ours": "not measured" if ours is None else f"{ours:.0f}% less",
+                       "thesis": "25% less", "ours": _less_or_more(ours),
                        "agree": None if ours is None else ours >= 12.5})
 
     def cluster_in(s: dict) -> float:
