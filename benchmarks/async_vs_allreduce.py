@@ -120,22 +120,22 @@ def _global_view(record: dict) -> dict:
 
 def allreduce_worker(args: dict, ctx: Any) -> None:
     """TFoS ``main_fun`` of one all-reduce worker: MWMS replica, custom step, epoch records to a file."""
-    from ddl_commodity.config import parse_config
     from ddl_commodity.data.rdd import Bundle
+    from ddl_commodity.experiments.registry import experiment_and_config
 
-    cfg = parse_config(args["config"], "benchmark config")
+    experiment, cfg = experiment_and_config(args["config"], "benchmark config")
     host = cfg.cluster.host  # one machine: every worker listens on loopback at the port TFoS reserved
     workers = [f"{host}:{a.rsplit(':', 1)[1]}" for a in ctx.cluster_spec["worker"]]
     os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers},
                                           "task": {"type": "worker", "index": ctx.task_index}})
     import tensorflow as tf
 
-    from ddl_commodity.experiments.redshift_nodes import build_model
+    from ddl_commodity.engines.data_parallel_node import build_model
 
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=args["collective_timeout_s"])
     strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     with strategy.scope():
-        model = build_model(cfg)  # variables mirrored; worker 0's initial values are broadcast
+        model = build_model(experiment, cfg)  # variables mirrored; worker 0's initial values are broadcast
     step = _distributed_step(strategy, model)
     validation = np.load(args["validation_file"])
     x_val, y_val = validation["x"], validation["y"]
@@ -217,16 +217,15 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
     import benchmarks
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.cluster.spark import tfos_spark_conf
-    from ddl_commodity.config import parse_config
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
-    from ddl_commodity.experiments.redshift import prepare
+    from ddl_commodity.experiments.registry import experiment_and_config
 
     cloudpickle.register_pickle_by_value(benchmarks)  # the executors cannot import this directory
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    cfg = parse_config(cfg_doc, "benchmark config")
+    experiment, cfg = experiment_and_config(cfg_doc, "benchmark config")
     t, m = cfg.training, cfg.training.workers
-    prepared = prepare(cfg, progress=False)  # the PS run's cached file: same rows, same split
-    x_all, y_all = prepared.load()
+    prepared = experiment.dataset(cfg, progress=False)  # the PS run's cached file: same rows, same split
+    x_all, y_all = prepared.flat(), prepared.labels
     val_file = work / "validation.npz"
     np.savez(val_file, x=x_all[prepared.validation_index], y=y_all[prepared.validation_index])
     shards = shard_assignment(prepared.num_rows, prepared.train_index, m, cfg.seed)
@@ -401,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= spec["s"] <= args.workers:
         parser.error("--s must be between 1 and --workers")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ddl_commodity.config import RedshiftModelSettings, parse_config
     from ddl_commodity.errors import ConfigError
+    from ddl_commodity.experiments.registry import parse_config
     from ddl_commodity.models.redshift_cnn import parameter_count
 
     env = environment()
@@ -423,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  [2/2] TFoS + MultiWorkerMirroredStrategy ...", flush=True)
         runs["allreduce"] = run_allreduce(cfg_doc, work, args.collective_timeout)
     analysis = analyse(runs)
-    spec["parameters"] = parameter_count(RedshiftModelSettings(filters=tuple(spec["filters"])))
+    spec["parameters"] = parameter_count(tuple(spec["filters"]))
     env["load_average_1m_end"] = os.getloadavg()[0]
     out = Path(args.out)
     figure = plot(analysis, out.with_suffix(".png"))

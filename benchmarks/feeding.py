@@ -53,13 +53,12 @@ WARM_UP_STEPS = 3
 
 def _build_model(spec: dict):
     """The redshift CNN of ``spec`` (filters, kernel, dropout, learning rate, seed), compiled."""
-    from ddl_commodity.config import RedshiftModelSettings, TrainingSettings
-    from ddl_commodity.models.redshift_cnn import build_redshift_cnn, compile_for_training
+    from ddl_commodity.config import TrainingSettingsBase
+    from ddl_commodity.engines.training import compile_for_training
+    from ddl_commodity.models.redshift_cnn import build_redshift_cnn
 
-    settings = RedshiftModelSettings(filters=tuple(spec["filters"]), kernel_size=spec["kernel_size"],
-                                     dropout=spec["dropout"])
-    model = build_redshift_cnn(settings, seed=spec["seed"])
-    return compile_for_training(model, TrainingSettings(learning_rate=spec["learning_rate"], optimizer="adam"))
+    model = build_redshift_cnn(tuple(spec["filters"]), spec["kernel_size"], spec["dropout"], seed=spec["seed"])
+    return compile_for_training(model, TrainingSettingsBase(learning_rate=spec["learning_rate"], optimizer="adam"))
 
 
 def _warm_up(model, batch_size: int) -> None:
@@ -337,7 +336,6 @@ def main(argv: list[str] | None = None) -> int:
             "filters": list(args.filters), "kernel_size": 8, "dropout": 0.2, "learning_rate": 1e-3, "seed": 7,
             "bundle_batches": args.bundle_batches}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from ddl_commodity.config import RedshiftModelSettings
     from ddl_commodity.models.redshift_cnn import parameter_count
 
     env = environment()
@@ -347,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ddl-bench-feeding-") as tmp:
         result = run(spec, Path(tmp))
-    spec["parameters"] = parameter_count(RedshiftModelSettings(filters=tuple(spec["filters"])))
+    spec["parameters"] = parameter_count(tuple(spec["filters"]))
     env["load_average_1m_end"] = os.getloadavg()[0]
     document = {"benchmark": NAME, "mode": "quick" if args.quick else "full", "environment": env,
                 "settings": spec, **result, "seconds": time.monotonic() - started}

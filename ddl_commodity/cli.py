@@ -32,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report,reproduce}")
+    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_report_parsers):
+        add(sub)
+    return parser
 
+
+def _add_data_parser(sub) -> None:
     data = sub.add_parser("data", help="generate or inspect data sets", description="Generate data sets.")
     data_sub = data.add_subparsers(dest="dataset", required=True)
     red = data_sub.add_parser(
@@ -73,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     hou.add_argument("--bands", default=None,
                      help="comma-separated 0-based HSI bands (default: 11 evenly spaced of 50, as the thesis)")
 
+
+def _add_cluster_parser(sub) -> None:
     cl = sub.add_parser("cluster", help="start, inspect or stop the local Spark standalone cluster",
                         description="Manage a Spark standalone cluster on this machine (1 master + workers).")
     cl_sub = cl.add_subparsers(dest="action", required=True)
@@ -105,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     sbm.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
     sbm.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
 
+
+def _add_run_parser(sub) -> None:
     run = sub.add_parser(
         "run", help="run an experiment from a YAML config",
         description="Validate CONFIG, prepare its data, and run it: in this process for mode: single, "
@@ -119,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
 
+
+def _add_report_parsers(sub) -> None:
     rep = sub.add_parser("report", help="tables and plots of a finished run, or of a reproduction",
                          description="For a run directory: rebuild curves.png and print per-worker results, "
                          "epochs to plateau (thesis Tables 5.1/5.2) and, for land cover, per-node CPU and traffic; "
@@ -137,7 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--only", help="shell pattern of experiment names to run, e.g. 'landcover-*'")
     repro.add_argument("--out", type=Path, default=None,
                        help="reproduction directory (default runs/reproduce-<scale>-<time>)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,7 +291,7 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
     import yaml
 
     from ddl_commodity.cluster import local, netns
-    from ddl_commodity.config import load_config
+    from ddl_commodity.experiments.registry import load_config
     from ddl_commodity.runs import new_run_id
 
     cfg = load_config(args.config)  # bad configs stop here, exit code 2
@@ -312,31 +322,31 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ddl_commodity.config import load_config
+    from ddl_commodity.engines.data_parallel import resume_point
+    from ddl_commodity.engines.run import run_experiment
     from ddl_commodity.errors import UserInputError
-    from ddl_commodity.experiments import driver_for
+    from ddl_commodity.experiments.registry import load
     from ddl_commodity.runs import create_run_dir
 
     overrides = {"cluster": {"master": args.master}} if args.master else None
     if (args.config is None) == (args.resume is None):
         raise UserInputError("give either CONFIG or --resume RUN_DIR")
     config_path = args.resume / "config.yaml" if args.resume else args.config
-    cfg = load_config(config_path, overrides)
-    driver = driver_for(cfg)
-    driver.prepare(cfg, progress=args.progress)  # data errors end here, before any cluster starts
+    experiment, cfg = load(config_path, overrides)
+    experiment.dataset(cfg, progress=args.progress)  # data errors end here, before any cluster starts
     if args.resume:
         run_dir = args.resume
         if (run_dir / "summary.json").exists():
             raise UserInputError(f"{run_dir}: this run already finished; nothing to resume")
-        resumed = driver.resume_point(cfg, run_dir)
+        resumed = resume_point(cfg, run_dir)
         print(f"resuming {run_dir} from PS version {resumed['from_version']} (feed epoch "
               f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
     else:
         run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
-        print(f"run {run_dir}: {driver.describe(cfg)}", flush=True)
+        print(f"run {run_dir}: {experiment.describe(cfg)}", flush=True)
     try:
-        if cfg.training.mode == "single":
-            summary = driver.run(cfg, run_dir, progress=args.progress)
+        if cfg.training.engine == "single":
+            summary = run_experiment(experiment, cfg, run_dir, progress=args.progress)
         else:
             _submit(cfg, config_path, run_dir, resume=args.resume is not None)
             summary = json.loads((run_dir / "summary.json").read_text())
@@ -349,8 +359,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_file(experiment: str) -> Path:
-    job = Path(__file__).resolve().parent.parent / "jobs" / f"{experiment}.py"
+def _job_file() -> Path:
+    job = Path(__file__).resolve().parent.parent / "jobs" / "experiment.py"
     if not job.is_file():
         raise DdlError(f"{job} not found: `ddl run` needs a source checkout (pip install -e .)")
     return job
@@ -378,7 +388,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
             print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
                   f"({cfg.embedded_spark_workers} workers)", flush=True)
         cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master,
-               str(_job_file(cfg.experiment)), str(config_path), "--run-dir", str(run_dir)]
+               str(_job_file()), str(config_path), "--run-dir", str(run_dir)]
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
             cmd += ["--master", cfg.cluster.master]
         if resume:

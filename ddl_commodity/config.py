@@ -1,16 +1,11 @@
-"""Experiment configuration: one YAML file per experiment, validated once at load.
+"""What every experiment configuration shares, validated once at load (scikit-learn style: constraints as data).
 
-Every field has a type and a range; unknown keys are errors (a typo must never silently fall back to a
-default). :func:`load_config` turns any problem into one :class:`~ddl_commodity.errors.ConfigError` whose
-message names the file, the key path and what is wrong.
-
-Example (``configs/quickstart.yaml``)::
-
-    experiment: redshift_data_parallel
-    name: quickstart
-    data: {samples: 2000}
-    training: {workers: 2, epochs: 4, data_distribution: disjoint}
-    ps: {s: 2, staleness: inverse}
+An experiment's YAML file has the shared sections defined here (``cluster``, ``ps``, ``faults``, ``output``,
+``early_stopping``, ``monitor``) and its own ``data``, ``model`` and ``training`` sections, declared by its
+:class:`~ddl_commodity.experiments.api.Experiment` as a subclass of :class:`RunConfig`. Unknown keys and
+duplicate keys are errors: a typo must never silently fall back to a default. Which class validates a file
+is the experiment registry's business (:func:`ddl_commodity.experiments.registry.load_config`); this module
+knows no experiment.
 """
 
 from __future__ import annotations
@@ -23,102 +18,47 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ddl_commodity.errors import ConfigError
+from ddl_commodity.ps.staleness import STALENESS_FUNCTIONS
 
-Experiment = Literal["redshift_data_parallel"]
-EXPERIMENTS = ("redshift_data_parallel", "landcover_model_parallel")
+#: Optimizers by name (``training.optimizer``); the Keras class of each is looked up in ``engines.training``.
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
-class SimulatorSettings(_Strict):
-    """Spectrum simulator knobs (thesis 5.1); passed to ``data.redshift.SimulatorConfig``."""
-
-    z_distribution: Literal["uniform", "beta"] = "uniform"
-    magnitude_mean: float = 21.0
-    magnitude_std: float = Field(1.0, ge=0.0)
-    noise: bool = True
+def _one_of(v: str, names: tuple[str, ...] | dict, what: str) -> str:
+    if v not in names:
+        raise ValueError(f"unknown {what} {v!r}; choose one of {', '.join(names)}")
+    return v
 
 
-class DataSettings(_Strict):
-    """Where the spectra come from.
+class ParameterServerSettings(Strict):
+    """The staleness-weighted PS of thesis eq. 5.1: wait for ``s`` of the M updates, weight each by lambda(tau).
 
-    ``path`` names an existing HDF5 file written by ``ddl data redshift``; when it is omitted the run
-    generates ``samples`` spectra with ``seed`` (and caches them under ``cache_dir``).
+    ``staleness`` names a function of :data:`ddl_commodity.ps.staleness.STALENESS_FUNCTIONS`.
     """
-
-    path: Path | None = None
-    samples: int = Field(2000, ge=10, le=10_000_000)
-    validation_fraction: float = Field(0.1, ge=0.0, le=0.5)
-    cache_dir: Path = Path("data")
-    simulator: SimulatorSettings = SimulatorSettings()
-
-
-class RedshiftModelSettings(_Strict):
-    """The 1D CNN of thesis 5.2.1 / Fig 5.1: Conv1D(k) -> ReLU -> Conv1D(k) -> ReLU -> Dropout -> Flatten -> Dense.
-
-    The thesis gives the kernel length (8) but not the filter counts or the dropout rate. The defaults (8 and 8
-    filters, dropout 0.2) keep the dense layer at ~11.4M weights (1786 x 8 x 800), a size a 2 GB worker trains
-    comfortably and that makes one PS update ~46 MB, the order of traffic the thesis discusses.
-    """
-
-    filters: tuple[int, int] = (8, 8)
-    kernel_size: int = Field(8, ge=1, le=256)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
-
-    @field_validator("filters")
-    @classmethod
-    def _positive_filters(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if any(f < 1 or f > 1024 for f in v):
-            raise ValueError("filter counts must be in 1..1024")
-        return v
-
-
-class TrainingSettings(_Strict):
-    """How the model is trained.
-
-    ``mode: single`` is the thesis's "sequential CNN" baseline (one process, no Spark). ``mode: distributed``
-    runs TFoS in Spark-input mode with one PS task and ``workers`` worker tasks (thesis 5.2.2).
-    ``data_distribution``: ``same`` gives every worker the whole training set each epoch; ``disjoint`` gives
-    each worker its own 1/M shard of it (thesis 5.3).
-
-    ``tolerate_worker_loss``: when a worker's process dies (SIGKILL, kernel OOM killer; detected by heartbeat
-    silence) the run goes on with the workers left instead of failing: the PS lowers ``s`` to the live worker
-    count, the dead worker's Spark executor is released (its unfinished feed partition is re-run on a live
-    one) and every later epoch is re-dealt among the live workers, one Spark job per epoch. A worker's
-    *exception* still ends the run (it is a bug, which the other workers would hit too). Off by default:
-    the thesis's runs, and fail-fast, assume every worker stays.
-    """
-
-    mode: Literal["distributed", "single"] = "distributed"
-    workers: int = Field(2, ge=1, le=64)
-    epochs: int = Field(5, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
-    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
-    data_distribution: Literal["same", "disjoint"] = "disjoint"
-    push_every_steps: int | None = Field(None, ge=1)
-    feed_bundle_batches: int = Field(4, ge=1, le=1024)
-    baseline: bool = False
-    tolerate_worker_loss: bool = False
-
-
-class ParameterServerSettings(_Strict):
-    """The staleness-weighted PS of thesis eq. 5.1: wait for ``s`` of the M updates, weight each by lambda(tau)."""
 
     s: int = Field(1, ge=1)
-    staleness: Literal["constant", "inverse", "exponential"] = "inverse"
+    staleness: str = "inverse"
     decay: float = Field(0.5, gt=0.0, le=1.0)
     push_timeout_s: float = Field(900.0, gt=0.0)
     max_message_mb: int = Field(512, ge=1, le=2047)
     checkpoint_every: int | None = Field(None, ge=1)  # write a checkpoint every K applied aggregates
 
+    @field_validator("staleness")
+    @classmethod
+    def _known_staleness(cls, v: str) -> str:
+        return _one_of(v, STALENESS_FUNCTIONS, "staleness function")
+
 
 _MASTER = re.compile(r"^(embedded|local(\[\d+\])?|spark://[^\s/]+:\d+)$")
 
 
-class ClusterSettings(_Strict):
+class ClusterSettings(Strict):
     """Where the run executes.
 
     ``master: embedded`` (default) starts a Spark standalone master and ``spark_workers`` workers on this
@@ -149,7 +89,7 @@ class ClusterSettings(_Strict):
         return v.lower()
 
 
-class EarlyStoppingCriterion(_Strict):
+class EarlyStoppingCriterion(Strict):
     """One (monitor, patience, min_delta) triple, as Keras's ``EarlyStopping`` reads them (Tables 5.1, 5.2)."""
 
     monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = "accuracy"
@@ -163,7 +103,7 @@ THESIS_CRITERIA = (
 )
 
 
-class FaultSettings(_Strict):
+class FaultSettings(Strict):
     """Fault injection for tests of fail-fast behaviour: worker ``worker`` fails at epoch ``epoch``, by raising
     (``kind: exception``), by killing its own process with SIGKILL (``kind: sigkill``) or by allocating memory
     until the kernel's OOM killer ends it (``kind: oom``; the limit is set on a memory cgroup holding that one
@@ -179,12 +119,85 @@ class FaultSettings(_Strict):
     ps_kill_at_version: int | None = Field(None, ge=1)  # the PS kills itself right after applying this version
 
 
-class OutputSettings(_Strict):
+class OutputSettings(Strict):
     runs_dir: Path = Path("runs")
 
 
-class _TfosRun(_Strict):
-    """What a TFoS run of 1 PS task + ``training.workers`` workers needs from Spark (both experiments)."""
+class MonitorSettings(Strict):
+    """The per-node sampler (the thesis's Ganglia): one row per node every ``interval_s``."""
+
+    interval_s: float = Field(1.0, ge=0.1, le=60.0)
+
+
+class DataSettingsBase(Strict):
+    """What every experiment's ``data`` section has: the held-out fraction and where generated data is cached."""
+
+    validation_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    cache_dir: Path = Path("data")
+
+
+TrainingMode = Literal["data_parallel", "model_parallel", "single", "distributed"]
+
+
+class TrainingSettingsBase(Strict):
+    """How a model is trained; an experiment narrows ``mode`` to the modes it supports.
+
+    ``single``: one process, no Spark (the thesis's baseline). ``data_parallel`` (``distributed`` is its
+    chapter 5 name): TFoS Spark input, the model replicated on ``workers`` workers, synchronised through the
+    staleness-weighted PS (``ps`` section); ``data_distribution`` gives every worker the whole training set
+    each epoch (``same``) or its own 1/M shard (``disjoint``). ``model_parallel``: TFoS TensorFlow input,
+    the model's blocks placed on workers by ``split`` (a name in ``configs/splits/`` or a path), weights on
+    the PS.
+
+    ``tolerate_worker_loss`` (data parallel): when a worker's process dies (SIGKILL, kernel OOM killer;
+    detected by heartbeat silence) the run goes on with the workers left: the PS lowers ``s`` to the live
+    worker count, the dead worker's Spark executor is released and every later epoch is re-dealt among the
+    live workers, one Spark job per epoch. A worker's *exception* still ends the run.
+    """
+
+    mode: TrainingMode = "data_parallel"
+    workers: int = Field(2, ge=1, le=64)
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
+    optimizer: str = "adam"
+    data_distribution: Literal["same", "disjoint"] = "disjoint"
+    push_every_steps: int | None = Field(None, ge=1)
+    feed_bundle_batches: int = Field(4, ge=1, le=1024)
+    steps_per_epoch: int | None = Field(None, ge=1)  # cap, for quick runs; None = the whole training set
+    split: str = "default"
+    baseline: bool = False
+    tolerate_worker_loss: bool = False
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        return _one_of(v, OPTIMIZERS, "optimizer")
+
+    @property
+    def engine(self) -> str:
+        """``data_parallel``, ``model_parallel`` or ``single`` (``distributed`` is data parallel)."""
+        return "data_parallel" if self.mode == "distributed" else self.mode
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class RunConfig(Strict):
+    """The root of every experiment YAML file: the shared sections. Experiments add data, model, training."""
+
+    experiment: str
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    data: DataSettingsBase = DataSettingsBase()
+    training: TrainingSettingsBase = TrainingSettingsBase()
+    ps: ParameterServerSettings = ParameterServerSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    early_stopping: tuple[EarlyStoppingCriterion, ...] = THESIS_CRITERIA
+    monitor: MonitorSettings | None = None
+    output: OutputSettings = OutputSettings()
+    faults: FaultSettings = FaultSettings()
 
     @property
     def tf_nodes(self) -> int:
@@ -196,39 +209,63 @@ class _TfosRun(_Strict):
         """Spark workers the embedded cluster starts (one 1-core executor per TF node by default)."""
         return self.cluster.spark_workers or self.tf_nodes
 
-
-class ExperimentConfig(_TfosRun):
-    """A whole experiment; the root of every YAML file in ``configs/``."""
-
-    experiment: Experiment = "redshift_data_parallel"
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = "experiment"
-    description: str = ""
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    data: DataSettings = DataSettings()
-    model: RedshiftModelSettings = RedshiftModelSettings()
-    training: TrainingSettings = TrainingSettings()
-    ps: ParameterServerSettings = ParameterServerSettings()
-    cluster: ClusterSettings = ClusterSettings()
-    early_stopping: tuple[EarlyStoppingCriterion, ...] = THESIS_CRITERIA
-    output: OutputSettings = OutputSettings()
-    faults: FaultSettings = FaultSettings()
-
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentConfig:
+    def _cluster_fits(self) -> RunConfig:
         t, c = self.training, self.cluster
-        if t.mode == "distributed":
-            if self.ps.s > t.workers:
-                raise ValueError(
-                    f"ps.s={self.ps.s} exceeds training.workers={t.workers}: the PS can wait for at most M updates"
-                )
-            if c.master == "embedded" and c.spark_workers is not None and c.spark_workers < t.workers + 1:
-                raise ValueError(
-                    f"{t.workers + 1} TF nodes (1 PS + {t.workers} workers) need as many Spark executors, but "
-                    f"cluster.spark_workers={c.spark_workers}"
-                )
+        if t.engine == "data_parallel" and self.ps.s > t.workers:
+            raise ValueError(f"ps.s={self.ps.s} exceeds training.workers={t.workers}: the PS can wait for at most "
+                             "M updates")
+        if t.engine != "single" and c.master == "embedded" and c.spark_workers is not None \
+                and c.spark_workers < self.tf_nodes:
+            raise ValueError(f"{self.tf_nodes} TF nodes (1 PS + {t.workers} workers) need as many Spark executors, "
+                             f"but cluster.spark_workers={c.spark_workers}")
         return self
 
-def _format_validation_error(err: ValidationError) -> str:
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading YAML
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping with the same key twice (PyYAML keeps the last one silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[object, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} on line {line} (first on line {seen[key]})")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_yaml(path: str | Path) -> object:
+    """Parse a YAML file; a missing file, bad syntax or a duplicate key is a :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def merge(base: dict, top: dict) -> dict:
+    """``top`` merged into ``base``, nested mappings key by key."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
@@ -239,45 +276,14 @@ def _format_validation_error(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(raw: object, source: str = "<config>") -> ExperimentConfig:  # or LandcoverConfig
-    """Validate an already-parsed YAML document."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
-    experiment = raw.get("experiment", "redshift_data_parallel")
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"{source}: invalid configuration\n  experiment: unknown experiment {experiment!r} "
-                          f"(known: {', '.join(EXPERIMENTS)})")
+def validate(config_class: type[RunConfig], raw: dict, source: str) -> RunConfig:
+    """``config_class`` validated from ``raw``; every problem becomes one :class:`ConfigError`."""
     try:
-        if experiment == "landcover_model_parallel":
-            from ddl_commodity.config_landcover import LandcoverConfig
-
-            return LandcoverConfig.model_validate(raw)
-        return ExperimentConfig.model_validate(raw)
+        return config_class.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{source}: invalid configuration\n{_format_validation_error(err)}") from None
+        raise ConfigError(f"{source}: invalid configuration\n{format_validation_error(err)}") from None
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentConfig:
-    """Read and validate a YAML experiment file; ``overrides`` (nested dicts) are merged on top."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: configuration file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if overrides:
-        raw = _merge(raw if isinstance(raw, dict) else {}, overrides)
-    return parse_config(raw, str(path))
-
-
-def _merge(base: dict, top: dict) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def config_to_dict(cfg: ExperimentConfig) -> dict:
+def config_to_dict(cfg: RunConfig) -> dict:
     """JSON/YAML-ready form (paths as strings), used for ``runs/<id>/config.yaml``."""
     return cfg.model_dump(mode="json")

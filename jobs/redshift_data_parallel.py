@@ -5,7 +5,7 @@
 ``ddl run CONFIG`` does the same on the embedded local cluster.
 """
 
-from ddl_commodity.experiments.submit import main
+from ddl_commodity.engines.job import main
 
 if __name__ == "__main__":
     raise SystemExit(main("redshift_data_parallel"))

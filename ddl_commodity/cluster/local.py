@@ -240,47 +240,24 @@ class LocalStandaloneCluster:
         directory, or with ``netns`` any other namespace cluster (they share the 10.77.0.0/24 bridge
         subnet), is alive; removes the leftovers of crashed ones first.
         """
-        existing = read_state(self.state_dir)
-        if existing is not None:
-            if tagged_processes(existing.cluster_id):
-                raise ClusterAlreadyRunning(
-                    f"a local cluster is already running ({existing.master_url}, state in {self.state_file}); "
-                    "stop it with `ddl cluster down` or use it with `cluster.master: "
-                    f"{existing.master_url}`"
-                )
-            if existing.netns:
-                from ddl_commodity.cluster.netns import destroy_network
-
-                destroy_network(existing.cluster_id)
-            self.state_file.unlink(missing_ok=True)  # leftover of a crashed run: nothing alive
+        self._clear_leftovers()
         if not java_available():
             raise ClusterError("no Java runtime found (java on PATH or JAVA_HOME); run scripts/setup.sh")
-
         cluster_id = uuid.uuid4().hex[:12]
         nodes = self._plan_nodes(cluster_id)
-        master = nodes[0]
         log_dir = (self.state_dir / f"logs-{cluster_id}").resolve()
         log_dir.mkdir(parents=True, exist_ok=True)
         if self.netns:  # nothing else listens on a fresh namespace's address
             master_port, ui_port = 7077, 8080
         else:
             master_port, ui_port = free_port(self.host), free_port(self.host)
-        state = LocalClusterState(
-            cluster_id=cluster_id,
-            host=master["address"],
-            master_url=f"spark://{master['address']}:{master_port}",
-            master_ui=f"http://{master['address']}:{ui_port}",
-            workers=self.workers,
-            cores=self.cores,
-            memory=self.memory,
-            started_at=time.time(),
-            log_dir=str(log_dir),
-            nodes=nodes,
-            netns=self.netns,
-            bandwidth=self.bandwidth,
+        address = nodes[0]["address"]
+        self.state = LocalClusterState(
+            cluster_id=cluster_id, host=address, master_url=f"spark://{address}:{master_port}",
+            master_ui=f"http://{address}:{ui_port}", workers=self.workers, cores=self.cores, memory=self.memory,
+            started_at=time.time(), log_dir=str(log_dir), nodes=nodes, netns=self.netns, bandwidth=self.bandwidth,
             latency=self.latency,
         )
-        self.state = state
         self._write_state()
         try:
             if self.netns:
@@ -290,33 +267,58 @@ class LocalStandaloneCluster:
                 for node, made in zip(nodes, created, strict=True):
                     node.update(namespace=made.namespace, interface=made.interface, host_veth=made.host_veth)
                 self._write_state()
-            state.pids["master"] = self._spawn(
-                "master",
-                ["org.apache.spark.deploy.master.Master", "--host", master["address"],
-                 "--port", str(master_port), "--webui-port", str(ui_port)],
-                self._env(cluster_id, log_dir, master), log_dir, master.get("namespace"),
-            )
-            master["webui_port"] = ui_port
-            self._write_state()
-            self._wait_for_master()
-            for i, node in enumerate(nodes[1:]):
-                worker_dir = log_dir / f"worker-{i}"
-                worker_dir.mkdir(exist_ok=True)
-                node["webui_port"] = 8081 if self.netns else free_port(self.host)
-                state.pids[f"worker-{i}"] = self._spawn(
-                    f"worker-{i}",
-                    ["org.apache.spark.deploy.worker.Worker", "--host", node["address"],
-                     "--cores", str(self.cores), "--memory", self.memory,
-                     "--webui-port", str(node["webui_port"]), "--work-dir", str(worker_dir),
-                     state.master_url],
-                    self._env(cluster_id, log_dir, node), log_dir, node.get("namespace"),
-                )
-            self._write_state()
-            self._wait_for_workers()
+            self._start_master(master_port, ui_port)
+            self._start_workers()
         except BaseException:
             self.stop()
             raise
-        return state
+        return self.state
+
+    def _clear_leftovers(self) -> None:
+        """Refuse a live cluster in the same state directory; remove what a crashed one left."""
+        existing = read_state(self.state_dir)
+        if existing is None:
+            return
+        if tagged_processes(existing.cluster_id):
+            raise ClusterAlreadyRunning(
+                f"a local cluster is already running ({existing.master_url}, state in {self.state_file}); "
+                f"stop it with `ddl cluster down` or use it with `cluster.master: {existing.master_url}`"
+            )
+        if existing.netns:
+            from ddl_commodity.cluster.netns import destroy_network
+
+            destroy_network(existing.cluster_id)
+        self.state_file.unlink(missing_ok=True)  # leftover of a crashed run: nothing alive
+
+    def _start_master(self, port: int, ui_port: int) -> None:
+        state = self.state
+        master, log_dir = state.nodes[0], Path(state.log_dir)
+        state.pids["master"] = self._spawn(
+            "master",
+            ["org.apache.spark.deploy.master.Master", "--host", master["address"], "--port", str(port),
+             "--webui-port", str(ui_port)],
+            self._env(state.cluster_id, log_dir, master), log_dir, master.get("namespace"),
+        )
+        master["webui_port"] = ui_port
+        self._write_state()
+        self._wait_for_master()
+
+    def _start_workers(self) -> None:
+        state = self.state
+        log_dir = Path(state.log_dir)
+        for i, node in enumerate(state.nodes[1:]):
+            worker_dir = log_dir / f"worker-{i}"
+            worker_dir.mkdir(exist_ok=True)
+            node["webui_port"] = 8081 if self.netns else free_port(self.host)
+            state.pids[f"worker-{i}"] = self._spawn(
+                f"worker-{i}",
+                ["org.apache.spark.deploy.worker.Worker", "--host", node["address"], "--cores", str(self.cores),
+                 "--memory", self.memory, "--webui-port", str(node["webui_port"]), "--work-dir", str(worker_dir),
+                 state.master_url],
+                self._env(state.cluster_id, log_dir, node), log_dir, node.get("namespace"),
+            )
+        self._write_state()
+        self._wait_for_workers()
 
     def _plan_nodes(self, cluster_id: str) -> list[dict]:
         """The node table of cluster.json: node0 runs the master (and the driver), node<i> worker i-1."""

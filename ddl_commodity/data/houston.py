@@ -315,11 +315,6 @@ def write_synthetic_scene(out_dir: Path, scale: float = 0.1, seed: int = 0, prog
     (RGB uint8 GeoTIFF tiles side by side), ``synthetic_GT.tif`` (uint8). Everything goes to a temporary
     directory first and is renamed into place at the end, so an interrupted run leaves nothing behind.
     """
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.windows import Window
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise DataError(f"{out_dir}: already exists; choose a new directory")
@@ -329,54 +324,10 @@ def write_synthetic_scene(out_dir: Path, scale: float = 0.1, seed: int = 0, prog
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     tmp.chmod(0o755)
     try:
-        x0, y0 = ORIGIN_XY
         labels = synthetic_class_map(layout.gt_shape, rng)
-        gt_profile = dict(driver="GTiff", height=labels.shape[0], width=labels.shape[1], count=1, dtype="uint8",
-                          crs=CRS, transform=from_origin(x0, y0, GT_GSD_M, GT_GSD_M))
-        with rasterio.open(tmp / "synthetic_GT.tif", "w", **gt_profile) as ds:
-            ds.write(labels, 1)
-
-        # HSI: each HSI pixel covers 2 x 2 ground-truth pixels; it takes the class of the upper-left one.
-        sig = _class_signatures(rng)
-        hsi_classes = labels[::2, ::2]
-        texture = 0.15 * _smooth_noise(rng, layout.hsi_shape, 4)
-        cube = sig[hsi_classes] * (1.0 + texture[..., None])
-        cube += 0.04 * rng.standard_normal(cube.shape).astype(np.float32)
-        hsi_profile = dict(driver="ENVI", height=layout.hsi_shape[0], width=layout.hsi_shape[1], count=HSI_BANDS,
-                           dtype="float32", crs=CRS, transform=from_origin(x0, y0, HSI_GSD_M, HSI_GSD_M))
-        with rasterio.open(tmp / "synthetic_HSI", "w", **hsi_profile) as ds:
-            ds.write(cube.transpose(2, 0, 1))
-            for b, wl in enumerate(HSI_WAVELENGTHS_NM, start=1):
-                ds.set_band_description(b, f"{wl:.1f} nm")
-
-        colours = rng.uniform(30, 220, size=(len(CLASS_NAMES), 3)).astype(np.float32)
-        for a, b in ((1, 2), (4, 5), (10, 13), (13, 14), (16, 17), (11, 12)):
-            colours[b] = colours[a] + rng.uniform(-12, 12, 3)
-        stripe_period = rng.integers(4, 16, size=len(CLASS_NAMES))
-        f_rgb = round(GT_GSD_M / RGB_GSD_M)
-        th, tw = layout.rgb_tile_shape
-        strip = 8 * f_rgb  # RGB rows per write: 8 ground-truth rows
-        total = RGB_TILES * ((th + strip - 1) // strip)
-        with tqdm(total=total, desc="RGB tiles", unit="strip", disable=_no_progress(progress)) as bar:
-            for t in range(RGB_TILES):
-                tx = x0 + t * tw * RGB_GSD_M
-                name = f"UH_NAD83_{int(tx)}_{int(y0 - th * RGB_GSD_M)}.tif"
-                profile = dict(driver="GTiff", height=th, width=tw, count=3, dtype="uint8", crs=CRS,
-                               transform=from_origin(tx, y0, RGB_GSD_M, RGB_GSD_M), tiled=True,
-                               blockxsize=256, blockysize=256, compress="deflate")
-                gt_c0 = t * tw // f_rgb
-                with rasterio.open(tmp / name, "w", **profile) as ds:
-                    for r0 in range(0, th, strip):
-                        h = min(strip, th - r0)
-                        cls = np.repeat(np.repeat(labels[r0 // f_rgb:(r0 + h) // f_rgb, gt_c0:gt_c0 + tw // f_rgb],
-                                                  f_rgb, axis=0), f_rgb, axis=1)
-                        rows = np.arange(r0, r0 + h)[:, None]
-                        cols = np.arange(t * tw, (t + 1) * tw)[None, :]
-                        stripes = np.sin(2 * np.pi * (rows + cols) / stripe_period[cls])
-                        img = colours[cls] + 25.0 * stripes[..., None] + 18.0 * rng.standard_normal((h, tw, 3))
-                        ds.write(np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1),
-                                 window=Window(0, r0, tw, h))
-                        bar.update(1)
+        _write_gt(tmp, labels)
+        _write_hsi(tmp, labels, layout, rng)
+        _write_rgb_tiles(tmp, labels, layout, rng, progress)
         (tmp / "SYNTHETIC").write_text(f"synthetic Houston-like scene v{SYNTHETIC_VERSION} scale={scale} "
                                        f"seed={seed}\n")
         os.replace(tmp, out_dir)
@@ -384,6 +335,74 @@ def write_synthetic_scene(out_dir: Path, scale: float = 0.1, seed: int = 0, prog
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return HoustonFiles.discover(out_dir)
+
+
+def _write_gt(tmp: Path, labels: np.ndarray) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    x0, y0 = ORIGIN_XY
+    gt_profile = dict(driver="GTiff", height=labels.shape[0], width=labels.shape[1], count=1, dtype="uint8",
+                      crs=CRS, transform=from_origin(x0, y0, GT_GSD_M, GT_GSD_M))
+    with rasterio.open(tmp / "synthetic_GT.tif", "w", **gt_profile) as ds:
+        ds.write(labels, 1)
+
+
+def _write_hsi(tmp: Path, labels: np.ndarray, layout: SyntheticLayout, rng: np.random.Generator) -> None:
+    """Each HSI pixel covers 2 x 2 ground-truth pixels; it takes the class of the upper-left one."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    x0, y0 = ORIGIN_XY
+    sig = _class_signatures(rng)
+    hsi_classes = labels[::2, ::2]
+    texture = 0.15 * _smooth_noise(rng, layout.hsi_shape, 4)
+    cube = sig[hsi_classes] * (1.0 + texture[..., None])
+    cube += 0.04 * rng.standard_normal(cube.shape).astype(np.float32)
+    hsi_profile = dict(driver="ENVI", height=layout.hsi_shape[0], width=layout.hsi_shape[1], count=HSI_BANDS,
+                       dtype="float32", crs=CRS, transform=from_origin(x0, y0, HSI_GSD_M, HSI_GSD_M))
+    with rasterio.open(tmp / "synthetic_HSI", "w", **hsi_profile) as ds:
+        ds.write(cube.transpose(2, 0, 1))
+        for b, wl in enumerate(HSI_WAVELENGTHS_NM, start=1):
+            ds.set_band_description(b, f"{wl:.1f} nm")
+
+
+def _write_rgb_tiles(tmp: Path, labels: np.ndarray, layout: SyntheticLayout, rng: np.random.Generator,
+                     progress: bool | None) -> None:
+    """Four RGB tiles: a colour per class (confusable pairs close), stripes and noise, written in strips."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+    from tqdm import tqdm
+
+    x0, y0 = ORIGIN_XY
+    colours = rng.uniform(30, 220, size=(len(CLASS_NAMES), 3)).astype(np.float32)
+    for a, b in ((1, 2), (4, 5), (10, 13), (13, 14), (16, 17), (11, 12)):
+        colours[b] = colours[a] + rng.uniform(-12, 12, 3)
+    stripe_period = rng.integers(4, 16, size=len(CLASS_NAMES))
+    f_rgb = round(GT_GSD_M / RGB_GSD_M)
+    th, tw = layout.rgb_tile_shape
+    strip = 8 * f_rgb  # RGB rows per write: 8 ground-truth rows
+    total = RGB_TILES * ((th + strip - 1) // strip)
+    with tqdm(total=total, desc="RGB tiles", unit="strip", disable=_no_progress(progress)) as bar:
+        for t in range(RGB_TILES):
+            tx = x0 + t * tw * RGB_GSD_M
+            name = f"UH_NAD83_{int(tx)}_{int(y0 - th * RGB_GSD_M)}.tif"
+            profile = dict(driver="GTiff", height=th, width=tw, count=3, dtype="uint8", crs=CRS,
+                           transform=from_origin(tx, y0, RGB_GSD_M, RGB_GSD_M), tiled=True,
+                           blockxsize=256, blockysize=256, compress="deflate")
+            gt_c0 = t * tw // f_rgb
+            with rasterio.open(tmp / name, "w", **profile) as ds:
+                for r0 in range(0, th, strip):
+                    h = min(strip, th - r0)
+                    cls = np.repeat(np.repeat(labels[r0 // f_rgb:(r0 + h) // f_rgb, gt_c0:gt_c0 + tw // f_rgb],
+                                              f_rgb, axis=0), f_rgb, axis=1)
+                    rows = np.arange(r0, r0 + h)[:, None]
+                    cols = np.arange(t * tw, (t + 1) * tw)[None, :]
+                    stripes = np.sin(2 * np.pi * (rows + cols) / stripe_period[cls])
+                    img = colours[cls] + 25.0 * stripes[..., None] + 18.0 * rng.standard_normal((h, tw, 3))
+                    ds.write(np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1), window=Window(0, r0, tw, h))
+                    bar.update(1)
 
 
 def _no_progress(progress: bool | None) -> bool:

@@ -70,10 +70,6 @@ def z_to_label(z: np.ndarray) -> np.ndarray:
     return np.clip(np.floor((z - Z_MIN) / (Z_MAX - Z_MIN) * NUM_CLASSES), 0, NUM_CLASSES - 1).astype(np.int32)
 
 
-def label_to_z_center(label: np.ndarray) -> np.ndarray:
-    return Z_MIN + (np.asarray(label, dtype=np.float64) + 0.5) * (Z_MAX - Z_MIN) / NUM_CLASSES
-
-
 @dataclass(frozen=True)
 class SimulatorConfig:
     """Distributions of the simulated population (thesis 5.1 names redshift, colour, magnitude and type)."""
@@ -262,12 +258,3 @@ def load_redshift_h5(path: str | Path) -> RedshiftData:
         raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1}, found {label.min()}..{label.max()}")
     grid = np.asarray(attrs.get("wavelength_um", wavelength_grid()))
     return RedshiftData(spectra, z, label, grid, attrs)
-
-
-def train_validation_split(num_samples: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, validation) row indices; deterministic for a seed."""
-    if not 0.0 <= validation_fraction <= 0.5:
-        raise ValueError("validation_fraction must be in [0, 0.5]")
-    order = np.random.default_rng([seed, 0x5EED]).permutation(num_samples)
-    n_val = int(round(num_samples * validation_fraction))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import itertools
+from dataclasses import dataclass
 
 import keras
+
+from ddl_commodity.models.placement import BlockGraph, Placement
 
 NUM_CLASSES = 20
 
@@ -79,17 +81,6 @@ def layer_names() -> list[str]:
     return [name for layers in blocks().values() for name in layers]
 
 
-@dataclass
-class Placement:
-    """Layer name -> device string (``None``: wherever the caller runs). ``variables``: where weights live."""
-
-    layers: Mapping[str, str | None] = field(default_factory=dict)
-    variables: str | None = None
-
-    def device(self, layer: str) -> str | None:
-        return self.layers.get(layer)
-
-
 @keras.saving.register_keras_serializable(package="ddl_commodity")
 class MultimodalCNN(keras.Model):
     """Fig 6.3(a). Inputs ``(rgb (B,s,s,3), hsi (B,s,s,bands))``, output ``(B, num_classes)`` probabilities."""
@@ -129,10 +120,7 @@ class MultimodalCNN(keras.Model):
         ]
 
     def _scope(self, layer: keras.layers.Layer):
-        import tensorflow as tf
-
-        device = self.placement.device(layer.name)
-        return tf.device(device) if device else contextlib.nullcontext()
+        return self.placement.scope(layer.name)
 
     def _branch(self, branch: str, x, training):
         import tensorflow as tf
@@ -146,23 +134,12 @@ class MultimodalCNN(keras.Model):
         return x
 
     def call(self, inputs, training=None):
-        rgb, hsi = self.split_flat(inputs) if not isinstance(inputs, (tuple, list)) else inputs
+        rgb, hsi = inputs
         x = [self._branch("rgb", rgb, training), self._branch("hsi", hsi, training)]
         for layer in self.merge_layers:
             with self._scope(layer):
                 x = layer(x, training=training) if layer.name != "merge_concat" else layer(x)
         return x
-
-    def split_flat(self, x):
-        """``(B, s*s*3 + s*s*bands)`` -> ``(rgb, hsi)``: the one-array-per-sample form that Spark-input feeding
-        (the data-parallel comparison, thesis 6.3.5) ships, see :func:`flatten_patches`."""
-        import tensorflow as tf
-
-        s = self.spec
-        n_rgb = s.patch_size * s.patch_size * s.rgb_bands
-        rgb = tf.reshape(x[:, :n_rgb], (-1, s.patch_size, s.patch_size, s.rgb_bands))
-        hsi = tf.reshape(x[:, n_rgb:], (-1, s.patch_size, s.patch_size, s.hsi_bands))
-        return rgb, hsi
 
     def build_on(self, device: str | None = None) -> MultimodalCNN:
         """Create every variable on ``device`` (the PS) with one forward pass of a 1-sample batch there."""
@@ -186,15 +163,6 @@ class MultimodalCNN(keras.Model):
     def from_config(cls, config: dict) -> MultimodalCNN:
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in config["spec"].items()}
         return cls(MultimodalSpec(**spec), name=config.get("name", "multimodal_cnn")).build_on(None)
-
-
-def flatten_patches(rgb, hsi):
-    """(N, s, s, 3) and (N, s, s, bands) -> (N, s*s*(3 + bands)) float32, what :meth:`MultimodalCNN.split_flat`
-    undoes."""
-    import numpy as np
-
-    n = len(rgb)
-    return np.concatenate([rgb.reshape(n, -1), hsi.reshape(n, -1)], axis=1).astype(np.float32)
 
 
 def layer_output_shapes(spec: MultimodalSpec) -> dict[str, tuple[int, ...]]:
@@ -237,3 +205,17 @@ def layer_parameter_counts(spec: MultimodalSpec) -> dict[str, int]:
     counts["merge_fc2"] = spec.fc_units[0] * spec.fc_units[1] + spec.fc_units[1]
     counts["merge_classifier"] = spec.fc_units[1] * spec.num_classes + spec.num_classes
     return counts
+
+
+def block_graph(spec: MultimodalSpec) -> BlockGraph:
+    """The network as data for split-boundary traffic: ``*_input`` are the patches, ``loss`` the loss."""
+    edges = []
+    for branch in ("rgb", "hsi"):
+        names = [f"{branch}_input", *branch_layer_names(branch)]
+        edges += list(itertools.pairwise(names))
+        edges.append((names[-1], "merge_concat"))
+    edges += list(itertools.pairwise([*MERGE_LAYERS, "loss"]))
+    counts = layer_parameter_counts(spec)
+    # BatchNorm: gamma and beta are trained, the moving statistics are written back too.
+    weights = {name: (n // 2 if "_bn" in name else n, n) for name, n in counts.items()}
+    return BlockGraph(layer_names(), ["rgb_input", "hsi_input"], edges, layer_output_shapes(spec), weights)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import keras
 
-    from ddl_commodity.config import RedshiftModelSettings, TrainingSettings
-
 
 def build_redshift_cnn(
-    settings: RedshiftModelSettings,
+    filters: tuple[int, int] = (8, 8),
+    kernel_size: int = 8,
+    dropout: float = 0.2,
     num_bands: int = 1800,
     num_classes: int = 800,
     seed: int = 0,
@@ -29,13 +29,13 @@ def build_redshift_cnn(
     import keras
 
     init = keras.initializers.GlorotUniform
-    f1, f2 = settings.filters
-    k = settings.kernel_size
+    f1, f2 = filters
+    k = kernel_size
     inputs = keras.Input(shape=(num_bands,), name="spectrum")
     x = keras.layers.Reshape((num_bands, 1), name="bands_as_channels")(inputs)
     x = keras.layers.Conv1D(f1, k, activation="relu", kernel_initializer=init(seed), name="conv1")(x)
     x = keras.layers.Conv1D(f2, k, activation="relu", kernel_initializer=init(seed + 1), name="conv2")(x)
-    x = keras.layers.Dropout(settings.dropout, seed=seed + 2, name="dropout")(x)
+    x = keras.layers.Dropout(dropout, seed=seed + 2, name="dropout")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(
         num_classes, activation="softmax", kernel_initializer=init(seed + 3), name="redshift_class"
@@ -43,26 +43,10 @@ def build_redshift_cnn(
     return keras.Model(inputs, outputs, name="redshift_cnn")
 
 
-def compile_for_training(model: keras.Model, training: TrainingSettings) -> keras.Model:
-    """Compile with sparse categorical cross-entropy and accuracy, the thesis's two curves (Figs 5.3, 5.6)."""
-    import keras
-
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "sgd": keras.optimizers.SGD,
-        "rmsprop": keras.optimizers.RMSprop,
-    }
-    model.compile(
-        optimizer=optimizers[training.optimizer](learning_rate=training.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
-def parameter_count(settings: RedshiftModelSettings, num_bands: int = 1800, num_classes: int = 800) -> int:
+def parameter_count(filters: tuple[int, int] = (8, 8), kernel_size: int = 8, num_bands: int = 1800,
+                    num_classes: int = 800) -> int:
     """Trainable weights of the network, computed from shapes (no TensorFlow needed)."""
-    f1, f2 = settings.filters
-    k = settings.kernel_size
+    f1, f2 = filters
+    k = kernel_size
     length = num_bands - 2 * (k - 1)
     return (k * 1 * f1 + f1) + (k * f1 * f2 + f2) + (length * f2 * num_classes + num_classes)

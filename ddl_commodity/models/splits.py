@@ -1,19 +1,20 @@
-"""Model-parallel split schemes: which node computes which block of the multimodal CNN (thesis 6.2.3, 6.3.3-6.3.4).
+"""Model-parallel split schemes: which node computes which block of a model (thesis 6.2.3, 6.3.3-6.3.4).
 
-A scheme is data, one YAML file per scheme in ``configs/splits/``::
+A scheme is data, one YAML file per scheme (the thesis's are in ``configs/splits/``)::
 
     name: default
     figure: "Fig 6.3(b)"
     description: one worker per branch, a third merges and classifies
     variables: ps:0              # where every weight lives (the thesis's PS)
-    input: worker:0              # the node that reads the local patch file and runs the training loop
-    placement:                   # block -> node; every block of models.multimodal_cnn.blocks() once
+    input: worker:0              # the node that reads the data and runs the training loop
+    placement:                   # block -> node; every block of the model once
       rgb_block1: worker:0
       ...
 
 Blocks may also be split into their layers: a key may name a single layer (``hsi_conv2``), which then
 overrides its block's node (Fig 6.15 moves "the first two convolution layers" of the HSI branch). Node names
-are ``ps:<i>`` or ``worker:<i>``. Anything unknown is a :class:`~ddl_commodity.errors.ConfigError`.
+are ``ps:<i>`` or ``worker:<i>``. Which blocks exist is the model's business (``Experiment.blocks``); anything
+unknown is a :class:`~ddl_commodity.errors.ConfigError`.
 
 :func:`boundary_traffic` computes, from tensor shapes alone, the bytes that cross nodes in one training
 step: activations forward and their gradients backward at every edge whose ends sit on different nodes,
@@ -22,35 +23,16 @@ plus each node's weight reads from and gradient writes to the variable node.
 
 from __future__ import annotations
 
-import itertools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ddl_commodity.errors import ConfigError
-from ddl_commodity.models.multimodal_cnn import (
-    MultimodalSpec,
-    Placement,
-    blocks,
-    branch_layer_names,
-    layer_names,
-    layer_output_shapes,
-    layer_parameter_counts,
-)
+from ddl_commodity.models.placement import BlockGraph, Placement, device_of, is_node
 
-_NODE = re.compile(r"^(ps|worker):(\d+)$")
 SPLITS_DIR = Path(__file__).resolve().parents[2] / "configs" / "splits"
 FLOAT_BYTES = 4
-
-
-def device_of(node: str) -> str:
-    """``worker:1`` -> ``/job:worker/replica:0/task:1/device:CPU:0``."""
-    m = _NODE.match(node)
-    if not m:
-        raise ConfigError(f"unknown node {node!r}: use ps:<i> or worker:<i>")
-    return f"/job:{m.group(1)}/replica:0/task:{m.group(2)}/device:CPU:0"
 
 
 @dataclass(frozen=True)
@@ -70,9 +52,6 @@ class SplitScheme:
         """Nodes that compute something, in a stable order."""
         return sorted(set(self.layers.values()) | {self.input})
 
-    def workers_needed(self) -> int:
-        return 1 + max(int(n.split(":")[1]) for n in [*self.nodes] if n.startswith("worker:"))
-
     def placement(self) -> Placement:
         return Placement({k: device_of(v) for k, v in self.layers.items()}, device_of(self.variables))
 
@@ -85,8 +64,19 @@ class SplitScheme:
                 raise ConfigError(f"split scheme {self.name!r} ({self.source}) places work on {node}, but the run "
                                   f"has {workers} workers and {ps} PS")
 
+    def to_dict(self) -> dict:
+        return {"name": self.name, "figure": self.figure, "description": self.description,
+                "variables": self.variables, "input": self.input, "layers": dict(self.layers), "source": self.source}
 
-def parse_scheme(doc: object, source: str = "<scheme>") -> SplitScheme:
+
+def _node(value: object, where: str, source: str) -> str:
+    if not isinstance(value, str) or not is_node(value):
+        raise ConfigError(f"{source}: {where}: unknown node {value!r} (use ps:<i> or worker:<i>)")
+    return value
+
+
+def parse_scheme(doc: object, source: str, block_map: dict[str, list[str]]) -> SplitScheme:
+    """Validate a scheme document against a model's blocks (``block name -> layer names``)."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: a split scheme must be a mapping")
     allowed = {"name", "figure", "description", "variables", "input", "placement"}
@@ -96,15 +86,12 @@ def parse_scheme(doc: object, source: str = "<scheme>") -> SplitScheme:
     placement = doc.get("placement")
     if not isinstance(placement, dict) or not placement:
         raise ConfigError(f"{source}: 'placement' must map blocks to nodes")
-    block_map, all_layers = blocks(), set(layer_names())
-    for key in ("variables", "input"):
-        value = str(doc.get(key, "ps:0" if key == "variables" else "worker:0"))
-        if not _NODE.match(value):
-            raise ConfigError(f"{source}: {key}: unknown node {value!r} (use ps:<i> or worker:<i>)")
+    variables = _node(str(doc.get("variables", "ps:0")), "variables", source)
+    entry = _node(str(doc.get("input", "worker:0")), "input", source)
+    all_layers = {layer for ls in block_map.values() for layer in ls}
     layers: dict[str, str] = {}
     for key, node in placement.items():
-        if not isinstance(node, str) or not _NODE.match(node):
-            raise ConfigError(f"{source}: placement.{key}: unknown node {node!r} (use ps:<i> or worker:<i>)")
+        _node(node, f"placement.{key}", source)
         if key in block_map:
             for layer in block_map[key]:
                 layers.setdefault(layer, node)
@@ -118,23 +105,27 @@ def parse_scheme(doc: object, source: str = "<scheme>") -> SplitScheme:
     if missing:
         raise ConfigError(f"{source}: blocks {missing} are not placed on any node")
     name = str(doc.get("name") or Path(source).stem)
-    return SplitScheme(name, str(doc.get("figure", "")), str(doc.get("description", "")),
-                       str(doc.get("variables", "ps:0")), str(doc.get("input", "worker:0")), layers, source)
+    return SplitScheme(name, str(doc.get("figure", "")), str(doc.get("description", "")), variables, entry,
+                       layers, source)
 
 
-def load_scheme(name_or_path: str | Path) -> SplitScheme:
-    """A scheme by name (``configs/splits/<name>.yaml``) or by path."""
+def scheme_path(name_or_path: str | Path) -> Path:
+    """``configs/splits/<name>.yaml`` for a bare name, else the path itself."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = SPLITS_DIR / f"{name_or_path}.yaml"
+    return SPLITS_DIR / f"{name_or_path}.yaml" if not path.suffix else path
+
+
+def load_scheme(name_or_path: str | Path, block_map: dict[str, list[str]]) -> SplitScheme:
+    """A scheme by name (``configs/splits/<name>.yaml``) or by path, checked against ``block_map``."""
+    path = scheme_path(name_or_path)
     if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SPLITS_DIR.glob("*.yaml")))
-        raise ConfigError(f"split scheme {str(name_or_path)!r} not found (known: {known})")
+        known = ", ".join(available_schemes())
+        raise ConfigError(f"split scheme {str(name_or_path)!r} not found (known: {known}; or give a path)")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_scheme(doc, str(path))
+    return parse_scheme(doc, str(path), block_map)
 
 
 def available_schemes() -> list[str]:
@@ -143,18 +134,6 @@ def available_schemes() -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Traffic from shapes
-
-
-def _edges() -> list[tuple[str, str]]:
-    """(producer, consumer) pairs of the network; ``*_input`` are the patches, ``loss`` the training loss."""
-    edges = []
-    for branch in ("rgb", "hsi"):
-        names = [f"{branch}_input", *branch_layer_names(branch)]
-        edges += list(itertools.pairwise(names))
-        edges.append((names[-1], "merge_concat"))
-    merge = ["merge_concat", "merge_fc1", "merge_dropout", "merge_fc2", "merge_classifier", "loss"]
-    edges += list(itertools.pairwise(merge))
-    return edges
 
 
 @dataclass(frozen=True)
@@ -168,24 +147,22 @@ class Crossing:
     backward_bytes: int
 
 
-def boundary_traffic(scheme: SplitScheme, spec: MultimodalSpec, batch: int) -> dict:
+def boundary_traffic(scheme: SplitScheme, graph: BlockGraph, batch: int) -> dict:
     """Bytes per training step across every split boundary and per node, from tensor shapes.
 
     Activations: ``batch x prod(shape) x 4 B`` forward, the same backward as their gradient (not for the
-    input patches, which need none). Weights: every node reads the weights of the layers it computes from
-    the variable node and sends their gradients back (BatchNorm also sends its moving statistics).
+    model's inputs, which need none). Weights: every node reads the trainable weights of the layers it
+    computes from the variable node and writes all of them back (gradients, and BatchNorm's moving statistics).
     """
-    shapes = layer_output_shapes(spec)
     where = dict(scheme.layers)
-    where["rgb_input"] = where["hsi_input"] = where["loss"] = scheme.input
+    for name in (*graph.inputs, "loss"):
+        where[name] = scheme.input
     crossings: list[Crossing] = []
-    for src, dst in _edges():
+    for src, dst in graph.edges:
         if where[src] == where[dst]:
             continue
-        n = batch * _prod(shapes[src]) * FLOAT_BYTES
-        backward = 0 if src.endswith("_input") else n
-        crossings.append(Crossing(src, where[src], where[dst], n, backward))
-    params = layer_parameter_counts(spec)
+        n = batch * _prod(graph.shapes[src]) * FLOAT_BYTES
+        crossings.append(Crossing(src, where[src], where[dst], n, 0 if src in graph.inputs else n))
     per_node: dict[str, dict[str, int]] = {}
 
     def add(node: str, key: str, n: int) -> None:
@@ -197,15 +174,14 @@ def boundary_traffic(scheme: SplitScheme, spec: MultimodalSpec, batch: int) -> d
         add(c.target, "tx_bytes", c.backward_bytes)
         add(c.source, "rx_bytes", c.backward_bytes)
     weights: dict[str, int] = {}
-    for layer, n in params.items():
+    for layer, (trainable, total) in graph.weights.items():
         node = where[layer]
-        if n and node != scheme.variables:
-            trainable = n // 2 if "_bn" in layer else n  # BN: gamma, beta trainable; moving stats written back
-            weights[node] = weights.get(node, 0) + n * FLOAT_BYTES
+        if total and node != scheme.variables:
+            weights[node] = weights.get(node, 0) + total * FLOAT_BYTES
             add(node, "rx_bytes", trainable * FLOAT_BYTES)
             add(scheme.variables, "tx_bytes", trainable * FLOAT_BYTES)
-            add(node, "tx_bytes", n * FLOAT_BYTES)
-            add(scheme.variables, "rx_bytes", n * FLOAT_BYTES)
+            add(node, "tx_bytes", total * FLOAT_BYTES)
+            add(scheme.variables, "rx_bytes", total * FLOAT_BYTES)
     return {
         "batch": batch,
         "crossings": [c.__dict__ for c in crossings],

@@ -1,13 +1,15 @@
-"""``ddl report RUN_DIR``: a Markdown report of one run, laid out like thesis Tables 5.1 and 5.2."""
+"""``ddl report RUN_DIR``: a Markdown report of one run of any experiment (thesis Tables 5.1 and 5.2, and for
+monitored runs the per-node tables of chapter 6), read from its typed summary."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ddl_commodity.errors import UserInputError
+from ddl_commodity.errors import DdlError, UserInputError
 from ddl_commodity.report.curves import load_worker_curves, plot_curves
+from ddl_commodity.report.node_tables import node_sections
 from ddl_commodity.runs import write_bytes_atomic
+from ddl_commodity.summary import RunSummary
 
 
 def _fmt(v: object) -> str:
@@ -27,41 +29,55 @@ def plateau_table(plateau: dict[str, dict[str, int | None]]) -> list[str]:
     return lines
 
 
+def per_epoch_table(curves: dict[str, list[dict]]) -> list[str]:
+    lines = ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
+             " seconds |", "|---|---|---|---|---|---|---|---|"]
+    for name, recs in curves.items():
+        for r in recs:
+            lines.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
+                         f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
+                         f"{r['seconds']:.1f} |")
+    return lines
+
+
+def _experiment_lines(summary: RunSummary) -> list[str]:
+    from ddl_commodity.experiments.registry import get
+
+    try:
+        return get(summary.experiment).report_lines(summary.to_dict())
+    except DdlError:  # a user's experiment that cannot be imported here: the generic report still stands
+        return []
+
+
 def write_run_report(run_dir: Path) -> Path:
     """Rebuild ``curves.png`` and write ``report.md``; the run must have finished (``summary.json``)."""
     run_dir = Path(run_dir)
-    summary_path = run_dir / "summary.json"
     if not run_dir.is_dir():
         raise UserInputError(f"{run_dir}: no such run directory")
-    if not summary_path.is_file():
+    if not (run_dir / "summary.json").is_file():
         raise UserInputError(f"{run_dir}: no summary.json; the run did not finish (see its status.json)")
-    summary = json.loads(summary_path.read_text())
+    summary = RunSummary.read(run_dir)
+    doc = summary.to_dict()
     curves = load_worker_curves(run_dir)
     if curves:
-        plot_curves(curves, run_dir / "curves.png", title=summary["description"])
-    per_epoch = ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
-                 " seconds |", "|---|---|---|---|---|---|---|---|"]
-    for name, recs in curves.items():
-        for r in recs:
-            per_epoch.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
-                             f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
-                             f"{r['seconds']:.1f} |")
-    if summary.get("experiment") == "landcover_model_parallel":
-        from ddl_commodity.report.landcover_report import write_landcover_report
-
-        return write_landcover_report(run_dir, summary, curves, per_epoch)
-    lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time; "
-             f"{summary['train_samples']} training / {summary['validation_samples']} validation samples.", ""]
+        plot_curves(curves, run_dir / "curves.png", title=summary.description)
+    samples = (f"; {summary.train_samples} training / {summary.validation_samples} validation samples"
+               if summary.train_samples is not None else "")
+    lines = [f"# Run {run_dir.name}", "", f"{summary.description}; {summary.wall_seconds:.0f} s wall time{samples}.",
+             ""]
     if curves:
         lines += ["![accuracy and loss per epoch](curves.png)", ""]
-    lines += per_epoch
-    lines += ["", "## Epochs to a plateau (cf. thesis Tables 5.1, 5.2)", ""]
-    lines += plateau_table(summary["epochs_to_plateau"])
-    check = summary.get("data_distribution_check")
+    lines += per_epoch_table(curves)
+    if summary.epochs_to_plateau:
+        lines += ["", "## Epochs to a plateau (cf. thesis Tables 5.1, 5.2)", ""]
+        lines += plateau_table(summary.epochs_to_plateau)
+    check = doc.get("data_distribution_check")
     if check:
         lines += ["", f"Data distribution `{check['mode']}`: "
                   + ("confirmed by the workers' index digests." if check["consistent"]
                      else "**not confirmed**: " + "; ".join(check["problems"]))]
+    lines += node_sections(doc)
+    lines += _experiment_lines(summary)
     out = run_dir / "report.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
     return out

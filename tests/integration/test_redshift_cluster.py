@@ -17,7 +17,8 @@ import yaml
 
 from ddl_commodity.cluster.local import tagged_processes
 from ddl_commodity.data.rdd import index_digest, shard_assignment
-from ddl_commodity.data.redshift import load_redshift_h5, train_validation_split
+from ddl_commodity.data.redshift import load_redshift_h5
+from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.runs import read_jsonl
 
 pytestmark = pytest.mark.cluster

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.config import THESIS_CRITERIA, load_config, parse_config
+from ddl_commodity.config import THESIS_CRITERIA
 from ddl_commodity.errors import ConfigError
+from ddl_commodity.experiments.registry import load_config, parse_config
 
 
 def write(tmp_path: Path, doc: object, name: str = "c.yaml") -> Path:
@@ -70,3 +71,21 @@ def test_overrides_merge_nested(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, {"training": {"workers": 3, "epochs": 2}}),
                       {"training": {"epochs": 7}, "cluster": {"master": "spark://h:7077"}})
     assert (cfg.training.workers, cfg.training.epochs, cfg.cluster.master) == (3, 7, "spark://h:7077")
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "experiment: redshift_data_parallel\nname: a\nexperiment: landcover_model_parallel\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'experiment' on line 3 \(first on line 1\)"):
+        load_config(path)
+    nested = write(tmp_path, "training:\n  epochs: 2\n  workers: 2\n  epochs: 3\n", "n.yaml")
+    with pytest.raises(ConfigError, match=r"duplicate key 'epochs' on line 4"):
+        load_config(nested)
+
+
+def test_unknown_optimizer_and_experiment_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown optimizer 'adamw'"):
+        load_config(write(tmp_path, {"training": {"optimizer": "adamw"}}))
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        load_config(write(tmp_path, {"experiment": "no_such_module:Thing"}))
+    with pytest.raises(ConfigError, match="not an Experiment subclass"):
+        load_config(write(tmp_path, {"experiment": "pathlib:Path"}))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.config import load_config
-from ddl_commodity.config_landcover import LandcoverConfig
 from ddl_commodity.errors import ConfigError
+from ddl_commodity.experiments.landcover import LandcoverConfig, LandcoverExperiment
+from ddl_commodity.experiments.registry import load_config
 
 
 def write(tmp_path: Path, doc: dict) -> Path:
@@ -24,7 +24,7 @@ def test_quick_and_thesis_configs_load(repo: Path) -> None:
         cfg = load_config(path)
         assert isinstance(cfg, LandcoverConfig), path
         if cfg.training.mode == "model_parallel":
-            cfg.scheme().check_cluster(cfg.training.workers)
+            LandcoverExperiment().scheme(cfg).check_cluster(cfg.training.workers)
 
 
 @pytest.mark.parametrize(

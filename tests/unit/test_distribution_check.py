@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ddl_commodity.config import parse_config
 from ddl_commodity.data.rdd import index_digest, shard_assignment
-from ddl_commodity.experiments.redshift import PreparedData, check_distribution
+from ddl_commodity.engines.distribution_check import check_distribution
+from ddl_commodity.experiments.api import Dataset
+from ddl_commodity.experiments.registry import parse_config
 
 ROWS = 50
 TRAIN = np.arange(5, ROWS)
@@ -16,7 +17,7 @@ TRAIN = np.arange(5, ROWS)
 
 def setup(distribution: str):
     cfg = parse_config({"seed": 4, "training": {"workers": 2, "data_distribution": distribution}})
-    prepared = PreparedData(Path("x.h5"), TRAIN, np.arange(5), ROWS)
+    prepared = Dataset(Path("x.h5"), (np.zeros((ROWS, 1)),), np.zeros(ROWS), TRAIN, np.arange(5))
     shards = shard_assignment(ROWS, TRAIN, 2, 4)
     rows = {m: (TRAIN if distribution == "same" else np.flatnonzero(shards == m)) for m in (0, 1)}
     return cfg, prepared, rows

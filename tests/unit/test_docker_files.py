@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.config import load_config
+from ddl_commodity.experiments.registry import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"

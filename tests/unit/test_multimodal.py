@@ -12,12 +12,14 @@ from ddl_commodity.errors import ConfigError
 from ddl_commodity.models.multimodal_cnn import (
     MultimodalCNN,
     MultimodalSpec,
+    block_graph,
     blocks,
     layer_output_shapes,
     layer_parameter_counts,
 )
 from ddl_commodity.models.splits import available_schemes, boundary_traffic, load_scheme, parse_scheme
 
+BLOCKS = blocks()
 THESIS_SCHEMES = {"default", "fig6_7", "fig6_10", "fig6_15", "fig6_18", "single"}
 
 
@@ -66,7 +68,7 @@ def test_thesis_schemes_are_all_present_and_place_every_block() -> None:
     assert set(available_schemes()) >= THESIS_SCHEMES
     all_layers = {n for layers in blocks().values() for n in layers}
     for name in THESIS_SCHEMES:
-        scheme = load_scheme(name)
+        scheme = load_scheme(name, BLOCKS)
         assert set(scheme.layers) == all_layers, name
         assert scheme.variables == "ps:0"
         assert scheme.figure, name
@@ -74,15 +76,15 @@ def test_thesis_schemes_are_all_present_and_place_every_block() -> None:
 
 
 def test_scheme_figures_move_what_the_thesis_says() -> None:
-    default, f67, f610 = load_scheme("default"), load_scheme("fig6_7"), load_scheme("fig6_10")
-    f615, f618 = load_scheme("fig6_15"), load_scheme("fig6_18")
+    default, f67, f610 = load_scheme("default", BLOCKS), load_scheme("fig6_7", BLOCKS), load_scheme("fig6_10", BLOCKS)
+    f615, f618 = load_scheme("fig6_15", BLOCKS), load_scheme("fig6_18", BLOCKS)
     assert {default.layers[f"hsi_conv{i}"] for i in (1, 2, 3)} == {"worker:1"}
     assert f67.layers["hsi_conv1"] == "worker:1" and f67.layers["hsi_conv2"] == f67.layers["merge_fc1"]
     assert f610.layers["rgb_conv3"] == f610.layers["hsi_conv3"] == f610.layers["merge_fc1"]
     assert f615.layers["hsi_conv2"] == f615.layers["rgb_conv1"] != f615.layers["hsi_pool2"]
     assert f615.layers["hsi_conv3"] == "worker:1" and f615.layers["hsi_pool3"] == f615.layers["merge_fc1"]
     assert f618.layers["hsi_bn1"] == f618.layers["rgb_conv1"] and f618.layers["hsi_conv2"] == "worker:1"
-    assert set(load_scheme("single").layers.values()) == {"worker:0"}
+    assert set(load_scheme("single", BLOCKS).layers.values()) == {"worker:0"}
 
 
 @pytest.mark.parametrize(
@@ -96,32 +98,32 @@ def test_scheme_figures_move_what_the_thesis_says() -> None:
     ],
 )
 def test_bad_schemes_are_config_errors(change: dict, message: str) -> None:
-    doc = yaml.safe_load((Path(load_scheme("default").source)).read_text())
+    doc = yaml.safe_load((Path(load_scheme("default", BLOCKS).source)).read_text())
     for key, value in change.items():
         if key == "placement":
             doc["placement"].update(value)
         else:
             doc[key] = value
     with pytest.raises(ConfigError, match=message):
-        parse_scheme(doc, "bad.yaml")
+        parse_scheme(doc, "bad.yaml", BLOCKS)
 
 
 def test_unplaced_block_and_missing_node_are_config_errors() -> None:
-    doc = yaml.safe_load(Path(load_scheme("default").source).read_text())
+    doc = yaml.safe_load(Path(load_scheme("default", BLOCKS).source).read_text())
     del doc["placement"]["merge"]
     with pytest.raises(ConfigError, match=r"merge.*not placed"):
-        parse_scheme(doc, "bad.yaml")
+        parse_scheme(doc, "bad.yaml", BLOCKS)
     with pytest.raises(ConfigError, match="has 2 workers"):
-        load_scheme("default").check_cluster(workers=2)
+        load_scheme("default", BLOCKS).check_cluster(workers=2)
     with pytest.raises(ConfigError, match="not found"):
-        load_scheme("fig9_99")
+        load_scheme("fig9_99", BLOCKS)
 
 
 def test_boundary_traffic_from_shapes() -> None:
     spec = MultimodalSpec()
-    single = boundary_traffic(load_scheme("single"), spec, 50)
+    single = boundary_traffic(load_scheme("single", BLOCKS), block_graph(spec), 50)
     assert single["crossings"] == [] and single["activation_bytes_per_step"] == 0
-    default = boundary_traffic(load_scheme("default"), spec, 50)
+    default = boundary_traffic(load_scheme("default", BLOCKS), block_graph(spec), 50)
     crossing = {c["tensor"]: c for c in default["crossings"]}
     # HSI patches go to the HSI worker (no gradient back); flattened HSI features go to the merger and back.
     assert crossing["hsi_input"]["forward_bytes"] == 50 * 25 * 25 * 11 * 4
@@ -129,9 +131,9 @@ def test_boundary_traffic_from_shapes() -> None:
     assert crossing["hsi_dropout"]["forward_bytes"] == crossing["hsi_dropout"]["backward_bytes"] == 50 * 1152 * 4
     assert crossing["merge_classifier"]["target"] == "worker:0"  # the loss is computed by the client
     # Fig 6.7 moves an earlier, larger HSI activation across: more activation traffic than the default.
-    assert boundary_traffic(load_scheme("fig6_7"), spec, 50)["activation_bytes_per_step"] > \
+    assert boundary_traffic(load_scheme("fig6_7", BLOCKS), block_graph(spec), 50)["activation_bytes_per_step"] > \
         default["activation_bytes_per_step"]
     # Activation traffic scales with the batch, weight traffic does not (Fig 6.5's batch-size effect).
-    small = boundary_traffic(load_scheme("default"), spec, 10)
+    small = boundary_traffic(load_scheme("default", BLOCKS), block_graph(spec), 10)
     assert small["activation_bytes_per_step"] * 5 == default["activation_bytes_per_step"]
     assert small["weight_bytes_per_step"] == default["weight_bytes_per_step"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ddl_commodity.data import redshift as rs
+from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.errors import DataError
 
 
@@ -109,6 +110,6 @@ def test_bad_files_are_clear_errors(tmp_path: Path, builder, needle: str) -> Non
 
 
 def test_split_is_deterministic_and_disjoint() -> None:
-    train, val = rs.train_validation_split(1000, 0.1, seed=5)
+    train, val = train_validation_split(1000, 0.1, seed=5)
     assert len(val) == 100 and len(train) == 900 and not set(train) & set(val)
-    np.testing.assert_array_equal(train, rs.train_validation_split(1000, 0.1, seed=5)[0])
+    np.testing.assert_array_equal(train, train_validation_split(1000, 0.1, seed=5)[0])

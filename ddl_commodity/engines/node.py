@@ -1,9 +1,10 @@
-"""What runs on the cluster's nodes: shared plumbing for every TFoS ``main_fun``.
+"""What runs on the cluster's nodes: the one runtime every engine's TFoS ``main_fun`` starts with.
 
 :class:`NodeRuntime` gives a node its name, a client of the driver's collector, a heartbeat thread that
 ends the process when the driver aborts the run or disappears, and :meth:`NodeRuntime.guard`, which
 reports an exception to the driver *before* TFoS sees it (TFoS alone would leave the driver waiting
-for a feed timeout).
+for a feed timeout). :func:`node_session` wraps all of it, plus the node's sampler, around an engine's
+node function, and hands it the run's experiment and config.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ddl_commodity.cluster.collector import CollectorClient
 
@@ -43,6 +45,11 @@ class NodeArgs:
     secret: str
     collector_address: str
     validation_file: str = ""
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # per-sample shapes of the model's inputs (fed flat)
+    layers: dict[str, str] = field(default_factory=dict)  # model parallel: layer -> node, resolved by the driver
+    variables: str = "ps:0"  # model parallel: the node that holds the weights
+    input_node: str = "worker:0"  # model parallel: the node that runs the training loop
+    monitor_interval_s: float = 0.0  # > 0: sample the node's CPU, memory and network at this interval
     data_file: str = ""  # SparkFiles name of the data a TensorFlow-input node reads from its local disk
     heartbeat_s: float = 2.0
     driver_lost_s: float = 30.0
@@ -124,3 +131,30 @@ class NodeRuntime:
             raise
         finally:
             self._stop.set()
+
+
+@contextlib.contextmanager
+def node_session(args: NodeArgs, ctx: Any) -> Iterator[tuple[NodeRuntime, Any, Any]]:
+    """Everything a TFoS node does around its work: heartbeat, sampler, fail-fast guard.
+
+    Yields ``(runtime, experiment, cfg)``: the run's experiment (resolved by the registry on this executor)
+    and its validated config.
+    """
+    from ddl_commodity.experiments.registry import experiment_and_config
+
+    runtime = NodeRuntime(args, ctx.job_name, ctx.task_index)
+    runtime.start_heartbeat()
+    sampler = None
+    if args.monitor_interval_s > 0:
+        from ddl_commodity.monitor.sampler import NodeSampler
+
+        stream = f"nodes/{runtime.name}"
+        sampler = NodeSampler(runtime.name, lambda rows: runtime.collector.record(stream, {"rows": rows}),
+                              args.monitor_interval_s).start()
+    try:
+        with runtime.guard():
+            experiment, cfg = experiment_and_config(args.config, "run config")
+            yield runtime, experiment, cfg
+    finally:
+        if sampler is not None:
+            sampler.stop()

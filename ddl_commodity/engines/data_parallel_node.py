@@ -1,4 +1,4 @@
-"""TFoS node functions of the redshift data-parallel experiment (thesis 5.2.2).
+"""TFoS node functions of the data-parallel engine (thesis 5.2.2), for any experiment's model.
 
 ``main_fun(args, ctx)`` is what ``TFCluster.run`` starts on every executor: the ``ps`` task hosts the
 staleness-weighted parameter server, each ``worker`` task trains a replica on the bundles Spark feeds it
@@ -16,37 +16,24 @@ from typing import Any
 
 import numpy as np
 
-from ddl_commodity.config import ExperimentConfig, parse_config
+from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
-from ddl_commodity.experiments.nodes import NodeArgs, NodeRuntime, spark_executor_id
+from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
+from ddl_commodity.experiments.api import Experiment, unflatten
 
 PS_STREAM = "ps"
 
 
 def main_fun(args: NodeArgs, ctx: Any) -> None:
     """TFoS entry point: ``ctx.job_name`` is ``ps`` or ``worker``."""
-    runtime = NodeRuntime(args, ctx.job_name, ctx.task_index)
-    runtime.start_heartbeat()
-    cfg = parse_config(args.config, "run config")
-    sampler = None
-    if hasattr(cfg, "monitor"):  # land cover's data-parallel mode is measured like its model-parallel runs
-        from ddl_commodity.monitor.sampler import NodeSampler
-
-        stream = f"nodes/{runtime.name}"
-        sampler = NodeSampler(runtime.name, lambda rows: runtime.collector.record(stream, {"rows": rows}),
-                              cfg.monitor.interval_s).start()
-    try:
-        with runtime.guard():
-            if ctx.job_name == "ps":
-                run_parameter_server(cfg, args, ctx, runtime)
-            else:
-                run_worker(cfg, args, ctx, runtime)
-    finally:
-        if sampler is not None:
-            sampler.stop()
+    with node_session(args, ctx) as (runtime, experiment, cfg):
+        if ctx.job_name == "ps":
+            run_parameter_server(experiment, cfg, args, ctx, runtime)
+        else:
+            run_worker(experiment, cfg, args, ctx, runtime)
 
 
-def ps_address(tfos_address: str, cfg: ExperimentConfig) -> str:
+def ps_address(tfos_address: str, cfg: RunConfig) -> str:
     """Where the PS listens: the port TFoS reserved for the PS task, at that node's own address.
 
     TFoS finds a node's address with a route lookup, which on a one-machine cluster yields the machine's
@@ -56,22 +43,18 @@ def ps_address(tfos_address: str, cfg: ExperimentConfig) -> str:
     return f"{cfg.cluster.host if cfg.cluster.master == 'embedded' else host}:{port}"
 
 
-def build_model(cfg: ExperimentConfig):
-    from ddl_commodity.models.redshift_cnn import build_redshift_cnn, compile_for_training
+def build_model(experiment: Experiment, cfg: RunConfig):
+    from ddl_commodity.engines.training import compile_for_training
 
-    if cfg.experiment == "landcover_model_parallel":  # its data-parallel mode (thesis 6.3.5)
-        from ddl_commodity.experiments.landcover_training import model_spec
-        from ddl_commodity.models.multimodal_cnn import MultimodalCNN
-
-        return compile_for_training(MultimodalCNN(model_spec(cfg)).build_on(None), cfg.training)
-    return compile_for_training(build_redshift_cnn(cfg.model, seed=cfg.seed), cfg.training)
+    return compile_for_training(experiment.build_model(cfg), cfg.training)
 
 
-def run_parameter_server(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
+def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
+                         runtime: NodeRuntime) -> None:
     """Serve eq. 5.1 until every worker finished and TFoS stops this node."""
     from ddl_commodity.ps import ParameterServerService, StalenessWeightedServer, make_staleness
 
-    initial = build_model(cfg).get_weights()
+    initial = build_model(experiment, cfg).get_weights()
     checkpoints = _Checkpointer(cfg.ps.checkpoint_every, args, runtime)
 
     def log_update(record: dict) -> None:
@@ -147,32 +130,48 @@ class _EpochLog:
         self.samples += n
 
 
-def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
-    """Train on fed bundles; push ``dW = W_pulled - W_local`` to the PS and adopt its new weights."""
+class _Replica:
+    """A worker's model and its link to the PS: pull, train, push ``dW = W_pulled - W_local``, adopt."""
+
+    def __init__(self, experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime):
+        from ddl_commodity.ps import ParameterServerClient
+
+        self.model = build_model(experiment, cfg)
+        self.client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret,
+                                            worker=ctx.task_index, timeout=cfg.ps.push_timeout_s)
+        self.client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
+        self.version, self.pulled = self.client.pull(announce={
+            "node": runtime.name, "executor": spark_executor_id(), "host": os.uname().nodename, "pid": os.getpid()})
+        self.model.set_weights(self.pulled)
+
+    def synchronise(self) -> None:
+        from ddl_commodity.ps import weights_delta
+
+        self.version, self.pulled = self.client.push(self.version, weights_delta(self.pulled, self.model.get_weights()))
+        self.model.set_weights(self.pulled)
+
+    def score(self, x_val: list[np.ndarray], y_val: np.ndarray) -> tuple[float | None, float | None]:
+        from ddl_commodity.engines.training import model_inputs
+
+        if not len(y_val):
+            return None, None
+        loss, acc = self.model.evaluate(model_inputs(x_val), y_val, verbose=0)
+        return float(loss), float(acc)
+
+
+def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
+    """Train on fed bundles; synchronise with the PS at every epoch end (or every ``push_every_steps``)."""
     from pyspark import SparkFiles
 
-    from ddl_commodity.ps import ParameterServerClient, weights_delta
+    from ddl_commodity.engines.training import model_inputs
 
-    model = build_model(cfg)
+    replica = _Replica(experiment, cfg, args, ctx, runtime)
     validation = np.load(SparkFiles.get(args.validation_file))
-    x_val, y_val = validation["x"], validation["y"]
-    client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret, worker=ctx.task_index,
-                                   timeout=cfg.ps.push_timeout_s)
-    client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
-    version, pulled = client.pull(announce={"node": runtime.name, "executor": spark_executor_id(),
-                                            "host": os.uname().nodename, "pid": os.getpid()})
-    model.set_weights(pulled)
-
-    def synchronise() -> None:
-        nonlocal version, pulled
-        version, pulled = client.push(version, weights_delta(pulled, model.get_weights()))
-        model.set_weights(pulled)
-
+    shapes = [tuple(s) for s in args.input_shapes]
+    x_val, y_val = unflatten(validation["x"], shapes), validation["y"]
     feed = ctx.get_data_feed(train_mode=True)
-    bs = cfg.training.batch_size
-    stream = f"workers/{runtime.name}"
-    epoch_no, steps = args.first_epoch, 0
-    log = _EpochLog()
+    bs, every = cfg.training.batch_size, cfg.training.push_every_steps
+    epoch_no, steps, log = args.first_epoch, 0, _EpochLog()
     while not feed.should_stop():
         items = feed.next_batch(1)
         if not items:
@@ -181,37 +180,41 @@ def run_worker(cfg: ExperimentConfig, args: NodeArgs, ctx: Any, runtime: NodeRun
         if not log.samples and epoch_no + 1 == args.fault.epoch and ctx.task_index == args.fault.worker:
             inject_fault(args, ctx.task_index, epoch_no + 1)
         for a in range(0, len(bundle.y), bs):
-            x, y = bundle.x[a:a + bs], bundle.y[a:a + bs]
-            loss, acc = model.train_on_batch(x, y)
+            y = bundle.y[a:a + bs]
+            loss, acc = replica.model.train_on_batch(model_inputs(unflatten(bundle.x[a:a + bs], shapes)), y)
             log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
             steps += 1
-            if cfg.training.push_every_steps and steps % cfg.training.push_every_steps == 0:
-                synchronise()
+            if every and steps % every == 0:
+                replica.synchronise()
         if bundle.last:
             epoch_no += 1
-            val_loss, val_acc = model.evaluate(x_val, y_val, verbose=0) if len(y_val) else (None, None)
-            base = version
-            global_loss = global_acc = None
-            if not cfg.training.push_every_steps:
-                synchronise()
-                # The replica's own score above is the thesis's per-worker curve; the weights just pulled are
-                # the PS's global model, which is what a user of the run gets (and usually scores higher).
-                if len(y_val):
-                    global_loss, global_acc = model.evaluate(x_val, y_val, verbose=0)
-            seen = np.concatenate(log.indices)
-            runtime.record(stream, {
-                "worker": runtime.name, "epoch": epoch_no, "shard": bundle.shard,
-                "feed_epoch": bundle.epoch, "loss": log.loss_sum / log.samples,
-                "accuracy": log.correct_sum / log.samples,
-                "val_loss": _maybe_float(val_loss), "val_accuracy": _maybe_float(val_acc),
-                "global_val_loss": _maybe_float(global_loss), "global_val_accuracy": _maybe_float(global_acc),
-                "samples": log.samples, "index_count": int(np.unique(seen).size),
-                "index_digest": index_digest(seen), "base_version": base, "ps_version": version,
-                "seconds": time.monotonic() - log.started, "time": time.time(),
-            })
+            runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, x_val, y_val,
+                                                                  sync=not every, name=runtime.name))
             log = _EpochLog()
-    client.finish()
-    client.close()
+    replica.client.finish()
+    replica.client.close()
+
+
+def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int, x_val: list[np.ndarray],
+               y_val: np.ndarray, sync: bool, name: str) -> dict:
+    """Score the replica, synchronise, score the global model it adopted; the epoch's record."""
+    val_loss, val_acc = replica.score(x_val, y_val)
+    base = replica.version
+    global_loss = global_acc = None
+    if sync:
+        replica.synchronise()
+        # The replica's own score above is the thesis's per-worker curve; the weights just pulled are
+        # the PS's global model, which is what a user of the run gets (and usually scores higher).
+        global_loss, global_acc = replica.score(x_val, y_val)
+    seen = np.concatenate(log.indices)
+    return {
+        "worker": name, "epoch": epoch_no, "shard": bundle.shard, "feed_epoch": bundle.epoch,
+        "loss": log.loss_sum / log.samples, "accuracy": log.correct_sum / log.samples,
+        "val_loss": val_loss, "val_accuracy": val_acc, "global_val_loss": global_loss,
+        "global_val_accuracy": global_acc, "samples": log.samples, "index_count": int(np.unique(seen).size),
+        "index_digest": index_digest(seen), "base_version": base, "ps_version": replica.version,
+        "seconds": time.monotonic() - log.started, "time": time.time(),
+    }
 
 
 def inject_fault(args: NodeArgs, worker: int, epoch: int) -> None:
@@ -290,7 +293,3 @@ def _private_memory_cgroup(limit: int) -> str | None:
             group.rmdir()
         return None
     return str(group)
-
-
-def _maybe_float(v: Any) -> float | None:
-    return None if v is None else float(v)

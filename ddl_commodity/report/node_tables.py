@@ -1,12 +1,7 @@
-"""Reports of land-cover runs: per-node CPU and traffic per training step, measured next to the bytes the
-split scheme implies from tensor shapes (thesis 6.3.3-6.3.5)."""
+"""Tables of monitored runs (any experiment): per-node CPU and traffic per training step, measured next to the
+bytes the split scheme implies from tensor shapes, and whole-run node averages (thesis 6.3.3-6.3.5)."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-from ddl_commodity.runs import write_bytes_atomic
 
 
 def _mb(v: float | None) -> str:
@@ -56,11 +51,9 @@ def averages_table(summary: dict) -> list[str]:
     return lines
 
 
-def write_landcover_report(run_dir: Path, summary: dict, curves: dict, per_epoch: list[str]) -> Path:
-    lines = [f"# Run {run_dir.name}", "", f"{summary['description']}; {summary['wall_seconds']:.0f} s wall time.", ""]
-    if curves:
-        lines += ["![accuracy and loss per epoch](curves.png)", ""]
-    lines += per_epoch
+def node_sections(summary: dict) -> list[str]:
+    """The Markdown sections of a monitored run's report (empty for a run without node samples)."""
+    lines: list[str] = []
     if summary.get("nodes"):
         lines += ["", "## Per node, per training step (thesis Figs 6.6-6.20)", "",
                   f"Network bytes by `{summary.get('net_method')}`; computed = activations and their gradients "
@@ -71,10 +64,4 @@ def write_landcover_report(run_dir: Path, summary: dict, curves: dict, per_epoch
         lines += ["", "## Per node, whole run (thesis Figs 6.21-6.28)", ""]
         lines += averages_table(summary)
         lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
-    out = run_dir / "report.md"
-    write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
-    return out
-
-
-def load_summaries(run_dirs: list[Path]) -> list[dict]:
-    return [json.loads((Path(d) / "summary.json").read_text()) for d in run_dirs]
+    return lines

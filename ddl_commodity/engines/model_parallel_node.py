@@ -1,11 +1,9 @@
-"""TFoS node function of the model-parallel land-cover experiment (TensorFlow-input mode, thesis 6.2.3).
+"""TFoS node function of the model-parallel engine (TensorFlow-input mode, thesis 6.2.3).
 
 Every node starts a TensorFlow gRPC server for its task (the PS holds the weights, workers compute the
-blocks the split scheme gives them). The scheme's ``input`` worker is the client: it reads the patch file
-from its own disk (shipped to every executor by Spark, like the thesis's "datasets stored locally in each
-worker"), connects to the cluster and runs the training loop, whose ops land on the nodes the scheme names.
-The other nodes serve until the driver says the run is over. Every node runs a
-:class:`~ddl_commodity.monitor.sampler.NodeSampler`.
+blocks the split scheme gives them). The scheme's ``input`` node is the client: it reads the data file
+from its own disk (shipped to every executor by Spark), connects to the cluster and runs the training loop,
+whose ops land on the nodes the scheme names. The other nodes serve until the driver says the run is over.
 """
 
 from __future__ import annotations
@@ -15,34 +13,24 @@ import socket
 import time
 from typing import Any
 
-from ddl_commodity.config import parse_config
-from ddl_commodity.config_landcover import LandcoverConfig
-from ddl_commodity.experiments.nodes import NodeArgs, NodeRuntime
+import numpy as np
+
+from ddl_commodity.config import RunConfig
+from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session
+from ddl_commodity.experiments.api import Experiment
 
 
 def main_fun(args: NodeArgs, ctx: Any) -> None:
     """TFoS entry point: ``ctx.job_name`` is ``ps`` or ``worker``."""
-    from ddl_commodity.monitor.sampler import NodeSampler
-
-    runtime = NodeRuntime(args, ctx.job_name, ctx.task_index)
-    runtime.start_heartbeat()
-    cfg: LandcoverConfig = parse_config(args.config, "run config")  # type: ignore[assignment]
-    stream = f"nodes/{runtime.name}"
-    sampler = NodeSampler(runtime.name, lambda rows: runtime.collector.record(stream, {"rows": rows}),
-                          cfg.monitor.interval_s).start()
-    try:
-        with runtime.guard():
-            spec = cluster_spec(ctx.cluster_spec, cfg)
-            scheme = cfg.scheme()
-            if f"{ctx.job_name}:{ctx.task_index}" == scheme.input:
-                run_client(cfg, args, spec, ctx, runtime)
-            else:
-                serve(cfg, spec, ctx, runtime)
-    finally:
-        sampler.stop()
+    with node_session(args, ctx) as (runtime, experiment, cfg):
+        spec = cluster_spec(ctx.cluster_spec, cfg)
+        if f"{ctx.job_name}:{ctx.task_index}" == args.input_node:
+            run_client(experiment, cfg, args, spec, ctx, runtime)
+        else:
+            serve(spec, ctx, runtime)
 
 
-def cluster_spec(tfos_spec: dict, cfg: LandcoverConfig) -> dict[str, list[str]]:
+def cluster_spec(tfos_spec: dict, cfg: RunConfig) -> dict[str, list[str]]:
     """TFoS's cluster spec; on the embedded cluster every address becomes ``cluster.host`` (loopback), since
     TFoS reports a node's network address and its TF server listens on every interface anyway."""
     if cfg.cluster.master != "embedded":
@@ -50,7 +38,7 @@ def cluster_spec(tfos_spec: dict, cfg: LandcoverConfig) -> dict[str, list[str]]:
     return {job: [f"{cfg.cluster.host}:{a.rsplit(':', 1)[1]}" for a in addrs] for job, addrs in tfos_spec.items()}
 
 
-def serve(cfg: LandcoverConfig, spec: dict, ctx: Any, runtime: NodeRuntime) -> None:
+def serve(spec: dict, ctx: Any, runtime: NodeRuntime) -> None:
     """Host this task's TF server until the driver reports the run finished (or TFoS stops a PS)."""
     import tensorflow as tf
 
@@ -76,27 +64,29 @@ def wait_for_servers(spec: dict, me: str, timeout_s: float) -> None:
             time.sleep(0.2)
 
 
-def run_client(cfg: LandcoverConfig, args: NodeArgs, spec: dict, ctx: Any, runtime: NodeRuntime) -> None:
+def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dict, ctx: Any,
+               runtime: NodeRuntime) -> None:
+    """Connect to the cluster, train with the layers placed as the driver resolved them, send the weights."""
     import tensorflow as tf
     from pyspark import SparkFiles
 
-    from ddl_commodity.data.patches import load_patches
-    from ddl_commodity.data.redshift import train_validation_split
-    from ddl_commodity.experiments.landcover_training import MultimodalTrainer
+    from ddl_commodity.data.split import train_validation_split
+    from ddl_commodity.engines.training import Trainer
+    from ddl_commodity.models.placement import Placement, device_of
 
     me = spec[ctx.job_name][ctx.task_index]
     wait_for_servers(spec, me, cfg.cluster.startup_timeout_s)
     tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec), job_name=ctx.job_name,
                                               task_index=ctx.task_index)
-    data = load_patches(SparkFiles.get(args.data_file), cfg.data.patch_size, len(cfg.data.hsi_bands))
-    train, val = train_validation_split(len(data), cfg.data.validation_fraction, cfg.seed)
-    trainer = MultimodalTrainer(cfg, cfg.scheme().placement())
+    inputs, labels = experiment.load(cfg, SparkFiles.get(args.data_file))
+    train, val = train_validation_split(len(labels), cfg.data.validation_fraction, cfg.seed)
+    placement = Placement({k: device_of(v) for k, v in args.layers.items()}, device_of(args.variables))
+    trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed)
     stream = f"workers/{runtime.name}"
 
     def on_epoch(r) -> None:
         runtime.record(stream, {"worker": runtime.name, **dataclasses.asdict(r), "time": time.time()})
 
-    trainer.fit(data, train, val, on_epoch)
-    weights = [w for w in trainer.model.get_weights()]
+    trainer.fit(inputs, np.asarray(labels, dtype=np.int32), train, val, on_epoch)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),
-                                  "kind": "final-model"}, weights)
+                                  "kind": "final-model"}, list(trainer.model.get_weights()))

@@ -1,4 +1,5 @@
-"""The body of every ``jobs/*.py`` entry point: parse arguments, load the config, run, report."""
+"""The body of every ``jobs/*.py`` entry point (what spark-submit runs): parse arguments, load the config,
+run the experiment through its engine, report."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import logging
 import sys
 from pathlib import Path
 
-from ddl_commodity.config import load_config
 from ddl_commodity.errors import DdlError
 from ddl_commodity.runs import create_run_dir
 
 
-def main(experiment: str, argv: list[str] | None = None) -> int:
+def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
+    """``experiment``: the only experiment this entry point accepts (``None``: any)."""
     parser = argparse.ArgumentParser(
-        prog=f"jobs/{experiment}.py",
-        description=f"Run the {experiment} experiment under spark-submit (or let `ddl run` do it).",
+        prog=f"jobs/{experiment or 'experiment'}.py",
+        description=f"Run {f'the {experiment}' if experiment else 'an'} experiment under spark-submit (or let "
+        "`ddl run` do it).",
     )
     parser.add_argument("config", type=Path, help="experiment YAML file (see configs/)")
     parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
@@ -28,8 +30,11 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
     # warnings, and the full log in the run directory.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, {"cluster": {"master": args.master}} if args.master else None)
-        if cfg.experiment != experiment:
+        from ddl_commodity.engines.run import run_experiment
+        from ddl_commodity.experiments.registry import load
+
+        exp, cfg = load(args.config, {"cluster": {"master": args.master}} if args.master else None)
+        if experiment is not None and cfg.experiment != experiment:
             print(f"error: {args.config} is a {cfg.experiment} config, not {experiment}", file=sys.stderr)
             return 2
         run_dir = args.run_dir
@@ -38,9 +43,7 @@ def main(experiment: str, argv: list[str] | None = None) -> int:
                 run_dir.parent if run_dir else cfg.output.runs_dir, cfg.name, run_dir.name if run_dir else None
             )
         _log_to(run_dir / "job.log")
-        from ddl_commodity.experiments import driver_for
-
-        summary = driver_for(cfg).run(cfg, run_dir, resume=args.resume)
+        summary = run_experiment(exp, cfg, run_dir, resume=args.resume)
     except DdlError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)

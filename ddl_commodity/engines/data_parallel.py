@@ -1,0 +1,273 @@
+"""The data-parallel engine, driver side (thesis 5.2.2, Figs 4.2, 5.2): TFoS in Spark-input mode with one PS
+task and M worker tasks, fed with RDD bundles, synchronised by the staleness-weighted PS of eq. 5.1.
+
+Any experiment's model and data go through it: every sample is fed as one flat array
+(:meth:`~ddl_commodity.experiments.api.Dataset.flat`) and split back into the model's inputs on the worker.
+The node side is :mod:`ddl_commodity.engines.data_parallel_node`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ddl_commodity.config import RunConfig
+from ddl_commodity.engines.session import TfosSession
+from ddl_commodity.engines.single import print_epoch
+from ddl_commodity.errors import RunFailed, UserInputError
+from ddl_commodity.experiments.api import Dataset, Experiment
+
+log = logging.getLogger(__name__)
+
+
+def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
+          resumed: dict | None = None) -> tuple[dict, dict]:
+    """Run the cluster; return the final global model's metrics and the summary sections of this engine."""
+    from tensorflowonspark import TFCluster
+
+    from ddl_commodity.data.rdd import indexed_records
+    from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
+    from ddl_commodity.engines.node import FaultInjection
+
+    t = cfg.training
+    x_all = data.flat()
+    val_file = run_dir / "validation.npz"
+    np.savez(val_file, x=x_all[data.validation_index], y=data.labels[data.validation_index])
+    preload = _surviving_records(run_dir, resumed) if resumed else None
+    first_epoch = resumed["first_epoch"] if resumed else 0
+    on_record = _EpochPrinter(t.epochs)
+    with TfosSession(cfg, run_dir, "distributed run", on_record=on_record, preload=preload) as session:
+        sc = session.sc
+        losses = _WorkerLossHandler(session, cfg) if t.tolerate_worker_loss else None
+        # ~1 MiB per slice: Spark ships parallelized data inside the tasks and warns above 1000 KiB.
+        slices = max(sc.defaultParallelism, int(x_all.nbytes // 2**20) + 1)
+        records = indexed_records(sc, x_all, data.labels, slices=slices)
+        files = [val_file] + ([run_dir / "checkpoints" / "ps.npz"] if resumed else [])
+        args = session.node_args(
+            validation_file=val_file.name, input_shapes=tuple(data.input_shapes),
+            fault=FaultInjection(**cfg.faults.model_dump()), first_epoch=first_epoch,
+            resume_checkpoint="ps.npz" if resumed else "",
+            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else 0.0)
+        cluster = session.start(main_fun, args, TFCluster.InputMode.SPARK, files=tuple(files),
+                                on_silent=losses.on_silent if losses else None)
+        ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
+        ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
+        session.watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, session.secret)
+        live_per_epoch = _feed(session, records, data, cfg, losses, ps_addr, first_epoch)
+        version, weights, ps_stats = _finish(session, cfg, losses, ps_addr)
+        session.shutdown(cfg.ps.push_timeout_s + 120)
+    return _final(experiment, cfg, data, run_dir, version, weights, ps_stats, losses, live_per_epoch)
+
+
+def _feed(session: TfosSession, records, data: Dataset, cfg: RunConfig, losses: _WorkerLossHandler | None,
+          ps_addr: str, first_epoch: int) -> dict[int, int]:
+    """Feed every epoch: one Spark job for the whole run, or one per epoch when losses are tolerated."""
+    from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
+
+    t = cfg.training
+    if losses is not None:
+        losses.ps_address = ps_addr
+        return _feed_epoch_by_epoch(session, records.cache(), data, cfg, losses, first_epoch)
+    shards = shard_assignment(data.num_rows, data.train_index, t.workers, cfg.seed)
+    feed = epoch_feed_rdd(session.sc, records, shards, t.workers, t.epochs, t.data_distribution,
+                          t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=first_epoch)
+    session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+    return {}
+
+
+def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | None,
+            ps_addr: str) -> tuple[int, list[np.ndarray], dict]:
+    """End every (live) worker's feed, let them push their last update, then take the final weights."""
+    from tensorflowonspark import TFSparkNode
+
+    from ddl_commodity.ps import ParameterServerClient
+
+    cluster = session.cluster
+    live = losses.live_workers() if losses else cfg.training.workers
+    workers_rdd = session.sc.parallelize(range(live), live)
+    workers_rdd.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
+    with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
+        _wait_workers_finished(driver, session.collector, cfg)
+        version, weights = driver.pull()
+        return version, weights, driver.stats()
+
+
+def _final(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path, version: int,
+           weights: list[np.ndarray], ps_stats: dict, losses: _WorkerLossHandler | None,
+           live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
+    """Save the global model, score it, and build this engine's summary sections."""
+    from ddl_commodity.engines.distribution_check import check_distribution
+    from ddl_commodity.engines.training import compile_for_training, model_inputs
+    from ddl_commodity.report.curves import load_worker_curves
+    from ddl_commodity.runs import read_jsonl
+
+    model = compile_for_training(experiment.build_model(cfg), cfg.training)
+    model.set_weights(weights)
+    model.save(run_dir / "model.keras")
+    final: dict = {}
+    if len(data.validation_index):
+        idx = data.validation_index
+        loss, acc = model.evaluate(model_inputs([a[idx] for a in data.inputs]), data.labels[idx], verbose=0)
+        final = {"val_loss": float(loss), "val_accuracy": float(acc)}
+    final.update({"ps_version": version, "ps": ps_stats})
+    lost = list(losses.losses) if losses else []
+    sections = {
+        "data_distribution_check": check_distribution(cfg, data, load_worker_curves(run_dir), live_per_epoch, lost),
+        "ps_updates": sum(r.get("event", "applied") == "applied" for r in read_jsonl(run_dir / "ps.jsonl")),
+    }
+    if losses is not None:
+        sections["worker_losses"] = lost
+        sections["live_workers_per_epoch"] = {str(e): n for e, n in live_per_epoch.items()}
+    return final, sections
+
+
+def _ps_reachable(address: str, secret: str) -> bool:
+    from ddl_commodity.ps import ParameterServerClient
+
+    with ParameterServerClient(address, secret, worker=-1, timeout=3.0) as probe:
+        return probe.reachable(timeout=3.0)
+
+
+class _WorkerLossHandler:
+    """Driver side of ``training.tolerate_worker_loss``: turn a silent worker into a loss the run survives.
+
+    Called by the watchdog for every node that went silent. For a worker (never the PS, never the last
+    worker) whose Spark executor is known it: removes the worker at the PS (``s`` drops to the live count,
+    so the others' pending pushes are applied; ``ps.jsonl`` gets a ``lost`` event), then releases that
+    executor through Spark. A released executor is not replaced, no later feed task lands on it, and the feed
+    task it was running (the dead worker's partition, blocked in TFoS's queue join) is re-run on a live
+    executor: Spark does not count a driver-killed executor's tasks as failures.
+    """
+
+    def __init__(self, session: TfosSession, cfg: RunConfig) -> None:
+        self._session, self._cfg = session, cfg
+        self._lock = threading.Lock()
+        self.losses: list[dict] = []
+        self.ps_address: str | None = None
+        self.feed_epoch: int | None = None
+
+    def live_workers(self) -> int:
+        with self._lock:
+            return self._cfg.training.workers - len(self.losses)
+
+    def _executor_of(self, worker: int) -> str | None:
+        joined = [r for r in list(self._session.collector.records.get("ps", []))
+                  if r.get("event") == "joined" and r.get("worker") == worker]
+        return str(joined[-1]["executor"]) if joined and joined[-1].get("executor") is not None else None
+
+    def on_silent(self, node: str, seconds: float) -> bool:
+        if self.ps_address is None or not node.startswith("worker-") or self.live_workers() <= 1:
+            return False
+        worker = int(node.removeprefix("worker-"))
+        executor = self._executor_of(worker)
+        if executor is None:
+            return False
+        loss = {"worker": node, "time": time.time(), "detected_by": "heartbeat silence",
+                "silent_seconds": round(seconds, 1), "feed_epoch": self.feed_epoch, "executor": executor}
+        try:
+            loss.update(self._remove(worker, executor, loss))
+        except Exception as err:  # the run cannot go on without the PS or Spark: fail as usual
+            log.error("could not remove lost %s: %s", node, err)
+            return False
+        with self._lock:
+            self.losses.append(loss)
+        print(f"  {node} lost (no heartbeat for {seconds:.0f} s): continuing with {self.live_workers()} "
+              f"workers, PS s = {loss['s_effective']}", flush=True)
+        return True
+
+    def _remove(self, worker: int, executor: str, loss: dict) -> dict:
+        from ddl_commodity.ps import ParameterServerClient
+
+        detail = {k: loss[k] for k in ("detected_by", "silent_seconds", "feed_epoch", "executor")}
+        with ParameterServerClient(self.ps_address, self._session.secret, worker=worker, timeout=30.0) as ps:
+            stats = ps.finish(reason="lost", detail=detail)
+        released = bool(self._session.sc._jsc.sc().killExecutor(executor))
+        return {"executor_released": released, "s_effective": stats.get("s_effective")}
+
+
+def _feed_epoch_by_epoch(session: TfosSession, records, data: Dataset, cfg: RunConfig,
+                         losses: _WorkerLossHandler, first_epoch: int) -> dict[int, int]:
+    """One Spark job per feed epoch, each cut into as many partitions as workers are alive at its start.
+
+    After a loss the training set is dealt among the live workers (a disjoint shard per live worker), so
+    no data is dropped and no partition waits for a worker that is gone. Returns {feed epoch: workers fed}.
+    """
+    from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
+
+    t, sc = cfg.training, session.sc
+    plan: dict[int, int] = {}
+    for epoch in range(first_epoch, t.epochs):
+        live = losses.live_workers()
+        losses.feed_epoch = epoch
+        plan[epoch] = live
+        shards = shard_assignment(data.num_rows, data.train_index, live, cfg.seed)
+        before = set(sc._jsc.getPersistentRDDs().keySet())
+        feed = epoch_feed_rdd(sc, records, shards, live, epoch + 1, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=epoch)
+        session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        persisted = sc._jsc.getPersistentRDDs()
+        for rdd_id in set(persisted.keySet()) - before:  # this epoch's cached training rows
+            persisted.get(rdd_id).unpersist()
+    return plan
+
+
+def _wait_workers_finished(driver, collector, cfg: RunConfig) -> None:
+    deadline = time.monotonic() + cfg.ps.push_timeout_s
+    while driver.stats().get("live_workers", 0) > 0:
+        if collector.failure.is_set():
+            raise RunFailed("a node failed while finishing")
+        if time.monotonic() > deadline:
+            raise RunFailed("workers did not finish their last update in time")
+        time.sleep(0.2)
+
+
+class _EpochPrinter:
+    """One line per finished worker epoch on the driver's stdout: progress that also reads well in CI logs."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def __call__(self, stream: str, r: dict) -> None:
+        if stream.startswith("workers/"):
+            print_epoch(r, self.epochs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Resuming from a PS checkpoint
+
+
+def resume_point(cfg: RunConfig, run_dir: Path) -> dict:
+    """Where a resumed run starts: the last checkpoint's version and the feed epochs it covers."""
+    from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from ddl_commodity.runs import read_jsonl
+
+    if cfg.training.engine != "data_parallel":
+        raise UserInputError(f"{run_dir}: only distributed runs can be resumed")
+    meta, _ = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    reached = max((r.get("applied_version", 0) for r in read_jsonl(run_dir / "ps.jsonl")), default=0)
+    return {
+        "from_version": int(meta["version"]),
+        "applied_updates": int(meta["applied_updates"]),
+        # every feed epoch yields M pushes, so the checkpoint covers this many whole feed epochs
+        "first_epoch": int(meta["applied_updates"]) // cfg.training.workers,
+        "versions_lost": max(0, reached - int(meta["version"])),
+        "time": time.time(),
+    }
+
+
+def _surviving_records(run_dir: Path, resumed: dict) -> dict[str, list[dict]]:
+    """Records of the failed attempt that the checkpoint still stands behind (later ones were rolled back)."""
+    from ddl_commodity.runs import read_jsonl
+
+    keep: dict[str, list[dict]] = {}
+    for path in sorted((run_dir / "workers").glob("*.jsonl")):
+        keep[f"workers/{path.stem}"] = [r for r in read_jsonl(path) if r.get("feed_epoch", 0) < resumed["first_epoch"]]
+    ps = [r for r in read_jsonl(run_dir / "ps.jsonl")
+          if r.get("event") == "applied" and r["applied_version"] <= resumed["from_version"]]
+    keep["ps"] = [*ps, {"event": "resumed", "time": resumed["time"], "from_version": resumed["from_version"],
+                        "versions_lost": resumed["versions_lost"]}]
+    return keep

@@ -1,0 +1,86 @@
+"""The model-parallel engine, driver side (thesis 6.2.3): TFoS TensorFlow-input mode, 1 PS + M workers, the
+model's blocks placed on workers by a split scheme, every weight on the PS.
+
+The data file is shipped to every executor's disk (the thesis's "datasets stored locally in each worker");
+the scheme's input node runs the training loop; the driver waits for it, then for TFoS's shutdown. The
+summary adds what the thesis read from Ganglia: per node CPU, memory and network, per training step and
+over the run, and the bytes the scheme implies from tensor shapes next to the bytes measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from ddl_commodity.config import RunConfig
+from ddl_commodity.engines.session import TfosSession
+from ddl_commodity.engines.single import print_epoch
+from ddl_commodity.experiments.api import Dataset, Experiment
+
+DEFAULT_MONITOR_INTERVAL_S = 1.0
+
+
+def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) -> tuple[dict, dict]:
+    """Run the cluster until the input node has trained every epoch; final metrics and summary sections."""
+    from tensorflowonspark import TFCluster
+
+    from ddl_commodity.engines.model_parallel_node import main_fun
+
+    scheme = experiment.scheme(cfg)
+    client = scheme.input.replace(":", "-")
+
+    def on_record(stream: str, r: dict) -> None:
+        if stream.startswith("workers/"):
+            print_epoch(r, cfg.training.epochs)
+
+    with TfosSession(cfg, run_dir, "model-parallel run", on_record=on_record) as session:
+        args = session.node_args(
+            data_file=data.path.name, layers=dict(scheme.layers), variables=scheme.variables,
+            input_node=scheme.input,
+            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S)
+        session.start(main_fun, args, TFCluster.InputMode.TENSORFLOW, files=(data.path,))
+        while not session.collector.is_done(client):
+            session.check_failed()
+            time.sleep(0.5)
+        session.collector.finish()  # the serving nodes return; TFoS then sees every worker task complete
+        session.shutdown(cfg.cluster.failure_timeout_s + 120)
+    return _save_final_model(experiment, cfg, run_dir), _sections(experiment, cfg, run_dir, scheme)
+
+
+def _save_final_model(experiment: Experiment, cfg: RunConfig, run_dir: Path) -> dict:
+    """The input node sent its trained weights as a final checkpoint: save them as a placement-free model."""
+    from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, load_checkpoint
+    from ddl_commodity.runs import read_jsonl
+
+    _, weights = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    model = experiment.build_model(cfg)
+    model.set_weights(weights)
+    model.save(run_dir / "model.keras")
+    (run_dir / CHECKPOINT_FILE).unlink()
+    with contextlib.suppress(OSError):
+        (run_dir / CHECKPOINT_FILE).parent.rmdir()
+    records = [r for p in sorted((run_dir / "workers").glob("*.jsonl")) for r in read_jsonl(p)]
+    last = max(records, key=lambda r: r["epoch"]) if records else {}
+    return {"val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy")}
+
+
+def _sections(experiment: Experiment, cfg: RunConfig, run_dir: Path, scheme) -> dict:
+    """Per-node measurements over the steady epochs next to the shape-computed bytes per step."""
+    from ddl_commodity.models.splits import boundary_traffic
+    from ddl_commodity.monitor.metrics import compare_traffic, measured_per_step, node_rows
+    from ddl_commodity.report.curves import load_worker_curves
+
+    records = [r for rs in load_worker_curves(run_dir).values() for r in rs]
+    # The first epoch carries graph set-up and function registration: measure from the second on.
+    steady = [r for r in records if r["epoch"] > 1] or records
+    windows = [(r["train_start"], r["train_end"], r["steps"]) for r in steady]
+    computed = boundary_traffic(scheme, experiment.block_graph(cfg), cfg.training.batch_size)
+    measured = measured_per_step(node_rows(run_dir), windows)
+    return {
+        "scheme": {"name": scheme.name, "figure": scheme.figure, "layers": scheme.layers},
+        "nodes": measured,
+        "traffic_check": compare_traffic(measured, computed),
+        "boundary_bytes_per_step": computed,
+        "iowait_note": "CPU wait is machine-wide on a one-machine cluster (same value for every node)",
+    }

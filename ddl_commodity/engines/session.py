@@ -1,0 +1,123 @@
+"""The driver side of one TFoS run, written once for every engine (Horovod's spark runner shape: one
+object owns set-up and teardown, on every path).
+
+:class:`TfosSession` opens the SparkContext, makes the run secret, starts the collector every node reports
+to, checks there are enough executors, ships the user's experiment code, starts TFoS and records which
+executor ran which node; on the way out it stops the watchdog, cancels Spark jobs after a failure (giving
+the nodes a few heartbeats to hear "abort"), stops the collector and the SparkContext, and turns whatever
+went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the failing node.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ddl_commodity.config import RunConfig, config_to_dict
+from ddl_commodity.engines.node import NodeArgs
+from ddl_commodity.errors import RunFailed, UserInputError
+from ddl_commodity.runs import record_cluster_info
+
+
+class TfosSession:
+    """Use as ``with TfosSession(cfg, run_dir, "distributed run") as s: cluster = s.start(main_fun, args, mode)``.
+
+    Args:
+        cfg: the run's config (``cluster`` section, ``tf_nodes``).
+        run_dir: where the collector writes the nodes' records.
+        label: how failures are introduced ("distributed run failed: ...").
+        on_record: called with ``(stream, record)`` for every record a node sends (progress lines).
+        preload: records a resumed run keeps, by stream.
+    """
+
+    HEARTBEAT_S = 2.0
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, label: str,
+                 on_record: Callable[[str, dict], None] | None = None,
+                 preload: dict[str, list[dict]] | None = None) -> None:
+        self.cfg, self.run_dir, self.label = cfg, Path(run_dir), label
+        self._on_record, self._preload = on_record, preload or {}
+        self.cluster: Any = None
+        self.watchdog: Any = None
+
+    def __enter__(self) -> TfosSession:
+        from pyspark import SparkContext
+
+        from ddl_commodity.cluster.collector import RunCollector
+        from ddl_commodity.cluster.spark import tfos_spark_conf
+
+        self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
+        self.secret = secrets.token_urlsafe(24)
+        host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
+        self.collector = RunCollector(self.run_dir, self.secret, host=host, on_record=self._on_record,
+                                      max_message_bytes=self.cfg.ps.max_message_mb * 2**20)
+        for stream, records in self._preload.items():
+            self.collector.preload(stream, records)
+        self.collector.start()
+        return self
+
+    def node_args(self, **extra: Any) -> NodeArgs:
+        """What every node gets: the config, the secret, where the collector is, plus ``extra``."""
+        return NodeArgs(config_to_dict(self.cfg), self.secret, self.collector.address, heartbeat_s=self.HEARTBEAT_S,
+                        driver_lost_s=self.cfg.cluster.failure_timeout_s / 2, **extra)
+
+    def start(self, main_fun: Callable, args: NodeArgs, input_mode: Any,
+              on_silent: Callable[[str, float], bool] | None = None, files: tuple[Path, ...] = ()) -> Any:
+        """Check executors, ship ``files`` and the experiment's code, start the watchdog, then TFoS."""
+        from tensorflowonspark import TFCluster
+
+        from ddl_commodity.cluster.failfast import Watchdog, require_executors
+        from ddl_commodity.experiments.registry import experiment_code_archive
+
+        self.watchdog = Watchdog(self.sc, self.collector, TFCluster.tf_status, self.cfg.cluster.heartbeat_timeout_s,
+                                 on_silent=on_silent)
+        require_executors(self.sc, self.cfg)
+        for path in files:
+            self.sc.addFile(str(Path(path).resolve()))
+        archive = experiment_code_archive(self.cfg.experiment, self.run_dir)
+        if archive is not None:
+            self.sc.addPyFile(str(archive))
+        self.watchdog.start()
+        self.cluster = TFCluster.run(self.sc, main_fun, args, self.cfg.tf_nodes, num_ps=1, input_mode=input_mode,
+                                     reservation_timeout=int(self.cfg.cluster.startup_timeout_s),
+                                     log_dir=str(self.run_dir / "tflogs"), release_port=True)
+        record_cluster_info(self.run_dir, self.cluster.cluster_info)
+        return self.cluster
+
+    def check_failed(self) -> None:
+        """Raise if a node failed (for engines that wait in a loop rather than in a Spark job)."""
+        from tensorflowonspark import TFCluster
+
+        if self.collector.failure.is_set() or "error" in TFCluster.tf_status or self.watchdog.failure_message():
+            raise RunFailed("a node failed")
+
+    def shutdown(self, timeout_s: float) -> None:
+        """The normal end: TFoS's shutdown; after it, leaving the session tears down without cancelling."""
+        self.cluster.shutdown(timeout=int(timeout_s))
+        self.cluster = None
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+        from ddl_commodity.cluster.failfast import spark_error
+
+        failure = None
+        if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):
+            # TFoS calls sys.exit(1) when a node fails during start-up: SystemExit is a failure too.
+            watched = self.watchdog.failure_message() if self.watchdog else ""
+            failure = watched or spark_error(str(exc))
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.cluster is not None:  # failed mid-run
+            self.collector.abort()
+            self.sc.cancelAllJobs()
+            # Keep the collector up for a few heartbeat periods so every surviving node hears "abort" and
+            # exits by itself (on a real cluster nobody else would stop its TF process).
+            time.sleep(3 * self.HEARTBEAT_S)
+        self.collector.abort()
+        self.collector.stop()
+        self.sc.stop()
+        if failure is not None:
+            raise RunFailed(f"{self.label} failed: {failure}") from None
+        return False

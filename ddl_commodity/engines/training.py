@@ -1,0 +1,155 @@
+"""The training loop every engine shares, and the optimizers by name.
+
+Model parallelism needs more than ``model.fit``: the backward pass must run where the forward pass ran and
+the optimizer where the weights live, or every layer's saved activations travel to the client and the
+"distributed" model is computed on one node (measured: 48 MB per step out of the HSI worker and 6x its CPU on
+the client, Fig 6.3 default scheme, batch 50). So :class:`Trainer`'s step takes gradients with
+``tf.gradients`` (which puts each gradient op on its forward op's device) inside a ``tf.function`` and
+applies them under the variable device. The single-machine engine runs the same loop without placement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ddl_commodity.config import OPTIMIZERS, TrainingSettingsBase
+
+if TYPE_CHECKING:
+    import keras
+
+
+def get_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by its config name (``training.optimizer``: :data:`~ddl_commodity.config.OPTIMIZERS`)."""
+    import keras
+
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    assert set(classes) == set(OPTIMIZERS), "config.OPTIMIZERS and this table list the same names"
+    return classes[name](learning_rate=learning_rate)
+
+
+def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> keras.Model:
+    """Compile with sparse categorical cross-entropy and accuracy, the thesis's two curves (Figs 5.3, 5.6)."""
+    model.compile(optimizer=get_optimizer(training.optimizer, training.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    loss: float
+    accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    samples: int
+    steps: int
+    train_start: float
+    train_end: float
+    seconds: float
+
+
+class Trainer:
+    """Trains ``model`` (already placed, variables on ``variables``) with the config's optimizer.
+
+    Args:
+        model: a Keras model taking a list of input batches, ending in a softmax.
+        training: the config's ``training`` section (optimizer, rate, batch size, epochs, steps cap).
+        variables: the device that holds the weights (model parallel), or ``None``.
+        seed: shuffling seed.
+    """
+
+    def __init__(self, model: keras.Model, training: TrainingSettingsBase, variables: str | None = None,
+                 seed: int = 0) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model, self.training, self.variables, self.seed = model, training, variables, seed
+        self.optimizer = get_optimizer(training.optimizer, training.learning_rate)
+        with self._on_variables():
+            self.optimizer.build(self.model.trainable_variables)
+        self._loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        self._train_step = tf.function(self._train_step_fn)
+        self._eval_step = tf.function(self._eval_step_fn)
+
+    def _on_variables(self):
+        import tensorflow as tf
+
+        return tf.device(self.variables) if self.variables else contextlib.nullcontext()
+
+    def _train_step_fn(self, inputs, y):
+        import tensorflow as tf
+
+        probs = self.model(model_inputs(inputs), training=True)
+        n = tf.cast(tf.shape(y)[0], tf.float32)
+        loss = self._loss(y, probs) / n
+        variables = self.model.trainable_variables
+        grads = tf.gradients(loss, [v.value for v in variables])  # colocated with the forward ops
+        with self._on_variables():
+            self.optimizer.apply(grads, variables)
+        return loss * n, _correct(probs, y)
+
+    def _eval_step_fn(self, inputs, y):
+        probs = self.model(model_inputs(inputs), training=False)
+        return self._loss(y, probs), _correct(probs, y)
+
+    def train_epoch(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray,
+                    rng: np.random.Generator) -> tuple[float, float, int, int, float, float]:
+        """One pass over ``index`` (or ``steps_per_epoch`` batches); returns loss, accuracy, samples, steps,
+        start and end time of the training part."""
+        bs = self.training.batch_size
+        order = rng.permutation(index)
+        batches = [order[a:a + bs] for a in range(0, len(order), bs)]
+        if self.training.steps_per_epoch:
+            batches = batches[:self.training.steps_per_epoch]
+        loss_sum = correct = 0.0
+        seen = 0
+        start = time.time()
+        for idx in batches:
+            idx = np.sort(idx)  # h5-style fancy indexing order; the batch composition is what is random
+            loss, ok = self._train_step(tuple(a[idx] for a in inputs), labels[idx])
+            loss_sum += float(loss)
+            correct += float(ok)
+            seen += len(idx)
+        return loss_sum / seen, correct / seen, seen, len(batches), start, time.time()
+
+    def evaluate(self, inputs: Sequence[np.ndarray], labels: np.ndarray,
+                 index: np.ndarray) -> tuple[float | None, float | None]:
+        if not len(index):
+            return None, None
+        loss_sum = correct = 0.0
+        for a in range(0, len(index), 256):
+            idx = index[a:a + 256]
+            loss, ok = self._eval_step(tuple(x[idx] for x in inputs), labels[idx])
+            loss_sum += float(loss)
+            correct += float(ok)
+        return loss_sum / len(index), correct / len(index)
+
+    def fit(self, inputs: Sequence[np.ndarray], labels: np.ndarray, train_index: np.ndarray, val_index: np.ndarray,
+            on_epoch: Callable[[EpochResult], None]) -> list[EpochResult]:
+        rng = np.random.default_rng(self.seed)
+        results = []
+        for epoch in range(1, self.training.epochs + 1):
+            t0 = time.monotonic()
+            loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng)
+            val_loss, val_acc = self.evaluate(inputs, labels, val_index)
+            result = EpochResult(epoch, loss, acc, val_loss, val_acc, seen, steps, start, end, time.monotonic() - t0)
+            results.append(result)
+            on_epoch(result)
+        return results
+
+
+def _correct(probs, y):
+    import tensorflow as tf
+
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y), tf.float32))
+
+
+def model_inputs(inputs: Sequence):
+    """What a Keras model is called with: its one input alone, or the list of them."""
+    return inputs[0] if len(inputs) == 1 else list(inputs)

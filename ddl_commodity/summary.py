@@ -1,0 +1,52 @@
+"""``summary.json`` as a type: what every run's summary holds, so reports read it without knowing which
+experiment or engine wrote it. Engine- and experiment-specific parts travel in :attr:`RunSummary.sections`
+and are written as top-level keys, as before the type existed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class WorkerSummary:
+    """The last epoch of one worker (or of ``single``)."""
+
+    epochs: int
+    final_loss: float
+    final_accuracy: float
+    final_val_accuracy: float | None = None
+
+
+@dataclass
+class RunSummary:
+    name: str
+    experiment: str
+    mode: str
+    description: str
+    wall_seconds: float
+    data: str
+    train_samples: int | None = None
+    validation_samples: int | None = None
+    workers: dict[str, WorkerSummary] = field(default_factory=dict)
+    epochs_to_plateau: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    final: dict = field(default_factory=dict)
+    curves: str | None = None
+    sections: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sections"}
+        out["workers"] = {k: asdict(v) for k, v in self.workers.items()}
+        return {**out, **self.sections}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> RunSummary:
+        known = {f.name for f in fields(cls)} - {"sections"}
+        kwargs = {k: v for k, v in doc.items() if k in known}
+        kwargs["workers"] = {k: WorkerSummary(**v) for k, v in doc.get("workers", {}).items()}
+        return cls(**kwargs, sections={k: v for k, v in doc.items() if k not in known})
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunSummary:
+        return cls.from_dict(json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")))
