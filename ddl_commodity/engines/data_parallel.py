@@ -65,31 +65,47 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
 
 def _feed(session: TfosSession, records, data: Dataset, cfg: RunConfig, losses: _WorkerLossHandler | None,
           ps_addr: str, first_epoch: int) -> dict[int, int]:
-    """Feed every epoch: one Spark job for the whole run, or one per epoch when losses are tolerated."""
+    """One Spark job per feed epoch, each cut into as many partitions as workers are alive at its start.
+
+    A job per epoch is what keeps every partition of an epoch on a different worker: the job's M tasks
+    start together on the M idle one-core worker executors. In one job for all epochs, a worker that
+    finished first took the next partition, which could be its own epoch's second one; with s = M it then
+    waited at the PS for a push that never came (seen: a 4-epoch run hung until the push timeout). After a
+    tolerated loss the training set is dealt among the live workers (a disjoint shard per live worker), so
+    no data is dropped and no partition waits for a worker that is gone. Returns {feed epoch: workers fed}.
+    """
     from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
 
-    t = cfg.training
+    t, sc = cfg.training, session.sc
+    records = records.cache()  # every epoch's job reads it again
     if losses is not None:
         losses.ps_address = ps_addr
-        return _feed_epoch_by_epoch(session, records.cache(), data, cfg, losses, first_epoch)
-    shards = shard_assignment(data.num_rows, data.train_index, t.workers, cfg.seed)
-    feed = epoch_feed_rdd(session.sc, records, shards, t.workers, t.epochs, t.data_distribution,
-                          t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=first_epoch)
-    session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
-    return {}
+    plan: dict[int, int] = {}
+    for epoch in range(first_epoch, t.epochs):
+        live = losses.live_workers() if losses else t.workers
+        if losses is not None:
+            losses.feed_epoch = epoch
+        plan[epoch] = live
+        shards = shard_assignment(data.num_rows, data.train_index, live, cfg.seed)
+        before = set(sc._jsc.getPersistentRDDs().keySet())
+        feed = epoch_feed_rdd(sc, records, shards, live, epoch + 1, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=epoch)
+        session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        persisted = sc._jsc.getPersistentRDDs()
+        for rdd_id in set(persisted.keySet()) - before:  # this epoch's cached training rows
+            persisted.get(rdd_id).unpersist()
+    return plan if losses is not None else {}
 
 
 def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | None,
             ps_addr: str) -> tuple[int, list[np.ndarray], dict]:
     """End every (live) worker's feed, let them push their last update, then take the final weights."""
-    from tensorflowonspark import TFSparkNode
-
     from ddl_commodity.ps import ParameterServerClient
 
-    cluster = session.cluster
-    live = losses.live_workers() if losses else cfg.training.workers
-    workers_rdd = session.sc.parallelize(range(live), live)
-    workers_rdd.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
+    if losses is None:
+        session.stop_workers()
+    else:  # only the live workers' executors take tasks
+        session.stop_workers(losses.live_workers())
     with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
         _wait_workers_finished(driver, session.collector, cfg)
         version, weights = driver.pull()
@@ -187,32 +203,6 @@ class _WorkerLossHandler:
             stats = ps.finish(reason="lost", detail=detail)
         released = bool(self._session.sc._jsc.sc().killExecutor(executor))
         return {"executor_released": released, "s_effective": stats.get("s_effective")}
-
-
-def _feed_epoch_by_epoch(session: TfosSession, records, data: Dataset, cfg: RunConfig,
-                         losses: _WorkerLossHandler, first_epoch: int) -> dict[int, int]:
-    """One Spark job per feed epoch, each cut into as many partitions as workers are alive at its start.
-
-    After a loss the training set is dealt among the live workers (a disjoint shard per live worker), so
-    no data is dropped and no partition waits for a worker that is gone. Returns {feed epoch: workers fed}.
-    """
-    from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
-
-    t, sc = cfg.training, session.sc
-    plan: dict[int, int] = {}
-    for epoch in range(first_epoch, t.epochs):
-        live = losses.live_workers()
-        losses.feed_epoch = epoch
-        plan[epoch] = live
-        shards = shard_assignment(data.num_rows, data.train_index, live, cfg.seed)
-        before = set(sc._jsc.getPersistentRDDs().keySet())
-        feed = epoch_feed_rdd(sc, records, shards, live, epoch + 1, t.data_distribution,
-                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=epoch)
-        session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
-        persisted = sc._jsc.getPersistentRDDs()
-        for rdd_id in set(persisted.keySet()) - before:  # this epoch's cached training rows
-            persisted.get(rdd_id).unpersist()
-    return plan
 
 
 def _wait_workers_finished(driver, collector, cfg: RunConfig) -> None:

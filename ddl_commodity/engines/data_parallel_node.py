@@ -55,7 +55,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
     from ddl_commodity.ps import ParameterServerService, StalenessWeightedServer, make_staleness
 
     initial = build_model(experiment, cfg).get_weights()
-    checkpoints = _Checkpointer(cfg.ps.checkpoint_every, args, runtime)
+    checkpoints = _Checkpointer(cfg.ps.checkpoint_every, runtime)
 
     def log_update(record: dict) -> None:
         runtime.record(PS_STREAM, record)
@@ -96,7 +96,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
 class _Checkpointer:
     """Send the PS state to the driver every ``every`` versions (issue 5: lose at most K updates)."""
 
-    def __init__(self, every: int | None, args: NodeArgs, runtime: NodeRuntime) -> None:
+    def __init__(self, every: int | None, runtime: NodeRuntime) -> None:
         self.every, self.runtime = every, runtime
         self.last_version = 0
         self._lock = threading.Lock()

@@ -79,8 +79,25 @@ def _sections(experiment: Experiment, cfg: RunConfig, run_dir: Path, scheme) -> 
     measured = measured_per_step(node_rows(run_dir), windows)
     return {
         "scheme": {"name": scheme.name, "figure": scheme.figure, "layers": scheme.layers},
+        "placement_check": placement_check(run_dir, scheme),
         "nodes": measured,
         "traffic_check": compare_traffic(measured, computed),
         "boundary_bytes_per_step": computed,
         "iowait_note": "CPU wait is machine-wide on a one-machine cluster (same value for every node)",
     }
+
+
+def placement_check(run_dir: Path, scheme) -> dict:
+    """Did each layer's ops (forward and gradient) run on the node the scheme gives it? From the devices the
+    input node read off its compiled training step (``placement.jsonl``)."""
+    from ddl_commodity.models.placement import device_of
+    from ddl_commodity.runs import read_jsonl
+
+    records = read_jsonl(run_dir / "placement.jsonl")
+    if not records:
+        return {"consistent": False, "problems": ["the input node reported no placement"], "layers": {}}
+    devices = records[-1]["layers"]
+    problems = [f"{layer}: ops on {devices.get(layer) or 'no device'}, scheme says {node}"
+                for layer, node in sorted(scheme.layers.items())
+                if not devices.get(layer) or set(devices[layer]) != {device_of(node)}]
+    return {"consistent": not problems, "problems": problems, "layers": devices}

@@ -84,9 +84,13 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed)
     stream = f"workers/{runtime.name}"
 
+    labels = np.asarray(labels, dtype=np.int32)
+
     def on_epoch(r) -> None:
+        if r.epoch == 1:
+            runtime.record("placement", {"layers": trainer.op_devices(inputs, labels, list(args.layers))})
         runtime.record(stream, {"worker": runtime.name, **dataclasses.asdict(r), "time": time.time()})
 
-    trainer.fit(inputs, np.asarray(labels, dtype=np.int32), train, val, on_epoch)
+    trainer.fit(inputs, labels, train, val, on_epoch)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),
                                   "kind": "final-model"}, list(trainer.model.get_weights()))

@@ -153,7 +153,7 @@ def node_session(args: NodeArgs, ctx: Any) -> Iterator[tuple[NodeRuntime, Any, A
                               args.monitor_interval_s).start()
     try:
         with runtime.guard():
-            experiment, cfg = experiment_and_config(args.config, "run config")
+            experiment, cfg = experiment_and_config(args.config, "run config", check=False)
             yield runtime, experiment, cfg
     finally:
         if sampler is not None:

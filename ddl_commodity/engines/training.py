@@ -11,6 +11,7 @@ applies them under the variable device. The single-machine engine runs the same 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,21 @@ class Trainer:
             loss_sum += float(loss)
             correct += float(ok)
         return loss_sum / len(index), correct / len(index)
+
+    def op_devices(self, inputs: Sequence[np.ndarray], labels: np.ndarray, layers: list[str]) -> dict[str, list[str]]:
+        """Layer -> the devices of every op of its forward and backward pass in the compiled training step:
+        where the graph really puts each layer, to hold against the split scheme."""
+        bs = self.training.batch_size
+        graph = self._train_step.get_concrete_function(tuple(a[:bs] for a in inputs), labels[:bs]).graph
+        out: dict[str, set[str]] = {layer: set() for layer in layers}
+        for op in graph.get_operations():
+            if not op.device:  # variable reads: colocated with their variable, on the PS
+                continue
+            for part in op.name.split("/"):
+                name = re.sub(r"_\d+$", "", part) if part not in out else part  # "head_dense_1": a 2nd call
+                if name in out:
+                    out[name].add(op.device)
+        return {layer: sorted(devices) for layer, devices in out.items()}
 
     def fit(self, inputs: Sequence[np.ndarray], labels: np.ndarray, train_index: np.ndarray, val_index: np.ndarray,
             on_epoch: Callable[[EpochResult], None]) -> list[EpochResult]:

@@ -3,9 +3,9 @@
 An :class:`Experiment` declares a config schema (a :class:`~ddl_commodity.config.RunConfig` subclass), where
 its data come from, and a Keras model with named layers grouped into blocks. The engines
 (:mod:`ddl_commodity.engines`) train it single machine, data parallel with the staleness-weighted PS, or
-model parallel with a split scheme over its blocks, and know no experiment by name. Register a class with
-:func:`ddl_commodity.experiments.registry.register`, or name it in a YAML file by dotted path
-(``experiment: mypkg.module:MyExperiment``). ``examples/`` has a complete one in under 60 lines.
+model parallel with a split scheme over its blocks, and know no experiment by name. Name it in a YAML file
+by dotted path (``experiment: mypkg.module:MyExperiment``); the toolkit's own are registered by name in
+:mod:`ddl_commodity.experiments.registry`. ``examples/waves.py`` is a complete one in under 60 lines.
 """
 
 from __future__ import annotations

@@ -20,19 +20,12 @@ _BUILTIN = {
     "redshift_data_parallel": "ddl_commodity.experiments.redshift:RedshiftExperiment",
     "landcover_model_parallel": "ddl_commodity.experiments.landcover:LandcoverExperiment",
 }
-_registered: dict[str, type[Experiment]] = {}
-
-
-def register(cls: type[Experiment]) -> type[Experiment]:
-    """Class decorator: make ``cls`` known by ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    _registered[cls.name] = cls
-    return cls
+#: What a config without an ``experiment`` key runs (chapter 5's, as before the registry existed).
+DEFAULT_EXPERIMENT = "redshift_data_parallel"
 
 
 def names() -> list[str]:
-    return sorted({*_BUILTIN, *_registered})
+    return sorted(_BUILTIN)
 
 
 def _import(path: str, source: str) -> type[Experiment]:
@@ -51,8 +44,6 @@ def _import(path: str, source: str) -> type[Experiment]:
 
 def get(name: str, source: str = "<config>") -> Experiment:
     """The experiment registered as ``name``, or the class at dotted path ``module:Class``."""
-    if name in _registered:
-        return _registered[name]()
     if name in _BUILTIN:
         return _import(_BUILTIN[name], source)()
     if ":" in name:
@@ -61,15 +52,18 @@ def get(name: str, source: str = "<config>") -> Experiment:
                       f"(known: {', '.join(names())}; or give module.path:ClassName)")
 
 
-def experiment_and_config(raw: object, source: str = "<config>") -> tuple[Experiment, RunConfig]:
-    """Validate an already-parsed YAML document with its experiment's schema and checks."""
+def experiment_and_config(raw: object, source: str = "<config>", check: bool = True) -> tuple[Experiment, RunConfig]:
+    """Validate an already-parsed YAML document with its experiment's schema and, if ``check``, its checks
+    (the split scheme's file: a node gets the scheme resolved by the driver, not its path)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
-    raw = {"experiment": "redshift_data_parallel", **raw}  # the chapter 5 default, as before the registry
+    raw = {"experiment": DEFAULT_EXPERIMENT, **raw}
     if not isinstance(raw["experiment"], str):
         raise ConfigError(f"{source}: invalid configuration\n  experiment: must be a name or module:Class")
     experiment = get(raw["experiment"], source)
     cfg = validate(experiment.config_class, raw, source)
+    if not check:
+        return experiment, cfg
     try:
         experiment.check(cfg)
     except ConfigError as err:
@@ -107,7 +101,11 @@ def experiment_code_archive(name: str, work_dir: Path) -> Path | None:
     with zipfile.ZipFile(archive, "w") as zf:
         if root is None:
             zf.write(origin, origin.name)
-        else:
-            for f in sorted(root.rglob("*.py")):
-                zf.write(f, str(Path(root.name) / f.relative_to(root)))
+            return archive
+        for f in sorted(root.rglob("*.py")):
+            zf.write(f, str(Path(root.name) / f.relative_to(root)))
+        # zipimport finds no namespace packages (a folder without __init__.py, like examples/): make them regular
+        for folder in sorted({f.parent for f in root.rglob("*.py")}):
+            if not (folder / "__init__.py").exists():
+                zf.writestr(str(Path(root.name) / folder.relative_to(root) / "__init__.py"), "")
     return archive

@@ -96,7 +96,7 @@ class StalenessWeightedServer:
         with self._cond:
             return self.version, [w.copy() for w in self._weights]
 
-    def _check(self, worker: int, delta: Sequence[np.ndarray]) -> str | None:
+    def _check(self, delta: Sequence[np.ndarray]) -> str | None:
         if len(delta) != len(self._weights):
             return f"{len(delta)} arrays, expected {len(self._weights)}"
         for i, (d, w) in enumerate(zip(delta, self._weights, strict=True)):
@@ -126,7 +126,7 @@ class StalenessWeightedServer:
     def _push(
         self, worker: int, base_version: int, delta: Sequence[np.ndarray], timeout: float | None
     ) -> tuple[int, list[np.ndarray]]:
-        problem = self._check(worker, delta)
+        problem = self._check(delta)
         with self._cond:
             if problem is None and not 0 <= base_version <= self.version:
                 problem = f"base version {base_version} is not in 0..{self.version}"
@@ -187,8 +187,6 @@ class StalenessWeightedServer:
                                  "s_effective": self.s_effective})
             self._apply_if_ready()
         self._emit()
-
-    remove_worker = finish
 
     def announce(self, worker: int, info: dict) -> None:
         """Log where ``worker`` runs (``event: joined``): the driver needs its Spark executor to release it."""

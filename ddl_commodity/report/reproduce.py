@@ -54,9 +54,9 @@ THESIS_TABLES = {
 
 def small_overrides(doc: dict) -> dict:
     """The small scale: the same experiment, cut by its own ``scaled_down`` to fit minutes on 2 cores."""
-    from ddl_commodity.experiments.registry import get
+    from ddl_commodity.experiments.registry import DEFAULT_EXPERIMENT, get
 
-    return get(doc.get("experiment", "redshift_data_parallel")).scaled_down(copy.deepcopy(doc))
+    return get(doc.get("experiment", DEFAULT_EXPERIMENT)).scaled_down(copy.deepcopy(doc))
 
 
 def experiment_set(scale: str, only: str | None) -> list[str]:

@@ -92,6 +92,9 @@ def test_every_node_writes_its_samples(runs: dict) -> None:
 def test_compute_and_traffic_follow_the_scheme(runs: dict) -> None:
     """Default: the HSI worker is the busiest worker (Fig 6.13). Single: workers 1 and 2 hold no block and do
     ~no compute and receive ~nothing, while worker 0 computes everything."""
+    for split in ("default", "single"):
+        check = runs[split]["summary"]["placement_check"]
+        assert check["consistent"], check["problems"]
     default, single = runs["default"]["summary"]["nodes"], runs["single"]["summary"]["nodes"]
     assert default["worker-1"]["cpu_seconds_per_step"] > 2 * default["worker-2"]["cpu_seconds_per_step"]
     assert default["worker-1"]["rx_bytes_per_step"] > 100_000
