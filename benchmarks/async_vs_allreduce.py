@@ -8,7 +8,7 @@ other in one invocation on the same machine:
   for an epoch and then pushes ``dW`` to the :class:`~ddl_commodity.ps.StalenessWeightedServer`, which waits
   for ``s`` of the M updates and applies ``W <- W - (1/s) sum lambda(tau_j) dW_j``.
 * **allreduce** - TFoS + ``tf.distribute.MultiWorkerMirroredStrategy``: M TFoS workers (``num_ps=0``) on a
-  Spark standalone cluster of M workers, fed the same bundles by the same code (``indexed_records``,
+  Spark standalone cluster of M workers, fed the same bundles by the same code (``indexed_chunks``,
   ``shard_assignment``, ``epoch_feed_rdd``: same split, same shards, same bundle size), every train step's
   gradients summed across the workers by the strategy's collective all-reduce (a ring over gRPC), so the
   replicas never differ. All-reduce needs the same step count on every worker: each runs
@@ -217,7 +217,7 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
     import benchmarks
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.cluster.spark import tfos_spark_conf
-    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
+    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, shard_assignment
     from ddl_commodity.experiments.registry import experiment_and_config
 
     cloudpickle.register_pickle_by_value(benchmarks)  # the executors cannot import this directory
@@ -246,7 +246,7 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
         cluster = None
         try:
             slices = max(sc.defaultParallelism, int(x_all.nbytes // 2**20) + 1)
-            records = indexed_records(sc, x_all, y_all, slices=slices)
+            records = indexed_chunks(sc, x_all, y_all, slices=slices).cache()
             feed = epoch_feed_rdd(sc, records, shards, m, t.epochs, "disjoint", t.batch_size * t.feed_bundle_batches,
                                   cfg.seed)
             cluster = TFCluster.run(sc, allreduce_worker, args, m, num_ps=0, input_mode=TFCluster.InputMode.SPARK,

@@ -206,7 +206,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
 
     import benchmarks
     from ddl_commodity.cluster.local import LocalStandaloneCluster
-    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_records, shard_assignment
+    from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, indexed_records, shard_assignment
 
     # The executors cannot import this directory: ship spark_worker and its helpers by value.
     cloudpickle.register_pickle_by_value(benchmarks)
@@ -238,7 +238,9 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
             records.count()  # materialise: neither feed pays for parallelising the data
             per_sample = records.map(lambda r: r[1]).coalesce(1)
             shards = shard_assignment(n, np.arange(n), 1, spec["seed"])
-            bundles = epoch_feed_rdd(sc, records, shards, 1, epochs, "same", bs * spec["bundle_batches"],
+            chunks = indexed_chunks(sc, x, y, slices=slices).cache()
+            chunks.count()
+            bundles = epoch_feed_rdd(sc, chunks, shards, 1, epochs, "same", bs * spec["bundle_batches"],
                                      spec["seed"])
             t1 = time.monotonic()
             args = {"spec": spec, "phases": phases, "result_dir": str(result_dir)}

@@ -66,6 +66,7 @@ class RunCollector:
         self._done: set[str] = set()
         self.first_failure: NodeFailure | None = None
         self.aborted = False
+        self._aborted_at = 0.0
         self.finished = False
         self._server: grpc.Server | None = None
         self.address = ""
@@ -125,7 +126,22 @@ class RunCollector:
 
     def abort(self) -> None:
         """Tell every node (at its next heartbeat) that the run is over."""
+        if not self.aborted:
+            self._aborted_at = time.monotonic()
         self.aborted = True
+
+    def wait_heard(self, timeout_s: float) -> list[str]:
+        """After :meth:`abort`: wait until every node that was alive has heartbeated since (and so heard it and
+        exits by itself), at most ``timeout_s``; nodes silent for ``timeout_s`` before the abort count as gone.
+        Returns the nodes that did not hear it in time."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                pending = sorted(n for n, t in self._last_seen.items() if n not in self._done
+                                 and t < self._aborted_at and self._aborted_at - t < timeout_s)
+            if not pending or time.monotonic() > deadline:
+                return pending
+            time.sleep(0.1)
 
     def _authenticated(self, fn):
         def handler(request: bytes, context: grpc.ServicerContext) -> bytes:

@@ -157,9 +157,9 @@ class TfosSession:
         if self.cluster is not None:  # failed mid-run
             self.collector.abort()
             self.sc.cancelAllJobs()
-            # Keep the collector up for a few heartbeat periods so every surviving node hears "abort" and
-            # exits by itself (on a real cluster nobody else would stop its TF process).
-            time.sleep(3 * self.HEARTBEAT_S)
+            # Keep the collector up until every surviving node has heard "abort" (at its next heartbeat) and
+            # exits by itself: on a real cluster nobody else would stop its TF process.
+            self.collector.wait_heard(3 * self.HEARTBEAT_S)
         self.collector.abort()
         self.collector.stop()
         self.sc.stop()

@@ -59,3 +59,18 @@ def test_silent_nodes_are_reported_until_they_say_goodbye(tmp_path) -> None:
         assert [n for n, _ in coll.silent_nodes(0.2)] == ["worker-0"]
         a.heartbeat()
         assert coll.silent_nodes(0.2) == []
+
+
+def test_abort_waits_only_until_every_live_node_heard_it(tmp_path) -> None:
+    import threading
+    import time
+
+    with RunCollector(tmp_path, "s") as coll:
+        live, gone = CollectorClient(coll.address, "s", "worker-0"), CollectorClient(coll.address, "s", "worker-1")
+        gone.heartbeat()
+        time.sleep(0.5)  # worker-1 went silent before the abort: not waited for
+        live.heartbeat()
+        coll.abort()
+        assert coll.wait_heard(0.3) == ["worker-0"]  # it has not heartbeated since
+        threading.Timer(0.2, live.heartbeat).start()
+        assert coll.wait_heard(0.45) == []  # worker-0 heartbeats at 0.2 s (the timer above)

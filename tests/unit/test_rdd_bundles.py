@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddl_commodity.data.rdd import Bundle, epoch_feed_rdd, index_digest, indexed_records, shard_assignment
+from ddl_commodity.data.rdd import (
+    Bundle,
+    epoch_feed_rdd,
+    index_digest,
+    indexed_chunks,
+    indexed_records,
+    shard_assignment,
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +33,16 @@ def test_zip_with_index_numbers_rows_in_file_order(local_spark, toy) -> None:
         assert yi == y[i]
 
 
+def test_chunks_hold_the_numbered_rows_as_arrays(local_spark, toy) -> None:
+    x, y, _ = toy
+    chunks = indexed_chunks(local_spark, x, y, slices=4).collect()
+    assert len(chunks) == 4
+    index = np.concatenate([c.index for c in chunks])
+    np.testing.assert_array_equal(index, np.arange(103))
+    np.testing.assert_array_equal(np.concatenate([c.x for c in chunks]), x)
+    np.testing.assert_array_equal(np.concatenate([c.y for c in chunks]), y)
+
+
 def test_shards_partition_the_training_rows(toy) -> None:
     _, _, train = toy
     shards = shard_assignment(103, train, 3, seed=1)
@@ -39,7 +56,7 @@ def test_epoch_feed(local_spark, toy, distribution: str) -> None:
     x, y, train = toy
     workers, epochs = 3, 2
     shards = shard_assignment(103, train, workers, seed=1)
-    feed = epoch_feed_rdd(local_spark, indexed_records(local_spark, x, y, 4), shards, workers, epochs,
+    feed = epoch_feed_rdd(local_spark, indexed_chunks(local_spark, x, y, 4).cache(), shards, workers, epochs,
                           distribution, bundle_size=10, seed=3)
     assert feed.getNumPartitions() == workers * epochs
     parts = feed.glom().collect()
