@@ -233,7 +233,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
         sc.setLogLevel("ERROR")
         cluster = None
         try:
-            slices = int(x.nbytes // 2**20) + 1  # ~1 MiB per task, as the experiment does
+            slices = max(1, int(x.nbytes // (8 * 2**20)) + 1)  # ~8 MiB per task, as the experiment does
             records = indexed_records(sc, x, y, slices=slices).cache()
             records.count()  # materialise: neither feed pays for parallelising the data
             per_sample = records.map(lambda r: r[1]).coalesce(1)
