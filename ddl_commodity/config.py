@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ddl_commodity.errors import ConfigError
 from ddl_commodity.ps.staleness import STALENESS_FUNCTIONS
 
-#: Optimizers by name (``training.optimizer``); the Keras class of each is looked up in ``engines.training``.
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+#: Optimizers by config name (``training.optimizer``) -> their class in ``keras.optimizers``; a new one is one
+#: entry here.
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 class Strict(BaseModel):

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
           resumed: dict | None = None) -> tuple[dict, dict]:
     """Run the cluster; return the final global model's metrics and the summary sections of this engine."""
-    from tensorflowonspark import TFCluster
-
     from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
     from ddl_commodity.engines.node import FaultInjection
@@ -53,7 +51,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
             fault=FaultInjection(**cfg.faults.model_dump()), first_epoch=first_epoch,
             resume_checkpoint="ps.npz" if resumed else "",
             monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else 0.0)
-        cluster = session.start(main_fun, args, TFCluster.InputMode.SPARK, files=tuple(files),
+        cluster = session.start(main_fun, args, "spark", files=tuple(files),
                                 on_silent=losses.on_silent if losses else None)
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)

@@ -23,8 +23,6 @@ DEFAULT_MONITOR_INTERVAL_S = 1.0
 
 def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) -> tuple[dict, dict]:
     """Run the cluster until the input node has trained every epoch; final metrics and summary sections."""
-    from tensorflowonspark import TFCluster
-
     from ddl_commodity.engines.model_parallel_node import main_fun
 
     scheme = experiment.scheme(cfg)
@@ -39,7 +37,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) 
             data_file=data.path.name, layers=dict(scheme.layers), variables=scheme.variables,
             input_node=scheme.input,
             monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S)
-        session.start(main_fun, args, TFCluster.InputMode.TENSORFLOW, files=(data.path,))
+        session.start(main_fun, args, "tensorflow", files=(data.path,))
         while not session.collector.is_done(client):
             session.check_failed()
             time.sleep(0.5)

@@ -10,7 +10,9 @@ went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the fail
 
 from __future__ import annotations
 
+import importlib
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +53,10 @@ class TfosSession:
         from ddl_commodity.cluster.spark import tfos_spark_conf
 
         self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
+        # TFoS imports TensorFlow (2.4 s here): do it while the executors start and the data is numbered.
+        self._tfos_import = threading.Thread(target=importlib.import_module, args=("tensorflowonspark.TFCluster",),
+                                             name="ddl-import-tfos", daemon=True)
+        self._tfos_import.start()
         self.secret = secrets.token_urlsafe(24)
         host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
         self.collector = RunCollector(self.run_dir, self.secret, host=host, on_record=self._on_record,
@@ -65,9 +71,11 @@ class TfosSession:
         return NodeArgs(config_to_dict(self.cfg), self.secret, self.collector.address, heartbeat_s=self.HEARTBEAT_S,
                         driver_lost_s=self.cfg.cluster.failure_timeout_s / 2, **extra)
 
-    def start(self, main_fun: Callable, args: NodeArgs, input_mode: Any,
+    def start(self, main_fun: Callable, args: NodeArgs, input_mode: str,
               on_silent: Callable[[str, float], bool] | None = None, files: tuple[Path, ...] = ()) -> Any:
-        """Check executors, ship ``files`` and the experiment's code, start the watchdog, then TFoS."""
+        """Check executors, ship ``files`` and the experiment's code, start the watchdog, then TFoS in
+        ``input_mode`` ``spark`` (Spark feeds the workers) or ``tensorflow`` (nodes read their own data)."""
+        self._tfos_import.join()
         from tensorflowonspark import TFCluster
 
         from ddl_commodity.cluster.failfast import Watchdog, require_executors
@@ -82,7 +90,8 @@ class TfosSession:
         if archive is not None:
             self.sc.addPyFile(str(archive))
         self.watchdog.start()
-        self.cluster = TFCluster.run(self.sc, main_fun, args, self.cfg.tf_nodes, num_ps=1, input_mode=input_mode,
+        mode = {"spark": TFCluster.InputMode.SPARK, "tensorflow": TFCluster.InputMode.TENSORFLOW}[input_mode]
+        self.cluster = TFCluster.run(self.sc, main_fun, args, self.cfg.tf_nodes, num_ps=1, input_mode=mode,
                                      reservation_timeout=int(self.cfg.cluster.startup_timeout_s),
                                      log_dir=str(self.run_dir / "tflogs"), release_port=True)
         record_cluster_info(self.run_dir, self.cluster.cluster_info)

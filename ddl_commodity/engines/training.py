@@ -29,9 +29,7 @@ def get_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer
     """A Keras optimizer by its config name (``training.optimizer``: :data:`~ddl_commodity.config.OPTIMIZERS`)."""
     import keras
 
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    assert set(classes) == set(OPTIMIZERS), "config.OPTIMIZERS and this table list the same names"
-    return classes[name](learning_rate=learning_rate)
+    return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
 
 
 def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> keras.Model:

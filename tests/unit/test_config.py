@@ -89,3 +89,17 @@ def test_unknown_optimizer_and_experiment_path(tmp_path: Path) -> None:
         load_config(write(tmp_path, {"experiment": "no_such_module:Thing"}))
     with pytest.raises(ConfigError, match="not an Experiment subclass"):
         load_config(write(tmp_path, {"experiment": "pathlib:Path"}))
+
+
+def test_every_registered_optimizer_and_staleness_function_resolves() -> None:
+    """The registries are the only lists of names: each name the config accepts builds what it names."""
+    from ddl_commodity.config import OPTIMIZERS
+    from ddl_commodity.engines.training import get_optimizer
+    from ddl_commodity.ps.staleness import STALENESS_FUNCTIONS, make_staleness
+
+    for name in OPTIMIZERS:
+        assert type(get_optimizer(name, 0.01)).__name__.lower() == name
+        assert parse_config({"training": {"optimizer": name}}).training.optimizer == name
+    for name in STALENESS_FUNCTIONS:
+        assert 0.0 < make_staleness(name, 0.5)(2) <= 1.0
+        assert parse_config({"ps": {"staleness": name}}).ps.staleness == name
