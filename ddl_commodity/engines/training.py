@@ -10,7 +10,6 @@ applies them under the variable device. The single-machine engine runs the same 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ddl_commodity.config import OPTIMIZERS, TrainingSettingsBase
+from ddl_commodity.models.placement import device_scope
 
 if TYPE_CHECKING:
     import keras
@@ -77,9 +77,7 @@ class Trainer:
         self._eval_step = tf.function(self._eval_step_fn)
 
     def _on_variables(self):
-        import tensorflow as tf
-
-        return tf.device(self.variables) if self.variables else contextlib.nullcontext()
+        return device_scope(self.variables)
 
     def _train_step_fn(self, inputs, y):
         import tensorflow as tf

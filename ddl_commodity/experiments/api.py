@@ -19,7 +19,7 @@ import numpy as np
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.errors import ConfigError, DataError
-from ddl_commodity.models.placement import BlockGraph, Placement, functional_graph, place_functional
+from ddl_commodity.models.placement import BlockGraph, Placement, device_scope, functional_graph, place_functional
 from ddl_commodity.models.splits import SplitScheme, load_scheme
 
 if TYPE_CHECKING:
@@ -106,9 +106,7 @@ class Experiment:
 
     def placed_model(self, cfg: RunConfig, placement: Placement) -> keras.Model:
         """The model with every variable on ``placement.variables`` and each layer run on its device."""
-        import tensorflow as tf
-
-        with tf.device(placement.variables) if placement.variables else _null():
+        with device_scope(placement.variables):
             model = self.build_model(cfg)
         return place_functional(model, placement)
 
@@ -166,9 +164,4 @@ class Experiment:
             raise DataError(f"{path}: {len(train)} training samples are too few for batch size {t.batch_size}")
         return Dataset(path, tuple(inputs), np.asarray(labels, dtype=np.int32), train, val)
 
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 

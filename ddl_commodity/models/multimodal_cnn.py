@@ -24,14 +24,13 @@ whatever device is current at the first call.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 from dataclasses import dataclass
 
 import keras
 
-from ddl_commodity.models.placement import BlockGraph, Placement
+from ddl_commodity.models.placement import BlockGraph, Placement, device_scope
 
 NUM_CLASSES = 20
 
@@ -148,7 +147,7 @@ class MultimodalCNN(keras.Model):
         s = self.spec
         saved, self.placement = self.placement, Placement()
         try:
-            with tf.device(device) if device else contextlib.nullcontext():
+            with device_scope(device):
                 self((tf.zeros((1, s.patch_size, s.patch_size, s.rgb_bands)),
                       tf.zeros((1, s.patch_size, s.patch_size, s.hsi_bands))), training=False)
         finally:

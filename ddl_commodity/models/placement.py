@@ -33,6 +33,13 @@ def device_of(node: str) -> str:
     return f"/job:{m.group(1)}/replica:0/task:{m.group(2)}/device:CPU:0"
 
 
+def device_scope(device: str | None):
+    """``tf.device(device)``, or no scope at all for ``None`` (wherever the caller runs)."""
+    import tensorflow as tf
+
+    return tf.device(device) if device else contextlib.nullcontext()
+
+
 @dataclass
 class Placement:
     """Layer name -> device string (``None``: wherever the caller runs). ``variables``: where weights live."""
@@ -44,10 +51,7 @@ class Placement:
         return self.layers.get(layer)
 
     def scope(self, layer: str):
-        import tensorflow as tf
-
-        device = self.device(layer)
-        return tf.device(device) if device else contextlib.nullcontext()
+        return device_scope(self.device(layer))
 
 
 @dataclass(frozen=True)
