@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (config, data, arguments), 13
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -85,7 +86,7 @@ def _add_cluster_parser(sub) -> None:
     cl_sub = cl.add_subparsers(dest="action", required=True)
     up = cl_sub.add_parser("up", help="start a master and N-1 workers",
                            description="Start a master and N-1 one-core workers; the driver runs on the master.")
-    up.add_argument("--nodes", type=int, default=5, help="nodes including the master (default 5: 1 + 4)")
+    up.add_argument("--nodes", type=int, help="nodes including the master (default: the profile's, else 5: 1 + 4)")
     up.add_argument("--cores", type=int, default=1, help="cores per worker (default 1)")
     up.add_argument("--memory", default="2g", help="memory per worker (default 2g, as the thesis's PCs)")
     up.add_argument("--host", default="127.0.0.1", help="address of loopback process nodes (without --netns)")
@@ -97,6 +98,7 @@ def _add_cluster_parser(sub) -> None:
                     help="shape every node's link, both directions, with tc tbf (e.g. 1gbit, 100mbit); --netns")
     up.add_argument("--latency", metavar="DELAY",
                     help="add this one-way delay per link direction with tc netem (e.g. 0.2ms); --netns")
+    _add_node_resource_options(up)
     for name, helptext in (("status", "show each node: address, Spark state, live CPU / memory / traffic"),
                            ("down", "stop every process of the local cluster, remove its namespaces and links "
                             "(idempotent; also cleans up after a crash)")):
@@ -111,6 +113,36 @@ def _add_cluster_parser(sub) -> None:
     sbm.add_argument("config", type=Path, help="experiment YAML (see configs/)")
     sbm.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
     sbm.add_argument("--state-dir", type=Path, default=Path(".cluster"), help=argparse.SUPPRESS)
+    _add_fault_parser(cl_sub)
+
+
+def _add_node_resource_options(up) -> None:
+    res = up.add_argument_group(
+        "node resources", "each node in its own control group (cgroup v1 or v2), like a separate PC; "
+        "without these the nodes share the machine's cores, unisolated")
+    res.add_argument("--profile", metavar="NAME",
+                     help="a cluster profile from configs/clusters/ (e.g. thesis: 5 nodes, each 0.4 of a core "
+                     "and 2 GB on a 2-core machine, links 400mbit with --netns); the options below override it")
+    res.add_argument("--node-cpus", type=float, metavar="SHARE",
+                     help="CPU share of every node, in cores (0.4 = 40 ms of CPU per 100 ms)")
+    res.add_argument("--node-memory", metavar="SIZE", help="memory cap of every node (e.g. 2g); past it the "
+                     "kernel's OOM killer ends a process of that node")
+    res.add_argument("--master-cpus", type=float, metavar="SHARE", help="CPU share of the master (node0)")
+    res.add_argument("--master-memory", metavar="SIZE", help="memory cap of the master (node0)")
+
+
+def _add_fault_parser(cl_sub) -> None:
+    fault = cl_sub.add_parser(
+        "fault", help="hang, cut off or slow down one node of the running cluster",
+        description="Node faults as a user would cause them: freeze|thaw (its processes stop being scheduled, "
+        "alive but silent), partition|heal (its link down/up; --netns clusters), slow FACTOR (its CPU share "
+        "divided by FACTOR: a straggler; slow 1 restores it).")
+    fault.add_argument("node", help="node name as `ddl cluster status` shows it (node0 is the master)")
+    fault.add_argument("action_name", metavar="ACTION", choices=["freeze", "thaw", "partition", "heal", "slow"],
+                       help="freeze, thaw, partition, heal or slow")
+    fault.add_argument("factor", nargs="?", type=float, help="for slow: divide the node's CPU share by this")
+    fault.add_argument("--state-dir", type=Path, default=Path(".cluster"),
+                       help="the cluster's state directory (an embedded run's: <run dir>/cluster)")
 
 
 def _add_run_parser(sub) -> None:
@@ -236,6 +268,17 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         return 1
     if args.action == "submit":
         return _cluster_submit(args, state)
+    if args.action == "fault":
+        from ddl_commodity.cluster.faults import apply_fault
+
+        print(apply_fault(state, args.state_dir, args.node, args.action_name, args.factor))
+        return 0
+    return _cluster_status(state)
+
+
+def _cluster_status(state) -> int:
+    from ddl_commodity.cluster import local
+
     try:
         status = local.master_status(state)
     except OSError as err:
@@ -244,46 +287,79 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     net = f"network namespaces on a bridge, links {state.bandwidth or 'unshaped'}" + (
         f", +{state.latency} delay" if state.latency else "") if state.netns else "loopback process nodes"
     print(f"master {state.master_url}  UI {state.master_ui}  status {status.get('status')}  ({net})")
+    if state.profile:
+        print(f"profile {state.profile}: time dilation d = {state.dilation:g}")
     mb = 2**20
-    print(f"  {'node':6s} {'role':7s} {'address':12s} {'spark':8s} {'procs':>5s} {'cpu%':>6s} {'rss MB':>7s}"
-          f" {'rx MB':>8s} {'tx MB':>8s} {'rx MB/s':>8s} {'tx MB/s':>8s}")
+    print(f"  {'node':6s} {'role':7s} {'address':12s} {'spark':8s} {'procs':>5s} {'share':>6s} {'cpu%':>6s}"
+          f" {'wait%':>6s} {'mem MB / cap':>14s} {'rx MB':>8s} {'tx MB':>8s} {'rx MB/s':>8s} {'tx MB/s':>8s}")
     for row in local.node_status(state):
-        traffic = (f" {row['rx_bytes'] / mb:8.1f} {row['tx_bytes'] / mb:8.1f} {row['rx_rate'] / mb:8.2f}"
-                   f" {row['tx_rate'] / mb:8.2f}" if "rx_bytes" in row else "   (loopback: no per-node counter)")
-        print(f"  {row['name']:6s} {row['role']:7s} {row['address']:12s} {row['spark_state']:8s}"
-              f" {row['processes']:5d} {row['cpu_percent']:6.0f} {row['rss_bytes'] / mb:7.0f}{traffic}")
+        print("  " + _status_line(row, mb))
+    print("  share: CPU cores the node may use; cpu%: of its share (of one core without one); wait%: time its "
+          "threads waited for a CPU (run-queue delay, throttling included), % of wall time")
     for app in status.get("activeapps", []):
         print(f"  app {app.get('name')} ({app.get('id')}) {app.get('state')}")
     return 0
 
 
+def _status_line(row: dict, mb: int) -> str:
+    traffic = (f" {row['rx_bytes'] / mb:8.1f} {row['tx_bytes'] / mb:8.1f} {row['rx_rate'] / mb:8.2f}"
+               f" {row['tx_rate'] / mb:8.2f}" if "rx_bytes" in row else "   (loopback: no per-node counter)")
+    if "cpu_percent_of_share" in row:
+        share = "-" if row["cpu_share"] is None else f"{row['cpu_share']:g}"
+        cap = "none" if row["memory_limit"] is None else f"{row['memory_limit'] / mb:.0f}"
+        memory = f"{row['memory_bytes'] / mb:.0f} / {cap}"
+        cpu = f"{share:>6s} {row['cpu_percent_of_share']:6.0f} {row['cpu_wait_percent']:6.0f} {memory:>14s}"
+    else:
+        memory = f"{row['rss_bytes'] / mb:.0f} / -"
+        cpu = f"{'-':>6s} {row['cpu_percent']:6.0f} {'-':>6s} {memory:>14s}"
+    faults = ", ".join(k if v is True else f"{k} x{v:g}" for k, v in row.get("faults", {}).items())
+    return (f"{row['name']:6s} {row['role']:7s} {row['address']:12s} {row['spark_state']:8s}"
+            f" {row['processes']:5d} {cpu}{traffic}{'  ' + faults if faults else ''}")
+
+
 def _cluster_up(args: argparse.Namespace) -> int:
     """``ddl cluster up``: namespace nodes when asked and possible, loopback process nodes otherwise."""
     from ddl_commodity.cluster import local
+    from ddl_commodity.cluster.profiles import cluster_limits
     from ddl_commodity.errors import UserInputError
 
-    if args.nodes < 2:
+    worker, master, profile = cluster_limits(args.profile, args.node_cpus, args.node_memory, args.master_cpus,
+                                             args.master_memory)
+    nodes = args.nodes or (profile.nodes if profile else 5)
+    if nodes < 2:
         raise UserInputError("--nodes must be at least 2 (a master and one worker)")
     if args.cores < 1:
         raise UserInputError("--cores must be at least 1")
     if (args.bandwidth or args.latency) and not args.netns:
         raise UserInputError("--bandwidth/--latency shape namespace links: add --netns")
+    bandwidth = args.bandwidth or (profile.bandwidth if profile and args.netns else None)
     t0 = time.monotonic()
-    kwargs = {"workers": args.nodes - 1, "cores": args.cores, "memory": args.memory, "host": args.host,
-              "state_dir": args.state_dir}
+    kwargs = {"workers": nodes - 1, "cores": args.cores, "memory": args.memory, "host": args.host,
+              "state_dir": args.state_dir, "limits": worker, "master_limits": master,
+              "profile": profile.name if profile else None, "dilation": profile.dilation if profile else None}
     try:
-        state = local.LocalStandaloneCluster(**kwargs, netns=args.netns, bandwidth=args.bandwidth,
+        state = local.LocalStandaloneCluster(**kwargs, netns=args.netns, bandwidth=bandwidth,
                                              latency=args.latency).start()
     except local.NetnsUnavailable as err:
         print(f"warning: --netns is not possible here ({err}); starting loopback process nodes instead"
-              f"{' without link shaping' if args.bandwidth or args.latency else ''}", file=sys.stderr)
+              f"{' without link shaping' if bandwidth or args.latency else ''}", file=sys.stderr)
         state = local.LocalStandaloneCluster(**kwargs).start()
     print(f"cluster up in {time.monotonic() - t0:.1f} s: {state.master_url} "
           f"({state.workers} workers x {state.cores} core, {state.memory}); UI {state.master_ui}")
+    if profile:
+        links = f"links {state.bandwidth}" if state.netns else "links not shaped (loopback nodes: add --netns)"
+        print(f"profile {profile.name}: time dilation d = {profile.dilation:g} (1 s here = {profile.dilation:g} "
+              f"cluster s); {links}")
     for node in state.nodes:
         where = f"namespace {node['namespace']}" if node.get("namespace") else "loopback"
-        print(f"  {node['name']}: {node['role']:6s} {node['address']:12s} {where}")
+        print(f"  {node['name']}: {node['role']:6s} {node['address']:12s} {where}  {_limits_text(node)}")
     return 0
+
+
+def _limits_text(node: dict) -> str:
+    cpus = f"{node['cpus']:g} core" if node.get("cpus") is not None else "cpu unlimited"
+    memory = f"{node['memory'] / 2**30:.1f} GiB" if node.get("memory") is not None else "memory uncapped"
+    return f"{cpus}, {memory}"
 
 
 def _cluster_submit(args: argparse.Namespace, state) -> int:
@@ -291,6 +367,7 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
     import yaml
 
     from ddl_commodity.cluster import local, netns
+    from ddl_commodity.cluster.cgroups import enter_command
     from ddl_commodity.experiments.registry import load_config
     from ddl_commodity.runs import new_run_id
 
@@ -302,6 +379,8 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
     # driver and the PS at their own addresses, not at the config's (loopback) cluster.host.
     raw = yaml.safe_load(args.config.read_text(encoding="utf-8"))
     raw.setdefault("cluster", {}).update(master=state.master_url, host=master["address"])
+    if state.profile:  # the run records the profile (and d) of the cluster it ran on
+        raw["cluster"]["profile"] = state.profile
     config_copy = args.state_dir / f"submit-{run_id}.yaml"
     config_copy.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     load_config(config_copy)
@@ -311,6 +390,7 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
                               "SPARK_LOCAL_IP": master["address"]})
     argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(config_copy), "--master", state.master_url,
             "--run-id", run_id, "--no-progress"]
+    argv = enter_command(state.groups().get(master["name"]), argv)
     before = netns.counters_snapshot(state.nodes) if state.netns else {}
     proc = netns.run_in_node(master.get("namespace"), argv, env=env)
     if state.netns and run_dir.is_dir():
@@ -368,40 +448,118 @@ def _job_file() -> Path:
 
 def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None:
     """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
-    import contextlib
 
-    from ddl_commodity.cluster.local import LocalStandaloneCluster, spark_home
+    from ddl_commodity.cluster.cgroups import enter_command
+    from ddl_commodity.cluster.local import spark_home
     from ddl_commodity.errors import RunFailed
 
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
                SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
     with contextlib.ExitStack() as stack:
-        master = cfg.cluster.master
+        master, driver_group, cluster = cfg.cluster.master, None, None
         if master == "embedded":
-            cluster = LocalStandaloneCluster(
-                workers=cfg.embedded_spark_workers, memory=cfg.cluster.worker_memory, host=cfg.cluster.host,
-                state_dir=run_dir / "cluster", startup_timeout_s=cfg.cluster.startup_timeout_s,
-            )
+            cluster = _embedded_cluster(cfg, run_dir)
             t0 = time.monotonic()
             stack.enter_context(cluster)
             master = cluster.master_url
+            driver_group = cluster.state.groups().get("node0")  # the driver runs on the master's PC
             print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
-                  f"({cfg.embedded_spark_workers} workers)", flush=True)
-        cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master,
-               str(_job_file()), str(config_path), "--run-dir", str(run_dir)]
+                  f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
+        cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
+                                           str(_job_file()), str(config_path), "--run-dir", str(run_dir)])
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
             cmd += ["--master", cfg.cluster.master]
         if resume:
             cmd.append("--resume")
         with open(run_dir / "driver.log", "ab") as log:
-            proc = subprocess.run(cmd, env=env, stdout=sys.stdout, stderr=log, check=False)
+            proc = _run_driver(cmd, env, log, run_dir)
+        # Read before the cluster (and its groups) goes away: which node's cap the kernel enforced.
+        out_of_memory = _nodes_out_of_memory(cluster)
     if proc.returncode != 0:
         status = json.loads((run_dir / "status.json").read_text())
-        raise RunFailed(f"{status.get('error', 'spark-submit failed')}\n(driver log: {run_dir / 'driver.log'})")
+        raise RunFailed(f"{status.get('error', 'spark-submit failed')}{out_of_memory}"
+                        f"\n(driver log: {run_dir / 'driver.log'})")
+
+
+DRIVER_GRACE_S = 10.0
+
+
+def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> subprocess.CompletedProcess:
+    """spark-submit ``cmd`` and wait; once the job has marked the run failed, give it ``DRIVER_GRACE_S`` to
+    exit, then end it: Spark's own stop waits for the executors of a hung or cut-off node (60 s and more)."""
+    started = time.time()
+    failed_at = None
+    with subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=log) as proc:
+        try:
+            while proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.5)
+                if failed_at is None and _failed_since(run_dir, started):
+                    failed_at = time.monotonic()
+                if failed_at is not None and time.monotonic() - failed_at > DRIVER_GRACE_S:
+                    proc.terminate()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=5)
+                    proc.kill()
+        except BaseException:  # Ctrl-C, SIGTERM: the driver goes first, then the cluster
+            proc.kill()
+            raise
+    return subprocess.CompletedProcess(cmd, 1 if failed_at is not None else proc.returncode)
+
+
+def _failed_since(run_dir: Path, since: float) -> bool:
+    """The run's status says failed, written after ``since`` (a resumed run's old status does not count)."""
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return status.get("state") == "failed" and status.get("time", 0.0) >= since
+
+
+def _nodes_out_of_memory(cluster) -> str:
+    """A sentence naming every node whose memory cap made the kernel kill a process (``""`` if none)."""
+    if cluster is None or cluster.state is None:
+        return ""
+    lines = []
+    for name, group in cluster.state.groups().items():
+        try:
+            usage = group.usage()
+        except OSError:
+            continue
+        if usage.oom_kills and usage.memory_limit:
+            lines.append(f"\nnode {name} reached its memory cap ({usage.memory_limit / 2**30:.2f} GiB): the kernel's "
+                         f"OOM killer ended {usage.oom_kills} process(es) there (out of memory)")
+    return "".join(lines)
+
+
+def _embedded_cluster(cfg, run_dir: Path):
+    from ddl_commodity.cluster.local import LocalStandaloneCluster
+    from ddl_commodity.cluster.profiles import cluster_limits
+
+    c = cfg.cluster
+    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory)
+    return LocalStandaloneCluster(
+        workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host, state_dir=run_dir / "cluster",
+        startup_timeout_s=c.startup_timeout_s, limits=worker, master_limits=master,
+        profile=profile.name if profile else None, dilation=profile.dilation if profile else None)
+
+
+def _isolation_text(cluster) -> str:
+    state = cluster.state
+    if not state.isolated:
+        return ""
+    node = state.nodes[-1]
+    cpus = f"{node['cpus']:g} core" if node.get("cpus") else "all cores"
+    memory = f"{node['memory'] / 2**30:.1f} GiB" if node.get("memory") else "no memory cap"
+    profile = f", profile {state.profile} (d = {state.dilation:g})" if state.profile else ""
+    return f", each node {cpus} and {memory}{profile}"
 
 
 def print_summary(run_dir: Path, summary: dict) -> None:
-    print(f"\n{summary['name']}: {summary['description']}; {summary['wall_seconds']:.0f} s")
+    cluster = summary.get("cluster") or {}
+    dilated = f" ({cluster['wall_cluster_seconds']:.0f} cluster s at d = {cluster['dilation']:g})" \
+        if cluster.get("wall_cluster_seconds") else ""
+    print(f"\n{summary['name']}: {summary['description']}; {summary['wall_seconds']:.0f} s{dilated}")
     for name, w in summary["workers"].items():
         print(f"  {name:10s} epochs {w['epochs']:3d}  loss {w['final_loss']:.4f}  accuracy {w['final_accuracy']:.4f}")
     final = summary.get("final", {})

@@ -27,7 +27,7 @@ from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_messag
 from ddl_commodity.rpc import SECRET_METADATA, require_secret, start_server
 
 SERVICE = "ddl.RunCollector"
-_STREAM = re.compile(r"^(ps|placement|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
+_STREAM = re.compile(r"^(ps|placement|tasks|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
 
 
 @dataclass(frozen=True)

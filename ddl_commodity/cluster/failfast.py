@@ -79,6 +79,13 @@ class Watchdog:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
         return self._message
 
+    def _where(self, task: str) -> str:
+        """`` on node2`` when the task said which cluster node it runs on (``tasks`` records)."""
+        for rec in self._collector.records.get("tasks", []):
+            if rec.get("task") == task and rec.get("node"):
+                return f" on {rec['node']}"
+        return ""
+
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
             silent = [(n, age) for n, age in self._collector.silent_nodes(self._heartbeat_timeout_s)
@@ -91,8 +98,9 @@ class Watchdog:
             if failed:
                 if silent:
                     node, age = silent[0]
-                    self._message = (f"node {node} stopped responding (no heartbeat for {age:.0f} s): its process "
-                                     "was killed (SIGKILL, out of memory) or its machine was lost")
+                    self._message = (f"node {node} stopped responding (no heartbeat for {age:.0f} s)"
+                                     f"{self._where(node)}: its process was killed (SIGKILL, out of memory), "
+                                     "its machine hung (frozen) or was lost, or its link is down")
                 else:
                     self._message = spark_error(str(self._tf_status.get("error", "")))
                 log.error("a node failed; cancelling the Spark jobs")

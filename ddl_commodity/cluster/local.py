@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -30,11 +31,22 @@ from pathlib import Path
 
 import psutil
 
+from ddl_commodity.cluster.cgroups import (
+    CgroupsUnavailable,
+    NodeGroup,
+    NodeLimits,
+    create_node_groups,
+    enter_command,
+    hierarchy,
+    remove_abandoned_groups,
+    remove_groups,
+)
 from ddl_commodity.errors import DdlError, UserInputError
 
 CLUSTER_TAG = "DDL_CLUSTER_ID"
 NODE_TAG = "DDL_NODE"
 DEFAULT_STATE_DIR = Path(".cluster")
+WORKER_TIMEOUT_S = 15
 
 
 class ClusterError(DdlError):
@@ -86,6 +98,19 @@ class LocalClusterState:
     netns: bool = False
     bandwidth: str | None = None
     latency: str | None = None
+    #: One :class:`~ddl_commodity.cluster.cgroups.NodeGroup` dict per node (empty: cgroups unavailable).
+    cgroups: list[dict] = field(default_factory=list)
+    #: The profile the cluster was started from (``configs/clusters/<name>.yaml``) and its time dilation.
+    profile: str | None = None
+    dilation: float | None = None
+
+    def groups(self) -> dict[str, NodeGroup]:
+        """``{node name: its control group}``."""
+        return {g["node"]: NodeGroup.from_dict(g) for g in self.cgroups}
+
+    @property
+    def isolated(self) -> bool:
+        return any(n.get("cpus") is not None or n.get("memory") is not None for n in self.nodes)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -127,6 +152,14 @@ def node_processes(cluster_id: str) -> dict[str, list[psutil.Process]]:
     return by_node
 
 
+def _processes(pids: list[int]) -> list[psutil.Process]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.append(psutil.Process(pid))
+    return found
+
+
 def kill_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> int:
     """SIGTERM, wait up to ``grace_s``, then SIGKILL what is left. Returns how many were signalled."""
     for p in procs:
@@ -151,6 +184,11 @@ class LocalStandaloneCluster:
     ``netns=True`` puts the master and each worker into its own network namespace (node0 = master,
     node<i> = worker i-1) behind a bridge, optionally shaped to ``bandwidth``/``latency`` (tc syntax); see
     :mod:`ddl_commodity.cluster.netns`. ``host`` is then ignored: every node listens on its own address.
+
+    ``limits`` (workers) and ``master_limits`` (node0; default: the workers') give each node a CPU share and a
+    memory cap in its own control group (:mod:`ddl_commodity.cluster.cgroups`); asked for where no writable
+    cgroup exists, :class:`~ddl_commodity.cluster.cgroups.CgroupsUnavailable` (exit 2). Without limits the
+    nodes still get (unlimited) groups where possible, for per-node accounting and node faults.
     """
 
     def __init__(
@@ -164,6 +202,10 @@ class LocalStandaloneCluster:
         netns: bool = False,
         bandwidth: str | None = None,
         latency: str | None = None,
+        limits: NodeLimits | None = None,
+        master_limits: NodeLimits | None = None,
+        profile: str | None = None,
+        dilation: float | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a cluster needs at least one worker")
@@ -178,6 +220,10 @@ class LocalStandaloneCluster:
         self.netns = netns
         self.bandwidth = bandwidth
         self.latency = latency
+        self.limits = limits or NodeLimits()
+        self.master_limits = self.limits if master_limits is None else master_limits
+        self.profile = profile
+        self.dilation = dilation
         self.state: LocalClusterState | None = None
 
     @property
@@ -206,14 +252,21 @@ class LocalStandaloneCluster:
                 "SPARK_LOCAL_IP": node["address"] if node else self.host,
                 "SPARK_LOG_DIR": str(log_dir),
                 "PYSPARK_PYTHON": sys.executable,
+                # A hung or cut-off node is given up after 15 s, not Spark's 60 (checked every timeout, so up to
+                # 120 s): until then its executor's tasks are neither re-run elsewhere nor cancelled.
+                "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={WORKER_TIMEOUT_S}",
             }
         )
         if node:
             env[NODE_TAG] = node["name"]
+            if node.get("cpus") is not None:  # TensorFlow sizes its thread pools by the node's share
+                threads = str(max(1, math.ceil(node["cpus"])))
+                env.update(DDL_NODE_CPUS=str(node["cpus"]), TF_NUM_INTRAOP_THREADS=threads,
+                           TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
         return env
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str], log_dir: Path,
-               namespace: str | None = None) -> int:
+               node: dict) -> int:
         from ddl_commodity.cluster.netns import node_command
 
         spark_class = spark_home() / "bin" / "spark-class"
@@ -221,7 +274,7 @@ class LocalStandaloneCluster:
         try:
             # `ip netns exec` enters the namespace and execs the command: the pid stays the daemon's.
             proc = subprocess.Popen(
-                node_command(namespace, [str(spark_class), *args]),
+                node_command(node.get("namespace"), enter_command(self._group(node), [str(spark_class), *args])),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -241,6 +294,11 @@ class LocalStandaloneCluster:
         subnet), is alive; removes the leftovers of crashed ones first.
         """
         self._clear_leftovers()
+        if self.limits.isolated or self.master_limits.isolated:
+            try:  # refused before anything is written
+                hierarchy()
+            except CgroupsUnavailable as err:
+                raise CgroupsUnavailable(f"node limits asked for, but {err}") from None
         if not java_available():
             raise ClusterError("no Java runtime found (java on PATH or JAVA_HOME); run scripts/setup.sh")
         cluster_id = uuid.uuid4().hex[:12]
@@ -256,23 +314,58 @@ class LocalStandaloneCluster:
             cluster_id=cluster_id, host=address, master_url=f"spark://{address}:{master_port}",
             master_ui=f"http://{address}:{ui_port}", workers=self.workers, cores=self.cores, memory=self.memory,
             started_at=time.time(), log_dir=str(log_dir), nodes=nodes, netns=self.netns, bandwidth=self.bandwidth,
-            latency=self.latency,
+            latency=self.latency, profile=self.profile, dilation=self.dilation,
         )
         self._write_state()
         try:
-            if self.netns:
-                from ddl_commodity.cluster.netns import create_network
+            self._make_groups()
+            with self._starting(cluster_id):
+                if self.netns:
+                    from ddl_commodity.cluster.netns import create_network
 
-                created = create_network(cluster_id, len(nodes), self.bandwidth, self.latency)
-                for node, made in zip(nodes, created, strict=True):
-                    node.update(namespace=made.namespace, interface=made.interface, host_veth=made.host_veth)
-                self._write_state()
-            self._start_master(master_port, ui_port)
-            self._start_workers()
+                    created = create_network(cluster_id, len(nodes), self.bandwidth, self.latency)
+                    for node, made in zip(nodes, created, strict=True):
+                        node.update(namespace=made.namespace, interface=made.interface, host_veth=made.host_veth)
+                    self._write_state()
+                self._start_master(master_port, ui_port)
+                self._start_workers()
+            self._apply_cpu_shares()
         except BaseException:
             self.stop()
             raise
         return self.state
+
+    def _starting(self, cluster_id: str):
+        if not self.netns:
+            return contextlib.nullcontext()
+        from ddl_commodity.cluster.netns import starting
+
+        return starting(cluster_id)
+
+    def _group(self, node: dict) -> NodeGroup | None:
+        return self.state.groups().get(node["name"]) if self.state else None
+
+    def _make_groups(self) -> None:
+        """One control group per node: required (and limited) when limits were asked for, else best effort."""
+        state = self.state
+        limits = {n["name"]: self.master_limits if n["role"] == "master" else self.limits for n in state.nodes}
+        for node in state.nodes:
+            lim = limits[node["name"]]
+            node.update(cpus=lim.cpus, memory=lim.memory)
+        try:  # CPU shares come once the daemons are up: a JVM's start is not what a profile emulates
+            groups = create_node_groups(state.cluster_id, {k: NodeLimits(memory=v.memory) for k, v in limits.items()})
+        except (CgroupsUnavailable, OSError) as err:
+            if any(lim.isolated for lim in limits.values()):
+                raise CgroupsUnavailable(f"node limits asked for, but {err}") from None
+            return
+        state.cgroups = [g.to_dict() for g in groups]
+        self._write_state()
+
+    def _apply_cpu_shares(self) -> None:
+        groups = self.state.groups()
+        for node in self.state.nodes:
+            if node.get("cpus") is not None:
+                groups[node["name"]].set_cpus(node["cpus"])
 
     def _clear_leftovers(self) -> None:
         """Refuse a live cluster in the same state directory; remove what a crashed one left."""
@@ -288,6 +381,8 @@ class LocalStandaloneCluster:
             from ddl_commodity.cluster.netns import destroy_network
 
             destroy_network(existing.cluster_id)
+        with contextlib.suppress(OSError):
+            remove_groups(existing.groups().values())
         self.state_file.unlink(missing_ok=True)  # leftover of a crashed run: nothing alive
 
     def _start_master(self, port: int, ui_port: int) -> None:
@@ -297,7 +392,7 @@ class LocalStandaloneCluster:
             "master",
             ["org.apache.spark.deploy.master.Master", "--host", master["address"], "--port", str(port),
              "--webui-port", str(ui_port)],
-            self._env(state.cluster_id, log_dir, master), log_dir, master.get("namespace"),
+            self._env(state.cluster_id, log_dir, master), log_dir, master,
         )
         master["webui_port"] = ui_port
         self._write_state()
@@ -315,7 +410,7 @@ class LocalStandaloneCluster:
                 ["org.apache.spark.deploy.worker.Worker", "--host", node["address"], "--cores", str(self.cores),
                  "--memory", self.memory, "--webui-port", str(node["webui_port"]), "--work-dir", str(worker_dir),
                  state.master_url],
-                self._env(state.cluster_id, log_dir, node), log_dir, node.get("namespace"),
+                self._env(state.cluster_id, log_dir, node), log_dir, node,
             )
         self._write_state()
         self._wait_for_workers()
@@ -354,10 +449,7 @@ class LocalStandaloneCluster:
 
     def _write_state(self) -> None:
         assert self.state is not None
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".json.tmp")
-        tmp.write_text(self.state.to_json())
-        os.replace(tmp, self.state_file)
+        write_state(self.state, self.state_dir)
 
     def master_status(self) -> dict:
         """The master's JSON status page (workers, their state, running applications)."""
@@ -401,7 +493,15 @@ class LocalStandaloneCluster:
         state = self.state or read_state(self.state_dir)
         if state is None:
             return 0
+        groups = list(state.groups().values())
+        for g in groups:  # a frozen process cannot even die: thaw first
+            with contextlib.suppress(OSError):
+                g.freeze(False)
         n = kill_processes(tagged_processes(state.cluster_id))
+        # Untagged members too (a driver started inside node0's group): a group holding a process stays.
+        n += kill_processes([p for g in groups for p in _processes(g.pids())])
+        with contextlib.suppress(OSError):
+            remove_groups(groups)
         if state.netns:
             from ddl_commodity.cluster.netns import destroy_network
 
@@ -409,6 +509,15 @@ class LocalStandaloneCluster:
         self.state_file.unlink(missing_ok=True)
         self.state = None
         return n
+
+
+def write_state(state: LocalClusterState, state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Write ``<state_dir>/cluster.json`` atomically."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / "cluster.json.tmp"
+    tmp.write_text(state.to_json())
+    os.replace(tmp, state_dir / "cluster.json")
 
 
 def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> LocalClusterState | None:
@@ -434,22 +543,23 @@ def stop_recorded_cluster(state_dir: Path = DEFAULT_STATE_DIR) -> int:
     """``ddl cluster down``: stop the cluster recorded in ``state_dir``, orphans included. Idempotent.
 
     Also removes the namespaces and links of any crashed namespace cluster (one with no process left),
-    even when its state file is gone.
+    even when its state file is gone, and the control groups of crashed clusters.
     """
     n = LocalStandaloneCluster(workers=1, state_dir=state_dir).stop()
     remove_netns_leftovers()
+    remove_abandoned_groups()
     return n
 
 
 def remove_netns_leftovers() -> list[str]:
     """Remove the namespaces/links of every ``ddl`` namespace cluster that has no live process."""
-    from ddl_commodity.cluster.netns import destroy_network, ip_binary, leftover_cluster_ids
+    from ddl_commodity.cluster.netns import destroy_network, ip_binary, is_starting, leftover_cluster_ids
 
     if ip_binary() is None or os.geteuid() != 0:
         return []
     removed = []
     for sid in leftover_cluster_ids():
-        if not tagged_processes(sid, prefix=True):
+        if not tagged_processes(sid, prefix=True) and not is_starting(sid):
             removed += destroy_network(sid)
     return removed
 
@@ -478,9 +588,12 @@ def node_status(state: LocalClusterState, sample_s: float = 0.5) -> list[dict]:
         for p in plist:
             with contextlib.suppress(psutil.Error):
                 p.cpu_percent(None)
+    groups = state.groups()
     counters0 = counters_snapshot(state.nodes) if state.netns else {}
+    usage0 = _group_counters(groups)
     time.sleep(sample_s)
     counters1 = counters_snapshot(state.nodes) if state.netns else {}
+    usage1 = _group_counters(groups)
     rows = []
     for node in state.nodes:
         name = node["name"]
@@ -491,9 +604,38 @@ def node_status(state: LocalClusterState, sample_s: float = 0.5) -> list[dict]:
                 rss += p.memory_info().rss
         row = {"name": name, "role": node["role"], "address": node["address"],
                "namespace": node.get("namespace"), "spark_state": spark_state.get(name, "DOWN"),
-               "processes": len(procs.get(name, [])), "cpu_percent": cpu, "rss_bytes": int(rss)}
+               "processes": len(procs.get(name, [])), "cpu_percent": cpu, "rss_bytes": int(rss),
+               "faults": dict(node.get("faults") or {})}
+        if name in usage1 and name in usage0:
+            row.update(_group_row(groups[name], usage0[name], usage1[name]))
         if name in counters1:
             (rx0, tx0), (rx1, tx1) = counters0[name], counters1[name]
             row.update(rx_bytes=rx1, tx_bytes=tx1, rx_rate=(rx1 - rx0) / sample_s, tx_rate=(tx1 - tx0) / sample_s)
         rows.append(row)
     return rows
+
+
+def _group_counters(groups: dict[str, NodeGroup]) -> dict[str, tuple]:
+    """``{node: (usage, cumulative run-queue delay of its threads)}``, for the groups that can be read."""
+    from ddl_commodity.cluster.cgroups import run_delay_seconds
+
+    out = {}
+    for name, g in groups.items():
+        with contextlib.suppress(OSError, ValueError):
+            out[name] = (g.usage(), run_delay_seconds(g.pids()))
+    return out
+
+
+def _group_row(group: NodeGroup, before: tuple, after: tuple) -> dict:
+    """A node's share, CPU % of that share, CPU wait % (run-queue delay, summed over its threads), throttled %
+    and memory against its cap, between two readings."""
+    (u0, d0), (u1, d1) = before, after
+    dt = max(u1.time - u0.time, 1e-6)
+    share = None
+    with contextlib.suppress(OSError, ValueError):
+        share = group.cpus()
+    waited = sum(v - d0.get(tid, v) for tid, v in d1.items())  # includes throttled time (see monitor.sampler)
+    return {"cpu_share": share, "cpu_percent_of_share": 100.0 * (u1.cpu_seconds - u0.cpu_seconds) / dt / (share or 1.0),
+            "cpu_wait_percent": 100.0 * waited / dt,
+            "throttled_percent": 100.0 * (u1.throttled_seconds - u0.throttled_seconds) / dt,
+            "memory_bytes": u1.memory_bytes, "memory_limit": u1.memory_limit, "frozen": group.frozen()}

@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,12 @@ def create_network(
     return nodes
 
 
+def set_link(host_veth: str, up: bool) -> None:
+    """Unplug (``up=False``) or replug a node's cable: the bridge end of its veth goes down or up, so the
+    node's packets are dropped both ways while its processes and sockets live on."""
+    _ip("link", "set", host_veth, "up" if up else "down")
+
+
 def _write_node_etc(node: NetnsNode, nodes: Sequence[NetnsNode]) -> None:
     etc = ETC_NETNS / node.namespace
     etc.mkdir(parents=True, exist_ok=True)
@@ -309,6 +315,41 @@ def leftover_cluster_ids() -> set[str]:
         if m:
             ids.add(m.group(1) or m.group(2))
     return ids
+
+
+def _start_lock_path(short: str) -> Path:
+    return Path("/run/lock") / f"ddl-netns-{short}.lock"
+
+
+@contextlib.contextmanager
+def starting(cluster_id: str) -> Iterator[None]:
+    """Held while a namespace cluster starts: its namespaces exist before any of its processes does, and
+    another ``down`` must not take them for a crash's leftovers (a crashed holder releases it)."""
+    import fcntl
+
+    path = _start_lock_path(short_id(cluster_id))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def is_starting(short: str) -> bool:
+    """True while the cluster with this short id is being started by a live process."""
+    import fcntl
+
+    path = _start_lock_path(short)
+    try:
+        with path.open("r") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
 
 
 def interface_counters(namespace: str, interface: str = NODE_INTERFACE) -> tuple[int, int]:

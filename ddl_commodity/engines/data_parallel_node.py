@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ddl_commodity.cluster.cgroups import own_node_group
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
@@ -114,7 +115,12 @@ class _Checkpointer:
 
 
 class _EpochLog:
-    """Running training loss/accuracy and the indices seen during one worker epoch."""
+    """Running training loss/accuracy, the indices seen and the time spent training during one worker epoch.
+
+    ``started`` is when the previous epoch ended, so ``seconds`` includes waiting for this epoch's data;
+    ``train_seconds`` counts only the training steps (and mid-epoch pushes): a fast worker waiting for a
+    straggler's feed task shows it in the first, not the second.
+    """
 
     def __init__(self) -> None:
         self.indices: list[np.ndarray] = []
@@ -122,6 +128,7 @@ class _EpochLog:
         self.correct_sum = 0.0
         self.samples = 0
         self.started = time.monotonic()
+        self.train_seconds = 0.0
 
     def add(self, index: np.ndarray, loss: float, accuracy: float, n: int) -> None:
         self.indices.append(index)
@@ -181,11 +188,13 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             inject_fault(args, ctx.task_index, epoch_no + 1)
         for a in range(0, len(bundle.y), bs):
             y = bundle.y[a:a + bs]
+            t0 = time.perf_counter()
             loss, acc = replica.model.train_on_batch(model_inputs(unflatten(bundle.x[a:a + bs], shapes)), y)
             log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
             steps += 1
             if every and steps % every == 0:
                 replica.synchronise()
+            log.train_seconds += time.perf_counter() - t0
         if bundle.last:
             epoch_no += 1
             runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, x_val, y_val,
@@ -201,8 +210,11 @@ def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
     val_loss, val_acc = replica.score(x_val, y_val)
     base = replica.version
     global_loss = global_acc = None
+    sync_seconds = 0.0
     if sync:
+        sync_started = time.perf_counter()
         replica.synchronise()
+        sync_seconds = time.perf_counter() - sync_started
         # The replica's own score above is the thesis's per-worker curve; the weights just pulled are
         # the PS's global model, which is what a user of the run gets (and usually scores higher).
         global_loss, global_acc = replica.score(x_val, y_val)
@@ -213,7 +225,8 @@ def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
         "val_loss": val_loss, "val_accuracy": val_acc, "global_val_loss": global_loss,
         "global_val_accuracy": global_acc, "samples": log.samples, "index_count": int(np.unique(seen).size),
         "index_digest": index_digest(seen), "base_version": base, "ps_version": replica.version,
-        "seconds": time.monotonic() - log.started, "time": time.time(),
+        "seconds": time.monotonic() - log.started, "train_seconds": round(log.train_seconds, 4),
+        "sync_seconds": round(sync_seconds, 4), "time": time.time(),
     }
 
 
@@ -232,16 +245,22 @@ _CHUNK = 32 * 2**20
 def exhaust_memory(headroom: int = OOM_HEADROOM) -> None:
     """Allocate until the kernel's OOM killer ends this process, never more than ``headroom`` above its use.
 
-    The limit applies to this one process: it moves itself into a new child of its memory cgroup whose limit
-    is its current use + ``headroom`` (a shared machine is never at risk). Without a writable cgroup an
+    On a node with a memory cap (a profile or ``node_memory``) the node's cap is the limit: the kernel kills
+    a process of that node. Otherwise the limit applies to this one process: it moves itself into a new
+    child of its memory cgroup whose limit is its current use + ``headroom`` (a shared machine is never at
+    risk). Without a writable cgroup an
     address-space rlimit makes the allocation fail with :class:`MemoryError` instead, which the node reports.
     """
     import resource
 
     import psutil
 
-    rss = psutil.Process().memory_info().rss
-    cgroup = _private_memory_cgroup(rss + headroom)
+    node = own_node_group()
+    cap = node.usage().memory_limit if node is not None else None
+    if cap is not None:  # a node with a memory cap: allocate past the node's cap, as a leaking model would
+        headroom, cgroup = cap, node.dirs.get("memory", node.dirs.get("unified"))
+    else:
+        cgroup = _private_memory_cgroup(psutil.Process().memory_info().rss + headroom)
     if cgroup is None:
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + headroom, resource.RLIM_INFINITY))

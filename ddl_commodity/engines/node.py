@@ -83,6 +83,10 @@ def spark_executor_id() -> str | None:
     return None
 
 
+def _float_or_none(text: str | None) -> float | None:
+    return float(text) if text else None
+
+
 class NodeRuntime:
     """Per-node helpers; one per TFoS node process."""
 
@@ -96,6 +100,10 @@ class NodeRuntime:
     def start_heartbeat(self) -> None:
         with contextlib.suppress(Exception):
             self.collector.heartbeat()  # registers the node before the first interval
+            # Which cluster node (and Spark executor) runs this task: faults and reports name the node.
+            self.collector.record("tasks", {"task": self.name, "node": os.environ.get("DDL_NODE"),
+                                            "executor": spark_executor_id(), "pid": os.getpid(),
+                                            "cpu_share": _float_or_none(os.environ.get("DDL_NODE_CPUS"))})
         self._thread.start()
 
     def _heartbeat_loop(self) -> None:

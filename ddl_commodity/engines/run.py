@@ -49,6 +49,7 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
         summary.sections.update(monitoring_sections(run_dir, f"{cfg.name}: {summary.description}"))
         summary.sections.update(sections)
         summary.sections.update(experiment.summary_sections(cfg, run_dir, data))
+        summary.sections.update(cluster_section(cfg, summary.wall_seconds))
         if resumed:
             summary.sections["resumed"] = resumed
         return summary.to_dict()
@@ -80,6 +81,21 @@ def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Datas
         wall_seconds=round(seconds, 2), data=str(data.path), train_samples=len(data.train_index),
         validation_samples=len(data.validation_index), workers=workers, epochs_to_plateau=plateau, final=final,
         curves="curves.png" if curves else None)
+
+
+def cluster_section(cfg: RunConfig, wall_seconds: float) -> dict:
+    """``{"cluster": ...}``: the profile and node limits the run asked for, d, and its wall time in cluster
+    seconds (measured x d, the time the emulated cluster would take); empty for an unisolated run."""
+    from ddl_commodity.cluster.profiles import cluster_limits
+
+    c = cfg.cluster
+    if not (c.profile or c.node_cpus or c.node_memory):
+        return {}
+    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory)
+    d = profile.dilation if profile else None
+    return {"cluster": {"profile": profile.name if profile else None, "dilation": d, "node_cpus": worker.cpus,
+                        "node_memory": worker.memory, "master_cpus": master.cpus, "master_memory": master.memory,
+                        "wall_cluster_seconds": round(wall_seconds * d, 2) if d else None}}
 
 
 def monitoring_sections(run_dir: Path, title: str) -> dict:

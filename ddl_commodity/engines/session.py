@@ -21,7 +21,7 @@ from typing import Any
 from ddl_commodity.config import RunConfig, config_to_dict
 from ddl_commodity.engines.node import NodeArgs
 from ddl_commodity.errors import RunFailed, UserInputError
-from ddl_commodity.runs import record_cluster_info
+from ddl_commodity.runs import record_cluster_info, set_status
 
 
 class TfosSession:
@@ -171,6 +171,10 @@ class TfosSession:
             self.collector.wait_heard(3 * self.HEARTBEAT_S)
         self.collector.abort()
         self.collector.stop()
+        if failure is not None:
+            # Said before stopping Spark: with a node hung (frozen) or cut off, SparkContext.stop waits for
+            # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.
+            set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}")
         self.sc.stop()
         if failure is not None:
             raise RunFailed(f"{self.label} failed: {failure}") from None

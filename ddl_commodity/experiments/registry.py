@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ddl_commodity.cluster.profiles import load_profile
 from ddl_commodity.config import RunConfig, merge, read_yaml, validate
 from ddl_commodity.errors import ConfigError
 from ddl_commodity.experiments.api import Experiment
@@ -66,6 +67,8 @@ def experiment_and_config(raw: object, source: str = "<config>", check: bool = T
         return experiment, cfg
     try:
         experiment.check(cfg)
+        if cfg.cluster.profile:
+            load_profile(cfg.cluster.profile)
     except ConfigError as err:
         raise ConfigError(f"{source}: invalid configuration\n  {err}") from None
     return experiment, cfg

@@ -63,8 +63,9 @@ def compare_traffic(measured: dict[str, dict], computed: dict) -> dict[str, dict
 
 
 def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per node over the whole run: mean and peak CPU %, mean CPU wait, mean and peak RSS, mean MB/s in and out
-    (the quantities of Figs 6.21-6.28)."""
+    """Per node over the whole run: mean and peak CPU % (of the node's share when it has one), mean CPU wait
+    (per node, see :mod:`ddl_commodity.monitor.sampler`), mean and peak RSS, peak memory of the node's group
+    and its cap, mean MB/s in and out (the quantities of Figs 6.9, 6.12, 6.21-6.28)."""
     out = {}
     for node, rs in rows.items():
         span = rs[-1]["time"] - rs[0]["time"] if len(rs) > 1 else 0.0
@@ -72,6 +73,10 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
         out[node] = {
             "cpu_percent_mean": float(np.mean(cpu)), "cpu_percent_max": float(np.max(cpu)),
             "iowait_percent_mean": float(np.mean([r["iowait_percent"] for r in rs])),
+            "cpu_wait_percent_mean": float(np.mean([r.get("cpu_wait_percent") or 0.0 for r in rs[1:]] or [0.0])),
+            "cpu_share": rs[-1].get("cpu_share"),
+            "memory_mb_max": _max_mb(rs, "memory_bytes"),
+            "memory_limit_mb": _max_mb(rs, "memory_limit"),
             "rss_mb_mean": float(np.mean([r["rss_bytes"] for r in rs])) / 2**20,
             "rss_mb_max": float(np.max([r["rss_bytes"] for r in rs])) / 2**20,
             "rx_mb_per_s": (rs[-1]["net_rx_bytes"] - rs[0]["net_rx_bytes"]) / span / 1e6 if span else None,
@@ -79,3 +84,8 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
             "seconds": span,
         }
     return out
+
+
+def _max_mb(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(max(values)) / 2**20 if values else None

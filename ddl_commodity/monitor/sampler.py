@@ -10,8 +10,20 @@ in and out. Network bytes come from the best source available, recorded in every
   node's processes own, read with ``ss -tinp`` (iproute2). Sockets that closed between two samples keep
   their last counts, so totals never go backwards.
 
-CPU wait is machine-wide (Linux does not account iowait per process); on a one-machine cluster all nodes
-report the same value, which the report says.
+CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
+limits or a profile; :mod:`ddl_commodity.cluster.cgroups`), so they cover every process of the node (its
+Spark executor JVM too): ``cpu_percent`` is then a % of the node's own CPU share (100 = the node used all
+it may), ``memory_bytes`` / ``memory_limit`` the group's usage against its cap. Without a group they cover
+this process and its children, and ``cpu_percent`` is a % of one core.
+
+``cpu_wait_percent`` is the per-node analogue of the "CPU wio" Ganglia showed the thesis: the time the
+node's runnable threads spent waiting for a CPU (run-queue delay, ``/proc/<pid>/task/*/schedstat``), summed
+over its threads, as a % of wall time: 100 = on average one thread of the node was ready to run and could
+not. That delay includes the time the node's group was throttled for exceeding its share: measured here, a
+busy loop at a 0.2 share waited 0.80 of wall time while ``cpu.stat`` counted 0.68 throttled, so adding the
+throttled time as well would count it twice; it is reported on its own as ``throttled_percent``.
+``iowait_percent`` is Linux's machine-wide iowait, kept for comparison: the same on every node of a
+one-machine cluster.
 """
 
 from __future__ import annotations
@@ -23,14 +35,17 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
+from ddl_commodity.cluster.cgroups import own_node_group, run_delay_seconds
+
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
-          "net_tx_bytes", "net_method")
+          "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
+          "memory_limit")
 
 
 @dataclass
@@ -44,6 +59,11 @@ class Sample:
     net_rx_bytes: int
     net_tx_bytes: int
     net_method: str
+    cpu_share: float | None = None
+    cpu_wait_percent: float = 0.0
+    throttled_percent: float = 0.0
+    memory_bytes: int | None = None
+    memory_limit: int | None = None
 
 
 def in_own_network_namespace() -> bool:
@@ -111,6 +131,23 @@ class _TcpTotals:
                 self._closed[1] + sum(v[1] for v in now.values()))
 
 
+class _WaitTotals:
+    """Cumulative run-queue delay of a changing set of threads; threads that exit keep what they waited."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+        self._total = 0.0
+        self._started = False
+
+    def update(self, pids: Iterable[int]) -> float:
+        now = run_delay_seconds(pids)
+        for tid, waited in now.items():
+            before = self._last.get(tid, 0.0 if self._started else waited)
+            self._total += max(0.0, waited - before)
+        self._last, self._started = now, True
+        return self._total
+
+
 class NodeSampler:
     """Samples this node (this process and its children) every ``interval_s`` on a daemon thread.
 
@@ -130,7 +167,9 @@ class NodeSampler:
         self._rows: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
-        self._last_cpu: tuple[float, float] | None = None
+        self._last: tuple[float, tuple[float, float, float]] | None = None
+        self._group = own_node_group()
+        self._wait = _WaitTotals()
         self._last_sys = psutil.cpu_times()
         self.method = "netns-interface" if self._netns else "process-tcp"
 
@@ -140,22 +179,37 @@ class NodeSampler:
         except psutil.Error:
             return [self._proc]
 
-    def sample(self) -> Sample:
-        procs = self._processes()
-        cpu = rss = 0.0
+    def _node_counters(self, procs: list[psutil.Process]) -> tuple[tuple[float, float, float], float | None, dict]:
+        """((cpu, waited, throttled seconds), share, memory fields): the node's group's, else the processes'."""
+        group = self._group
+        if group is not None:
+            with contextlib.suppress(OSError, ValueError):
+                use = group.usage()
+                counters = (use.cpu_seconds, self._wait.update(group.pids()), use.throttled_seconds)
+                return counters, group.cpus(), {"memory_bytes": use.memory_bytes, "memory_limit": use.memory_limit}
+        cpu = 0.0
         for p in procs:
-            try:
+            with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 cpu += t.user + t.system
+        return (cpu, self._wait.update(p.pid for p in procs), 0.0), None, {}
+
+    def sample(self) -> Sample:
+        procs = self._processes()
+        rss = 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
                 rss += p.memory_info().rss
-            except psutil.Error:
-                continue
+        counters, share, memory = self._node_counters(procs)
         now = time.time()
-        percent = 0.0
-        if self._last_cpu is not None:
-            dt = now - self._last_cpu[0]
-            percent = 100.0 * (cpu - self._last_cpu[1]) / dt if dt > 0 else 0.0
-        self._last_cpu = (now, cpu)
+        percent = wait = throttled = 0.0
+        if self._last is not None:
+            dt = now - self._last[0]
+            if dt > 0:
+                cpu_d, wait, throttled = (100.0 * (a - b) / dt for a, b in zip(counters, self._last[1], strict=True))
+                percent = cpu_d / (share or 1.0)
+        self._last = (now, counters)
+        cpu = counters[0]
         sys_now = psutil.cpu_times()
         total = sum(sys_now) - sum(self._last_sys)
         iowait = 100.0 * (getattr(sys_now, "iowait", 0.0) - getattr(self._last_sys, "iowait", 0.0)) / total \
@@ -166,7 +220,8 @@ class NodeSampler:
         else:
             rx, tx = self._tcp.update({p.pid for p in procs})
         return Sample(now, self.node, round(max(percent, 0.0), 2), round(cpu, 3), round(max(iowait, 0.0), 2),
-                      int(rss), rx, tx, self.method)
+                      int(rss), rx, tx, self.method, share, round(max(wait, 0.0), 2), round(max(throttled, 0.0), 2),
+                      **memory)
 
     def start(self) -> NodeSampler:
         self._rows.append(asdict(self.sample()))

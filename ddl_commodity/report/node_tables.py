@@ -40,14 +40,19 @@ def scheme_table(summaries: list[dict]) -> list[str]:
 
 
 def averages_table(summary: dict) -> list[str]:
-    """Whole-run means per node (Figs 6.21-6.28): CPU, CPU wait, memory, MB/s in and out."""
-    lines = ["| node | CPU % mean / max | CPU wait % | RSS MB mean / max | in MB/s | out MB/s |",
-             "|---|---|---|---|---|---|"]
+    """Whole-run means per node (Figs 6.21-6.28): CPU (of the node's share when it has one), CPU wait per
+    node and the machine's iowait, memory (group peak / cap when the node has a group), MB/s in and out."""
+    lines = ["| node | share (cores) | CPU % mean / max | CPU wait % | machine iowait % | RSS MB mean / max "
+             "| node memory MB peak / cap | in MB/s | out MB/s |", "|---" * 9 + "|"]
     for node, a in sorted(summary.get("node_averages", {}).items()):
         rx = "-" if a["rx_mb_per_s"] is None else f"{a['rx_mb_per_s']:.2f}"
         tx = "-" if a["tx_mb_per_s"] is None else f"{a['tx_mb_per_s']:.2f}"
-        lines.append(f"| {node} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | "
-                     f"{a['iowait_percent_mean']:.1f} | {a['rss_mb_mean']:.0f} / {a['rss_mb_max']:.0f} | {rx} | {tx} |")
+        share = "-" if a.get("cpu_share") is None else f"{a['cpu_share']:g}"
+        peak, cap = a.get("memory_mb_max"), a.get("memory_limit_mb")
+        memory = "-" if peak is None else f"{peak:.0f} / {'none' if cap is None else f'{cap:.0f}'}"
+        lines.append(f"| {node} | {share} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | "
+                     f"{a.get('cpu_wait_percent_mean', 0.0):.1f} | {a['iowait_percent_mean']:.1f} | "
+                     f"{a['rss_mb_mean']:.0f} / {a['rss_mb_max']:.0f} | {memory} | {rx} | {tx} |")
     return lines
 
 
@@ -57,11 +62,15 @@ def node_sections(summary: dict) -> list[str]:
     if summary.get("nodes"):
         lines += ["", "## Per node, per training step (thesis Figs 6.6-6.20)", "",
                   f"Network bytes by `{summary.get('net_method')}`; computed = activations and their gradients "
-                  "across every split boundary plus weight reads and gradient writes to the PS, from tensor shapes. "
-                  "CPU wait is machine-wide on a one-machine cluster.", ""]
+                  "across every split boundary plus weight reads and gradient writes to the PS, from tensor "
+                  "shapes.", ""]
         lines += node_table(summary)
     if summary.get("node_averages"):
         lines += ["", "## Per node, whole run (thesis Figs 6.21-6.28)", ""]
+        lines += ["CPU % is of the node's own share when it has one (a profile or node limits), else of one "
+                  "core. CPU wait is per node: the time its threads waited for a CPU (run-queue delay, summed over "
+                  "threads, including the time its share was exhausted), as % of wall time; the machine's iowait "
+                  "is the same on every node.", ""]
         lines += averages_table(summary)
         lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
     return lines

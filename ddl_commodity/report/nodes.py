@@ -34,13 +34,15 @@ def plot_node_metrics(rows: dict[str, list[dict]], out: Path, title: str = "") -
     for node, rs in sorted(rows.items()):
         t = np.array([r["time"] for r in rs]) - t0
         axes[0].plot(t, [r["cpu_percent"] for r in rs], label=node)
-        axes[1].plot(t, [r["iowait_percent"] for r in rs], label=node)
-        axes[2].plot(t, [r["rss_bytes"] / 2**20 for r in rs], label=node)
+        axes[1].plot(t, [r.get("cpu_wait_percent", r["iowait_percent"]) for r in rs], label=node)
+        axes[2].plot(t, [(r.get("memory_bytes") or r["rss_bytes"]) / 2**20 for r in rs], label=node)
         for ax, key in ((axes[3], "net_rx_bytes"), (axes[4], "net_tx_bytes")):
             tr, v = rates(rs, key)
             ax.plot(tr + (rs[0]["time"] - t0), v / 1e6, label=node)
-    for ax, label in zip(axes, ("CPU % (of one core)", "CPU wait %", "memory RSS (MB)", "network in (MB/s)",
-                                "network out (MB/s)"), strict=True):
+    shared = all(r.get("cpu_share") is not None for rs in rows.values() for r in rs)
+    labels = ("CPU % of the node's share" if shared else "CPU % (of one core)", "CPU wait % (run-queue delay)",
+              "node memory (MB)", "network in (MB/s)", "network out (MB/s)")
+    for ax, label in zip(axes, labels, strict=True):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", ncol=4, fontsize="small")

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.cluster.local import tagged_processes
+from tests.integration.test_redshift_cluster import assert_no_leftover_processes
 
-pytestmark = pytest.mark.cluster
+# One module fixture runs every run these tests read: the module stays on one xdist worker.
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("byom")]
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,7 +41,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         proc = ddl("run", str(path), "--run-id", kind, "--no-progress")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[kind] = tmp / "runs" / kind
-    assert not tagged_processes(), "cluster processes left behind"
+    assert_no_leftover_processes(tmp)  # only this module's clusters: another test may run its own
     return out
 
 

@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.cluster.local import tagged_processes
+from tests.integration.test_redshift_cluster import assert_no_leftover_processes
 
-pytestmark = pytest.mark.cluster
+# One module fixture runs every run these tests read: the module stays on one xdist worker.
+pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("landcover")]
+
+
 
 
 def config(tmp: Path, split: str) -> dict:
@@ -54,7 +57,7 @@ def runs(tmp_path_factory) -> dict[str, dict]:
         proc, run_dir = ddl_run(tmp, cfg)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[split] = {"dir": run_dir, "summary": json.loads((run_dir / "summary.json").read_text())}
-    assert not tagged_processes(), "cluster processes left behind"
+    assert_no_leftover_processes(tmp)  # only this module's clusters: another test may run its own
     return out
 
 

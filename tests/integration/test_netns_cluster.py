@@ -27,6 +27,8 @@ _REASON = netns.netns_unavailable_reason()
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.skipif(_REASON is not None, reason=f"network namespaces unavailable: {_REASON}"),
+    # Namespace clusters share the 10.77.0.0/24 bridge subnet: these tests run one after another.
+    pytest.mark.xdist_group("netns"),
 ]
 
 TRANSFER_BYTES = 25 * 2**20

@@ -22,10 +22,23 @@ def test_all_shipped_configs_load(repo: Path) -> None:
     files = sorted((repo / "configs").rglob("*.yaml"))
     assert files, "no configs shipped"
     for f in files:
-        if "splits" in f.parts:
+        if "splits" in f.parts or "clusters" in f.parts:
             continue
         cfg = load_config(f)
         assert cfg.name
+
+
+def test_shipped_cluster_profiles_load(repo: Path) -> None:
+    from ddl_commodity.cluster.profiles import load_profile
+
+    files = sorted((repo / "configs" / "clusters").glob("*.yaml"))
+    assert [f.stem for f in files] == ["thesis"]
+    thesis = load_profile("thesis").resolve(machine_cores=2)
+    # Chapter 4's five 1-core PCs on a 2-core machine: d = 2 / 5; links d x 1 Gbit/s; memory not dilated.
+    assert thesis.dilation == 0.4 and thesis.nodes == 5
+    assert thesis.worker.cpus == thesis.master.cpus == 0.4
+    assert thesis.worker.memory == 2 * 2**30 and thesis.bandwidth == "400mbit"
+    assert load_profile("thesis").resolve(machine_cores=8).dilation == 1.0  # never faster than the real PCs
 
 
 def test_defaults_carry_the_thesis_early_stopping_criteria() -> None:

@@ -1,0 +1,353 @@
+"""Per-node CPU share, memory cap and freezing with Linux cgroups, so the nodes of a one-machine cluster
+behave like separate PCs.
+
+Every node of a cluster gets one control group: on a cgroup v1 host one directory per controller (``cpu``,
+``cpuacct``, ``memory``, ``freezer``), on a cgroup v2 host one directory of the unified hierarchy. The groups
+are made under the cgroup this process already belongs to (``ddl-<cluster id>/<node>``), so they stay inside
+whatever limits the machine set for us. A node's daemon is started through :func:`enter_command`, which moves
+the shell into the group before it ``exec``s the daemon; every child (Spark executors, Python workers,
+TensorFlow's threads) inherits the group.
+
+* CPU share: the CFS quota (``cpu.cfs_quota_us`` / ``cpu.max``) of ``share`` x the period, so a node with
+  share 0.4 gets at most 0.4 of a core over every 100 ms, whatever the rest of the machine does.
+* Memory cap: ``memory.limit_in_bytes`` / ``memory.max``; past it the kernel's OOM killer ends a process of
+  that node only, which :meth:`NodeGroup.oom_kills` then reports.
+* Freezing (``freezer.state`` / ``cgroup.freeze``): the node's processes stop being scheduled, sockets stay
+  open: a hung PC, alive but silent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ddl_commodity.errors import UserInputError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PERIOD_US = 100_000
+V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "freezer")
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+
+
+class CgroupsUnavailable(UserInputError):
+    """Node isolation was asked for but this machine offers no writable cgroup to isolate with."""
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"2g"``, ``"512m"``, ``"1.5G"``, ``"2GiB"`` or a plain number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE_RE.match(str(text).strip())
+    if not match:
+        raise UserInputError(f"memory size {text!r}: expected a number with an optional k/m/g/t suffix, e.g. 2g")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """What one node may use. ``cpus``: share of one core (0.4 = 40 ms per 100 ms); ``memory``: bytes."""
+
+    cpus: float | None = None
+    memory: int | None = None
+
+    @property
+    def isolated(self) -> bool:
+        return self.cpus is not None or self.memory is not None
+
+
+@dataclass(frozen=True)
+class GroupUsage:
+    """Cumulative counters of one node's group, read at ``time``."""
+
+    time: float
+    cpu_seconds: float
+    throttled_seconds: float
+    nr_throttled: int
+    memory_bytes: int
+    memory_limit: int | None
+    oom_kills: int
+
+
+@dataclass
+class NodeGroup:
+    """One node's control group; ``dirs`` is ``{controller: directory}`` (v1) or ``{"unified": directory}``."""
+
+    node: str
+    version: int
+    dirs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NodeGroup:
+        return cls(**data)
+
+    def _dir(self, controller: str) -> Path:
+        return Path(self.dirs["unified" if self.version == 2 else controller])
+
+    def procs_files(self) -> list[Path]:
+        return [Path(d) / "cgroup.procs" for d in self.dirs.values()]
+
+    def add(self, pid: int) -> None:
+        for f in self.procs_files():
+            f.write_text(str(pid))
+
+    def pids(self) -> list[int]:
+        try:
+            text = self.procs_files()[0].read_text()
+        except OSError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def set_cpus(self, cpus: float | None) -> None:
+        quota = -1 if cpus is None else max(1000, round(cpus * PERIOD_US))
+        if self.version == 1:
+            (self._dir("cpu") / "cpu.cfs_period_us").write_text(str(PERIOD_US))
+            (self._dir("cpu") / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (self._dir("cpu") / "cpu.max").write_text(f"{'max' if quota < 0 else quota} {PERIOD_US}")
+
+    def cpus(self) -> float | None:
+        if self.version == 1:
+            quota = int((self._dir("cpu") / "cpu.cfs_quota_us").read_text())
+            period = int((self._dir("cpu") / "cpu.cfs_period_us").read_text())
+        else:
+            text, period_text = (self._dir("cpu") / "cpu.max").read_text().split()
+            quota, period = (-1 if text == "max" else int(text)), int(period_text)
+        return None if quota < 0 else quota / period
+
+    def set_memory(self, limit: int | None) -> None:
+        if self.version == 1:
+            (self._dir("memory") / "memory.limit_in_bytes").write_text(str(-1 if limit is None else limit))
+        else:
+            (self._dir("memory") / "memory.max").write_text("max" if limit is None else str(limit))
+            with contextlib.suppress(OSError):  # no swap accounting: nothing to cap
+                (self._dir("memory") / "memory.swap.max").write_text("0" if limit is not None else "max")
+
+    def freeze(self, frozen: bool) -> None:
+        if self.version == 1:
+            (self._dir("freezer") / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+        else:
+            (self._dir("freezer") / "cgroup.freeze").write_text("1" if frozen else "0")
+
+    def frozen(self) -> bool:
+        if self.version == 1:
+            return (self._dir("freezer") / "freezer.state").read_text().strip() != "THAWED"
+        return _keyed(self._dir("freezer") / "cgroup.events").get("frozen", 0) == 1
+
+    def usage(self) -> GroupUsage:
+        now = time.time()
+        if self.version == 1:
+            cpu_ns = int((self._dir("cpuacct") / "cpuacct.usage").read_text())
+            stat = _keyed(self._dir("cpu") / "cpu.stat")
+            limit = int((self._dir("memory") / "memory.limit_in_bytes").read_text())
+            return GroupUsage(
+                time=now, cpu_seconds=cpu_ns / 1e9, throttled_seconds=stat.get("throttled_time", 0) / 1e9,
+                nr_throttled=stat.get("nr_throttled", 0),
+                memory_bytes=int((self._dir("memory") / "memory.usage_in_bytes").read_text()),
+                memory_limit=None if limit >= 2**62 else limit,
+                oom_kills=_keyed(self._dir("memory") / "memory.oom_control").get("oom_kill", 0))
+        stat = _keyed(self._dir("cpu") / "cpu.stat")
+        limit_text = (self._dir("memory") / "memory.max").read_text().strip()
+        return GroupUsage(
+            time=now, cpu_seconds=stat.get("usage_usec", 0) / 1e6,
+            throttled_seconds=stat.get("throttled_usec", 0) / 1e6, nr_throttled=stat.get("nr_throttled", 0),
+            memory_bytes=int((self._dir("memory") / "memory.current").read_text()),
+            memory_limit=None if limit_text == "max" else int(limit_text),
+            oom_kills=_keyed(self._dir("memory") / "memory.events").get("oom_kill", 0))
+
+    def remove(self, timeout_s: float = 10.0) -> None:
+        """Thaw, then remove the directories once their processes are gone (the caller killed them)."""
+        with contextlib.suppress(OSError):
+            self.freeze(False)
+        deadline = time.monotonic() + timeout_s
+        for d in self.dirs.values():
+            while True:
+                try:
+                    Path(d).rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    """``key value`` lines (cpu.stat, memory.events, memory.oom_control) as a dict of ints."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = int(value)
+    return out
+
+
+def own_cgroups(proc_cgroup: Path = Path("/proc/self/cgroup")) -> dict[str, str]:
+    """``{controller: path}`` of this process (``"unified"`` for the v2 hierarchy's ``0::`` line)."""
+    out: dict[str, str] = {}
+    for line in proc_cgroup.read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in (controllers.split(",") if controllers else ["unified"]):
+            out[c] = path
+    return out
+
+
+_NODE_PATH_RE = re.compile(r"^(.*/ddl-[0-9a-f]{12}/[^/]+)")
+
+
+def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
+    """The node group this process runs in (inherited from its node's daemon), or None outside any.
+
+    A process may sit in a child of its node's group (the ``oom`` fault makes one): the node's directory
+    is the part of the path up to ``ddl-<cluster id>/<node>``.
+    """
+    try:
+        own = own_cgroups()
+    except OSError:
+        return None
+    if all(c in own for c in V1_CONTROLLERS) and (root / "cpu").is_dir():
+        matches = {c: _NODE_PATH_RE.match(own[c]) for c in V1_CONTROLLERS}
+        if all(matches.values()):
+            dirs = {c: str(root / c / m.group(1).lstrip("/")) for c, m in matches.items()}
+            return NodeGroup(node=Path(dirs["cpu"]).name, version=1, dirs=dirs)
+        return None
+    match = _NODE_PATH_RE.match(own.get("unified", ""))
+    if match is None:
+        return None
+    mount = root if (root / "cgroup.controllers").is_file() else root / "unified"
+    directory = mount / match.group(1).lstrip("/")
+    return NodeGroup(node=directory.name, version=2, dirs={"unified": str(directory)})
+
+
+def run_delay_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """``{thread id: seconds it waited on a run queue}`` for every thread of ``pids`` (``schedstat``)."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                out[int(stat.parent.name)] = int(stat.read_text().split()[1]) / 1e9
+    return out
+
+
+def _writable(directory: Path) -> bool:
+    return directory.is_dir() and os.access(directory, os.W_OK)
+
+
+def hierarchy(root: Path = CGROUP_ROOT) -> tuple[int, dict[str, Path]]:
+    """``(version, {controller: directory new groups go under})``; raises :class:`CgroupsUnavailable`.
+
+    v1 when every controller of :data:`V1_CONTROLLERS` is mounted; v2 when the unified hierarchy (at
+    ``root`` or ``root/unified``) offers the ``cpu`` and ``memory`` controllers.
+    """
+    own = own_cgroups()
+    if all((root / c).is_dir() and c in own for c in V1_CONTROLLERS):
+        dirs = {c: root / c / own[c].lstrip("/") for c in V1_CONTROLLERS}
+        missing = [str(d) for d in dirs.values() if not _writable(d)]
+        if missing:
+            raise CgroupsUnavailable(f"cgroup v1 directories not writable: {', '.join(missing)} (run as root)")
+        return 1, dirs
+    for mount in (root, root / "unified"):
+        controllers = (mount / "cgroup.controllers")
+        if controllers.is_file() and {"cpu", "memory"} <= set(controllers.read_text().split()):
+            return 2, {"unified": _v2_parent(mount, own.get("unified", "/"))}
+    raise CgroupsUnavailable(
+        f"no cgroup hierarchy with the cpu and memory controllers under {root} (needed for --node-cpus/"
+        "--node-memory and node faults); use a Linux host with cgroups, or drop the node limits")
+
+
+def _v2_parent(mount: Path, own: str) -> Path:
+    """Where v2 node groups go: our own group cannot both hold processes and delegate controllers
+    (the "no internal processes" rule), so the groups go under the hierarchy's root, which may."""
+    if not os.access(mount, os.W_OK):
+        raise CgroupsUnavailable(f"{mount} is not writable (run as root to isolate nodes)")
+    for controller in ("cpu", "memory"):
+        with contextlib.suppress(OSError):
+            (mount / "cgroup.subtree_control").write_text(f"+{controller}")
+    del own
+    return mount
+
+
+def create_node_groups(cluster_id: str, limits: dict[str, NodeLimits]) -> list[NodeGroup]:
+    """One group per node under ``ddl-<cluster_id>``, limits applied; nothing half-made on failure."""
+    version, parents = hierarchy()
+    made: list[NodeGroup] = []
+    try:
+        for node, lim in limits.items():
+            dirs = {}
+            for controller, parent in parents.items():
+                directory = parent / f"ddl-{cluster_id}" / node
+                directory.mkdir(parents=True, exist_ok=True)
+                if version == 2:
+                    with contextlib.suppress(OSError):
+                        (directory.parent / "cgroup.subtree_control").write_text("+cpu +memory")
+                dirs[controller] = str(directory)
+            group = NodeGroup(node=node, version=version, dirs=dirs)
+            made.append(group)
+            group.set_cpus(lim.cpus)
+            group.set_memory(lim.memory)
+    except BaseException:
+        remove_groups(made)
+        raise
+    return made
+
+
+def remove_groups(groups: Iterable[NodeGroup]) -> None:
+    """Remove node groups and their ``ddl-<cluster>`` parents; processes must be gone (killed) first."""
+    parents: set[Path] = set()
+    for g in groups:
+        g.remove()
+        parents.update(Path(d).parent for d in g.dirs.values())
+    for p in parents:
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def enter_command(group: NodeGroup | None, argv: Sequence[str]) -> list[str]:
+    """``argv`` started inside ``group``: a shell joins the group, then ``exec``s (the pid stays argv's)."""
+    if group is None:
+        return list(argv)
+    script = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+    return ["sh", "-c", script, "ddl-cgroup", *map(str, group.procs_files()), "--", *argv]
+
+
+_CLUSTER_DIR_RE = re.compile(r"^ddl-[0-9a-f]{12}$")
+
+
+def leftover_groups(root: Path = CGROUP_ROOT) -> list[Path]:
+    """``ddl-<cluster id>`` directories in the hierarchies, one per controller and cluster."""
+    try:
+        _, parents = hierarchy(root)
+    except CgroupsUnavailable:
+        return []
+    return sorted(p for parent in parents.values() for p in parent.glob("ddl-*")
+                  if p.is_dir() and _CLUSTER_DIR_RE.match(p.name))
+
+
+def remove_abandoned_groups(min_age_s: float = 120.0) -> list[str]:
+    """Remove the groups of crashed clusters: no process left in any node, older than ``min_age_s`` (a
+    cluster being started has empty groups for a moment). Returns the directories removed."""
+    removed = []
+    for cluster_dir in leftover_groups():
+        nodes = [d for d in cluster_dir.iterdir() if d.is_dir()]
+        if time.time() - cluster_dir.stat().st_mtime < min_age_s:
+            continue
+        if any((d / "cgroup.procs").read_text().strip() for d in nodes):
+            continue
+        with contextlib.suppress(OSError):
+            for d in nodes:
+                with contextlib.suppress(OSError):
+                    (d / "freezer.state").write_text("THAWED")
+                d.rmdir()
+            cluster_dir.rmdir()
+            removed.append(str(cluster_dir))
+    return removed

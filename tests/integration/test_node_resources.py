@@ -1,0 +1,233 @@
+"""Nodes that behave like separate PCs: CPU shares, memory caps and node faults on real cgroups, with real
+Spark daemons and real TFoS runs started as a user would (``ddl cluster ...``, ``ddl run``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ddl_commodity.cluster import cgroups
+from ddl_commodity.cluster.local import read_state
+from ddl_commodity.runs import read_jsonl
+from tests.integration.test_redshift_cluster import assert_no_leftover_processes, tiny_config, worker_records
+
+
+def _no_cgroups() -> str | None:
+    try:
+        cgroups.hierarchy()
+    except cgroups.CgroupsUnavailable as err:
+        return str(err)
+    return None
+
+
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(_no_cgroups() is not None, reason=f"no writable cgroups: {_no_cgroups()}")]
+
+REPO = Path(__file__).resolve().parents[2]
+BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
+
+
+def ddl(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddl_commodity.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def measured_shares(groups: dict[str, cgroups.NodeGroup], seconds: float) -> dict[str, float]:
+    """Cores each group used over ``seconds``, from its own CPU accounting."""
+    before = {name: g.usage() for name, g in groups.items()}
+    time.sleep(seconds)
+    after = {name: g.usage() for name, g in groups.items()}
+    return {name: (after[name].cpu_seconds - before[name].cpu_seconds) / (after[name].time - before[name].time)
+            for name in groups}
+
+
+@pytest.mark.serial
+def test_four_nodes_get_their_share_and_obey_faults(tmp_path: Path) -> None:
+    """`up --nodes 4 --node-cpus 0.4`: a CPU-bound loop on every node at once gets 0.4 +- 0.04 of a core;
+    `slow 2` halves a node's share, `freeze` stops it, `thaw` resumes it; `down` leaves nothing behind."""
+    up = ddl("cluster", "up", "--nodes", "4", "--node-cpus", "0.4", "--node-memory", "1g", cwd=tmp_path)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = read_state(tmp_path / ".cluster")
+    groups = state.groups()
+    try:
+        assert sorted(groups) == ["node0", "node1", "node2", "node3"]
+        assert all(line.endswith("0.4 core, 1.0 GiB") for line in up.stdout.splitlines() if "node" in line[:8])
+        loops = {name: subprocess.Popen(cgroups.enter_command(g, BUSY_LOOP)) for name, g in groups.items()}
+        deadline = time.monotonic() + 20
+        while not all(p.pid in groups[n].pids() for n, p in loops.items()):
+            assert time.monotonic() < deadline, "the loops never joined their nodes"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        shares = measured_shares(groups, 3.0)
+        print(f"4 nodes at 0.4: {shares}")
+        assert all(abs(s - 0.4) <= 0.04 for s in shares.values()), shares
+
+        status = ddl("cluster", "status", cwd=tmp_path)
+        rows = {line.split()[0]: line.split() for line in status.stdout.splitlines() if re.match(r"^  node\d", line)}
+        assert sorted(rows) == sorted(groups), status.stdout
+        for cols in rows.values():  # node role address spark procs share cpu% wait% mem / cap
+            assert cols[5] == "0.4" and 80 <= float(cols[6]) <= 120 and cols[10] == "1024", cols
+
+        assert ddl("cluster", "fault", "node1", "slow", "2", cwd=tmp_path).returncode == 0
+        frozen = ddl("cluster", "fault", "node2", "freeze", cwd=tmp_path)
+        assert frozen.returncode == 0 and "node2 frozen" in frozen.stdout, frozen.stderr
+        time.sleep(0.5)
+        shares = measured_shares(groups, 3.0)
+        print(f"node1 slowed x2, node2 frozen: {shares}")
+        assert abs(shares["node1"] - 0.2) <= 0.02 and shares["node2"] < 0.01 and abs(shares["node3"] - 0.4) <= 0.04
+        status = ddl("cluster", "status", cwd=tmp_path).stdout
+        assert "slow x2" in status and "frozen" in status
+        assert ddl("cluster", "fault", "node2", "thaw", cwd=tmp_path).returncode == 0
+        assert measured_shares({"node2": groups["node2"]}, 1.0)["node2"] > 0.3
+
+        for bad, says in ((("node9", "freeze"), "no node 'node9'"), (("node1", "partition"), "namespace cluster"),
+                          (("node1", "slow"), "slow takes a FACTOR")):
+            proc = ddl("cluster", "fault", *bad, cwd=tmp_path)
+            assert proc.returncode == 2 and says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, bad
+    finally:
+        down = ddl("cluster", "down", cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert all(p.wait(timeout=10) is not None for p in loops.values())  # the loops died with their nodes
+    assert not any(Path(d).exists() for g in groups.values() for d in g.dirs.values())
+    assert_no_leftover_processes(tmp_path)
+
+
+def test_isolation_without_writable_cgroups_is_refused(tmp_path: Path) -> None:
+    """Asked for node limits where no cgroup is writable (an unprivileged user): one line, exit 2."""
+    if subprocess.run(["which", "setpriv"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs setpriv (util-linux) to run as another user")
+    with tempfile.TemporaryDirectory() as where:  # pytest's own tmp_path is private to root
+        Path(where).chmod(0o777)
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "ddl_commodity.cli", "cluster", "up", "--nodes", "2", "--profile", "thesis"],
+                              cwd=where, capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "PYTHONPATH": str(REPO), "HOME": where})
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "node limits asked for" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not (Path(where) / ".cluster").exists()
+
+
+# --- faults during real runs -----------------------------------------------------------------------------
+
+def fault_run_config(tmp_path: Path, name: str, **training: object) -> dict:
+    cfg = tiny_config(tmp_path, **{"data_distribution": "disjoint", "epochs": 6, **training})
+    cfg["name"] = name
+    cfg["cluster"] = {"heartbeat_timeout_s": 8}
+    return cfg
+
+
+def start_run(tmp_path: Path, cfg: dict) -> tuple[subprocess.Popen, Path]:
+    path = tmp_path / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"],
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, tmp_path / "runs" / cfg["name"]
+
+
+def node_of(run_dir: Path, task: str, proc: subprocess.Popen, after_epochs: int = 0) -> str:
+    """The cluster node running ``task`` (from the run's ``tasks`` records), once worker-1 has trained
+    ``after_epochs`` epochs."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        nodes = {r["task"]: r["node"] for r in read_jsonl(run_dir / "tasks.jsonl.partial")}
+        done = read_jsonl(run_dir / "workers" / "worker-1.jsonl.partial")
+        if task in nodes and len(done) >= after_epochs:
+            return nodes[task]
+        time.sleep(0.2)
+
+
+def fault(run_dir: Path, node: str, *action: str) -> None:
+    proc = ddl("cluster", "fault", node, *action, "--state-dir", str(run_dir / "cluster"), cwd=run_dir.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def assert_no_groups_left(run_dir: Path) -> None:
+    (logs,) = (run_dir / "cluster").glob("logs-*")  # the embedded cluster's id names its log directory
+    cluster_id = logs.name.removeprefix("logs-")
+    assert not [p for p in cgroups.leftover_groups() if p.name == f"ddl-{cluster_id}"]
+
+
+def test_frozen_ps_ends_the_run_naming_it(tmp_path: Path) -> None:
+    proc, run_dir = start_run(tmp_path, fault_run_config(tmp_path, "ps-freeze"))
+    node = node_of(run_dir, "ps-0", proc, after_epochs=1)
+    fault(run_dir, node, "freeze")
+    frozen_at = time.monotonic()
+    _, err = proc.communicate(timeout=180)
+    print(f"frozen PS: the run ended {time.monotonic() - frozen_at:.1f} s after the freeze")
+    assert proc.returncode == 1 and time.monotonic() - frozen_at < 60, err
+    assert f"node ps-0 stopped responding (no heartbeat for 8 s) on {node}" in err
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+    assert_no_leftover_processes(tmp_path)  # frozen processes cannot die: the teardown thawed them
+    assert_no_groups_left(run_dir)
+
+
+def test_frozen_worker_is_survived_when_tolerated(tmp_path: Path) -> None:
+    proc, run_dir = start_run(tmp_path, fault_run_config(tmp_path, "worker-freeze", tolerate_worker_loss=True))
+    node = node_of(run_dir, "worker-1", proc, after_epochs=1)
+    fault(run_dir, node, "freeze")
+    frozen_at = time.monotonic()
+    out, err = proc.communicate(timeout=300)
+    print(f"frozen worker, tolerated: the run finished {time.monotonic() - frozen_at:.1f} s after the freeze")
+    assert proc.returncode == 0, out + err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (loss,) = summary["worker_losses"]
+    assert loss["worker"] == "worker-1" and loss["detected_by"] == "heartbeat silence" and loss["s_effective"] == 1
+    assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
+    live = summary["live_workers_per_epoch"]
+    assert live["0"] == 2 and live["5"] == 1
+    assert_no_leftover_processes(tmp_path)
+    assert_no_groups_left(run_dir)
+
+
+def test_memory_cap_kills_and_names_the_node(tmp_path: Path) -> None:
+    """`cluster.node_memory: 2g` and a worker allocating past it: the kernel kills it, the run names the node."""
+    cfg = fault_run_config(tmp_path, "node-oom", epochs=4)
+    cfg["cluster"]["node_memory"] = "2g"
+    cfg["faults"] = {"worker": 1, "epoch": 2, "kind": "oom"}
+    proc, run_dir = start_run(tmp_path, cfg)
+    node = node_of(run_dir, "worker-1", proc)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert f"node {node} reached its memory cap (2.00 GiB): the kernel's OOM killer ended" in err, err
+    assert "worker-1" in err
+    assert_no_leftover_processes(tmp_path)
+
+
+def test_straggler_on_the_thesis_profile(tmp_path: Path) -> None:
+    """`cluster: {profile: thesis}`, worker-1's node slowed 4x, s < M: the run completes; the results show
+    which worker straggled, by how much per epoch, and its staleness at the PS."""
+    cfg = fault_run_config(tmp_path, "straggler", epochs=3)
+    cfg["cluster"]["profile"] = "thesis"
+    cfg["ps"]["s"] = 1
+    cfg["monitor"] = {"interval_s": 0.5}
+    proc, run_dir = start_run(tmp_path, cfg)
+    node = node_of(run_dir, "worker-1", proc)
+    fault(run_dir, node, "slow", "4")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["cluster"]["profile"] == "thesis" and summary["cluster"]["dilation"] == 0.4
+    assert summary["cluster"]["wall_cluster_seconds"] == pytest.approx(summary["wall_seconds"] * 0.4, rel=0.01)
+    assert "cluster s at d = 0.4" in out
+    # Training time per epoch (waiting for the next feed excluded), after the first (TF's warm-up).
+    per_epoch = {w: [r["train_seconds"] for r in recs if r["epoch"] > 1] for w, recs in worker_records(run_dir).items()}
+    slow, fast = (sum(per_epoch[w]) / len(per_epoch[w]) for w in ("worker-1", "worker-0"))
+    print(f"straggler: worker-1 trains {slow:.2f} s per epoch vs worker-0 {fast:.2f} s")
+    assert slow > 1.5 * fast, per_epoch
+    applied = [u for u in read_jsonl(run_dir / "ps.jsonl") if u.get("event", "applied") == "applied"]
+    assert max(u["tau"] for u in applied if u["worker"] == 1) >= 1, applied
+    averages = summary["node_averages"]
+    assert averages["worker-0"]["cpu_share"] == 0.4 and averages["worker-0"]["memory_limit_mb"] == 2048
+    assert averages["worker-1"]["cpu_share"] == pytest.approx(0.1)
+    assert averages["worker-0"]["cpu_percent_max"] <= 130  # % of the node's share, not of the machine
+    assert_no_leftover_processes(tmp_path)
