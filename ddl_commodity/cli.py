@@ -180,6 +180,9 @@ def _add_report_parsers(sub) -> None:
     repro.add_argument("--only", help="shell pattern of experiment names to run, e.g. 'landcover-*'")
     repro.add_argument("--out", type=Path, default=None,
                        help="reproduction directory (default runs/reproduce-<scale>-<time>)")
+    repro.add_argument("--profile", metavar="NAME",
+                       help="run every experiment's embedded cluster on this cluster profile (e.g. thesis: "
+                       "nodes like the thesis's PCs, times also in cluster seconds; see configs/clusters/)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -592,7 +595,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from ddl_commodity.report.reproduce import reproduce, write_reproduction_report
 
     out = args.out or Path("runs") / f"reproduce-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
-    state = reproduce(args.scale, out, args.only)
+    if args.profile:
+        from ddl_commodity.cluster.profiles import load_profile
+
+        load_profile(args.profile)  # a bad name ends here, exit 2, before any run
+    state = reproduce(args.scale, out, args.only, profile=args.profile)
     path = write_reproduction_report(out)
     failed = [n for n, e in state["experiments"].items() if e["state"] != "succeeded"]
     print(f"report: {path}" + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -73,8 +73,10 @@ def experiment_set(scale: str, only: str | None) -> list[str]:
     return names
 
 
-def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = Path("data")) -> dict:
-    """Run every experiment of ``scale`` into ``out`` (which must be new or a reproduction to continue)."""
+def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = Path("data"),
+              profile: str | None = None) -> dict:
+    """Run every experiment of ``scale`` into ``out`` (which must be new or a reproduction to continue);
+    ``profile``: every run's embedded cluster on that cluster profile (``configs/clusters/<name>.yaml``)."""
     names = experiment_set(scale, only)
     out = Path(out)
     state_file = out / "reproduce.json"
@@ -93,6 +95,8 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
         if scale == "small":
             doc = small_overrides(doc)
         doc["name"] = name
+        if profile:
+            doc.setdefault("cluster", {})["profile"] = profile
         doc.setdefault("data", {})["cache_dir"] = str(data_dir)
         doc["output"] = {"runs_dir": str(out / "runs")}
         cfg_path = out / "configs" / f"{name}.yaml"

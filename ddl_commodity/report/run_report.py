@@ -64,7 +64,7 @@ def write_run_report(run_dir: Path) -> Path:
     samples = (f"; {summary.train_samples} training / {summary.validation_samples} validation samples"
                if summary.train_samples is not None else "")
     lines = [f"# Run {run_dir.name}", "", f"{summary.description}; {summary.wall_seconds:.0f} s wall time{samples}.",
-             ""]
+             *_cluster_lines(doc.get("cluster")), ""]
     if curves:
         lines += ["![accuracy and loss per epoch](curves.png)", ""]
     lines += per_epoch_table(curves)
@@ -81,3 +81,16 @@ def write_run_report(run_dir: Path) -> Path:
     out = run_dir / "report.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
     return out
+
+
+def _cluster_lines(cluster: dict | None) -> list[str]:
+    """What the nodes were: the profile, d and the time in cluster seconds, or the explicit node limits."""
+    if not cluster:
+        return []
+    cpus = f"{cluster['node_cpus']:g} core" if cluster.get("node_cpus") else "all cores"
+    memory = f"{cluster['node_memory'] / 2**30:.1f} GiB" if cluster.get("node_memory") else "no memory cap"
+    text = f"Each node: {cpus}, {memory}, in its own control group"
+    if cluster.get("profile"):
+        text += (f"; cluster profile `{cluster['profile']}`, time dilation d = {cluster['dilation']:g}: "
+                 f"{cluster['wall_cluster_seconds']:.0f} cluster seconds (the emulated cluster's time)")
+    return ["", text + "."]

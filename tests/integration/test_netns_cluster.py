@@ -301,6 +301,44 @@ def test_quickstart_on_the_netns_cluster_records_per_node_traffic(cluster) -> No
     assert "spark://10.77.0.10:7077" in config
 
 
+def test_partitioned_worker_ends_the_run_naming_its_node(cluster) -> None:
+    """`ddl cluster fault NODE partition` on the node running worker-1, mid-run: the run ends within 60 s
+    naming the task and the node; `heal` plugs the node back and it rejoins the cluster."""
+    import yaml
+
+    from ddl_commodity.runs import read_jsonl
+    from tests.integration.test_redshift_cluster import tiny_config
+
+    cwd, _state, _ = cluster
+    cfg = tiny_config(cwd, data_distribution="disjoint", epochs=6)
+    cfg.update(name="partition", cluster={"heartbeat_timeout_s": 8})
+    (cwd / "partition.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([sys.executable, "-m", "ddl_commodity.cli", "cluster", "submit", "partition.yaml",
+                             "--run-id", "partition"], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    run_dir = cwd / "runs" / "partition"
+    deadline = time.monotonic() + 300
+    while not read_jsonl(run_dir / "workers" / "worker-1.jsonl.partial"):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    node = {r["task"]: r["node"] for r in read_jsonl(run_dir / "tasks.jsonl.partial")}["worker-1"]
+    cut = ddl("fault", node, "partition", cwd=cwd)
+    assert cut.returncode == 0 and f"{node} partitioned" in cut.stdout, cut.stderr
+    cut_at = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=180)
+        print(f"partitioned worker: the run ended {time.monotonic() - cut_at:.1f} s after the cut")
+        assert proc.returncode == 1 and time.monotonic() - cut_at < 60, err
+        assert f"node worker-1 stopped responding (no heartbeat for 8 s) on {node}" in err
+    finally:
+        healed = ddl("fault", node, "heal", cwd=cwd)
+    assert healed.returncode == 0, healed.stderr
+    deadline = time.monotonic() + 90
+    while "ALIVE" not in next(line for line in ddl("status", cwd=cwd).stdout.splitlines() if f"  {node} " in line):
+        assert time.monotonic() < deadline, f"{node} did not rejoin after heal"
+        time.sleep(2)
+
+
 def test_nothing_left_after_down(cluster) -> None:
     cwd, state, _ = cluster
     t0 = time.monotonic()
