@@ -393,9 +393,10 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
                               "SPARK_LOCAL_IP": master["address"]})
     argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(config_copy), "--master", state.master_url,
             "--run-id", run_id, "--no-progress"]
-    argv = enter_command(state.groups().get(master["name"]), argv)
     before = netns.counters_snapshot(state.nodes) if state.netns else {}
-    proc = netns.run_in_node(master.get("namespace"), argv, env=env)
+    # Into node0's group first: `ip netns exec` remounts /sys, hiding the cgroup files from what it runs.
+    proc = subprocess.run(enter_command(state.groups().get(master["name"]),
+                                        netns.node_command(master.get("namespace"), argv)), env=env, check=False)
     if state.netns and run_dir.is_dir():
         nodes = [dict(n, roles=["master", "driver"] if n["role"] == "master" else ["spark-worker"])
                  for n in state.nodes]
@@ -453,7 +454,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
     """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
 
     from ddl_commodity.cluster.cgroups import enter_command
-    from ddl_commodity.cluster.local import spark_home
+    from ddl_commodity.cluster.local import SMALL_JVM_OPTIONS, spark_home
     from ddl_commodity.errors import RunFailed
 
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
@@ -469,6 +470,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
             print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
                   f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
         cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
+                                           "--driver-java-options", SMALL_JVM_OPTIONS,
                                            str(_job_file()), str(config_path), "--run-dir", str(run_dir)])
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
             cmd += ["--master", cfg.cluster.master]
@@ -540,7 +542,7 @@ def _embedded_cluster(cfg, run_dir: Path):
     from ddl_commodity.cluster.profiles import cluster_limits
 
     c = cfg.cluster
-    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory)
+    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
     return LocalStandaloneCluster(
         workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host, state_dir=run_dir / "cluster",
         startup_timeout_s=c.startup_timeout_s, limits=worker, master_limits=master,

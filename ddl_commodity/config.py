@@ -68,7 +68,8 @@ class ClusterSettings(Strict):
     The embedded cluster's nodes behave like separate PCs when given a ``profile`` (``configs/clusters/
     <name>.yaml``, e.g. ``thesis``: each node d of a core and 2 GB, times also reported in cluster seconds)
     or explicit ``node_cpus`` (share of one core per node) / ``node_memory`` (cap per node), which override
-    the profile's. Without any of them the nodes share the machine, unisolated (fastest).
+    the profile's (``master_cpus`` / ``master_memory``: node0's, where the driver runs). Without any of them
+    the nodes share the machine, unisolated (fastest).
     """
 
     master: str = "embedded"
@@ -82,6 +83,8 @@ class ClusterSettings(Strict):
     profile: str | None = Field(None, pattern=r"^[\w./-]+$")
     node_cpus: float | None = Field(None, gt=0.0, le=64.0)
     node_memory: str | None = None
+    master_cpus: float | None = Field(None, gt=0.0, le=64.0)
+    master_memory: str | None = None
 
     @field_validator("master")
     @classmethod
@@ -90,7 +93,7 @@ class ClusterSettings(Strict):
             raise ValueError(f"must be 'embedded' or a standalone URL like spark://host:7077, got {v!r}")
         return v
 
-    @field_validator("worker_memory", "executor_memory", "node_memory")
+    @field_validator("worker_memory", "executor_memory", "node_memory", "master_memory")
     @classmethod
     def _memory_size(cls, v: str | None) -> str | None:
         if v is None:

@@ -205,6 +205,23 @@ def own_cgroups(proc_cgroup: Path = Path("/proc/self/cgroup")) -> dict[str, str]
 _NODE_PATH_RE = re.compile(r"^(.*/ddl-[0-9a-f]{12}/[^/]+)")
 
 
+def remount_script() -> str:
+    """Shell commands that mount this machine's cgroup hierarchies again under a fresh ``/sys``.
+
+    ``ip netns exec`` gives what it runs a new ``/sys`` without ``/sys/fs/cgroup``'s mounts: a namespace
+    node's own sampler would not see its group. Mounting a v1 controller (or the v2 hierarchy) again, in
+    that private mount namespace only, shows the same hierarchy. Errors are ignored: the node then samples
+    its processes instead.
+    """
+    if (CGROUP_ROOT / "cgroup.controllers").is_file():
+        return "mount -t cgroup2 ddl /sys/fs/cgroup 2>/dev/null"
+    controllers = " ".join(c for c in V1_CONTROLLERS if (CGROUP_ROOT / c).is_dir())
+    if not controllers:
+        return ""
+    return ("{ mount -t tmpfs -o mode=755 ddl /sys/fs/cgroup && for c in " + controllers + "; do "
+            "mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c ddl /sys/fs/cgroup/$c; done; } 2>/dev/null")
+
+
 def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
     """The node group this process runs in (inherited from its node's daemon), or None outside any.
 

@@ -47,6 +47,11 @@ CLUSTER_TAG = "DDL_CLUSTER_ID"
 NODE_TAG = "DDL_NODE"
 DEFAULT_STATE_DIR = Path(".cluster")
 WORKER_TIMEOUT_S = 15
+#: JVM settings for the small, short-lived JVMs of a commodity node (daemons, executors, the driver): the
+#: JVMs only schedule and move bytes while Python and TensorFlow compute, so the C1 compiler alone and the
+#: serial collector are enough, and leave the node's one core to TensorFlow. Measured (one tiny run, 2
+#: cores): see README "Defaults the thesis does not give".
+SMALL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:CICompilerCount=1"
 
 
 class ClusterError(DdlError):
@@ -255,6 +260,7 @@ class LocalStandaloneCluster:
                 # A hung or cut-off node is given up after 15 s, not Spark's 60 (checked every timeout, so up to
                 # 120 s): until then its executor's tasks are neither re-run elsewhere nor cancelled.
                 "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={WORKER_TIMEOUT_S}",
+                "SPARK_DAEMON_JAVA_OPTS": SMALL_JVM_OPTIONS,
             }
         )
         if node:
@@ -274,7 +280,8 @@ class LocalStandaloneCluster:
         try:
             # `ip netns exec` enters the namespace and execs the command: the pid stays the daemon's.
             proc = subprocess.Popen(
-                node_command(node.get("namespace"), enter_command(self._group(node), [str(spark_class), *args])),
+                # The group first: `ip netns exec` remounts /sys, hiding the cgroup files from what it runs.
+                enter_command(self._group(node), node_command(node.get("namespace"), [str(spark_class), *args])),
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -366,10 +366,15 @@ def node_command(namespace: str | None, argv: Sequence[str]) -> list[str]:
     """``argv`` prefixed so that it runs inside ``namespace`` (unchanged for a loopback node: None)."""
     if namespace is None:
         return list(argv)
+    from ddl_commodity.cluster.cgroups import remount_script
+
     ip = ip_binary()
     if ip is None:
         raise NetnsError("the `ip` command (iproute2) is not installed")
-    return [ip, "netns", "exec", namespace, *argv]
+    remount = remount_script()
+    if not remount:
+        return [ip, "netns", "exec", namespace, *argv]
+    return [ip, "netns", "exec", namespace, "sh", "-c", remount + '; exec "$@"', "ddl-node", *argv]
 
 
 def run_in_node(namespace: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ddl_commodity.cluster.local import SMALL_JVM_OPTIONS
+
 if TYPE_CHECKING:
     from pyspark import SparkConf
 
@@ -41,6 +43,7 @@ def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
         "spark.network.timeoutInterval": "5s",
         "spark.shuffle.io.maxRetries": "1",
         "spark.shuffle.io.retryWait": "1s",
+        "spark.executor.extraJavaOptions": SMALL_JVM_OPTIONS,
         "spark.ui.showConsoleProgress": "false",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         "spark.executorEnv.PYTHONUNBUFFERED": "1",

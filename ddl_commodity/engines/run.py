@@ -89,9 +89,9 @@ def cluster_section(cfg: RunConfig, wall_seconds: float) -> dict:
     from ddl_commodity.cluster.profiles import cluster_limits
 
     c = cfg.cluster
-    if not (c.profile or c.node_cpus or c.node_memory):
+    if not (c.profile or c.node_cpus or c.node_memory or c.master_cpus or c.master_memory):
         return {}
-    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory)
+    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
     d = profile.dilation if profile else None
     return {"cluster": {"profile": profile.name if profile else None, "dilation": d, "node_cpus": worker.cpus,
                         "node_memory": worker.memory, "master_cpus": master.cpus, "master_memory": master.memory,

@@ -116,3 +116,14 @@ def test_every_registered_optimizer_and_staleness_function_resolves() -> None:
     for name in STALENESS_FUNCTIONS:
         assert 0.0 < make_staleness(name, 0.5)(2) <= 1.0
         assert parse_config({"ps": {"staleness": name}}).ps.staleness == name
+
+
+def test_cluster_profile_and_node_limits_are_validated_at_load() -> None:
+    cfg = parse_config({"cluster": {"profile": "thesis", "node_memory": "1G", "master_cpus": 1}})
+    assert cfg.cluster.profile == "thesis" and cfg.cluster.node_memory == "1g" and cfg.cluster.master_cpus == 1
+    with pytest.raises(ConfigError, match="cluster profile 'nope' not found \\(known: thesis\\)"):
+        parse_config({"cluster": {"profile": "nope"}})
+    with pytest.raises(ConfigError, match="node_memory"):
+        parse_config({"cluster": {"node_memory": "lots"}})
+    with pytest.raises(ConfigError, match="node_cpus"):
+        parse_config({"cluster": {"node_cpus": 0}})
