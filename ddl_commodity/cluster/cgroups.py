@@ -143,8 +143,8 @@ class NodeGroup:
         return _keyed(self._dir("freezer") / "cgroup.events").get("frozen", 0) == 1
 
     def usage(self) -> GroupUsage:
-        now = time.time()
         if self.version == 1:
+            now = time.time()
             cpu_ns = int((self._dir("cpuacct") / "cpuacct.usage").read_text())
             stat = _keyed(self._dir("cpu") / "cpu.stat")
             limit = int((self._dir("memory") / "memory.limit_in_bytes").read_text())
@@ -154,6 +154,7 @@ class NodeGroup:
                 memory_bytes=int((self._dir("memory") / "memory.usage_in_bytes").read_text()),
                 memory_limit=None if limit >= 2**62 else limit,
                 oom_kills=_keyed(self._dir("memory") / "memory.oom_control").get("oom_kill", 0))
+        now = time.time()
         stat = _keyed(self._dir("cpu") / "cpu.stat")
         limit_text = (self._dir("memory") / "memory.max").read_text().strip()
         return GroupUsage(

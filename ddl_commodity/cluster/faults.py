@@ -11,6 +11,8 @@ thaws every node before it kills anything (a frozen process cannot even die).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ddl_commodity.cluster.cgroups import CgroupsUnavailable
 from ddl_commodity.cluster.local import LocalClusterState, write_state
 from ddl_commodity.errors import UserInputError
@@ -18,7 +20,7 @@ from ddl_commodity.errors import UserInputError
 ACTIONS = ("freeze", "thaw", "partition", "heal", "slow")
 
 
-def apply_fault(state: LocalClusterState, state_dir, node_name: str, action: str,
+def apply_fault(state: LocalClusterState, state_dir: Path, node_name: str, action: str,
                 factor: float | None = None) -> str:
     """Apply ``action`` to ``node_name``; returns one line saying what changed. Bad requests: exit 2."""
     node = next((n for n in state.nodes if n["name"] == node_name), None)

@@ -179,20 +179,24 @@ class NodeSampler:
         except psutil.Error:
             return [self._proc]
 
-    def _node_counters(self, procs: list[psutil.Process]) -> tuple[tuple[float, float, float], float | None, dict]:
-        """((cpu, waited, throttled seconds), share, memory fields): the node's group's, else the processes'."""
+    def _node_counters(self, procs: list[psutil.Process]) -> tuple[float, tuple[float, float, float], float | None,
+                                                                   dict]:
+        """(time, (cpu, waited, throttled seconds), share, memory fields): the node's group's, else the
+        processes'. The time is taken next to the CPU counter: a throttled sampler may be held up between."""
         group = self._group
         if group is not None:
             with contextlib.suppress(OSError, ValueError):
                 use = group.usage()
                 counters = (use.cpu_seconds, self._wait.update(group.pids()), use.throttled_seconds)
-                return counters, group.cpus(), {"memory_bytes": use.memory_bytes, "memory_limit": use.memory_limit}
+                return use.time, counters, group.cpus(), {"memory_bytes": use.memory_bytes,
+                                                          "memory_limit": use.memory_limit}
         cpu = 0.0
+        now = time.time()
         for p in procs:
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 cpu += t.user + t.system
-        return (cpu, self._wait.update(p.pid for p in procs), 0.0), None, {}
+        return now, (cpu, self._wait.update(p.pid for p in procs), 0.0), None, {}
 
     def sample(self) -> Sample:
         procs = self._processes()
@@ -200,8 +204,7 @@ class NodeSampler:
         for p in procs:
             with contextlib.suppress(psutil.Error):
                 rss += p.memory_info().rss
-        counters, share, memory = self._node_counters(procs)
-        now = time.time()
+        now, counters, share, memory = self._node_counters(procs)
         percent = wait = throttled = 0.0
         if self._last is not None:
             dt = now - self._last[0]

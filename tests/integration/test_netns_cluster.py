@@ -238,13 +238,15 @@ def test_status_shows_every_node_alive_with_traffic(cluster) -> None:
     cwd, state, _ = cluster
     proc = ddl("status", cwd=cwd, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:] if line.startswith("  node")}
+    lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:]
+             if line.startswith("  node") and not line.startswith("  node ")}
     assert sorted(lines) == [f"node{i}" for i in range(5)]
     for i in range(5):
+        # node role address spark procs share cpu% wait% mem / cap rx tx rx/s tx/s (share "-": unlimited)
         row = lines[f"node{i}"]
         assert row[2] == f"10.77.0.{10 + i}" and row[3] == "ALIVE", row
-        assert int(row[4]) >= 1 and float(row[6]) > 50  # a JVM per node, >50 MB resident
-        assert float(row[7]) >= 0 and float(row[8]) >= 0  # rx / tx MB columns of a namespace node
+        assert int(row[4]) >= 1 and row[5] == "-" and float(row[8]) > 50, row  # a JVM per node, >50 MB
+        assert row[10] == "none" and float(row[11]) >= 0 and float(row[12]) >= 0, row  # no cap; rx / tx MB
     # The master has answered the workers' registrations: its eth0 has sent bytes.
     assert netns.interface_counters(state.nodes[0]["namespace"])[1] > 0
 

@@ -203,31 +203,53 @@ def test_memory_cap_kills_and_names_the_node(tmp_path: Path) -> None:
     assert_no_leftover_processes(tmp_path)
 
 
-def test_straggler_on_the_thesis_profile(tmp_path: Path) -> None:
-    """`cluster: {profile: thesis}`, worker-1's node slowed 4x, s < M: the run completes; the results show
-    which worker straggled, by how much per epoch, and its staleness at the PS."""
+def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
+    """Every node 1 core (`cluster.node_cpus`), worker-1's node slowed 4x, s < M: the run completes; the
+    results show which worker straggled, by how much per epoch, and its staleness at the PS."""
     cfg = fault_run_config(tmp_path, "straggler", epochs=3)
-    cfg["cluster"]["profile"] = "thesis"
+    cfg["cluster"]["node_cpus"] = 1.0
     cfg["ps"]["s"] = 1
     cfg["monitor"] = {"interval_s": 0.5}
     proc, run_dir = start_run(tmp_path, cfg)
-    node = node_of(run_dir, "worker-1", proc)
+    node = node_of(run_dir, "worker-1", proc, after_epochs=1)
     fault(run_dir, node, "slow", "4")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["cluster"]["profile"] == "thesis" and summary["cluster"]["dilation"] == 0.4
-    assert summary["cluster"]["wall_cluster_seconds"] == pytest.approx(summary["wall_seconds"] * 0.4, rel=0.01)
-    assert "cluster s at d = 0.4" in out
-    # Training time per epoch (waiting for the next feed excluded), after the first (TF's warm-up).
-    per_epoch = {w: [r["train_seconds"] for r in recs if r["epoch"] > 1] for w, recs in worker_records(run_dir).items()}
-    slow, fast = (sum(per_epoch[w]) / len(per_epoch[w]) for w in ("worker-1", "worker-0"))
-    print(f"straggler: worker-1 trains {slow:.2f} s per epoch vs worker-0 {fast:.2f} s")
-    assert slow > 1.5 * fast, per_epoch
+    # Training time (waiting for the next feed excluded) of the last epoch, slowed for all of it.
+    last = {w: recs[-1]["train_seconds"] for w, recs in worker_records(run_dir).items()}
+    print(f"straggler: worker-1 trained its last epoch in {last['worker-1']:.2f} s, worker-0 in {last['worker-0']:.2f}")
+    assert last["worker-1"] > 1.5 * last["worker-0"], last
     applied = [u for u in read_jsonl(run_dir / "ps.jsonl") if u.get("event", "applied") == "applied"]
     assert max(u["tau"] for u in applied if u["worker"] == 1) >= 1, applied
-    averages = summary["node_averages"]
-    assert averages["worker-0"]["cpu_share"] == 0.4 and averages["worker-0"]["memory_limit_mb"] == 2048
-    assert averages["worker-1"]["cpu_share"] == pytest.approx(0.1)
-    assert averages["worker-0"]["cpu_percent_max"] <= 130  # % of the node's share, not of the machine
+    averages = json.loads((run_dir / "summary.json").read_text())["node_averages"]
+    assert averages["worker-0"]["cpu_share"] == 1.0 and averages["worker-1"]["cpu_share"] == 0.25
+    assert_no_leftover_processes(tmp_path)
+
+
+@pytest.mark.serial
+def test_a_run_on_the_thesis_profile(tmp_path: Path) -> None:
+    """`cluster: {profile: thesis}`: every node 0.4 core and 2 GB (d = 0.4 on 2 cores); the run records the
+    profile and d, prints and reports its time in cluster seconds, and samples CPU as % of the node's share."""
+    if (os.cpu_count() or 1) != 2:
+        pytest.skip("the expected d = 0.4 is this 2-core machine's")
+    cfg = fault_run_config(tmp_path, "thesis-profile", epochs=2)
+    cfg["cluster"]["profile"] = "thesis"
+    cfg["monitor"] = {"interval_s": 0.5}
+    proc, run_dir = start_run(tmp_path, cfg)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out + err
+    assert "each node 0.4 core and 2.0 GiB, profile thesis (d = 0.4)" in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cluster = summary["cluster"]
+    assert cluster["profile"] == "thesis" and cluster["dilation"] == 0.4 and cluster["node_cpus"] == 0.4
+    assert cluster["wall_cluster_seconds"] == pytest.approx(summary["wall_seconds"] * 0.4, rel=0.01)
+    assert f"({cluster['wall_cluster_seconds']:.0f} cluster s at d = 0.4)" in out
+    for task, a in summary["node_averages"].items():
+        assert a["cpu_share"] == 0.4 and a["memory_limit_mb"] == 2048, (task, a)
+        # % of the node's share, not of the machine (on which 0.4 core would read up to 500 %); single
+        # 0.5 s samples of a throttled node are noisy, the mean is not.
+        assert a["cpu_percent_mean"] <= 110 and a["cpu_percent_max"] < 250, (task, a)
+    report = ddl("report", str(run_dir), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "time dilation d = 0.4" in (run_dir / "report.md").read_text()
     assert_no_leftover_processes(tmp_path)
