@@ -277,13 +277,13 @@ def hierarchy(root: Path = CGROUP_ROOT) -> tuple[int, dict[str, Path]]:
     for mount in (root, root / "unified"):
         controllers = (mount / "cgroup.controllers")
         if controllers.is_file() and {"cpu", "memory"} <= set(controllers.read_text().split()):
-            return 2, {"unified": _v2_parent(mount, own.get("unified", "/"))}
+            return 2, {"unified": _v2_parent(mount)}
     raise CgroupsUnavailable(
         f"no cgroup hierarchy with the cpu and memory controllers under {root} (needed for --node-cpus/"
         "--node-memory and node faults); use a Linux host with cgroups, or drop the node limits")
 
 
-def _v2_parent(mount: Path, own: str) -> Path:
+def _v2_parent(mount: Path) -> Path:
     """Where v2 node groups go: our own group cannot both hold processes and delegate controllers
     (the "no internal processes" rule), so the groups go under the hierarchy's root, which may."""
     if not os.access(mount, os.W_OK):
@@ -291,7 +291,6 @@ def _v2_parent(mount: Path, own: str) -> Path:
     for controller in ("cpu", "memory"):
         with contextlib.suppress(OSError):
             (mount / "cgroup.subtree_control").write_text(f"+{controller}")
-    del own
     return mount
 
 

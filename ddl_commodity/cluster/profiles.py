@@ -65,12 +65,6 @@ class ResolvedProfile:
     master: NodeLimits
     bandwidth: str
 
-    def record(self) -> dict:
-        """What runs and ``cluster.json`` record about the profile."""
-        return {"name": self.name, "dilation": self.dilation, "node_cpus": self.worker.cpus,
-                "node_memory": self.worker.memory, "master_cpus": self.master.cpus,
-                "master_memory": self.master.memory, "bandwidth": self.bandwidth}
-
 
 def scale_rate(rate: str, factor: float) -> str:
     """``"1gbit"`` x 0.4 -> ``"400mbit"`` (tc syntax)."""
