@@ -283,6 +283,15 @@ def hierarchy(root: Path = CGROUP_ROOT) -> tuple[int, dict[str, Path]]:
         "--node-memory and node faults); use a Linux host with cgroups, or drop the node limits")
 
 
+def unavailable_reason() -> str | None:
+    """Why node groups cannot be made here (one line), or None when they can."""
+    try:
+        hierarchy()
+    except CgroupsUnavailable as err:
+        return str(err)
+    return None
+
+
 def _v2_parent(mount: Path) -> Path:
     """Where v2 node groups go: our own group cannot both hold processes and delegate controllers
     (the "no internal processes" rule), so the groups go under the hierarchy's root, which may."""

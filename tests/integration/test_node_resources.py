@@ -20,17 +20,9 @@ from ddl_commodity.cluster.local import read_state
 from ddl_commodity.runs import read_jsonl
 from tests.integration.test_redshift_cluster import assert_no_leftover_processes, tiny_config, worker_records
 
-
-def _no_cgroups() -> str | None:
-    try:
-        cgroups.hierarchy()
-    except cgroups.CgroupsUnavailable as err:
-        return str(err)
-    return None
-
-
+_REASON = cgroups.unavailable_reason()
 pytestmark = [pytest.mark.cluster,
-              pytest.mark.skipif(_no_cgroups() is not None, reason=f"no writable cgroups: {_no_cgroups()}")]
+              pytest.mark.skipif(_REASON is not None, reason=f"no writable cgroups: {_REASON}")]
 
 REPO = Path(__file__).resolve().parents[2]
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]

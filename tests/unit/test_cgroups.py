@@ -14,16 +14,8 @@ import pytest
 from ddl_commodity.cluster import cgroups
 from ddl_commodity.errors import UserInputError
 
-
-def _reason() -> str | None:
-    try:
-        cgroups.hierarchy()
-    except cgroups.CgroupsUnavailable as err:
-        return str(err)
-    return None
-
-
-needs_cgroups = pytest.mark.skipif(_reason() is not None, reason=f"no writable cgroups: {_reason()}")
+_REASON = cgroups.unavailable_reason()
+needs_cgroups = pytest.mark.skipif(_REASON is not None, reason=f"no writable cgroups: {_REASON}")
 
 
 def test_sizes_parse_like_spark_and_docker() -> None:
