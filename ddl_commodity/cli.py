@@ -454,7 +454,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
     """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
 
     from ddl_commodity.cluster.cgroups import enter_command
-    from ddl_commodity.cluster.local import SMALL_JVM_OPTIONS, spark_home
+    from ddl_commodity.cluster.jvm import jvm_options, spark_home
     from ddl_commodity.errors import RunFailed
 
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
@@ -470,7 +470,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
             print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
                   f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
         cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
-                                           "--driver-java-options", SMALL_JVM_OPTIONS,
+                                           "--driver-java-options", jvm_options(),
                                            str(_job_file()), str(config_path), "--run-dir", str(run_dir)])
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
             cmd += ["--master", cfg.cluster.master]

@@ -18,7 +18,6 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,17 +40,13 @@ from ddl_commodity.cluster.cgroups import (
     remove_abandoned_groups,
     remove_groups,
 )
+from ddl_commodity.cluster.jvm import SMALL_JVM_OPTIONS, java_binary, jvm_options, spark_home
 from ddl_commodity.errors import DdlError, UserInputError
 
 CLUSTER_TAG = "DDL_CLUSTER_ID"
 NODE_TAG = "DDL_NODE"
 DEFAULT_STATE_DIR = Path(".cluster")
 WORKER_TIMEOUT_S = 15
-#: JVM settings for the small, short-lived JVMs of a commodity node (daemons, executors, the driver): the
-#: JVMs only schedule and move bytes while Python and TensorFlow compute, so the C1 compiler alone and the
-#: serial collector are enough, and leave the node's one core to TensorFlow. Measured (one tiny run, 2
-#: cores): see README "Defaults the thesis does not give".
-SMALL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:CICompilerCount=1"
 
 
 class ClusterError(DdlError):
@@ -64,17 +59,6 @@ class ClusterAlreadyRunning(UserInputError):
 
 class NetnsUnavailable(ClusterError):
     """Namespace nodes cannot be made here (not root, no iproute2, no permission); the reason says which."""
-
-
-def spark_home() -> Path:
-    """The Spark distribution inside the installed ``pyspark`` package."""
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
-
-
-def java_available() -> bool:
-    return shutil.which("java") is not None or bool(os.environ.get("JAVA_HOME"))
 
 
 def free_port(host: str) -> int:
@@ -227,6 +211,7 @@ class LocalStandaloneCluster:
         self.latency = latency
         self.limits = limits or NodeLimits()
         self.master_limits = self.limits if master_limits is None else master_limits
+        self._java_options = SMALL_JVM_OPTIONS  # plus the class-data archive, once start() knows Java is there
         self.profile = profile
         self.dilation = dilation
         self.state: LocalClusterState | None = None
@@ -260,7 +245,7 @@ class LocalStandaloneCluster:
                 # A hung or cut-off node is given up after 15 s, not Spark's 60 (checked every timeout, so up to
                 # 120 s): until then its executor's tasks are neither re-run elsewhere nor cancelled.
                 "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={WORKER_TIMEOUT_S}",
-                "SPARK_DAEMON_JAVA_OPTS": SMALL_JVM_OPTIONS,
+                "SPARK_DAEMON_JAVA_OPTS": self._java_options,
             }
         )
         if node:
@@ -306,8 +291,9 @@ class LocalStandaloneCluster:
                 hierarchy()
             except CgroupsUnavailable as err:
                 raise CgroupsUnavailable(f"node limits asked for, but {err}") from None
-        if not java_available():
+        if java_binary() is None:
             raise ClusterError("no Java runtime found (java on PATH or JAVA_HOME); run scripts/setup.sh")
+        self._java_options = jvm_options()
         cluster_id = uuid.uuid4().hex[:12]
         nodes = self._plan_nodes(cluster_id)
         log_dir = (self.state_dir / f"logs-{cluster_id}").resolve()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ddl_commodity.cluster.local import SMALL_JVM_OPTIONS
+from ddl_commodity.cluster.jvm import SMALL_JVM_OPTIONS, jvm_options
 
 if TYPE_CHECKING:
     from pyspark import SparkConf
@@ -43,7 +45,7 @@ def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
         "spark.network.timeoutInterval": "5s",
         "spark.shuffle.io.maxRetries": "1",
         "spark.shuffle.io.retryWait": "1s",
-        "spark.executor.extraJavaOptions": SMALL_JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": _executor_java_options(cfg),
         "spark.ui.showConsoleProgress": "false",
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         "spark.executorEnv.PYTHONUNBUFFERED": "1",
@@ -54,3 +56,12 @@ def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
         conf.setIfMissing("spark.driver.host", cfg.cluster.host)
         conf.setIfMissing("spark.driver.bindAddress", cfg.cluster.host)
     return conf
+
+
+def _executor_java_options(cfg: ExperimentConfig) -> str:
+    """Executors of the embedded cluster run on this machine and map its class-data archive (``cluster.jvm``);
+    remote ones cannot. Under spark-submit ``pyspark`` is imported from a zip: Spark's home is ``SPARK_HOME``."""
+    if cfg.cluster.master != "embedded":
+        return SMALL_JVM_OPTIONS
+    home = os.environ.get("SPARK_HOME")
+    return jvm_options(build=False, home=Path(home) if home else None)
