@@ -10,8 +10,8 @@ the master, the workers, the executors and the driver of a quickstart run loaded
 Java or class path differs from the archive's ignores it silently, so the archive never changes what runs.
 
 Measured (2 cores): the master's start-up through ``spark-class`` 3.3 -> 2.5 CPU-s; a tiny redshift run
-(everything it started, three runs each) 56.1 -> 51.2 CPU-s and 36.5 -> 34.3 s wall. Remote nodes (``master: spark://...``) are not given the archive: it is a file on
-this machine.
+(everything it started, three runs each) 56.1 -> 51.2 CPU-s and 36.5 -> 34.3 s wall. Remote nodes
+(``master: spark://...``) are not given the archive: it is a file on this machine.
 """
 
 from __future__ import annotations

@@ -196,15 +196,17 @@ def test_memory_cap_kills_and_names_the_node(tmp_path: Path) -> None:
 
 
 def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
-    """Every node 1 core (`cluster.node_cpus`), worker-1's node slowed 4x, s < M: the run completes; the
-    results show which worker straggled, by how much per epoch, and its staleness at the PS."""
+    """Every node 1 core (`cluster.node_cpus`), worker-1's node slowed 6x, s < M: the run completes; the
+    results show which worker straggled, by how much per epoch, and its staleness at the PS. (6x, not 4x:
+    the other half of the suite runs beside this test, so worker-0 gets less than its core; measured, with
+    4x it once trained only 1.49x faster.)"""
     cfg = fault_run_config(tmp_path, "straggler", epochs=3)
     cfg["cluster"]["node_cpus"] = 1.0
     cfg["ps"]["s"] = 1
     cfg["monitor"] = {"interval_s": 0.5}
     proc, run_dir = start_run(tmp_path, cfg)
     node = node_of(run_dir, "worker-1", proc, after_epochs=1)
-    fault(run_dir, node, "slow", "4")
+    fault(run_dir, node, "slow", "6")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
     # Training time (waiting for the next feed excluded) of the last epoch, slowed for all of it.
@@ -214,7 +216,8 @@ def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
     applied = [u for u in read_jsonl(run_dir / "ps.jsonl") if u.get("event", "applied") == "applied"]
     assert max(u["tau"] for u in applied if u["worker"] == 1) >= 1, applied
     averages = json.loads((run_dir / "summary.json").read_text())["node_averages"]
-    assert averages["worker-0"]["cpu_share"] == 1.0 and averages["worker-1"]["cpu_share"] == 0.25
+    assert averages["worker-0"]["cpu_share"] == 1.0
+    assert averages["worker-1"]["cpu_share"] == pytest.approx(1 / 6, abs=1e-3)
     assert_no_leftover_processes(tmp_path)
 
 
