@@ -455,7 +455,7 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
 
     from ddl_commodity.cluster.cgroups import enter_command
     from ddl_commodity.cluster.jvm import jvm_options, spark_home
-    from ddl_commodity.errors import RunFailed
+    from ddl_commodity.errors import RunFailed, short_error
 
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
                SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
@@ -471,7 +471,8 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
                   f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
         cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
                                            "--driver-java-options", jvm_options(),
-                                           str(_job_file()), str(config_path), "--run-dir", str(run_dir)])
+                                           str(_job_file()), str(config_path), "--run-dir", str(run_dir),
+                                           "--errors-to-log"])
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
             cmd += ["--master", cfg.cluster.master]
         if resume:
@@ -482,8 +483,9 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
         out_of_memory = _nodes_out_of_memory(cluster)
     if proc.returncode != 0:
         status = json.loads((run_dir / "status.json").read_text())
-        raise RunFailed(f"{status.get('error', 'spark-submit failed')}{out_of_memory}"
-                        f"\n(driver log: {run_dir / 'driver.log'})")
+        logs = [str(p) for p in (run_dir / "job.log", run_dir / "driver.log", run_dir / "cluster") if p.exists()]
+        raise RunFailed(f"{short_error(status.get('error', 'spark-submit failed'))}{out_of_memory}\n"
+                        f"(full error: {run_dir / 'status.json'}; logs: {', '.join(logs)})")
 
 
 DRIVER_GRACE_S = 10.0

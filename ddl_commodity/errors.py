@@ -29,3 +29,18 @@ class RunFailed(DdlError):
     """A distributed run failed; the message carries the failing node and its traceback. Exit code 1."""
 
     exit_code = 1
+
+
+def short_error(message: str) -> str:
+    """``message`` as one line for the console: a node's traceback is reduced to the exception it ended with
+    (``... raised RuntimeError: fault injection ...``); the whole message stays in the run's status and logs."""
+    text = message.removeprefix("RunFailed: ").strip()
+    head, marker, traceback = text.partition("Traceback (most recent call last):")
+    if not marker:
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    last = next((line.strip() for line in reversed(traceback.splitlines()) if line.strip()), "")
+    head = " ".join(head.split()).rstrip(":")
+    kind = last.split(":", 1)[0]
+    if head.endswith(f"raised {kind}"):  # "... raised RuntimeError" + "RuntimeError: why" -> one sentence
+        return f"{head}{last[len(kind):]}"
+    return f"{head}: {last}"

@@ -79,12 +79,15 @@ class Watchdog:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
         return self._message
 
-    def _where(self, task: str) -> str:
-        """`` on node2`` when the task said which cluster node it runs on (``tasks`` records)."""
-        for rec in self._collector.records.get("tasks", []):
-            if rec.get("task") == task and rec.get("node"):
-                return f" on {rec['node']}"
-        return ""
+    def _silence(self, task: str, age: float) -> str:
+        """Why ``task`` went silent, as far as the driver can tell: on the embedded cluster (the task said
+        which node it runs on) its process is on this machine, so dead and hung are told apart."""
+        rec = next((r for r in self._collector.records.get("tasks", []) if r.get("task") == task), {})
+        where = f" on {rec['node']}" if rec.get("node") else ""
+        head = f"node {task} stopped responding (no heartbeat for {age:.0f} s){where}"
+        if not rec.get("node") or rec.get("pid") is None:
+            return f"{head}: hung, killed or lost, or its link is down"
+        return f"{head}: {process_state(rec['pid'])}"
 
     def _loop(self) -> None:
         while not self._stop.wait(0.25):
@@ -98,9 +101,7 @@ class Watchdog:
             if failed:
                 if silent:
                     node, age = silent[0]
-                    self._message = (f"node {node} stopped responding (no heartbeat for {age:.0f} s)"
-                                     f"{self._where(node)}: its process was killed (SIGKILL, out of memory), "
-                                     "its machine hung (frozen) or was lost, or its link is down")
+                    self._message = self._silence(node, age)
                 else:
                     self._message = spark_error(str(self._tf_status.get("error", "")))
                 log.error("a node failed; cancelling the Spark jobs")
@@ -125,3 +126,18 @@ def blame_lost_ps(message: str, ps_reachable: Callable[[], bool] | None, ps_node
     detail = detail[-1].split(f"{LOST_PS_MARK}: ", 1)[1] if detail else ""
     return (f"node {ps_node} (the parameter server) died or its machine was lost: the driver cannot reach it "
             f"either (its process was killed, e.g. SIGKILL or out of memory). {first} noticed first: {detail}")
+
+
+def process_state(pid: int) -> str:
+    """What a silent node's process on this machine is doing: gone, hung (stopped or frozen), or running."""
+    import psutil
+
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        status = psutil.STATUS_DEAD
+    if status in (psutil.STATUS_DEAD, psutil.STATUS_ZOMBIE):
+        return "its process is gone (killed: SIGKILL, or the kernel's out-of-memory killer)"
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_DISK_SLEEP, psutil.STATUS_TRACING_STOP):
+        return "its process is hung (stopped or frozen, not running)"
+    return "its process is alive but silent (hung inside, or its link is down)"

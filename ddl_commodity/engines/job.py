@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
-from ddl_commodity.errors import DdlError
+from ddl_commodity.errors import DdlError, short_error
 from ddl_commodity.runs import create_run_dir
 
 
@@ -25,10 +27,11 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
                         help="continue the failed run in --run-dir from its last PS checkpoint")
     parser.add_argument("--master", help="spark://HOST:PORT the job runs on, overriding the config's cluster.master "
                         "(`ddl run --master` passes it; spark-submit's own --master only picks the cluster)")
+    parser.add_argument("--errors-to-log", action="store_true",
+                        help="write a failure only to the run's status and job.log (`ddl run` prints it itself)")
     args = parser.parse_args(argv)
-    # spark-submit merges the Python driver's stderr into stdout: keep the console for progress lines and
-    # warnings, and the full log in the run directory.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console, log = sys.stderr, None
     try:
         from ddl_commodity.engines.run import run_experiment
         from ddl_commodity.experiments.registry import load
@@ -42,21 +45,33 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
             run_dir = create_run_dir(
                 run_dir.parent if run_dir else cfg.output.runs_dir, cfg.name, run_dir.name if run_dir else None
             )
-        _log_to(run_dir / "job.log")
+        log = run_dir / "job.log"
+        console = _log_to(log)
         summary = run_experiment(exp, cfg, run_dir, resume=args.resume)
     except DdlError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if log is not None:
+            logging.getLogger(__name__).error("%s", err)
+        if not (args.errors_to_log and log is not None):
+            print(f"error: {short_error(str(err))}" + (f" (log: {log})" if log else ""), file=console)
         return getattr(err, "exit_code", 1)
     print(f"run finished: {run_dir} ({summary['wall_seconds']:.0f} s)")
     return 0
 
 
-def _log_to(path: Path) -> None:
+def _log_to(path: Path) -> TextIO:
+    """Log to ``path`` from here on, and send whatever else reaches this process's stderr there too
+    (TensorFlow's and absl's native start-up lines, warnings, library tracebacks): spark-submit merges the
+    driver's stderr into the console, which is for progress lines. Returns a stream to the console's stderr."""
+    sys.stderr.flush()
+    console = os.fdopen(os.dup(2), "w", buffering=1)
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
     root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
     root.setLevel(logging.INFO)
-    for h in root.handlers:
-        h.setLevel(logging.WARNING)
     root.addHandler(handler)
+    return console

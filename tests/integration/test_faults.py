@@ -45,6 +45,7 @@ def test_killed_worker_fails_fast_every_time(tmp_path: Path, repetition: int) ->
     finished = time.time()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "node worker-1 stopped responding" in proc.stderr
+    assert "its process is gone (killed" in proc.stderr, proc.stderr  # dead, not hung: the driver saw its pid
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert not (run_dir / "summary.json").exists()
     assert seconds_from_fault_to(finished, run_dir) < 60

@@ -332,6 +332,7 @@ def test_partitioned_worker_ends_the_run_naming_its_node(cluster) -> None:
         print(f"partitioned worker: the run ended {time.monotonic() - cut_at:.1f} s after the cut")
         assert proc.returncode == 1 and time.monotonic() - cut_at < 60, err
         assert f"node worker-1 stopped responding (no heartbeat for 8 s) on {node}" in err
+        assert "its process is alive but silent" in err, err  # neither dead nor frozen: cut off
     finally:
         healed = ddl("fault", node, "heal", cwd=cwd)
     assert healed.returncode == 0, healed.stderr

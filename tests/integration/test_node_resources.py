@@ -158,6 +158,7 @@ def test_frozen_ps_ends_the_run_naming_it(tmp_path: Path) -> None:
     print(f"frozen PS: the run ended {time.monotonic() - frozen_at:.1f} s after the freeze")
     assert proc.returncode == 1 and time.monotonic() - frozen_at < 60, err
     assert f"node ps-0 stopped responding (no heartbeat for 8 s) on {node}" in err
+    assert "its process is hung (stopped or frozen" in err, err  # hung, not dead
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert_no_leftover_processes(tmp_path)  # frozen processes cannot die: the teardown thawed them
     assert_no_groups_left(run_dir)

@@ -1,0 +1,53 @@
+"""What the console says when a run fails: one line per failure, the right cause for a silent node."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import psutil
+
+from ddl_commodity.cluster.failfast import process_state
+from ddl_commodity.errors import short_error
+
+NODE_TRACEBACK = """RunFailed: distributed run failed: node worker-1 on vm (pid 13796) raised RuntimeError:
+Traceback (most recent call last):
+  File "/x/node.py", line 130, in guard
+    yield
+  File "/x/data_parallel_node.py", line 238, in inject_fault
+    raise RuntimeError(f"fault injection: worker {worker} fails at epoch {epoch}")
+RuntimeError: fault injection: worker 1 fails at epoch 2
+"""
+
+
+def test_a_node_traceback_becomes_one_sentence() -> None:
+    assert short_error(NODE_TRACEBACK) == ("distributed run failed: node worker-1 on vm (pid 13796) raised "
+                                           "RuntimeError: fault injection: worker 1 fails at epoch 2")
+
+
+def test_a_traceback_of_another_kind_keeps_its_last_line() -> None:
+    text = "job failed:\nTraceback (most recent call last):\n  File \"a.py\", line 1\nValueError: bad shape\n"
+    assert short_error(text) == "job failed: ValueError: bad shape"
+
+
+def test_a_message_without_traceback_is_joined_on_one_line() -> None:
+    assert short_error("RunFailed: node ps-0 stopped responding\n  on node2") == "node ps-0 stopped responding on node2"
+
+
+def test_a_silent_process_is_told_dead_hung_or_running() -> None:
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5  # while it execs, it may be in disk sleep for a moment
+        while psutil.Process(proc.pid).status() != psutil.STATUS_SLEEPING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_state(proc.pid).startswith("its process is alive but silent")
+        proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while "hung" not in process_state(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_state(proc.pid).startswith("its process is hung")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process_state(proc.pid).startswith("its process is gone")
