@@ -86,6 +86,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
     if state["scale"] != scale:
         raise UserInputError(f"{out}: holds a {state['scale']} reproduction, not {scale}")
     (out / "configs").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
     for i, name in enumerate(names, start=1):
         done = state["experiments"].get(name, {})
         if done.get("state") == "succeeded":
@@ -104,7 +105,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
         run_dir = out / "runs" / name
         if run_dir.exists():
             shutil.rmtree(run_dir)  # an earlier attempt that did not succeed
-        print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        print(f"[{i}/{len(names)}] {name} ...{_time_left(state, names[i - 1:], started)}", flush=True)
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "run", str(cfg_path), "--run-id", name,
                                "--no-progress"], capture_output=True, text=True, check=False)
@@ -112,10 +113,25 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
         ok = proc.returncode == 0 and (run_dir / "summary.json").is_file()
         state["experiments"][name] = {"config": str(cfg_path), "run_dir": str(run_dir), "seconds": round(seconds, 1),
                                       "state": "succeeded" if ok else "failed",
-                                      "error": None if ok else (proc.stderr.strip().splitlines() or ["?"])[-1]}
+                                      "error": None if ok else _first_error(proc.stderr)}
         write_json_atomic(state_file, state)
         print(f"    {'done' if ok else 'FAILED'} in {seconds:.0f} s", flush=True)
     return state
+
+
+def _time_left(state: dict, remaining: list[str], started: float) -> str:
+    """`` (elapsed 4 min, about 11 min left)``, from the mean time of the experiments run so far."""
+    seconds = [e["seconds"] for e in state["experiments"].values() if e.get("seconds")]
+    elapsed = f" (elapsed {(time.monotonic() - started) / 60:.0f} min"
+    if not seconds:
+        return elapsed + ")"
+    todo = sum(state["experiments"].get(n, {}).get("state") != "succeeded" for n in remaining)
+    return f"{elapsed}, about {todo * sum(seconds) / len(seconds) / 60:.0f} min left)"
+
+
+def _first_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    return next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "?")
 
 
 # ---------------------------------------------------------------------------------------------------------
