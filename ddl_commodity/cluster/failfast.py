@@ -137,7 +137,7 @@ def process_state(pid: int) -> str:
     except psutil.NoSuchProcess:
         status = psutil.STATUS_DEAD
     if status in (psutil.STATUS_DEAD, psutil.STATUS_ZOMBIE):
-        return "its process is gone (killed: SIGKILL, or the kernel's out-of-memory killer)"
+        return "its process is gone (killed: SIGKILL, or out of memory by the kernel's OOM killer)"
     if status in (psutil.STATUS_STOPPED, psutil.STATUS_DISK_SLEEP, psutil.STATUS_TRACING_STOP):
         return "its process is hung (stopped or frozen, not running)"
     return "its process is alive but silent (hung inside, or its link is down)"

@@ -44,7 +44,7 @@ def test_a_silent_process_is_told_dead_hung_or_running() -> None:
         assert process_state(proc.pid).startswith("its process is alive but silent")
         proc.send_signal(signal.SIGSTOP)
         deadline = time.monotonic() + 5
-        while "hung" not in process_state(proc.pid) and time.monotonic() < deadline:
+        while not process_state(proc.pid).startswith("its process is hung") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process_state(proc.pid).startswith("its process is hung")
     finally:
