@@ -77,8 +77,10 @@ def class_data_archive(build: bool = True, home: Path | None = None) -> Path | N
         return None
     home = home or spark_home()
     path = archive_path(home, java)
-    if path.is_file() or not build:
-        return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if not build:
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         try:
