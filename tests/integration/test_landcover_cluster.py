@@ -22,8 +22,6 @@ from tests.integration.test_redshift_cluster import assert_no_leftover_processes
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("landcover")]
 
 
-
-
 def config(tmp: Path, split: str) -> dict:
     return {
         "experiment": "landcover_model_parallel",

@@ -36,4 +36,3 @@ def test_no_plateau_is_not_measured() -> None:
                       "redshift-5k-same-3w": summary(100, {"worker-0": 4})})
     same = claims["time to stable accuracy, 3 workers vs 1 (same data, Fig 5.4)"]
     assert same["ours"] == "not measured" and same["agree"] is None
-
