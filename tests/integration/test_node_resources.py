@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +24,6 @@ _REASON = cgroups.unavailable_reason()
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(_REASON is not None, reason=f"no writable cgroups: {_REASON}")]
 
-REPO = Path(__file__).resolve().parents[2]
 BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 
@@ -94,18 +93,22 @@ def test_four_nodes_get_their_share_and_obey_faults(tmp_path: Path) -> None:
 
 
 def test_isolation_without_writable_cgroups_is_refused(tmp_path: Path) -> None:
-    """Asked for node limits where no cgroup is writable (an unprivileged user): one line, exit 2."""
-    if subprocess.run(["which", "setpriv"], capture_output=True, check=False).returncode != 0:
-        pytest.skip("needs setpriv (util-linux) to run as another user")
-    with tempfile.TemporaryDirectory() as where:  # pytest's own tmp_path is private to root
-        Path(where).chmod(0o777)
-        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                               "ddl_commodity.cli", "cluster", "up", "--nodes", "2", "--profile", "thesis"],
-                              cwd=where, capture_output=True, text=True, timeout=120, check=False,
-                              env={**os.environ, "PYTHONPATH": str(REPO), "HOME": where})
-        assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert "node limits asked for" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-        assert not (Path(where) / ".cluster").exists()
+    """Asked for node limits where no cgroup is writable: one line, exit 2, nothing written.
+
+    The command runs in a private mount namespace whose cgroup mounts are remounted read-only: to the
+    toolkit exactly what an unprivileged user sees (``os.access(W_OK)`` fails), and unlike switching to
+    another user it works wherever the checkout is (``mktemp -d`` makes a 0700 directory)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (util-linux) for a mount namespace with read-only cgroups")
+    readonly = 'for m in $(findmnt -rn -t cgroup,cgroup2 -o TARGET); do mount -o remount,bind,ro "$m"; done'
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec",
+                           f'{readonly}; exec "$@"', "sh", sys.executable, "-m", "ddl_commodity.cli", "cluster", "up",
+                           "--nodes", "2", "--profile", "thesis"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "node limits asked for" in proc.stderr and "not writable" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / ".cluster").exists()
 
 
 # --- faults during real runs -----------------------------------------------------------------------------
