@@ -22,6 +22,8 @@ EPILOG = """examples:
   ddl run configs/quickstart.yaml              # starts and stops an embedded Spark cluster
   ddl run configs/thesis/redshift-5k-disjoint-3w.yaml --master spark://head:7077
   ddl report runs/<run-id>
+  ddl compare runs/<run-a> runs/<run-b>        # overlaid curves, differing config keys, final metrics
+  tensorboard --logdir runs/                   # every run's per-epoch scalars and PS updates
   ddl cluster up --nodes 5 && ddl cluster status && ddl cluster down
 """
 
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report,reproduce}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report,compare,reproduce}")
     for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_report_parsers):
         add(sub)
     return parser
@@ -169,6 +171,14 @@ def _add_report_parsers(sub) -> None:
                          "report/report.md with PNG figures and the thesis-vs-measured table.")
     rep.add_argument("run_dir", type=Path, help="a directory under runs/, or one written by `ddl reproduce`")
 
+    cmp = sub.add_parser("compare", help="overlay the curves of runs and tabulate how they differ",
+                         description="Compare runs, e.g. a YAML experiment rerun with one change: compare.png "
+                         "overlays training accuracy, loss and the held-out score per epoch (one colour per run); "
+                         "compare.md (also printed) lists the config keys whose values differ and each run's final "
+                         "metrics. For TensorBoard instead: tensorboard --logdir runs/")
+    cmp.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN", help="two or more run directories")
+    cmp.add_argument("--out", type=Path, default=None, help="where to write (default runs/compare-<time>)")
+
     repro = sub.add_parser(
         "reproduce", help="run the thesis's experiment set and write the comparison report",
         description="Run the experiments of configs/thesis/ one after another on the embedded cluster, then "
@@ -188,7 +198,7 @@ def _add_report_parsers(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report,
-                "reproduce": cmd_reproduce}
+                "compare": cmd_compare, "reproduce": cmd_reproduce}
     # `kill`, a CI timeout or a scheduler sends SIGTERM: unwind like Ctrl-C, so that an embedded cluster, a
     # spark-submit child and the run's status are cleaned up instead of orphaned.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -283,7 +293,8 @@ def _cluster_status(state) -> int:
     from ddl_commodity.cluster import local
 
     try:
-        status = local.master_status(state)
+        # A master on a node with a CPU share and busy work of its own answers slowly, but it answers.
+        status = local.master_status(state, timeout_s=15.0)
     except OSError as err:
         print(f"recorded cluster {state.master_url} does not answer: {err}")
         return 1
@@ -439,7 +450,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         set_status(run_dir, "failed", error=f"interrupted ({err or 'SIGINT'})")
         raise
-    print_summary(run_dir, summary)
+    print_summary(run_dir, summary, experiment.console_lines(summary))
     return 0
 
 
@@ -562,7 +573,7 @@ def _isolation_text(cluster) -> str:
     return f", each node {cpus} and {memory}{profile}"
 
 
-def print_summary(run_dir: Path, summary: dict) -> None:
+def print_summary(run_dir: Path, summary: dict, extra: list[str]) -> None:
     cluster = summary.get("cluster") or {}
     dilated = f" ({cluster['wall_cluster_seconds']:.0f} cluster s at d = {cluster['dilation']:g})" \
         if cluster.get("wall_cluster_seconds") else ""
@@ -570,8 +581,10 @@ def print_summary(run_dir: Path, summary: dict) -> None:
     for name, w in summary["workers"].items():
         print(f"  {name:10s} epochs {w['epochs']:3d}  loss {w['final_loss']:.4f}  accuracy {w['final_accuracy']:.4f}")
     final = summary.get("final", {})
-    if "val_accuracy" in final:
+    if final.get("val_accuracy") is not None:
         print(f"  final model: validation loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}")
+    for line in extra:
+        print(line)
     check = summary.get("data_distribution_check")
     if check:
         verdict = "confirmed by index digests" if check["consistent"] else "NOT confirmed: " + "; ".join(
@@ -592,6 +605,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     path = write_run_report(args.run_dir)
     print(path.read_text())
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ddl_commodity.report.compare import compare_runs
+
+    out = args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    path = compare_runs(args.run_dirs, out)
+    print(path.read_text())
+    print(f"comparison: {path}" + (f", {path.parent / 'compare.png'}" if (path.parent / "compare.png").is_file()
+                                   else ""))
     return 0
 
 

@@ -37,7 +37,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
     np.savez(val_file, x=x_all[data.validation_index], y=data.labels[data.validation_index])
     preload = _surviving_records(run_dir, resumed) if resumed else None
     first_epoch = resumed["first_epoch"] if resumed else 0
-    on_record = _EpochPrinter(t.epochs)
+    on_record = _EpochPrinter(t.epochs, experiment.validation_curve)
     with TfosSession(cfg, run_dir, "distributed run", on_record=on_record, preload=preload) as session:
         sc = session.sc
         losses = _WorkerLossHandler(session, cfg) if t.tolerate_worker_loss else None
@@ -112,18 +112,17 @@ def _final(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
            live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
     """Save the global model, score it, and build this engine's summary sections."""
     from ddl_commodity.engines.distribution_check import check_distribution
-    from ddl_commodity.engines.training import compile_for_training, model_inputs
+    from ddl_commodity.engines.scoring import prefixed, score_model
+    from ddl_commodity.engines.training import compile_for_training
     from ddl_commodity.report.curves import load_worker_curves
     from ddl_commodity.runs import read_jsonl
 
     model = compile_for_training(experiment.build_model(cfg), cfg.training)
     model.set_weights(weights)
     model.save(run_dir / "model.keras")
-    final: dict = {}
-    if len(data.validation_index):
-        idx = data.validation_index
-        loss, acc = model.evaluate(model_inputs([a[idx] for a in data.inputs]), data.labels[idx], verbose=0)
-        final = {"val_loss": float(loss), "val_accuracy": float(acc)}
+    idx = data.validation_index
+    scores = score_model(model, [a[idx] for a in data.inputs], data.labels[idx], experiment.validation_metrics)
+    final: dict = prefixed(scores, "val_") if scores else {}
     final.update({"ps_version": version, "ps": ps_stats})
     lost = list(losses.losses) if losses else []
     sections = {
@@ -213,12 +212,12 @@ def _wait_workers_finished(driver, collector, cfg: RunConfig) -> None:
 class _EpochPrinter:
     """One line per finished worker epoch on the driver's stdout: progress that also reads well in CI logs."""
 
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
+    def __init__(self, epochs: int, validation: tuple[str, str]) -> None:
+        self.epochs, self.validation = epochs, validation
 
     def __call__(self, stream: str, r: dict) -> None:
         if stream.startswith("workers/"):
-            print_epoch(r, self.epochs)
+            print_epoch(r, self.epochs, self.validation)
 
 
 # ---------------------------------------------------------------------------------------------------------

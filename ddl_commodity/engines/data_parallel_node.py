@@ -20,6 +20,7 @@ from ddl_commodity.cluster.cgroups import own_node_group
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
+from ddl_commodity.engines.scoring import ExtraMetrics, prefixed
 from ddl_commodity.experiments.api import Experiment, unflatten
 
 PS_STREAM = "ps"
@@ -157,13 +158,10 @@ class _Replica:
         self.version, self.pulled = self.client.push(self.version, weights_delta(self.pulled, self.model.get_weights()))
         self.model.set_weights(self.pulled)
 
-    def score(self, x_val: list[np.ndarray], y_val: np.ndarray) -> tuple[float | None, float | None]:
-        from ddl_commodity.engines.training import model_inputs
+    def score(self, x_val: list[np.ndarray], y_val: np.ndarray, metrics: ExtraMetrics) -> dict[str, float]:
+        from ddl_commodity.engines.scoring import score_model
 
-        if not len(y_val):
-            return None, None
-        loss, acc = self.model.evaluate(model_inputs(x_val), y_val, verbose=0)
-        return float(loss), float(acc)
+        return score_model(self.model, x_val, y_val, metrics)
 
 
 def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
@@ -197,19 +195,20 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             log.train_seconds += time.perf_counter() - t0
         if bundle.last:
             epoch_no += 1
-            runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, x_val, y_val,
+            validation = (x_val, y_val, experiment.validation_metrics)
+            runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, validation,
                                                                   sync=not every, name=runtime.name))
             log = _EpochLog()
     replica.client.finish()
     replica.client.close()
 
 
-def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int, x_val: list[np.ndarray],
-               y_val: np.ndarray, sync: bool, name: str) -> dict:
+def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
+               validation: tuple[list[np.ndarray], np.ndarray, ExtraMetrics], sync: bool, name: str) -> dict:
     """Score the replica, synchronise, score the global model it adopted; the epoch's record."""
-    val_loss, val_acc = replica.score(x_val, y_val)
+    own = replica.score(*validation)
     base = replica.version
-    global_loss = global_acc = None
+    adopted: dict[str, float] = {}
     sync_seconds = 0.0
     if sync:
         sync_started = time.perf_counter()
@@ -217,13 +216,13 @@ def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
         sync_seconds = time.perf_counter() - sync_started
         # The replica's own score above is the thesis's per-worker curve; the weights just pulled are
         # the PS's global model, which is what a user of the run gets (and usually scores higher).
-        global_loss, global_acc = replica.score(x_val, y_val)
+        adopted = replica.score(*validation)
     seen = np.concatenate(log.indices)
     return {
         "worker": name, "epoch": epoch_no, "shard": bundle.shard, "feed_epoch": bundle.epoch,
         "loss": log.loss_sum / log.samples, "accuracy": log.correct_sum / log.samples,
-        "val_loss": val_loss, "val_accuracy": val_acc, "global_val_loss": global_loss,
-        "global_val_accuracy": global_acc, "samples": log.samples, "index_count": int(np.unique(seen).size),
+        **prefixed(own, "val_"), **prefixed(adopted, "global_val_"), "samples": log.samples,
+        "index_count": int(np.unique(seen).size),
         "index_digest": index_digest(seen), "base_version": base, "ps_version": replica.version,
         "seconds": time.monotonic() - log.started, "train_seconds": round(log.train_seconds, 4),
         "sync_seconds": round(sync_seconds, 4), "time": time.time(),

@@ -30,7 +30,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) 
 
     def on_record(stream: str, r: dict) -> None:
         if stream.startswith("workers/"):
-            print_epoch(r, cfg.training.epochs)
+            print_epoch(r, cfg.training.epochs, experiment.validation_curve)
 
     with TfosSession(cfg, run_dir, "model-parallel run", on_record=on_record) as session:
         args = session.node_args(
@@ -60,7 +60,7 @@ def _save_final_model(experiment: Experiment, cfg: RunConfig, run_dir: Path) -> 
         (run_dir / CHECKPOINT_FILE).parent.rmdir()
     records = [r for p in sorted((run_dir / "workers").glob("*.jsonl")) for r in read_jsonl(p)]
     last = max(records, key=lambda r: r["epoch"]) if records else {}
-    return {"val_loss": last.get("val_loss"), "val_accuracy": last.get("val_accuracy")}
+    return {k: v for k, v in last.items() if k.startswith("val_")} or {"val_loss": None, "val_accuracy": None}
 
 
 def _sections(experiment: Experiment, cfg: RunConfig, run_dir: Path, scheme) -> dict:

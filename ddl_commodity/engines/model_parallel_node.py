@@ -8,7 +8,6 @@ whose ops land on the nodes the scheme names. The other nodes serve until the dr
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 import time
 from typing import Any
@@ -81,7 +80,8 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     inputs, labels = experiment.load(cfg, SparkFiles.get(args.data_file))
     train, val = train_validation_split(len(labels), cfg.data.validation_fraction, cfg.seed)
     placement = Placement({k: device_of(v) for k, v in args.layers.items()}, device_of(args.variables))
-    trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed)
+    trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed,
+                      metrics=experiment.validation_metrics)
     stream = f"workers/{runtime.name}"
 
     labels = np.asarray(labels, dtype=np.int32)
@@ -89,7 +89,7 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     def on_epoch(r) -> None:
         if r.epoch == 1:
             runtime.record("placement", {"layers": trainer.op_devices(inputs, labels, list(args.layers))})
-        runtime.record(stream, {"worker": runtime.name, **dataclasses.asdict(r), "time": time.time()})
+        runtime.record(stream, r.record(runtime.name))
 
     trainer.fit(inputs, labels, train, val, on_epoch)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),

@@ -38,7 +38,7 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
         engine = cfg.training.engine
         sections: dict = {}
         if engine == "single":
-            final = single.train_single(experiment, cfg, data, run_dir)
+            final = single.train_single(experiment, cfg, data, run_dir, progress=progress)
         elif engine == "data_parallel":
             final, sections = data_parallel.train(experiment, cfg, data, run_dir, resumed)
             if cfg.training.baseline:
@@ -73,7 +73,8 @@ def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Datas
     }
     description = experiment.describe(cfg)
     if curves:
-        plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {description}")
+        plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {description}",
+                    validation=experiment.validation_curve)
     workers = {name: WorkerSummary(len(recs), recs[-1]["loss"], recs[-1]["accuracy"], recs[-1].get("val_accuracy"))
                for name, recs in curves.items()}
     return RunSummary(

@@ -31,7 +31,8 @@ class TfosSession:
         cfg: the run's config (``cluster`` section, ``tf_nodes``).
         run_dir: where the collector writes the nodes' records.
         label: how failures are introduced ("distributed run failed: ...").
-        on_record: called with ``(stream, record)`` for every record a node sends (progress lines).
+        on_record: called with ``(stream, record)`` for every record a node sends (progress lines); every record
+            also goes to the run's TensorBoard event files.
         preload: records a resumed run keeps, by stream.
     """
 
@@ -51,6 +52,7 @@ class TfosSession:
 
         from ddl_commodity.cluster.collector import RunCollector
         from ddl_commodity.cluster.spark import tfos_spark_conf
+        from ddl_commodity.report.tensorboard import RunBoard
 
         self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
         # TFoS imports TensorFlow (2.4 s here): do it while the executors start and the data is numbered.
@@ -59,12 +61,18 @@ class TfosSession:
         self._tfos_import.start()
         self.secret = secrets.token_urlsafe(24)
         host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
-        self.collector = RunCollector(self.run_dir, self.secret, host=host, on_record=self._on_record,
+        self.board = RunBoard(self.run_dir)
+        self.collector = RunCollector(self.run_dir, self.secret, host=host, on_record=self._record,
                                       max_message_bytes=self.cfg.ps.max_message_mb * 2**20)
         for stream, records in self._preload.items():
             self.collector.preload(stream, records)
         self.collector.start()
         return self
+
+    def _record(self, stream: str, record: dict) -> None:
+        if self._on_record is not None:
+            self._on_record(stream, record)
+        self.board.add(stream, record)
 
     def node_args(self, **extra: Any) -> NodeArgs:
         """What every node gets: the config, the secret, where the collector is, plus ``extra``."""
@@ -171,6 +179,7 @@ class TfosSession:
             self.collector.wait_heard(3 * self.HEARTBEAT_S)
         self.collector.abort()
         self.collector.stop()
+        self.board.close()
         if failure is not None:
             # Said before stopping Spark: with a node hung (frozen) or cut off, SparkContext.stop waits for
             # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.

@@ -6,39 +6,44 @@ process, no Spark; one record per epoch in ``workers/single.jsonl``, like a work
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
 from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.training import Trainer
 from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.report.tensorboard import RunBoard
 from ddl_commodity.runs import write_jsonl_atomic
 
 
-def print_epoch(r: dict, epochs: int) -> None:
-    """One progress line per finished epoch (reads well in CI logs too)."""
+def print_epoch(r: dict, epochs: int, validation: tuple[str, str] = ("val_accuracy", "")) -> None:
+    """One progress line per finished epoch (reads well in CI logs too); ``validation`` is the experiment's
+    :attr:`~ddl_commodity.experiments.api.Experiment.validation_curve`, shown after the validation accuracy."""
     val = f", val accuracy {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
+    key, label = validation
+    if key != "val_accuracy" and r.get(key) is not None:
+        val += f", {label} {r[key]:.4f}"
     where = f"PS version {r['ps_version']}" if "ps_version" in r else f"{r['steps']} steps"
     print(f"  {r['worker']} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f}{val} "
           f"({r['seconds']:.1f} s, {where})", flush=True)
 
 
 def train_single(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
-                 save_model: bool = True) -> dict:
-    """Train in this process; write ``workers/single.jsonl`` (and ``model.keras`` if ``save_model``)."""
+                 save_model: bool = True, progress: bool | None = False) -> dict:
+    """Train in this process; write ``workers/single.jsonl`` (and ``model.keras`` if ``save_model``).
+    ``progress``: a bar within each epoch (``None``: only on a terminal)."""
     model = experiment.build_model(cfg)
-    trainer = Trainer(model, cfg.training, seed=cfg.seed)
+    trainer = Trainer(model, cfg.training, seed=cfg.seed, metrics=experiment.validation_metrics)
     records: list[dict] = []
 
     def on_epoch(r) -> None:
-        rec = {"worker": "single", **dataclasses.asdict(r), "time": time.time()}
+        rec = r.record("single")
         records.append(rec)
-        print_epoch(rec, cfg.training.epochs)
+        board.add("workers/single", rec)
+        print_epoch(rec, cfg.training.epochs, experiment.validation_curve)
 
-    results = trainer.fit(data.inputs, data.labels, data.train_index, data.validation_index, on_epoch)
+    with RunBoard(run_dir) as board:
+        results = trainer.fit(data.inputs, data.labels, data.train_index, data.validation_index, on_epoch, progress)
     write_jsonl_atomic(Path(run_dir) / "workers" / "single.jsonl", records)
     if save_model:
         model.save(Path(run_dir) / "model.keras")
-    last = results[-1]
-    return {"val_loss": last.val_loss, "val_accuracy": last.val_accuracy} if last.val_loss is not None else {}
+    return {k: v for k, v in results[-1].record("single").items() if k.startswith("val_") and v is not None}

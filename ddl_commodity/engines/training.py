@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ddl_commodity.config import OPTIMIZERS, TrainingSettingsBase
+from ddl_commodity.engines.scoring import EVAL_BATCH, ExtraMetrics, prefixed, scores_from_probs
 from ddl_commodity.models.placement import device_scope
 
 if TYPE_CHECKING:
@@ -41,16 +42,25 @@ def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> 
 
 @dataclass
 class EpochResult:
+    """One epoch of :meth:`Trainer.fit`; ``validation`` holds :mod:`~ddl_commodity.engines.scoring`'s scores."""
+
     epoch: int
     loss: float
     accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
+    validation: dict[str, float]
     samples: int
     steps: int
     train_start: float
     train_end: float
     seconds: float
+
+    def record(self, worker: str) -> dict:
+        """The epoch's line in ``workers/<worker>.jsonl``: validation scores as ``val_<name>``."""
+        out = {"worker": worker, "epoch": self.epoch, "loss": self.loss, "accuracy": self.accuracy,
+               **prefixed(self.validation, "val_")}
+        out.update(samples=self.samples, steps=self.steps, train_start=self.train_start, train_end=self.train_end,
+                   seconds=self.seconds, time=time.time())
+        return out
 
 
 class Trainer:
@@ -61,14 +71,16 @@ class Trainer:
         training: the config's ``training`` section (optimizer, rate, batch size, epochs, steps cap).
         variables: the device that holds the weights (model parallel), or ``None``.
         seed: shuffling seed.
+        metrics: the experiment's extra validation metrics (``Experiment.validation_metrics``).
     """
 
     def __init__(self, model: keras.Model, training: TrainingSettingsBase, variables: str | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, metrics: ExtraMetrics | None = None) -> None:
         import keras
         import tensorflow as tf
 
         self.model, self.training, self.variables, self.seed = model, training, variables, seed
+        self.metrics = metrics
         self.optimizer = get_optimizer(training.optimizer, training.learning_rate)
         with self._on_variables():
             self.optimizer.build(self.model.trainable_variables)
@@ -91,14 +103,14 @@ class Trainer:
             self.optimizer.apply(grads, variables)
         return loss * n, _correct(probs, y)
 
-    def _eval_step_fn(self, inputs, y):
-        probs = self.model(model_inputs(inputs), training=False)
-        return self._loss(y, probs), _correct(probs, y)
+    def _eval_step_fn(self, inputs):
+        return self.model(model_inputs(inputs), training=False)
 
     def train_epoch(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray,
-                    rng: np.random.Generator) -> tuple[float, float, int, int, float, float]:
+                    rng: np.random.Generator, bar: Callable[[int], None] | None = None
+                    ) -> tuple[float, float, int, int, float, float]:
         """One pass over ``index`` (or ``steps_per_epoch`` batches); returns loss, accuracy, samples, steps,
-        start and end time of the training part."""
+        start and end time of the training part. ``bar`` is told of every step's samples."""
         bs = self.training.batch_size
         order = rng.permutation(index)
         batches = [order[a:a + bs] for a in range(0, len(order), bs)]
@@ -113,19 +125,17 @@ class Trainer:
             loss_sum += float(loss)
             correct += float(ok)
             seen += len(idx)
+            if bar is not None:
+                bar(len(idx))
         return loss_sum / seen, correct / seen, seen, len(batches), start, time.time()
 
-    def evaluate(self, inputs: Sequence[np.ndarray], labels: np.ndarray,
-                 index: np.ndarray) -> tuple[float | None, float | None]:
+    def evaluate(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray) -> dict[str, float]:
+        """Scores of the rows ``index`` (empty when there are none), computed where the model is placed."""
         if not len(index):
-            return None, None
-        loss_sum = correct = 0.0
-        for a in range(0, len(index), 256):
-            idx = index[a:a + 256]
-            loss, ok = self._eval_step(tuple(x[idx] for x in inputs), labels[idx])
-            loss_sum += float(loss)
-            correct += float(ok)
-        return loss_sum / len(index), correct / len(index)
+            return {}
+        probs = np.concatenate([np.asarray(self._eval_step(tuple(x[index[a:a + EVAL_BATCH]] for x in inputs)))
+                                for a in range(0, len(index), EVAL_BATCH)])
+        return scores_from_probs(probs, labels[index], self.metrics)
 
     def op_devices(self, inputs: Sequence[np.ndarray], labels: np.ndarray, layers: list[str]) -> dict[str, list[str]]:
         """Layer -> the devices of every op of its forward and backward pass in the compiled training step:
@@ -143,14 +153,23 @@ class Trainer:
         return {layer: sorted(devices) for layer, devices in out.items()}
 
     def fit(self, inputs: Sequence[np.ndarray], labels: np.ndarray, train_index: np.ndarray, val_index: np.ndarray,
-            on_epoch: Callable[[EpochResult], None]) -> list[EpochResult]:
+            on_epoch: Callable[[EpochResult], None], progress: bool | None = False) -> list[EpochResult]:
+        """Train every epoch, scoring the validation rows after each; ``progress``: a bar within each epoch
+        (``None``: only on a terminal)."""
+        from tqdm.auto import tqdm
+
         rng = np.random.default_rng(self.seed)
         results = []
+        per_epoch = len(train_index)
+        if self.training.steps_per_epoch:
+            per_epoch = min(per_epoch, self.training.steps_per_epoch * self.training.batch_size)
         for epoch in range(1, self.training.epochs + 1):
             t0 = time.monotonic()
-            loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng)
-            val_loss, val_acc = self.evaluate(inputs, labels, val_index)
-            result = EpochResult(epoch, loss, acc, val_loss, val_acc, seen, steps, start, end, time.monotonic() - t0)
+            with tqdm(total=per_epoch, unit="sample", desc=f"epoch {epoch}/{self.training.epochs}",
+                      leave=False, disable=None if progress is None else not progress) as bar:
+                loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng, bar.update)
+            validation = self.evaluate(inputs, labels, val_index)
+            result = EpochResult(epoch, loss, acc, validation, seen, steps, start, end, time.monotonic() - t0)
             results.append(result)
             on_epoch(result)
         return results

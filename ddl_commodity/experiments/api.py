@@ -77,6 +77,8 @@ class Experiment:
     config_class: ClassVar[type[RunConfig]] = RunConfig
     #: The training modes this experiment supports (``training.mode``).
     modes: ClassVar[tuple[str, ...]] = ("single", "data_parallel", "model_parallel")
+    #: The per-epoch record key and axis label of the validation panel of ``curves.png``.
+    validation_curve: ClassVar[tuple[str, str]] = ("val_accuracy", "validation accuracy")
 
     # -- what a subclass provides -------------------------------------------------------------------
     def data_file(self, cfg: RunConfig, progress: bool | None = None) -> Path:
@@ -126,12 +128,21 @@ class Experiment:
         return (f"model parallel, scheme {s.name} ({s.figure or s.source}), {t.workers} workers + PS, "
                 f"batch {t.batch_size}")
 
+    def validation_metrics(self, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Metrics beyond loss and top-1 accuracy from the class probabilities ``(N, C)`` of the validation rows
+        and their labels ``(N,)``; recorded every epoch as ``val_<name>`` (none by default)."""
+        return {}
+
     def summary_sections(self, cfg: RunConfig, run_dir: Path, dataset: Dataset) -> dict:
         """Extra top-level keys of ``summary.json`` (none by default)."""
         return {}
 
     def report_lines(self, summary: dict) -> list[str]:
         """Extra Markdown lines of ``ddl report`` for a run of this experiment (none by default)."""
+        return []
+
+    def console_lines(self, summary: dict) -> list[str]:
+        """Extra lines of the summary ``ddl run`` prints at the end (none by default)."""
         return []
 
     def scaled_down(self, raw: dict) -> dict:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ddl_commodity.errors import DdlError, UserInputError
+from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.report.curves import load_worker_curves, plot_curves
 from ddl_commodity.report.node_tables import node_sections
+from ddl_commodity.report.tensorboard import BOARD_DIR, rebuild_board
 from ddl_commodity.runs import write_bytes_atomic
 from ddl_commodity.summary import RunSummary
 
@@ -29,24 +31,27 @@ def plateau_table(plateau: dict[str, dict[str, int | None]]) -> list[str]:
     return lines
 
 
-def per_epoch_table(curves: dict[str, list[dict]]) -> list[str]:
-    lines = ["## Per-epoch results", "", "| worker | epoch | loss | accuracy | val loss | val accuracy | samples |"
-             " seconds |", "|---|---|---|---|---|---|---|---|"]
+def per_epoch_table(curves: dict[str, list[dict]], validation: tuple[str, str] | None = None) -> list[str]:
+    """One row per worker epoch; ``validation`` = (key, label) adds the experiment's held-out score."""
+    extra = validation if validation and validation[0] not in ("val_loss", "val_accuracy") else None
+    head = "| worker | epoch | loss | accuracy | val loss | val accuracy |" + (f" {extra[1]} |" if extra else "")
+    lines = ["## Per-epoch results", "", head + " samples | seconds |", "|---" * (8 + bool(extra)) + "|"]
     for name, recs in curves.items():
         for r in recs:
+            cell = f" {_fmt(r.get(extra[0]))} |" if extra else ""
             lines.append(f"| {name} | {r['epoch']} | {_fmt(r['loss'])} | {_fmt(r['accuracy'])} | "
-                         f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} | {r['samples']} | "
+                         f"{_fmt(r.get('val_loss'))} | {_fmt(r.get('val_accuracy'))} |{cell} {r['samples']} | "
                          f"{r['seconds']:.1f} |")
     return lines
 
 
-def _experiment_lines(summary: RunSummary) -> list[str]:
+def _experiment(summary: RunSummary) -> Experiment | None:
     from ddl_commodity.experiments.registry import get
 
     try:
-        return get(summary.experiment).report_lines(summary.to_dict())
+        return get(summary.experiment)
     except DdlError:  # a user's experiment that cannot be imported here: the generic report still stands
-        return []
+        return None
 
 
 def write_run_report(run_dir: Path) -> Path:
@@ -59,15 +64,19 @@ def write_run_report(run_dir: Path) -> Path:
     summary = RunSummary.read(run_dir)
     doc = summary.to_dict()
     curves = load_worker_curves(run_dir)
+    experiment = _experiment(summary)
+    validation = experiment.validation_curve if experiment else ("val_accuracy", "validation accuracy")
     if curves:
-        plot_curves(curves, run_dir / "curves.png", title=summary.description)
+        plot_curves(curves, run_dir / "curves.png", title=summary.description, validation=validation)
+        if not (run_dir / BOARD_DIR).is_dir():  # a run from before the event files existed
+            rebuild_board(run_dir)
     samples = (f"; {summary.train_samples} training / {summary.validation_samples} validation samples"
                if summary.train_samples is not None else "")
     lines = [f"# Run {run_dir.name}", "", f"{summary.description}; {summary.wall_seconds:.0f} s wall time{samples}.",
              *_cluster_lines(doc.get("cluster")), ""]
     if curves:
         lines += ["![accuracy and loss per epoch](curves.png)", ""]
-    lines += per_epoch_table(curves)
+    lines += per_epoch_table(curves, validation)
     if summary.epochs_to_plateau:
         lines += ["", "## Epochs to a plateau (cf. thesis Tables 5.1, 5.2)", ""]
         lines += plateau_table(summary.epochs_to_plateau)
@@ -77,7 +86,7 @@ def write_run_report(run_dir: Path) -> Path:
                   + ("confirmed by the workers' index digests." if check["consistent"]
                      else "**not confirmed**: " + "; ".join(check["problems"]))]
     lines += node_sections(doc)
-    lines += _experiment_lines(summary)
+    lines += experiment.report_lines(doc) if experiment else []
     out = run_dir / "report.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
     return out

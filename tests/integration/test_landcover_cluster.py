@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from tests.browser import find_browser, inspect_page, screenshot
 from tests.integration.test_redshift_cluster import assert_no_leftover_processes
 
 # One module fixture runs every run these tests read: the module stays on one xdist worker.
@@ -166,3 +168,20 @@ def test_reproduction_report_renders_from_real_runs(runs: dict, tmp_path: Path) 
     for rel in named:
         assert (tmp_path / "report" / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
         assert f'src="{rel}"' in html
+    seen_by_a_person(tmp_path / "report" / "index.html", named)
+
+
+def seen_by_a_person(page: Path, figures: list[str]) -> None:
+    """Headless Chromium renders the page: the screenshot is not blank, every figure loads, every link resolves."""
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no Chromium, and it cannot be installed here (needs root and apt-get)")
+    seen = inspect_page(browser, page)
+    assert seen["title"] and seen["text_chars"] > 500, seen
+    assert sorted(i["src"] for i in seen["images"]) == sorted(figures)
+    assert all(i["ok"] and i["width"] > 300 for i in seen["images"]), seen["images"]
+    assert all(link["ok"] is not False for link in seen["links"]), seen["links"]
+    pixels = screenshot(browser, page, page.parent / "screenshot.png")[..., :3]
+    inked = (pixels < 0.85).any(axis=2).mean()  # share of pixels that are not (nearly) white
+    assert 0.01 < inked < 0.9, f"the page looks blank (or all dark): {inked:.3%} inked"
+    assert len(np.unique((pixels * 15).astype(int).reshape(-1, 3), axis=0)) > 8  # text, tables and plots

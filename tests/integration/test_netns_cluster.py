@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from ddl_commodity.cluster import netns
 from ddl_commodity.cluster.local import read_state, tagged_processes
@@ -270,8 +271,11 @@ def test_transfer_between_cluster_nodes_matches_counters(cluster, tmp_path: Path
 
 def test_quickstart_on_the_netns_cluster_records_per_node_traffic(cluster) -> None:
     cwd, _state, _ = cluster
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["data"]["samples"], config["training"]["epochs"] = 2000, 2  # traffic is what is checked here
+    (cwd / "quickstart-small.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "cluster", "submit",
-                           str(REPO / "configs" / "quickstart.yaml"), "--run-id", "qs"],
+                           str(cwd / "quickstart-small.yaml"), "--run-id", "qs"],
                           cwd=cwd, capture_output=True, text=True, timeout=360, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = cwd / "runs" / "qs"

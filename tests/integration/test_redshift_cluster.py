@@ -20,6 +20,7 @@ from ddl_commodity.data.rdd import index_digest, shard_assignment
 from ddl_commodity.data.redshift import load_redshift_h5
 from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.runs import read_jsonl
+from tests.integration.test_single_machine import board_scalars
 
 pytestmark = pytest.mark.cluster
 
@@ -133,6 +134,8 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
         assert sorted(by_version) == list(range(1, cfg["training"]["epochs"] + 1))
         for losses in by_version.values():
             assert len(losses) == 2 and losses[0] == pytest.approx(losses[1], rel=1e-5), by_version
+        final_errors = {r["global_val_dz_nmad"] for r in epochs if r["ps_version"] == summary["final"]["ps_version"]}
+        assert len(final_errors) == 1  # ... and get the same redshift errors from it
     else:
         assert summary["final"]["ps_version"] == len(applied)
     for r in epochs:
@@ -144,6 +147,13 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
         assert recs[-1]["loss"] < recs[0]["loss"], recs
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert (run_dir / "model.keras").is_file()
+    assert summary["final"]["val_dz_median"] >= 0 and "held-out |dz|/(1+z): median" in proc.stdout
+
+    # TensorBoard: every worker's epochs and every PS update, as the driver received them.
+    board = board_scalars(run_dir / "tensorboard" / "worker-0")
+    assert [e.step for e in board["global_validation/dz_median"]] == sorted(r["epoch"] for r in workers["worker-0"])
+    ps_board = board_scalars(run_dir / "tensorboard" / "ps")
+    assert sorted(e.value for e in ps_board["ps/tau"]) == sorted(float(u["tau"]) for u in applied)
     assert_no_leftover_processes(tmp_path)
 
 
