@@ -104,8 +104,11 @@ def test_compute_and_traffic_follow_the_scheme(runs: dict) -> None:
     w0 = single["worker-0"]
     for idle in ("worker-1", "worker-2"):
         # A node's CPU is its whole control group's, as a PC's Ganglia counts it: the executor JVM's
-        # heartbeats and collections too (0.011 s/step on an idle node, against 0.105 on the busy one).
-        assert single[idle]["cpu_seconds_per_step"] < 0.15 * w0["cpu_seconds_per_step"], single
+        # heartbeats, the TF server and the 4 Hz sampler, ~10% of a core per node whatever it computes.
+        # That floor is per second, so per step it grows when steps slow: 0.011 s/step against 0.105 on the
+        # busy node on an idle machine (10%), 0.019-0.025 against 0.12-0.13 beside another test's cluster
+        # (15-19%, 2026-11-28). A node holding a block of this model uses several times the floor.
+        assert single[idle]["cpu_seconds_per_step"] < 0.25 * w0["cpu_seconds_per_step"], single
         assert single[idle]["rx_bytes_per_step"] < 0.02 * w0["rx_bytes_per_step"], single
     assert single["worker-0"]["cpu_seconds_per_step"] > default["worker-0"]["cpu_seconds_per_step"]
 
