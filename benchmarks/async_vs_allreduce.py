@@ -212,9 +212,10 @@ def _evaluate(model, x: np.ndarray, y: np.ndarray, batch: int = 256) -> tuple[fl
 def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dict:
     """TFoS + MWMS on a Spark standalone cluster of M one-core workers, fed as the PS run is fed."""
     from pyspark import SparkContext, cloudpickle
-    from tensorflowonspark import TFCluster, TFSparkNode
+    from tensorflowonspark import TFCluster
 
     import benchmarks
+    from ddl_commodity.cluster.feed import end_feed, feed_partition
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.cluster.spark import tfos_spark_conf
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, shard_assignment
@@ -251,9 +252,8 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
                                   cfg.seed)
             cluster = TFCluster.run(sc, allreduce_worker, args, m, num_ps=0, input_mode=TFCluster.InputMode.SPARK,
                                     reservation_timeout=int(cfg.cluster.startup_timeout_s), release_port=True)
-            cluster.train(feed, num_epochs=1, feed_timeout=int(collective_timeout_s) + 60)
-            sc.parallelize(range(m), m).foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0,
-                                                                              cluster.queues))
+            feed.foreachPartition(feed_partition(cluster.cluster_info, collective_timeout_s + 60))
+            sc.parallelize(range(m), m).foreachPartition(end_feed(cluster.cluster_info, cluster.queues))
             cluster.shutdown(timeout=int(collective_timeout_s) + 60)
             cluster = None
         finally:

@@ -11,7 +11,9 @@ by side in one run:
   prefetched), in this process.
 * **(a) Spark input** - a real TFoS cluster (``TFCluster.run``, ``InputMode.SPARK``, one worker, no PS) on a
   Spark standalone cluster of one 1-core worker started with
-  :class:`~ddl_commodity.cluster.local.LocalStandaloneCluster`, fed by ``cluster.train(rdd)``:
+  :class:`~ddl_commodity.cluster.local.LocalStandaloneCluster`, fed as the toolkit feeds
+  (:func:`ddl_commodity.cluster.feed.feed_partition`: TFoS's ``cluster.train`` without TensorFlow in the
+  feeding Python worker, and with 0.05 s queue polls instead of 1 s):
 
   - ``records``: one spectrum per RDD record, ``(x, y)``, as TFoS's examples do; the worker asks
     ``DataFeed.next_batch(batch_size)`` and stacks the items;
@@ -24,7 +26,7 @@ Every mode builds a fresh seeded model and takes three warm-up steps (tracing th
 its clock starts; the Spark-input worker does so before the driver starts feeding. **samples/s** is
 samples / the time from the first batch in hand to the end of the last train step; it includes every
 later wait for data. **end-to-end** adds what comes before the first batch (for Spark input: from the
-``cluster.train`` call, so job scheduling and the feeder's start). Each mode
+feed job's start, so job scheduling and the feeder's start). Each mode
 also says how long its train steps took in total (``train_seconds``) and how long it waited for data
 (``wait_seconds``, time not spent in train steps); the Spark-input worker splits that into
 ``fetch_seconds`` (blocked in ``DataFeed.next_batch`` after the first batch) and ``convert_seconds``
@@ -202,9 +204,10 @@ def _wait_for(path: Path, timeout: float) -> dict:
 def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[dict, dict]:
     """(a): one TFoS worker on a 1-worker Spark standalone cluster, fed per-sample records, then bundles."""
     from pyspark import SparkConf, SparkContext, cloudpickle
-    from tensorflowonspark import TFCluster, TFSparkNode
+    from tensorflowonspark import TFCluster
 
     import benchmarks
+    from ddl_commodity.cluster.feed import end_feed, feed_partition
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, indexed_records, shard_assignment
 
@@ -251,7 +254,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
             for phase, rdd, num_epochs in (("records", per_sample, epochs), ("bundles", bundles, 1)):
                 _wait_for(result_dir / f"ready-{phase}.json", RESULT_WAIT_S)  # its model is built and warm
                 started = time.monotonic()
-                cluster.train(rdd, num_epochs=num_epochs, feed_timeout=int(RESULT_WAIT_S))
+                sc.union([rdd] * num_epochs).foreachPartition(feed_partition(cluster.cluster_info, RESULT_WAIT_S))
                 fed = time.monotonic()
                 r = _wait_for(result_dir / f"{phase}.json", RESULT_WAIT_S)
                 end = max(fed, r["end"])
@@ -259,7 +262,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
                          end_to_end_samples_per_s=r["samples"] / (end - started))
                 out[phase] = r
             workers = sc.parallelize(range(1), 1)
-            workers.foreachPartition(TFSparkNode.shutdown(cluster.cluster_info, 0, cluster.queues))
+            workers.foreachPartition(end_feed(cluster.cluster_info, cluster.queues))
             cluster.server.stop()
             cluster = None
         finally:

@@ -88,7 +88,7 @@ def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _
         shards = shard_assignment(data.num_rows, data.train_index, live, cfg.seed)
         feed = epoch_feed_rdd(sc, chunks, shards, live, epoch + 1, t.data_distribution,
                               t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=epoch)
-        session.cluster.train(feed, num_epochs=1, feed_timeout=int(cfg.ps.push_timeout_s) + 60)
+        session.feed(feed, timeout_s=cfg.ps.push_timeout_s + 60)
     return plan
 
 

@@ -112,17 +112,24 @@ class TfosSession:
         if self.collector.failure.is_set() or "error" in TFCluster.tf_status or self.watchdog.failure_message():
             raise RunFailed("a node failed")
 
+    def feed(self, rdd: Any, timeout_s: float) -> None:
+        """Feed every partition of ``rdd`` to the worker node its task lands on (TFoS's ``TFCluster.train``
+        for one epoch, without TensorFlow in the feeding Python workers: :mod:`ddl_commodity.cluster.feed`)."""
+        from ddl_commodity.cluster.feed import feed_partition
+
+        rdd.foreachPartition(feed_partition(self.cluster.cluster_info, timeout_s))
+
     def stop_workers(self, workers: int | None = None) -> None:
         """End every worker's feed (TFoS's worker shutdown job): each worker's loop sees the end of its data.
 
         ``workers``: how many worker executors still take tasks (fewer after a tolerated loss).
         """
-        from tensorflowonspark import TFSparkNode
+        from ddl_commodity.cluster.feed import end_feed
 
         if workers is None:
             workers = sum(n["job_name"] not in ("ps", "evaluator") for n in self.cluster.cluster_info)
         rdd = self.sc.parallelize(range(workers), workers)
-        rdd.foreachPartition(TFSparkNode.shutdown(self.cluster.cluster_info, 0, self.cluster.queues))
+        rdd.foreachPartition(end_feed(self.cluster.cluster_info, self.cluster.queues))
         self._workers_stopped = True
 
     def shutdown(self, timeout_s: float) -> None:
