@@ -76,6 +76,7 @@ class RunCollector:
             "Record": self._on_record,
             "Fail": self._on_fail,
             "Heartbeat": self._on_heartbeat,
+            "TrainedBy": self._on_trained_by,
         }
         methods = {name: self._authenticated(fn) for name, fn in handlers.items()}
         methods["Checkpoint"] = self._on_checkpoint
@@ -199,6 +200,18 @@ class RunCollector:
                 self._done.add(node)
         return {"ok": True, "abort": self.aborted or self.failure.is_set(), "finished": self.finished}
 
+    def _on_trained_by(self, doc: dict, context: grpc.ServicerContext) -> dict:
+        return {"worker": self.trained_by(doc.get("feed_epoch"), doc.get("shard"))}
+
+    def trained_by(self, feed_epoch: object, shard: object) -> str | None:
+        """The worker whose epoch record covers feed epoch ``feed_epoch``'s shard ``shard``, if one arrived."""
+        with self._lock:
+            for stream, records in self.records.items():
+                if stream.startswith("workers/") and any(
+                        r.get("feed_epoch") == feed_epoch and r.get("shard") == shard for r in records):
+                    return stream.removeprefix("workers/")
+        return None
+
     def silent_nodes(self, timeout_s: float) -> list[tuple[str, float]]:
         """Nodes that heartbeated before, have not said goodbye, and were silent for ``timeout_s``.
 
@@ -221,7 +234,7 @@ class CollectorClient:
         self.run_finished = False  # set from heartbeat replies: the driver says the run's work is done
         self._calls = {
             name: self._channel.unary_unary(f"/{SERVICE}/{name}")
-            for name in ("Record", "Fail", "Heartbeat", "Checkpoint")
+            for name in ("Record", "Fail", "Heartbeat", "Checkpoint", "TrainedBy")
         }
 
     def _call(self, name: str, doc: dict) -> dict:
@@ -238,6 +251,10 @@ class CollectorClient:
     def checkpoint(self, meta: dict, weights: list) -> None:
         """Send the PS state to the driver, which replaces ``checkpoints/ps.npz`` atomically."""
         self._calls["Checkpoint"](encode_message(meta, weights), timeout=self._timeout * 4, metadata=self._metadata)
+
+    def trained_by(self, feed_epoch: int, shard: int) -> str | None:
+        """Which worker already trained (and recorded) this feed partition, if any."""
+        return self._call("TrainedBy", {"feed_epoch": feed_epoch, "shard": shard}).get("worker")
 
     def heartbeat(self, done: bool = False) -> bool:
         """Tell the driver this node is alive (``done``: it finished normally); True when the run is aborted."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -176,12 +177,17 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
     x_val, y_val = unflatten(validation["x"], shapes), validation["y"]
     feed = ctx.get_data_feed(train_mode=True)
     bs, every = cfg.training.batch_size, cfg.training.push_every_steps
-    epoch_no, steps, log = args.first_epoch, 0, _EpochLog()
+    epoch_no, steps, log, skipping = args.first_epoch, 0, _EpochLog(), False
     while not feed.should_stop():
         items = feed.next_batch(1)
         if not items:
             break
         bundle = Bundle(*items[0])
+        if not log.samples and not skipping:  # a partition starts
+            skipping = _trained_before(runtime, bundle)
+        if skipping:
+            skipping = not bundle.last
+            continue
         if not log.samples and epoch_no + 1 == args.fault.epoch and ctx.task_index == args.fault.worker:
             inject_fault(args, ctx.task_index, epoch_no + 1)
         for a in range(0, len(bundle.y), bs):
@@ -201,6 +207,17 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             log = _EpochLog()
     replica.client.finish()
     replica.client.close()
+
+
+def _trained_before(runtime: NodeRuntime, bundle: Bundle) -> bool:
+    """Did a worker already train and record this feed partition? Spark re-runs the task of a worker lost after
+    its epoch record reached the driver but before its task completed (a frozen worker, with
+    ``tolerate_worker_loss``): its update is at the PS already, so the survivor skips the re-run."""
+    by = runtime.collector.trained_by(bundle.epoch, bundle.shard)
+    if by is not None:
+        print(f"{runtime.name}: feed epoch {bundle.epoch} shard {bundle.shard} was trained by {by}; skipping "
+              "Spark's re-run of its task", file=sys.stderr, flush=True)
+    return by is not None
 
 
 def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,

@@ -74,3 +74,19 @@ def test_abort_waits_only_until_every_live_node_heard_it(tmp_path) -> None:
         assert coll.wait_heard(0.3) == ["worker-0"]  # it has not heartbeated since
         threading.Timer(0.2, live.heartbeat).start()
         assert coll.wait_heard(0.45) == []  # worker-0 heartbeats at 0.2 s (the timer above)
+
+
+def test_trained_by_names_the_worker_whose_record_covers_a_feed_partition(tmp_path) -> None:
+    """What a worker asks before training a feed partition that Spark may be re-running."""
+    with RunCollector(tmp_path, "s") as coll:
+        coll.preload("workers/worker-0", [{"feed_epoch": 0, "shard": 0}])  # a resumed run's kept records
+        client = CollectorClient(coll.address, "s", "worker-0", timeout_s=5)
+        client.record("workers/worker-1", {"epoch": 1, "feed_epoch": 0, "shard": 1})
+        client.record("ps", {"feed_epoch": 1, "shard": 0})  # not a worker's epoch
+        assert client.trained_by(0, 1) == "worker-1" and client.trained_by(0, 0) == "worker-0"
+        assert client.trained_by(1, 0) is None and client.trained_by(1, 1) is None
+        intruder = CollectorClient(coll.address, "wrong", "worker-9", timeout_s=5)
+        with pytest.raises(grpc.RpcError):
+            intruder.trained_by(0, 1)
+        client.close()
+        intruder.close()
