@@ -63,6 +63,7 @@ class RunCollector:
         self.records: dict[str, list[dict]] = {}
         self.failure = threading.Event()
         self._last_seen: dict[str, float] = {}
+        self.progress: dict[str, dict] = {}  # node -> its last heartbeat's progress (e.g. epoch, samples)
         self._done: set[str] = set()
         self.first_failure: NodeFailure | None = None
         self.aborted = False
@@ -196,6 +197,8 @@ class RunCollector:
         node = str(doc.get("node"))
         with self._lock:
             self._last_seen[node] = time.monotonic()
+            if isinstance(doc.get("progress"), dict):
+                self.progress[node] = doc["progress"]
             if doc.get("done"):
                 self._done.add(node)
         return {"ok": True, "abort": self.aborted or self.failure.is_set(), "finished": self.finished}
@@ -256,9 +259,10 @@ class CollectorClient:
         """Which worker already trained (and recorded) this feed partition, if any."""
         return self._call("TrainedBy", {"feed_epoch": feed_epoch, "shard": shard}).get("worker")
 
-    def heartbeat(self, done: bool = False) -> bool:
-        """Tell the driver this node is alive (``done``: it finished normally); True when the run is aborted."""
-        reply = self._call("Heartbeat", {"node": self.node, "done": done})
+    def heartbeat(self, done: bool = False, progress: dict | None = None) -> bool:
+        """Tell the driver this node is alive (``done``: it finished normally; ``progress``: how far its work
+        is, e.g. ``{"epoch": 2, "samples": 640}``); True when the run is aborted."""
+        reply = self._call("Heartbeat", {"node": self.node, "done": done, "progress": progress})
         self.run_finished = bool(reply.get("finished"))
         return bool(reply.get("abort"))
 

@@ -30,6 +30,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
     from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
     from ddl_commodity.engines.node import FaultInjection
+    from ddl_commodity.engines.progress import EpochBar
 
     t = cfg.training
     x_all = data.flat()
@@ -56,8 +57,10 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
         session.watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, session.secret)
-        live_per_epoch = _feed(session, chunks, data, cfg, losses, ps_addr, first_epoch)
-        version, weights, ps_stats = _finish(session, cfg, losses, ps_addr)
+        per_epoch = len(data.train_index) * (t.workers if t.data_distribution == "same" else 1)
+        with EpochBar(session.collector, per_epoch, t.epochs):
+            live_per_epoch = _feed(session, chunks, data, cfg, losses, ps_addr, first_epoch)
+            version, weights, ps_stats = _finish(session, cfg, losses, ps_addr)
         session.shutdown(cfg.ps.push_timeout_s + 120)
     return _final(experiment, cfg, data, run_dir, version, weights, ps_stats, losses, live_per_epoch)
 

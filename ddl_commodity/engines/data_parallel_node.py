@@ -195,6 +195,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             t0 = time.perf_counter()
             loss, acc = replica.model.train_on_batch(model_inputs(unflatten(bundle.x[a:a + bs], shapes)), y)
             log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
+            runtime.progress = {"epoch": epoch_no + 1, "samples": log.samples}
             steps += 1
             if every and steps % every == 0:
                 replica.synchronise()

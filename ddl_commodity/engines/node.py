@@ -94,6 +94,7 @@ class NodeRuntime:
         self.args = args
         self.name = f"{job_name}-{task_index}"
         self.collector = CollectorClient(args.collector_address, args.secret, self.name)
+        self.progress: dict | None = None  # sent with every heartbeat: the driver's live progress bar
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat_loop, name="ddl-heartbeat", daemon=True)
 
@@ -112,7 +113,7 @@ class NodeRuntime:
         last_ok = time.monotonic()
         while not self._stop.wait(self.args.heartbeat_s):
             try:
-                if self.collector.heartbeat():
+                if self.collector.heartbeat(progress=self.progress):
                     os._exit(ABORT_EXIT_CODE)
                 last_ok = time.monotonic()
             except Exception:

@@ -6,6 +6,7 @@ process, no Spark; one record per epoch in ``workers/single.jsonl``, like a work
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ddl_commodity.config import RunConfig
@@ -23,8 +24,12 @@ def print_epoch(r: dict, epochs: int, validation: tuple[str, str] = ("val_accura
     if key != "val_accuracy" and r.get(key) is not None:
         val += f", {label} {r[key]:.4f}"
     where = f"PS version {r['ps_version']}" if "ps_version" in r else f"{r['steps']} steps"
-    print(f"  {r['worker']} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f}{val} "
-          f"({r['seconds']:.1f} s, {where})", flush=True)
+    from tqdm import tqdm
+
+    # tqdm.write: printed above a live progress bar (a plain print on a pipe)
+    tqdm.write(f"  {r['worker']} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f}"
+               f"{val} ({r['seconds']:.1f} s, {where})", file=sys.stdout)
+    sys.stdout.flush()
 
 
 def train_single(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,

@@ -113,6 +113,10 @@ def plot_comparison(runs: list[RunView], out: Path) -> Path:
             points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
             if points:
                 axes[2].plot(*zip(*points, strict=True), **style)
+            adopted = [(r["epoch"], r[f"global_{key}"]) for r in records if r.get(f"global_{key}") is not None]
+            if adopted and i == 0:  # every worker adopts the same global model: draw it once
+                axes[2].plot(*zip(*adopted, strict=True), color=f"C{colour}", linestyle=":", marker="x",
+                             label=f"{run.label}: global model")
     from matplotlib.ticker import MaxNLocator
 
     for ax, ylabel in zip(axes, ("training accuracy", "training loss", label_text), strict=True):
@@ -120,7 +124,7 @@ def plot_comparison(runs: list[RunView], out: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("one colour per run; one line per worker, the single-machine baseline dashed")
+    fig.suptitle("one colour per run; one line per worker (single machine dashed); x: the global model from the PS")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

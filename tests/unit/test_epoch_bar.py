@@ -1,0 +1,44 @@
+"""The live bar within a distributed run's epochs: workers' heartbeats -> the driver's collector -> a bar on a
+terminal (a real pseudo-terminal here), and nothing at all where the console is not a terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import struct
+import termios
+import time
+
+from ddl_commodity.cluster.collector import CollectorClient, RunCollector
+from ddl_commodity.engines.progress import EpochBar
+
+
+def test_heartbeat_progress_draws_a_bar_on_a_terminal(tmp_path) -> None:
+    leader, follower = os.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    console = os.fdopen(follower, "w")
+    with RunCollector(tmp_path, "s") as coll:
+        workers = [CollectorClient(coll.address, "s", f"worker-{i}", timeout_s=5) for i in range(2)]
+        with EpochBar(coll, samples_per_epoch=1000, epochs=3, stream=console) as bar:
+            assert bar.enabled
+            workers[0].heartbeat(progress={"epoch": 2, "samples": 300})
+            workers[1].heartbeat(progress={"epoch": 2, "samples": 200})
+            CollectorClient(coll.address, "s", "ps-0", timeout_s=5).heartbeat(progress={"epoch": 9, "samples": 7})
+            time.sleep(3 * EpochBar.REFRESH_S)
+        for w in workers:
+            w.close()
+    console.flush()
+    os.set_blocking(leader, False)
+    drawn = os.read(leader, 65536).decode(errors="replace")
+    console.close()
+    os.close(leader)
+    assert "epoch 2/3" in drawn and "500/1000" in drawn, drawn  # the PS's report is not a worker's
+
+
+def test_no_bar_where_the_console_is_not_a_terminal(tmp_path) -> None:
+    console = io.StringIO()
+    with RunCollector(tmp_path, "s") as coll, EpochBar(coll, 100, 1, stream=console) as bar:
+        CollectorClient(coll.address, "s", "worker-0", timeout_s=5).heartbeat(progress={"epoch": 1, "samples": 50})
+        time.sleep(2 * EpochBar.REFRESH_S)
+    assert not bar.enabled and console.getvalue() == ""
