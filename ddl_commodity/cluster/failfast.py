@@ -74,10 +74,22 @@ class Watchdog:
         self._stop.set()
 
     def failure_message(self) -> str:
+        if self._message:
+            return self._message
+        f = self._collector.first_failure
+        return blame_lost_ps(f"node {f.message}", self.ps_reachable) if f is not None else ""
+
+    def _diagnose(self, silent: list[tuple[str, float]]) -> str:
+        """What failed, decided when the failure is seen and before the jobs are cancelled: the cancel stops
+        the PS task too, so a check of the PS made later finds it gone, and a worker whose push lost the PS
+        in the cancel reports a consequence (seen: a killed worker blamed on the PS)."""
+        if silent:
+            node, age = silent[0]
+            return self._silence(node, age)
         f = self._collector.first_failure
         if f is not None:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
-        return self._message
+        return spark_error(str(self._tf_status.get("error", "")))
 
     def _silence(self, task: str, age: float) -> str:
         """Why ``task`` went silent, as far as the driver can tell: on the embedded cluster (the task said
@@ -99,11 +111,7 @@ class Watchdog:
                 silent = [item for item in silent if item not in survivable]
             failed = self._collector.failure.is_set() or "error" in self._tf_status or silent
             if failed:
-                if silent:
-                    node, age = silent[0]
-                    self._message = self._silence(node, age)
-                else:
-                    self._message = spark_error(str(self._tf_status.get("error", "")))
+                self._message = self._diagnose(silent)
                 log.error("a node failed; cancelling the Spark jobs")
                 self._collector.abort()
                 self._sc.cancelAllJobs()
