@@ -443,7 +443,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if cfg.training.engine == "single":
             summary = run_experiment(experiment, cfg, run_dir, progress=args.progress)
         else:
-            _submit(cfg, config_path, run_dir, resume=args.resume is not None)
+            _submit(cfg, config_path, run_dir, resume=args.resume is not None, progress=args.progress)
             summary = json.loads((run_dir / "summary.json").read_text())
     except KeyboardInterrupt as err:
         from ddl_commodity.runs import set_status
@@ -461,8 +461,9 @@ def _job_file() -> Path:
     return job
 
 
-def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None:
-    """spark-submit the experiment's job, on an embedded cluster when the config asks for one."""
+def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False, progress: bool | None = None) -> None:
+    """spark-submit the experiment's job, on an embedded cluster when the config asks for one. ``progress``:
+    live bars (``None``: if stdout is a terminal; the job's own stdout is a pipe through the JVM)."""
 
     from ddl_commodity.cluster.cgroups import enter_command
     from ddl_commodity.cluster.jvm import jvm_options, spark_home
@@ -488,6 +489,8 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False) -> None
             cmd += ["--master", cfg.cluster.master]
         if resume:
             cmd.append("--resume")
+        if progress or (progress is None and sys.stdout.isatty()):
+            cmd.append("--progress")
         with open(run_dir / "driver.log", "ab") as log:
             proc = _run_driver(cmd, env, log, run_dir)
         # Read before the cluster (and its groups) goes away: which node's cap the kernel enforced.

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
-          resumed: dict | None = None) -> tuple[dict, dict]:
-    """Run the cluster; return the final global model's metrics and the summary sections of this engine."""
+          resumed: dict | None = None, progress: bool | None = None) -> tuple[dict, dict]:
+    """Run the cluster; return the final global model's metrics and the summary sections of this engine.
+    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
     from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
     from ddl_commodity.engines.node import FaultInjection
@@ -58,7 +59,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
         session.watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, session.secret)
         per_epoch = len(data.train_index) * (t.workers if t.data_distribution == "same" else 1)
-        with EpochBar(session.collector, per_epoch, t.epochs):
+        with EpochBar(session.collector, per_epoch, t.epochs, enabled=progress):
             live_per_epoch = _feed(session, chunks, data, cfg, losses, ps_addr, first_epoch)
             version, weights, ps_stats = _finish(session, cfg, losses, ps_addr)
         session.shutdown(cfg.ps.push_timeout_s + 120)

@@ -29,6 +29,8 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
                         "(`ddl run --master` passes it; spark-submit's own --master only picks the cluster)")
     parser.add_argument("--errors-to-log", action="store_true",
                         help="write a failure only to the run's status and job.log (`ddl run` prints it itself)")
+    parser.add_argument("--progress", action="store_true",
+                        help="live progress bars on stdout (`ddl run` passes it when its own stdout is a terminal)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console, log = sys.stderr, None
@@ -47,7 +49,7 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
             )
         log = run_dir / "job.log"
         console = _log_to(log)
-        summary = run_experiment(exp, cfg, run_dir, resume=args.resume)
+        summary = run_experiment(exp, cfg, run_dir, resume=args.resume, progress=args.progress or None)
     except DdlError as err:
         if log is not None:
             logging.getLogger(__name__).error("%s", err)

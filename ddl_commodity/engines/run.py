@@ -40,7 +40,7 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
         if engine == "single":
             final = single.train_single(experiment, cfg, data, run_dir, progress=progress)
         elif engine == "data_parallel":
-            final, sections = data_parallel.train(experiment, cfg, data, run_dir, resumed)
+            final, sections = data_parallel.train(experiment, cfg, data, run_dir, resumed, progress)
             if cfg.training.baseline:
                 single.train_single(experiment, cfg, data, run_dir, save_model=False)
         else:
