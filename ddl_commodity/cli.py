@@ -9,10 +9,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ddl_commodity.errors import DdlError
@@ -427,8 +430,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.resume is None):
         raise UserInputError("give either CONFIG or --resume RUN_DIR")
     config_path = args.resume / "config.yaml" if args.resume else args.config
-    experiment, cfg = load(config_path, overrides)
-    experiment.dataset(cfg, progress=args.progress)  # data errors end here, before any cluster starts
+    with _native_noise_dropped():  # checking a split scheme builds the model: TensorFlow's start-up lines
+        experiment, cfg = load(config_path, overrides)
+        experiment.dataset(cfg, progress=args.progress)  # data errors end here, before any cluster starts
     if args.resume:
         run_dir = args.resume
         if (run_dir / "summary.json").exists():
@@ -452,6 +456,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     print_summary(run_dir, summary, experiment.console_lines(summary))
     return 0
+
+
+#: Lines TensorFlow's native code (absl, oneDNN, XLA) writes to fd 2 when it loads: noise on a console.
+_NATIVE_NOISE = re.compile(r"^(I0000 |W0000 |WARNING: All log messages before absl"
+                           r"|To enable the following instructions: |.*oneDNN custom operations)")
+
+
+@contextlib.contextmanager
+def _native_noise_dropped() -> Iterator[None]:
+    """Run the block with fd 2 in a temporary file, then pass on everything but TensorFlow's native start-up
+    lines (a warning or an error still reaches the console; the run's own logs take the rest later)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if not _NATIVE_NOISE.match(line):
+                    print(line, file=sys.stderr)
 
 
 def _job_file() -> Path:

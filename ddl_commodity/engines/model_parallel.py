@@ -21,9 +21,12 @@ from ddl_commodity.experiments.api import Dataset, Experiment
 DEFAULT_MONITOR_INTERVAL_S = 1.0
 
 
-def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) -> tuple[dict, dict]:
-    """Run the cluster until the input node has trained every epoch; final metrics and summary sections."""
+def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
+          progress: bool | None = None) -> tuple[dict, dict]:
+    """Run the cluster until the input node has trained every epoch; final metrics and summary sections.
+    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
     from ddl_commodity.engines.model_parallel_node import main_fun
+    from ddl_commodity.engines.progress import EpochBar
 
     scheme = experiment.scheme(cfg)
     client = scheme.input.replace(":", "-")
@@ -38,9 +41,13 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path) 
             input_node=scheme.input,
             monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S)
         session.start(main_fun, args, "tensorflow", files=(data.path,))
-        while not session.collector.is_done(client):
-            session.check_failed()
-            time.sleep(0.5)
+        per_epoch = len(data.train_index)
+        if cfg.training.steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.training.steps_per_epoch * cfg.training.batch_size)
+        with EpochBar(session.collector, per_epoch, cfg.training.epochs, enabled=progress):
+            while not session.collector.is_done(client):
+                session.check_failed()
+                time.sleep(0.5)
         session.collector.finish()  # the serving nodes return; TFoS then sees every worker task complete
         session.shutdown(cfg.cluster.failure_timeout_s + 120)
     return _save_final_model(experiment, cfg, run_dir), _sections(experiment, cfg, run_dir, scheme)

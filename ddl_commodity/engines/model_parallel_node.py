@@ -91,6 +91,9 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
             runtime.record("placement", {"layers": trainer.op_devices(inputs, labels, list(args.layers))})
         runtime.record(stream, r.record(runtime.name))
 
-    trainer.fit(inputs, labels, train, val, on_epoch)
+    def on_samples(epoch: int, samples: int) -> None:
+        runtime.progress = {"epoch": epoch, "samples": samples}  # sent with the heartbeats: the driver's bar
+
+    trainer.fit(inputs, labels, train, val, on_epoch, on_samples=on_samples)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),
                                   "kind": "final-model"}, list(trainer.model.get_weights()))

@@ -44,7 +44,7 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
             if cfg.training.baseline:
                 single.train_single(experiment, cfg, data, run_dir, save_model=False)
         else:
-            final, sections = model_parallel.train(experiment, cfg, data, run_dir)
+            final, sections = model_parallel.train(experiment, cfg, data, run_dir, progress)
         summary = summarize(experiment, cfg, run_dir, data, final, time.time() - started)
         summary.sections.update(monitoring_sections(run_dir, f"{cfg.name}: {summary.description}"))
         summary.sections.update(sections)

@@ -153,9 +153,10 @@ class Trainer:
         return {layer: sorted(devices) for layer, devices in out.items()}
 
     def fit(self, inputs: Sequence[np.ndarray], labels: np.ndarray, train_index: np.ndarray, val_index: np.ndarray,
-            on_epoch: Callable[[EpochResult], None], progress: bool | None = False) -> list[EpochResult]:
-        """Train every epoch, scoring the validation rows after each; ``progress``: a bar within each epoch
-        (``None``: only on a terminal)."""
+            on_epoch: Callable[[EpochResult], None], progress: bool | None = False,
+            on_samples: Callable[[int, int], None] | None = None) -> list[EpochResult]:
+        """Train every epoch, scoring the validation rows after each. ``progress``: a bar within each epoch
+        (``None``: only on a terminal); ``on_samples(epoch, samples so far)`` after every step."""
         from tqdm.auto import tqdm
 
         rng = np.random.default_rng(self.seed)
@@ -167,12 +168,26 @@ class Trainer:
             t0 = time.monotonic()
             with tqdm(total=per_epoch, unit="sample", desc=f"epoch {epoch}/{self.training.epochs}",
                       leave=False, disable=None if progress is None else not progress) as bar:
-                loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng, bar.update)
+                loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng,
+                                                                      _StepCounter(epoch, bar, on_samples))
             validation = self.evaluate(inputs, labels, val_index)
             result = EpochResult(epoch, loss, acc, validation, seen, steps, start, end, time.monotonic() - t0)
             results.append(result)
             on_epoch(result)
         return results
+
+
+class _StepCounter:
+    """Told of every training step's samples: moves the epoch's bar and reports ``(epoch, samples so far)``."""
+
+    def __init__(self, epoch: int, bar, on_samples: Callable[[int, int], None] | None) -> None:
+        self.epoch, self.bar, self.on_samples, self.samples = epoch, bar, on_samples, 0
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+        self.samples += n
+        if self.on_samples is not None:
+            self.on_samples(self.epoch, self.samples)
 
 
 def _correct(probs, y):
