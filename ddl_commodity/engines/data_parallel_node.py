@@ -169,7 +169,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
     """Train on fed bundles; synchronise with the PS at every epoch end (or every ``push_every_steps``)."""
     from pyspark import SparkFiles
 
-    from ddl_commodity.engines.training import model_inputs
+    from ddl_commodity.engines.scoring import model_inputs
 
     replica = _Replica(experiment, cfg, args, ctx, runtime)
     validation = np.load(SparkFiles.get(args.validation_file))

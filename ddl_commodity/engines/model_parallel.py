@@ -27,6 +27,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
     ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
     from ddl_commodity.engines.model_parallel_node import main_fun
     from ddl_commodity.engines.progress import EpochBar
+    from ddl_commodity.engines.training import samples_per_epoch
 
     scheme = experiment.scheme(cfg)
     client = scheme.input.replace(":", "-")
@@ -41,9 +42,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
             input_node=scheme.input,
             monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S)
         session.start(main_fun, args, "tensorflow", files=(data.path,))
-        per_epoch = len(data.train_index)
-        if cfg.training.steps_per_epoch:
-            per_epoch = min(per_epoch, cfg.training.steps_per_epoch * cfg.training.batch_size)
+        per_epoch = samples_per_epoch(cfg.training, len(data.train_index))
         with EpochBar(session.collector, per_epoch, cfg.training.epochs, enabled=progress):
             while not session.collector.is_done(client):
                 session.check_failed()

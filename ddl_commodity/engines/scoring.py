@@ -31,12 +31,15 @@ def scores_from_probs(probs: np.ndarray, labels: np.ndarray, extra: ExtraMetrics
     return out
 
 
+def model_inputs(inputs: Sequence):
+    """What a Keras model is called with: its one input alone, or the list of them."""
+    return inputs[0] if len(inputs) == 1 else list(inputs)
+
+
 def predict(model: keras.Model, inputs: Sequence[np.ndarray]) -> np.ndarray:
     """Class probabilities of ``model`` for every row of ``inputs`` (one array per model input), in batches."""
-    parts = []
-    for i in range(0, len(inputs[0]), EVAL_BATCH):
-        batch = [a[i:i + EVAL_BATCH] for a in inputs]
-        parts.append(np.asarray(model(batch[0] if len(batch) == 1 else batch, training=False)))
+    parts = [np.asarray(model(model_inputs([a[i:i + EVAL_BATCH] for a in inputs]), training=False))
+             for i in range(0, len(inputs[0]), EVAL_BATCH)]
     return np.concatenate(parts)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ddl_commodity.config import OPTIMIZERS, TrainingSettingsBase
-from ddl_commodity.engines.scoring import EVAL_BATCH, ExtraMetrics, prefixed, scores_from_probs
+from ddl_commodity.engines.scoring import EVAL_BATCH, ExtraMetrics, model_inputs, prefixed, scores_from_probs
 from ddl_commodity.models.placement import device_scope
 
 if TYPE_CHECKING:
@@ -161,9 +161,7 @@ class Trainer:
 
         rng = np.random.default_rng(self.seed)
         results = []
-        per_epoch = len(train_index)
-        if self.training.steps_per_epoch:
-            per_epoch = min(per_epoch, self.training.steps_per_epoch * self.training.batch_size)
+        per_epoch = samples_per_epoch(self.training, len(train_index))
         for epoch in range(1, self.training.epochs + 1):
             t0 = time.monotonic()
             with tqdm(total=per_epoch, unit="sample", desc=f"epoch {epoch}/{self.training.epochs}",
@@ -175,6 +173,11 @@ class Trainer:
             results.append(result)
             on_epoch(result)
         return results
+
+
+def samples_per_epoch(training: TrainingSettingsBase, rows: int) -> int:
+    """Samples one epoch trains on: every training row, or ``steps_per_epoch`` batches of them."""
+    return min(rows, training.steps_per_epoch * training.batch_size) if training.steps_per_epoch else rows
 
 
 class _StepCounter:
@@ -194,8 +197,3 @@ def _correct(probs, y):
     import tensorflow as tf
 
     return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(probs, axis=1, output_type=tf.int32), y), tf.float32))
-
-
-def model_inputs(inputs: Sequence):
-    """What a Keras model is called with: its one input alone, or the list of them."""
-    return inputs[0] if len(inputs) == 1 else list(inputs)
