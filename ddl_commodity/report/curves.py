@@ -17,8 +17,7 @@ def load_worker_curves(run_dir: Path) -> dict[str, list[dict]]:
     return curves
 
 
-def plot_curves(curves: dict[str, list[dict]], out: Path, title: str = "",
-                validation: tuple[str, str] = ("val_accuracy", "validation accuracy")) -> Path:
+def plot_curves(curves: dict[str, list[dict]], out: Path, validation: tuple[str, str], title: str = "") -> Path:
     """Training accuracy and loss against epoch, one line per worker (the baseline dashed), and a third panel
     with the held-out score ``validation`` = (record key, label): each worker's replica, and with ``x`` the
     global model it adopted from the PS (``global_<key>``)."""

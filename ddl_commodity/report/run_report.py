@@ -65,7 +65,7 @@ def write_run_report(run_dir: Path) -> Path:
     doc = summary.to_dict()
     curves = load_worker_curves(run_dir)
     experiment = _experiment(summary)
-    validation = experiment.validation_curve if experiment else ("val_accuracy", "validation accuracy")
+    validation = (experiment or Experiment).validation_curve
     if curves:
         plot_curves(curves, run_dir / "curves.png", title=summary.description, validation=validation)
         if not (run_dir / BOARD_DIR).is_dir():  # a run from before the event files existed
