@@ -1,7 +1,7 @@
 """Benchmark 2: update latency, updates/s and wire bytes of our parameter server (``ddl_commodity.ps``).
 
 One :class:`~ddl_commodity.ps.StalenessWeightedServer` behind a
-:class:`~ddl_commodity.ps.ParameterServerService` listens on loopback gRPC in this process; M client
+:class:`~ddl_commodity.ps.ParameterServerService` listens on loopback (framed TCP) in this process; M client
 processes (spawned once, reused for every cell) each hold a
 :class:`~ddl_commodity.ps.ParameterServerClient`. For every model size P (float32 parameters, shaped like
 the redshift CNN: two conv kernels with biases and one dense matrix with its bias) and every M, with s = M
@@ -14,8 +14,14 @@ the redshift CNN: two conv kernels with biases and one dense matrix with its bia
 * **updates/s** is timed pushes of all clients / the wall time from the first timed push's start to the
   last one's end (versions/s = updates/s / s);
 * **bytes**: the request (header + dW) and the reply (header + W) as :func:`ddl_commodity.ps.wire.encode_message`
-  builds them, against the raw array bytes. gRPC adds its own framing (5 bytes per message plus HTTP/2
-  frame headers) on top, which is not counted here.
+  builds them, against the raw array bytes (the transport adds an 8-byte length per message);
+* **the transport's limit**, in the same run right after each cell: the same clients send a request of the
+  same byte count over a plain TCP socket to a thread of this process, which reads it into a buffer and
+  sends a reply of the reply's byte count (no encoding, no PS); ``ratio_to_raw_socket["<size>/M=<m>"]`` is
+  the PS's median push latency over that raw round trip's median;
+* **apply time**: s in-process pushes of the same size into a server with s = M (threads, no network):
+  the NaN check, eq. 5.1 and the update records, which every push latency above includes once per version
+  (``apply_ms["<size>/s=<m>"]``, median).
 
 Every cell is bounded by a round count and a time limit (``--cell-seconds``): a client that reaches the limit
 stops and calls ``finish``, which lowers the server's s so nobody waits forever.
@@ -41,7 +47,7 @@ QUICK_SIZES = (100_000, 1_000_000)
 FULL_CLIENTS = (1, 2, 4)
 QUICK_CLIENTS = (1, 2)
 #: timed pushes per client (full mode), by model size; quick mode uses a fifth, at least 3
-FULL_ROUNDS = {100_000: 200, 1_000_000: 60, 10_000_000: 12}
+FULL_ROUNDS = {100_000: 200, 1_000_000: 60, 10_000_000: 30}
 DENSE_UNITS = 800  # the redshift CNN's output layer
 PUSH_TIMEOUT_S = 120.0
 COMMAND_TIMEOUT_S = 300.0
@@ -92,6 +98,9 @@ def client_main(conn: Connection) -> None:
         if command == "stop":
             return
         try:
+            if spec.get("raw"):
+                conn.send(("done", raw_client(conn, spec)))
+                continue
             delta = make_arrays([tuple(s) for s in spec["shapes"]], 1e-6, 100 + spec["worker"])
             with ParameterServerClient(spec["address"], spec["secret"], worker=spec["worker"],
                                        timeout=PUSH_TIMEOUT_S) as client:
@@ -113,6 +122,69 @@ def client_main(conn: Connection) -> None:
             conn.send(("done", {"starts": starts[1:], "ends": ends[1:], "final_version": version}))
         except Exception as err:  # reported to the parent, which fails the benchmark with it
             conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def raw_client(conn: Connection, spec: dict) -> dict:
+    """The transport's limit: ``rounds`` request/reply round trips of the PS's byte counts over a plain socket."""
+    import socket
+
+    request, reply = bytearray(spec["request_bytes"]), bytearray(spec["reply_bytes"])
+    with socket.create_connection(tuple(spec["raw_address"]), timeout=PUSH_TIMEOUT_S) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.send(("ready", None))
+        if not conn.poll(COMMAND_TIMEOUT_S) or conn.recv()[0] != "go":
+            raise RuntimeError("no go signal")
+        starts, ends = [], []
+        for _ in range(spec["rounds"] + 1):  # +1: warm-up, as for the PS
+            t0 = time.monotonic()
+            sock.sendall(request)
+            view, got = memoryview(reply), 0
+            while got < len(reply):
+                got += sock.recv_into(view[got:])
+            starts.append(t0)
+            ends.append(time.monotonic())
+    return {"starts": starts[1:], "ends": ends[1:]}
+
+
+class RawEchoServer:
+    """Per connection: read ``request_bytes`` into a buffer, send ``reply_bytes`` back, until closed."""
+
+    def __init__(self, request_bytes: int, reply_bytes: int) -> None:
+        import socket
+        import threading
+
+        self._sizes = (request_bytes, reply_bytes)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self._listener.getsockname()[:2]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock) -> None:
+        import socket
+
+        request, reply = bytearray(self._sizes[0]), bytearray(self._sizes[1])
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with sock:
+            while True:
+                view, got = memoryview(request), 0
+                while got < len(request):
+                    k = sock.recv_into(view[got:])
+                    if k == 0:
+                        return
+                    got += k
+                sock.sendall(reply)
+
+    def close(self) -> None:
+        self._listener.close()
 
 
 class ClientPool:
@@ -191,11 +263,48 @@ def measure_cell(pool: ClientPool, shapes: list[tuple[int, ...]], clients: int, 
     }
 
 
+def measure_raw_cell(pool: ClientPool, wire: dict, clients: int, rounds: int) -> dict:
+    """The same clients, byte counts and rounds over plain sockets: what the PS's transport could reach."""
+    server = RawEchoServer(wire["request_bytes"] + 8, wire["reply_bytes"] + 8)  # + the length prefix
+    try:
+        specs = [{"raw": True, "raw_address": list(server.address), "request_bytes": wire["request_bytes"] + 8,
+                  "reply_bytes": wire["reply_bytes"] + 8, "rounds": rounds} for _ in range(clients)]
+        results = pool.run_cell(specs)
+    finally:
+        server.close()
+    return {"latency": latency_stats([e - s for r in results for s, e in zip(r["starts"], r["ends"], strict=True)])}
+
+
+def measure_apply(shapes: list[tuple[int, ...]], s: int, rounds: int) -> dict:
+    """Median time for s concurrent in-process pushes to be applied (no network): the PS's own compute."""
+    import threading
+
+    from ddl_commodity.ps import StalenessWeightedServer
+
+    server = StalenessWeightedServer(make_arrays(shapes, 0.05, 1), num_workers=s, s=s)
+    deltas = [make_arrays(shapes, 1e-6, 100 + w) for w in range(s)]
+    times = []
+    for _ in range(rounds):
+        version = server.version
+        threads = [threading.Thread(target=server.push, args=(w, version, deltas[w])) for w in range(s)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(PUSH_TIMEOUT_S)
+        times.append(time.perf_counter() - t0)
+    return latency_stats(times)
+
+
+def size_label(params: int) -> str:
+    return f"{params / 1e6:g}M"
+
+
 def run(quick: bool, cell_seconds: float) -> dict:
     sizes = QUICK_SIZES if quick else FULL_SIZES
     client_counts = QUICK_CLIENTS if quick else FULL_CLIENTS
     pool = ClientPool(max(client_counts))
-    measurements = []
+    measurements, ratios, apply_ms = [], {}, {}
     try:
         for params in sizes:
             shapes = model_shapes(params)
@@ -203,27 +312,34 @@ def run(quick: bool, cell_seconds: float) -> dict:
             rounds = max(3, FULL_ROUNDS[params] // 5) if quick else FULL_ROUNDS[params]
             for m in client_counts:
                 cell = measure_cell(pool, shapes, m, rounds, cell_seconds)
+                raw = measure_raw_cell(pool, wire, m, rounds)
+                cell["apply"] = measure_apply(shapes, m, rounds)
                 both_ways = wire["request_bytes"] + wire["reply_bytes"]
                 cell.update(params_target=params, params=sum(int(np.prod(s)) for s in shapes),
-                            shapes=[list(s) for s in shapes], wire=wire,
+                            shapes=[list(s) for s in shapes], wire=wire, raw_socket=raw,
                             payload_mb_per_s=cell["updates_per_s"] * both_ways / 1e6)
+                key = f"{size_label(params)}/M={m}"
+                ratios[key] = cell["latency"]["median_ms"] / raw["latency"]["median_ms"]
+                apply_ms[f"{size_label(params)}/s={m}"] = cell["apply"]["median_ms"]
                 measurements.append(cell)
-                print(f"  {params:>10,} params, M = s = {m}: median {cell['latency']['median_ms']:.1f} ms, "
-                      f"{cell['updates_per_s']:.1f} updates/s", flush=True)
+                print(f"  {params:>10,} params, M = s = {m}: median {cell['latency']['median_ms']:.1f} ms "
+                      f"(raw socket {raw['latency']['median_ms']:.1f} ms, x{ratios[key]:.2f}; apply "
+                      f"{cell['apply']['median_ms']:.1f} ms), {cell['updates_per_s']:.1f} updates/s", flush=True)
     finally:
         pool.close()
-    return {"measurements": measurements}
+    return {"measurements": measurements, "ratio_to_raw_socket": ratios, "apply_ms": apply_ms}
 
 
 def summary_table(measurements: list[dict]) -> str:
     rows = [
         (m["params"], m["clients"], m["timed_pushes"], m["latency"]["median_ms"], m["latency"]["p90_ms"],
-         m["updates_per_s"], m["wire"]["request_bytes"], m["wire"]["raw_bytes"],
-         f"{m['wire']['request_overhead_ratio']:.6f}", f"{m['wire']['reply_overhead_ratio']:.6f}")
+         m["raw_socket"]["latency"]["median_ms"], m["latency"]["median_ms"] / m["raw_socket"]["latency"]["median_ms"],
+         m["apply"]["median_ms"], m["updates_per_s"], m["wire"]["request_bytes"],
+         f"{m['wire']['request_overhead_ratio']:.6f}")
         for m in measurements
     ]
-    return table(["params", "M = s", "timed pushes", "median ms", "p90 ms", "updates/s", "request bytes",
-                  "raw bytes", "request/raw", "reply/raw"], rows)
+    return table(["params", "M = s", "timed pushes", "median ms", "p90 ms", "raw socket ms", "x raw",
+                  "apply ms", "updates/s", "request bytes", "request/raw"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,13 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     cell_seconds = args.cell_seconds or (10.0 if args.quick else 40.0)
     env = environment()
     print(f"parameter-server benchmark ({'quick' if args.quick else 'full'} mode), {env['cpu_count']} CPUs, "
-          "loopback gRPC, s = M", flush=True)
+          "loopback framed TCP, s = M", flush=True)
     started = time.monotonic()
     result = run(args.quick, cell_seconds)
     document = {
         "benchmark": NAME, "mode": "quick" if args.quick else "full", "environment": env,
         "settings": {"cell_seconds": cell_seconds, "push_timeout_s": PUSH_TIMEOUT_S, "staleness": "inverse",
-                     "clients_are": "processes", "server": "in the benchmark process, loopback gRPC",
+                     "clients_are": "processes", "server": "in the benchmark process, loopback framed TCP",
+                     "raw_socket_is": "same clients, byte counts (+ 8-byte length) and rounds; plain sendall/recv_into",
                      "latency_is": "ParameterServerClient.push round trip (encode, send, wait for s, reply, decode)"},
         **result, "seconds": time.monotonic() - started,
     }

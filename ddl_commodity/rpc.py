@@ -1,8 +1,8 @@
-"""What the toolkit's two gRPC services share: raw-bytes unary methods and the run-secret check.
+"""gRPC with raw-bytes unary methods and the run-secret check, for the run collector (in the driver).
 
-Both the parameter server (in the PS task) and the run collector (in the driver) serve bytes-in/bytes-out
-methods through generic handlers, so no protobuf code is generated, and both refuse any call whose
-``ddl-secret`` metadata is not the run's secret.
+Methods are served through generic handlers, so no protobuf code is generated, and any call whose
+``ddl-secret`` metadata is not the run's secret is refused. (The parameter server, whose messages are tens of
+megabytes, uses its own framed TCP: :mod:`ddl_commodity.ps.transport`.)
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ import grpc
 SECRET_METADATA = "ddl-secret"
 
 Handler = Callable[[bytes, grpc.ServicerContext], bytes]
+
+
+def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)]
 
 
 def require_secret(context: grpc.ServicerContext, secret: bytes) -> None:

@@ -22,9 +22,8 @@ from pathlib import Path
 import grpc
 
 from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, save_checkpoint
-from ddl_commodity.ps.service import channel_options
 from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_message
-from ddl_commodity.rpc import SECRET_METADATA, require_secret, start_server
+from ddl_commodity.rpc import SECRET_METADATA, channel_options, require_secret, start_server
 
 SERVICE = "ddl.RunCollector"
 _STREAM = re.compile(r"^(ps|placement|tasks|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")

@@ -93,7 +93,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
         while str(ctx.mgr.get("state")) != "'stopped'":
             time.sleep(0.5)
     finally:
-        service.stop(grace=1.0)
+        service.stop()
 
 
 class _Checkpointer:

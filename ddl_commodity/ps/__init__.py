@@ -1,4 +1,4 @@
-"""Staleness-weighted parameter server (thesis eq. 5.1): math, wire format, gRPC service and client."""
+"""Staleness-weighted parameter server (thesis eq. 5.1): math, wire format, framed-TCP service and client."""
 
 from ddl_commodity.ps.client import AuthenticationFailed, ParameterServerClient, ParameterServerLost
 from ddl_commodity.ps.server import (

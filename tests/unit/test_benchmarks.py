@@ -65,7 +65,14 @@ def test_parameter_server_quick(tmp_path: Path) -> None:
         wire = c["wire"]
         assert wire["raw_bytes"] == 4 * c["params"]
         assert wire["request_bytes"] > wire["raw_bytes"] and wire["request_overhead_ratio"] > 1
+        assert c["raw_socket"]["latency"]["n"] == c["timed_pushes"]  # same clients and rounds, all completed
+        assert c["apply"]["n"] == c["rounds_requested"]
         assert_all_positive(c)
+    assert set(doc["ratio_to_raw_socket"]) == {"0.1M/M=1", "0.1M/M=2", "1M/M=1", "1M/M=2"}
+    assert set(doc["apply_ms"]) == {"0.1M/s=1", "0.1M/s=2", "1M/s=1", "1M/s=2"}
+    for key, ratio in doc["ratio_to_raw_socket"].items():
+        cell = next(c for c in cells if key == f"{c['params_target'] / 1e6:g}M/M={c['clients']}")
+        assert ratio == pytest.approx(cell["latency"]["median_ms"] / cell["raw_socket"]["latency"]["median_ms"])
     assert_all_positive(doc["seconds"])
 
 

@@ -150,3 +150,61 @@ def test_push_timeout() -> None:
 def test_invalid_s() -> None:
     with pytest.raises(ValueError, match="1 <= s <= M"):
         StalenessWeightedServer([f32(1.0)], num_workers=2, s=3)
+
+
+def test_handed_out_weights_are_read_only_and_never_change() -> None:
+    """Pull and push return the server's arrays themselves (no copy per caller): an apply must build new
+    ones, and nobody may write into them."""
+    server = StalenessWeightedServer([np.zeros(3, np.float32)], num_workers=1, s=1)
+    _, before = server.pull()
+    with pytest.raises(ValueError, match="read-only"):
+        before[0][0] = 1.0
+    version, after = server.push(0, 0, [np.ones(3, np.float32)])
+    assert version == 1
+    np.testing.assert_array_equal(before[0], np.zeros(3))
+    np.testing.assert_array_equal(after[0], -np.ones(3))
+
+
+def test_an_apply_reuses_only_arrays_nobody_holds() -> None:
+    """With nothing holding the weights (their replies sent), an apply writes into their memory (fresh memory
+    costs a page fault per 4 KiB); never while someone holds them, and then the next version is elsewhere."""
+    server = StalenessWeightedServer([np.zeros(1000, np.float32)], num_workers=1, s=1)
+    first = server.pull()[1][0].ctypes.data  # nothing keeps version 0
+    step = [np.full(1000, 0.5, np.float32)]
+    server.push(0, 0, step)
+    server.push(0, 1, step)
+    assert server.pull()[1][0].ctypes.data == first
+    kept = server.pull()[1]  # version 2, held
+    server.push(0, 2, step)
+    also_kept = server.pull()[1]  # version 3, held
+    server.push(0, 3, step)
+    np.testing.assert_array_equal(kept[0], np.full(1000, -1.0))
+    np.testing.assert_array_equal(also_kept[0], np.full(1000, -1.5))
+    now = server.pull()[1][0]
+    assert now.ctypes.data not in (kept[0].ctypes.data, also_kept[0].ctypes.data)
+    np.testing.assert_array_equal(now, np.full(1000, -2.0))
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_large_arrays_split_across_cores_follow_eq_5_1(stale: bool) -> None:
+    """Arrays of 1M+ elements are applied in pieces on several threads: the result is still eq. 5.1 for
+    equal weights (a synchronous round) and for unequal ones (a stale update)."""
+    rng = np.random.default_rng(3)
+    w0 = [rng.standard_normal((1500, 800)).astype(np.float32), rng.standard_normal(7).astype(np.float32)]
+    server = StalenessWeightedServer(w0, num_workers=2, s=2 if not stale else 1)
+    deltas = [[rng.standard_normal(w.shape).astype(np.float32) * 1e-2 for w in w0] for _ in range(2)]
+    if stale:  # s = 1: worker 1's update, based on version 0, lands on version 1 with tau = 1, lambda = 1/2
+        server.push(0, 0, deltas[0])
+        version, got = server.push(1, 0, deltas[1])
+        want = [w - d0 - 0.5 * d1 for w, d0, d1 in zip(w0, *deltas, strict=True)]
+    else:
+        threads = [threading.Thread(target=server.push, args=(m, 0, deltas[m])) for m in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        version, got = server.pull()
+        want = [w - 0.5 * (d0 + d1) for w, d0, d1 in zip(w0, *deltas, strict=True)]
+    assert version == 2 if stale else version == 1
+    for g, want_i in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, want_i, rtol=1e-5, atol=1e-6)

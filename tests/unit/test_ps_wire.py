@@ -61,3 +61,24 @@ def test_malformed_messages(mangle, needle: str) -> None:
 def test_array_count_limit() -> None:
     with pytest.raises(WireFormatError, match="exceed the limit"):
         decode_message(encode_message({}, [np.zeros(1, np.float32)] * 3), max_arrays=2)
+
+
+def test_every_array_starts_aligned_and_decodes_in_place() -> None:
+    """Data offsets are multiples of 8, so a receiver's own buffer holds usable arrays: no copy."""
+    buf = bytearray(encode_message({"worker": 1}, ARRAYS))
+    _, arrays = decode_message(buf, copy=False)
+    base = np.frombuffer(buf, np.uint8).ctypes.data
+    for got, want in zip(arrays, ARRAYS, strict=True):
+        np.testing.assert_array_equal(got, want)
+        if got.dtype == want.dtype and got.size:  # native order: a view of buf
+            assert (got.ctypes.data - base) % 8 == 0 and np.shares_memory(got, np.frombuffer(buf, np.uint8))
+            assert got.flags.writeable
+
+
+def test_parts_send_the_arrays_own_memory() -> None:
+    from ddl_commodity.ps.wire import message_parts
+
+    big = np.arange(1000, dtype=np.float32)
+    parts = message_parts({}, [big])
+    assert b"".join(parts) == encode_message({}, [big])
+    assert any(np.shares_memory(np.frombuffer(p, np.uint8), big) for p in parts if isinstance(p, memoryview))
