@@ -18,7 +18,9 @@ by side in one run:
   - ``records``: one spectrum per RDD record, ``(x, y)``, as TFoS's examples do; the worker asks
     ``DataFeed.next_batch(batch_size)`` and stacks the items;
   - ``bundles``: our feeding (:mod:`ddl_commodity.data.rdd`): whole mini-batches per record, as the
-    redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle).
+    redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle), read as its
+    workers read them (:func:`ddl_commodity.cluster.feed.prefetched`: a thread takes the next bundles off
+    the queue while the model trains).
 
   Both RDDs come from the same cached ``zipWithIndex`` records and have one partition per epoch.
 
@@ -144,14 +146,18 @@ def tensorflow_input(spec: dict, h5_path: Path) -> dict:
 
 def spark_worker(args: dict, ctx: Any) -> None:
     """TFoS ``main_fun`` of the single worker: train each phase's samples, write its timing, then drain."""
+    from ddl_commodity.cluster.feed import prefetched
     from ddl_commodity.data.rdd import Bundle
 
     spec, bs = args["spec"], args["spec"]["batch_size"]
     feed = ctx.get_data_feed(train_mode=True)
+    bundles = None  # the worker's own reader, started with the bundles phase (the records phase reads by hand)
     result_dir = Path(args["result_dir"])
     for phase in args["phases"]:
         model = _build_model(spec)
         _warm_up(model, bs)
+        if phase["style"] == "bundles" and bundles is None:
+            bundles = prefetched(feed)
         _write_json(result_dir / f"ready-{phase['name']}.json", {"pid": os.getpid()})  # the driver feeds now
         clock, wanted = _Clock(), phase["samples"]
         fetch = convert = 0.0
@@ -165,12 +171,12 @@ def spark_worker(args: dict, ctx: Any) -> None:
                 clock.got_batch()
                 batches = [(np.stack([it[0] for it in items]), np.array([it[1] for it in items], np.int32))]
             else:
-                items = feed.next_batch(1)
+                item = next(bundles, None)
                 t1 = time.monotonic()
-                if not items:
+                if item is None:
                     raise RuntimeError(f"feed ended after {clock.samples} of {wanted} samples")
                 clock.got_batch()
-                bundle = Bundle(*items[0])
+                bundle = Bundle(*item)
                 batches = [(bundle.x[a:a + bs], bundle.y[a:a + bs]) for a in range(0, len(bundle.y), bs)]
             t2 = time.monotonic()
             if clock.steps:  # the first fetch waits for the feed to start: not on the clock (see end-to-end)
@@ -181,7 +187,9 @@ def spark_worker(args: dict, ctx: Any) -> None:
         result = clock.result(clock.first or 0.0)
         result.update(fetch_seconds=fetch, convert_seconds=convert, pid=os.getpid())
         _write_json(result_dir / f"{phase['name']}.json", result)
-    while not feed.should_stop():  # until the driver's shutdown ends the feed
+    for _ in bundles or ():  # marks the last bundle consumed, then waits for the driver's shutdown
+        pass
+    while not feed.should_stop():
         if not feed.next_batch(1):
             break
 

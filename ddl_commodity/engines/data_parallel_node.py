@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ddl_commodity.cluster.cgroups import own_node_group
+from ddl_commodity.cluster.feed import prefetched
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
@@ -175,14 +176,10 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
     validation = np.load(SparkFiles.get(args.validation_file))
     shapes = [tuple(s) for s in args.input_shapes]
     x_val, y_val = unflatten(validation["x"], shapes), validation["y"]
-    feed = ctx.get_data_feed(train_mode=True)
     bs, every = cfg.training.batch_size, cfg.training.push_every_steps
     epoch_no, steps, log, skipping = args.first_epoch, 0, _EpochLog(), False
-    while not feed.should_stop():
-        items = feed.next_batch(1)
-        if not items:
-            break
-        bundle = Bundle(*items[0])
+    for item in prefetched(ctx.get_data_feed(train_mode=True)):
+        bundle = Bundle(*item)
         if not log.samples and not skipping:  # a partition starts
             skipping = _trained_before(runtime, bundle)
         if skipping:

@@ -136,8 +136,9 @@ class RedshiftExperiment(Experiment):
         if final.get("val_dz_median") is None or not trivial:
             return []
         ratio = trivial["dz_median"] / max(final["val_dz_median"], 1e-9)
-        verdict = (f"{ratio:.0f}x smaller than always guessing the median" if ratio >= 1 else
-                   "NOT better than always guessing the median")
+        # 1.4x must not print as "1x"; within 10% of the trivial error is no gain worth a verdict.
+        verdict = (f"{ratio:.{0 if ratio >= 10 else 1}f}x smaller than always guessing the median" if ratio >= 1.1
+                   else "NOT clearly better than always guessing the median")
         return [f"  held-out |dz|/(1+z): median {final['val_dz_median']:.4f}, NMAD {final['val_dz_nmad']:.4f}, "
                 f"outliers (>0.15) {final['val_outlier_fraction']:.1%}, within 1 class {final['val_within_1']:.1%}",
                 f"  trivial estimator, always z = {trivial['z']:.3f} (the training median): median "
