@@ -310,7 +310,8 @@ def run(spec: dict, work: Path) -> dict:
         / modes["a_spark_records"]["samples_per_s"],
         "c_repeat_over_c": modes["c_in_memory_repeat"]["samples_per_s"] / modes["c_in_memory"]["samples_per_s"],
     }
-    return {"modes": modes, "c_samples_per_s": upper, "ratios": ratios, "spark_overheads": timings}
+    return {"modes": modes, "c_samples_per_s": upper, "ratios": ratios,
+            "ratio_spark_bundles_to_in_memory": ratios["a_bundles_over_c"], "spark_overheads": timings}
 
 
 LABELS = {

@@ -90,6 +90,7 @@ def test_feeding_quick(tmp_path: Path) -> None:
         assert_all_positive({k: v for k, v in m.items() if k != "wait_seconds"})
         assert math.isfinite(m["wait_seconds"]) and m["wait_seconds"] >= 0
     assert set(doc["ratios"]) >= {"a_records_over_c", "a_bundles_over_c", "b_over_c"}
+    assert doc["ratio_spark_bundles_to_in_memory"] == doc["ratios"]["a_bundles_over_c"]
     assert_all_positive(doc["ratios"])
     assert_all_positive(doc["spark_overheads"])
     assert_all_positive(doc["c_samples_per_s"])
