@@ -45,6 +45,13 @@ def spark_error(text: str) -> str:
     return "\n".join(lines[:80])
 
 
+def exception_line(traceback: str) -> str:
+    """The line that names a traceback's exception (its message may go on over more lines)."""
+    lines = traceback.strip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith(" ")]
+    return lines[frames[-1] + 1] if frames and frames[-1] + 1 < len(lines) else (lines[-1] if lines else "")
+
+
 class Watchdog:
     """Turns a node's failure into an immediate end of the Spark jobs (fail fast instead of TFoS's hang)."""
 
@@ -89,7 +96,18 @@ class Watchdog:
         f = self._collector.first_failure
         if f is not None:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
-        return spark_error(str(self._tf_status.get("error", "")))
+        return self.explain(str(self._tf_status.get("error", "")))
+
+    def explain(self, spark_text: str) -> str:
+        """Spark's error, or the node whose silence caused it. Spark can fail before the heartbeat timeout:
+        a lost machine's executor is noticed in seconds, and its feed task may be re-run where no TF node
+        lives (seen on the compose cluster, which has a spare worker). A node already quiet for a few
+        heartbeats is then the cause, and Spark's error its consequence."""
+        cause = spark_error(spark_text)
+        quiet = self._collector.silent_nodes(SUSPECT_SILENCE_S)
+        if quiet:
+            return f"{self._silence(*quiet[0])} (then Spark: {exception_line(cause)})"
+        return cause
 
     def _silence(self, task: str, age: float) -> str:
         """Why ``task`` went silent, as far as the driver can tell: on the embedded cluster (the task said
@@ -119,6 +137,8 @@ class Watchdog:
 
 
 LOST_PS_MARK = "ParameterServerLost"
+#: Silence that, next to a Spark failure, names its node: three missed 2-second heartbeats.
+SUSPECT_SILENCE_S = 6.0
 
 
 def blame_lost_ps(message: str, ps_reachable: Callable[[], bool] | None, ps_node: str = "ps-0") -> str:

@@ -209,6 +209,7 @@ def create_network(
         # Nothing from the nodes is routed beyond the bridge's subnet (no traffic leaves the machine).
         _ip("rule", "add", "iif", bridge, "to", SUBNET, "lookup", "main", "pref", str(RULE_PREFS[0]))
         _ip("rule", "add", "iif", bridge, "prohibit", "pref", str(RULE_PREFS[1]))
+        _allow_bridged(bridge, True)
         for node in nodes:
             _ip("netns", "add", node.namespace)
             _ip("link", "add", node.host_veth, "type", "veth", "peer", "name", node.interface,
@@ -276,7 +277,22 @@ def destroy_network(cluster_id: str) -> list[str]:
     for pref in RULE_PREFS:  # the rules name this cluster's bridge
         while _ip("rule", "del", "pref", str(pref), "iif", bridge_name(cluster_id), check=False).returncode == 0:
             removed.append(f"rule {pref}")
+    while _allow_bridged(bridge_name(cluster_id), False):
+        removed.append("iptables FORWARD rule")
     return removed
+
+
+def _allow_bridged(bridge: str, add: bool) -> bool:
+    """Insert (or delete) an iptables FORWARD rule accepting node-to-node frames on ``bridge``; whether it
+    did. Where bridged frames pass iptables (``br_netfilter``, which dockerd loads, and dockerd also sets
+    the FORWARD policy to DROP), the nodes could not reach each other without it. No iptables: nothing to do."""
+    iptables = shutil.which("iptables")
+    if iptables is None:
+        return False
+    rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
+    if not add and _run([iptables, "-C", *rule], check=False).returncode != 0:
+        return False
+    return _run([iptables, "-I" if add else "-D", *rule], check=False).returncode == 0
 
 
 def list_namespaces() -> list[str]:

@@ -174,8 +174,10 @@ class TfosSession:
         failure = None
         if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):
             # TFoS calls sys.exit(1) when a node fails during start-up: SystemExit is a failure too.
-            watched = self.watchdog.failure_message() if self.watchdog else ""
-            failure = watched or spark_error(str(exc))
+            if self.watchdog is None:
+                failure = spark_error(str(exc))
+            else:
+                failure = self.watchdog.failure_message() or self.watchdog.explain(str(exc))
         if self.watchdog is not None:
             self.watchdog.stop()
         if self.cluster is not None:  # failed mid-run

@@ -51,3 +51,13 @@ def test_a_silent_process_is_told_dead_hung_or_running() -> None:
         proc.kill()
         proc.wait()
     assert process_state(proc.pid).startswith("its process is gone")
+
+
+def test_the_exception_line_of_a_multi_line_message() -> None:
+    from ddl_commodity.cluster.failfast import exception_line
+
+    tb = ("Traceback (most recent call last):\n  File \"util.py\", line 94, in read_executor_id\n"
+          "    raise Exception(msg)\nException: No executor_id file found on this node, please ensure that:\n"
+          "1. Spark num_executors matches TensorFlow cluster_size\n4. There are no other root-cause exceptions")
+    assert exception_line(tb) == "Exception: No executor_id file found on this node, please ensure that:"
+    assert exception_line("RuntimeError: boom") == "RuntimeError: boom"
