@@ -32,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import secrets
+import socket
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -126,8 +128,6 @@ def client_main(conn: Connection) -> None:
 
 def raw_client(conn: Connection, spec: dict) -> dict:
     """The transport's limit: ``rounds`` request/reply round trips of the PS's byte counts over a plain socket."""
-    import socket
-
     request, reply = bytearray(spec["request_bytes"]), bytearray(spec["reply_bytes"])
     with socket.create_connection(tuple(spec["raw_address"]), timeout=PUSH_TIMEOUT_S) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -150,17 +150,12 @@ class RawEchoServer:
     """Per connection: read ``request_bytes`` into a buffer, send ``reply_bytes`` back, until closed."""
 
     def __init__(self, request_bytes: int, reply_bytes: int) -> None:
-        import socket
-        import threading
-
         self._sizes = (request_bytes, reply_bytes)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = self._listener.getsockname()[:2]
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
-        import threading
-
         while True:
             try:
                 sock, _ = self._listener.accept()
@@ -169,8 +164,6 @@ class RawEchoServer:
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock) -> None:
-        import socket
-
         request, reply = bytearray(self._sizes[0]), bytearray(self._sizes[1])
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with sock:
@@ -277,8 +270,6 @@ def measure_raw_cell(pool: ClientPool, wire: dict, clients: int, rounds: int) ->
 
 def measure_apply(shapes: list[tuple[int, ...]], s: int, rounds: int) -> dict:
     """Median time for s concurrent in-process pushes to be applied (no network): the PS's own compute."""
-    import threading
-
     from ddl_commodity.ps import StalenessWeightedServer
 
     server = StalenessWeightedServer(make_arrays(shapes, 0.05, 1), num_workers=s, s=s)

@@ -13,7 +13,6 @@ from ddl_commodity.errors import DdlError
 from ddl_commodity.ps.server import ParameterServerError, ParameterServerTimeout, UpdateRejected
 from ddl_commodity.ps.service import DEFAULT_MAX_MESSAGE_BYTES
 from ddl_commodity.ps.transport import (
-    ConnectionClosed,
     ReceiveBuffers,
     client_handshake,
     recv_message,
@@ -99,7 +98,7 @@ class ParameterServerClient:
             except WireFormatError as err:
                 self.close()
                 raise ParameterServerError(f"parameter server {self.address} {method}: {err}") from None
-            except (OSError, ConnectionClosed) as err:
+            except OSError as err:  # refused, reset, or closed mid-message (ConnectionClosed)
                 self.close()
                 raise ParameterServerLost(
                     f"lost the parameter server at {self.address} during {method}: the PS process died or its "

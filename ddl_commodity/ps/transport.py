@@ -45,8 +45,8 @@ class ConnectionClosed(ConnectionError):
     """The peer closed the connection (at a frame boundary or inside one)."""
 
 
-def send_message(sock: socket.socket, header: dict, arrays: Sequence[np.ndarray] = ()) -> int:
-    """Send one frame; returns the message's length. Large arrays go to the socket without a copy."""
+def send_message(sock: socket.socket, header: dict, arrays: Sequence[np.ndarray] = ()) -> None:
+    """Send one frame. Large arrays go to the socket without a copy."""
     parts = message_parts(header, arrays)
     length = sum(memoryview(p).nbytes for p in parts)
     pending = bytearray(_FRAME.pack(length))
@@ -60,7 +60,6 @@ def send_message(sock: socket.socket, header: dict, arrays: Sequence[np.ndarray]
         sock.sendall(part)
     if pending:
         sock.sendall(pending)
-    return length
 
 
 class ReceiveBuffers:
