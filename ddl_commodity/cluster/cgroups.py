@@ -247,6 +247,30 @@ def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
     return NodeGroup(node=directory.name, version=2, dirs={"unified": str(directory)})
 
 
+def in_container() -> bool:
+    """True inside a Docker (or Podman) container: there, the node is the container."""
+    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+
+
+def container_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
+    """The group of the container this process runs in, or None outside one.
+
+    Docker mounts a container's own group as the root of ``/sys/fs/cgroup`` (each v1 controller, or the v2
+    hierarchy), read-only: its counters and limits are the container's (``cpus: 1``, ``mem_limit: 2g``), so a
+    container node is sampled like a node of ``ddl cluster up``. Named by the container's hostname.
+    """
+    import socket
+
+    if not in_container():
+        return None
+    if (root / "cgroup.controllers").is_file():
+        return NodeGroup(node=socket.gethostname(), version=2, dirs={"unified": str(root)})
+    if all((root / c).is_dir() for c in V1_CONTROLLERS if c != "freezer"):
+        return NodeGroup(node=socket.gethostname(), version=1,
+                         dirs={c: str(root / c) for c in V1_CONTROLLERS if (root / c).is_dir()})
+    return None
+
+
 def run_delay_seconds(pids: Iterable[int]) -> dict[int, float]:
     """``{thread id: seconds it waited on a run queue}`` for every thread of ``pids`` (``schedstat``)."""
     out: dict[int, float] = {}

@@ -7,7 +7,9 @@ nodes, nodes that went silent) and TFoS's own status, and cancels the Spark jobs
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -86,54 +88,93 @@ class Watchdog:
         f = self._collector.first_failure
         return blame_lost_ps(f"node {f.message}", self.ps_reachable) if f is not None else ""
 
-    def _diagnose(self, silent: list[tuple[str, float]]) -> str:
+    def _diagnose(self, silent: list[tuple[str, float]], lost: list[dict]) -> str:
         """What failed, decided when the failure is seen and before the jobs are cancelled: the cancel stops
         the PS task too, so a check of the PS made later finds it gone, and a worker whose push lost the PS
         in the cancel reports a consequence (seen: a killed worker blamed on the PS)."""
         if silent:
             node, age = silent[0]
             return self._silence(node, age)
+        if lost:
+            return lost_executor_message(lost[0], str(self._tf_status.get("error", "")))
         f = self._collector.first_failure
         if f is not None:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
         return self.explain(str(self._tf_status.get("error", "")))
 
     def explain(self, spark_text: str) -> str:
-        """Spark's error, or the node whose silence caused it. Spark can fail before the heartbeat timeout:
-        a lost machine's executor is noticed in seconds, and its feed task may be re-run where no TF node
-        lives (seen on the compose cluster, which has a spare worker). A node already quiet for a few
-        heartbeats is then the cause, and Spark's error its consequence."""
+        """Spark's error, or the node that caused it. Spark can fail before the heartbeat timeout: a lost
+        machine's executor is noticed in seconds, and its feed task may be re-run where no TF node lives (on
+        the executor Spark starts in its place, or on the compose cluster's spare worker). A node whose
+        executor is gone, or failing that one already quiet for a few heartbeats, is then the cause, and
+        Spark's error its consequence."""
         cause = spark_error(spark_text)
+        lost = self._lost_executor_nodes()
+        if lost:  # Spark's own text says only which call failed, or that a re-run task found no TF node
+            return lost_executor_message(lost[0], spark_text)
         quiet = self._collector.silent_nodes(SUSPECT_SILENCE_S)
         if quiet:
             return f"{self._silence(*quiet[0])} (then Spark: {exception_line(cause)})"
         return cause
 
+    def _lost_executor_nodes(self) -> list[dict]:
+        """The ``tasks`` records of TF nodes whose Spark executor is no longer among the application's
+        executors: a lost executor fails Spark's job before its node misses a heartbeat, and a feed task that
+        lands on its replacement fails with TFoS's "no executor_id file", which names nobody."""
+        try:  # getExecutorIds is private[spark] in Scala, public to Py4J
+            live = set(str(self._sc._jsc.sc().getExecutorIds().mkString(",")).split(","))
+        except Exception:  # the context is stopping: nothing to say
+            return []
+        return [r for r in list(self._collector.records.get("tasks", []))
+                if r.get("executor") is not None and str(r["executor"]) not in live]
+
     def _silence(self, task: str, age: float) -> str:
-        """Why ``task`` went silent, as far as the driver can tell: on the embedded cluster (the task said
-        which node it runs on) its process is on this machine, so dead and hung are told apart."""
+        """Why ``task`` went silent, as far as the driver can tell: when its process runs on this machine's
+        kernel (the embedded and namespace clusters: the task reported this host), dead and hung are told
+        apart; a container or another PC has its own process ids."""
+        import socket
+
         rec = next((r for r in self._collector.records.get("tasks", []) if r.get("task") == task), {})
         where = f" on {rec['node']}" if rec.get("node") else ""
         head = f"node {task} stopped responding (no heartbeat for {age:.0f} s){where}"
-        if not rec.get("node") or rec.get("pid") is None:
+        if rec.get("pid") is None or rec.get("host") != socket.gethostname():
             return f"{head}: hung, killed or lost, or its link is down"
         return f"{head}: {process_state(rec['pid'])}"
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.25):
+        for polls in itertools.count(1):
+            if self._stop.wait(0.25):
+                return
             silent = [(n, age) for n, age in self._collector.silent_nodes(self._heartbeat_timeout_s)
                       if n not in self._tolerated]
             if silent and self._on_silent is not None and not self._collector.failure.is_set():
                 survivable = [(n, age) for n, age in silent if self._on_silent(n, age)]
                 self._tolerated.update(n for n, _ in survivable)
                 silent = [item for item in silent if item not in survivable]
-            failed = self._collector.failure.is_set() or "error" in self._tf_status or silent
+            # A TF node's executor gone ends a run that tolerates no loss, whether or not a Spark job fails
+            # for it: an executor lost between two feed jobs fails no task, and its TF node may live on,
+            # orphaned, heartbeating, waiting for a feed that can no longer reach it.
+            lost = self._lost_executor_nodes() if self._on_silent is None and polls % 4 == 0 else []
+            failed = self._collector.failure.is_set() or "error" in self._tf_status or silent or lost
             if failed:
-                self._message = self._diagnose(silent)
+                self._message = self._diagnose(silent, lost)
                 log.error("a node failed; cancelling the Spark jobs")
                 self._collector.abort()
                 self._sc.cancelAllJobs()
                 return
+
+
+def lost_executor_message(task: dict, spark_text: str) -> str:
+    """Name the node of a lost executor, with Spark's reason when its text gives one (137: SIGKILL)."""
+    where = f" on {task['node']}" if task.get("node") else ""
+    head = f"node {task['task']} was lost: its Spark executor {task['executor']}{where} exited"
+    found = re.search(rf"executor {re.escape(str(task['executor']))} exited[^)]*\) Reason: ([^\n]+)", spark_text)
+    if found is None:
+        return head
+    reason = found.group(1).strip()
+    if reason.endswith("code 137"):
+        reason += ": killed by SIGKILL, or by the kernel's OOM killer"
+    return f"{head} ({reason})"
 
 
 LOST_PS_MARK = "ParameterServerLost"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 import traceback
@@ -63,6 +64,14 @@ class NodeArgs:
         return hasattr(self, key)
 
 
+def node_name() -> str | None:
+    """The cluster node this process runs on: the toolkit's own clusters tag every process (``DDL_NODE``);
+    a container of the compose cluster is a node, named by its hostname. None elsewhere."""
+    from ddl_commodity.cluster.cgroups import in_container
+
+    return os.environ.get("DDL_NODE") or (socket.gethostname() if in_container() else None)
+
+
 def spark_executor_id() -> str | None:
     """The Spark executor this node's process belongs to, from its ancestry (the executor JVM's command line).
 
@@ -102,7 +111,7 @@ class NodeRuntime:
         with contextlib.suppress(Exception):
             self.collector.heartbeat()  # registers the node before the first interval
             # Which cluster node (and Spark executor) runs this task: faults and reports name the node.
-            self.collector.record("tasks", {"task": self.name, "node": os.environ.get("DDL_NODE"),
+            self.collector.record("tasks", {"task": self.name, "node": node_name(), "host": socket.gethostname(),
                                             "executor": spark_executor_id(), "pid": os.getpid(),
                                             "cpu_share": _float_or_none(os.environ.get("DDL_NODE_CPUS"))})
         self._thread.start()

@@ -6,15 +6,17 @@ in and out. Network bytes come from the best source available, recorded in every
 
 * ``netns-interface``: the node lives in its own network namespace (``ddl cluster up --netns``), so the
   counters of its interfaces (``/proc/net/dev`` seen from inside, loopback excluded) are exactly its traffic;
+* ``container-interface``: the node is a container (the compose cluster): the counters of the interfaces
+  the container sees, loopback excluded, as for a namespace node;
 * ``process-tcp``: otherwise, the sum of ``bytes_received`` / ``bytes_acked`` over the TCP sockets the
   node's processes own, read with ``ss -tinp`` (iproute2). Sockets that closed between two samples keep
   their last counts, so totals never go backwards.
 
 CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
-limits or a profile; :mod:`ddl_commodity.cluster.cgroups`), so they cover every process of the node (its
-Spark executor JVM too): ``cpu_percent`` is then a % of the node's own CPU share (100 = the node used all
-it may), ``memory_bytes`` / ``memory_limit`` the group's usage against its cap. Without a group they cover
-this process and its children, and ``cpu_percent`` is a % of one core.
+limits or a profile, or the node's container; :mod:`ddl_commodity.cluster.cgroups`), so they cover every
+process of the node (its Spark executor JVM too): ``cpu_percent`` is then a % of the node's own CPU share
+(100 = the node used all it may), ``memory_bytes`` / ``memory_limit`` the group's usage against its cap.
+Without a group they cover this process and its children, and ``cpu_percent`` is a % of one core.
 
 ``cpu_wait_percent`` is the per-node analogue of the "CPU wio" Ganglia showed the thesis: the time the
 node's runnable threads spent waiting for a CPU (run-queue delay, ``/proc/<pid>/task/*/schedstat``), summed
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import psutil
 
-from ddl_commodity.cluster.cgroups import own_node_group, run_delay_seconds
+from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group, run_delay_seconds
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
@@ -162,16 +164,17 @@ class NodeSampler:
         self._emit = emit
         self._flush_every = flush_every
         self._proc = psutil.Process()
-        self._netns = in_own_network_namespace()
+        self._netns = in_own_network_namespace() or in_container()
         self._tcp = _TcpTotals()
         self._rows: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
         self._last: tuple[float, tuple[float, float, float]] | None = None
-        self._group = own_node_group()
+        self._group = own_node_group() or container_group()
         self._wait = _WaitTotals()
         self._last_sys = psutil.cpu_times()
-        self.method = "netns-interface" if self._netns else "process-tcp"
+        self.method = ("container-interface" if in_container() else "netns-interface") if self._netns \
+            else "process-tcp"
 
     def _processes(self) -> list[psutil.Process]:
         try:

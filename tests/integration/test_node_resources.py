@@ -225,10 +225,10 @@ def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
     assert_no_leftover_processes(tmp_path)
 
 
-@pytest.mark.serial
 def test_a_run_on_the_thesis_profile(tmp_path: Path) -> None:
     """`cluster: {profile: thesis}`: every node 0.4 core and 2 GB (d = 0.4 on 2 cores); the run records the
-    profile and d, prints and reports its time in cluster seconds, and samples CPU as % of the node's share."""
+    profile and d, prints and reports its time in cluster seconds, and samples CPU as % of the node's share.
+    Not `serial`: its CPU bounds are upper bounds, which a busy machine (less CPU per node) keeps."""
     if (os.cpu_count() or 1) != 2:
         pytest.skip("the expected d = 0.4 is this 2-core machine's")
     cfg = fault_run_config(tmp_path, "thesis-profile", epochs=2)

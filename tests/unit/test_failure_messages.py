@@ -61,3 +61,18 @@ def test_the_exception_line_of_a_multi_line_message() -> None:
           "1. Spark num_executors matches TensorFlow cluster_size\n4. There are no other root-cause exceptions")
     assert exception_line(tb) == "Exception: No executor_id file found on this node, please ensure that:"
     assert exception_line("RuntimeError: boom") == "RuntimeError: boom"
+
+
+def test_a_lost_executor_is_named_by_its_node_with_sparks_reason() -> None:
+    from ddl_commodity.cluster.failfast import lost_executor_message
+
+    spark = ("Job aborted due to stage failure: Task 1 in stage 3.0 failed 1 times, most recent failure: Lost task "
+             "1.0 in stage 3.0 (TID 8) (127.0.0.1 executor 2): ExecutorLostFailure (executor 2 exited caused by one "
+             "of the running tasks) Reason: Command exited with code 137\n\tat org.apache.spark...")
+    task = {"task": "worker-0", "node": "node2", "executor": "2", "pid": 1}
+    assert lost_executor_message(task, spark) == (
+        "node worker-0 was lost: its Spark executor 2 on node2 exited (Command exited with code 137: killed by "
+        "SIGKILL, or by the kernel's OOM killer)")
+    # Its feed task re-run on the replacement executor says only "no executor_id file": no reason to give.
+    other = {"task": "worker-1", "node": None, "executor": "12"}
+    assert lost_executor_message(other, spark) == "node worker-1 was lost: its Spark executor 12 exited"
