@@ -24,6 +24,7 @@ EPILOG = """examples:
   ddl data redshift --samples 5000 --seed 1 --out data/redshift-5k.h5
   ddl run configs/quickstart.yaml              # starts and stops an embedded Spark cluster
   ddl run configs/thesis/redshift-5k-disjoint-3w.yaml --master spark://head:7077
+  ddl plan configs/landcover-quick.yaml --profile thesis   # predict splits, write a better one
   ddl report runs/<run-id>
   ddl compare runs/<run-a> runs/<run-b>        # overlaid curves, differing config keys, final metrics
   tensorboard --logdir runs/                   # every run's per-epoch scalars and PS updates
@@ -38,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{data,cluster,run,report,compare,reproduce}")
-    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_report_parsers):
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{data,cluster,run,plan,report,compare,reproduce}")
+    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_plan_parser,
+                _add_report_parsers):
         add(sub)
     return parser
 
@@ -166,6 +169,29 @@ def _add_run_parser(sub) -> None:
                      help="progress bars (default: only on a terminal)")
 
 
+def _add_plan_parser(sub) -> None:
+    plan = sub.add_parser(
+        "plan", help="predict a split's step time, CPU, memory and traffic, and find a better split",
+        description="Before running anything: for a model-parallel CONFIG, predict every shipped split scheme "
+        "(configs/splits/) on the cluster -- step time, each node's CPU and memory, MB per step on each link -- "
+        "then search the placements of the model's blocks for the shortest predicted step within the nodes' "
+        "memory, and write the best as a split YAML. For a data-parallel CONFIG, predict the seconds per "
+        "epoch with 1 to 4 workers. Layer timings are profiled once per model and batch size on one core "
+        "(tens of seconds) and cached.",
+        epilog="example: ddl plan configs/landcover-quick.yaml --profile thesis --bandwidth 40mbit",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    plan.add_argument("config", type=Path, help="experiment YAML")
+    plan.add_argument("--profile", metavar="NAME",
+                      help="cluster profile (configs/clusters/), e.g. thesis; default: the config's")
+    plan.add_argument("--bandwidth", metavar="RATE", help="link rate per node on this machine, e.g. 400mbit "
+                      "(default: the profile's d x its link; without a profile, unshaped loopback)")
+    plan.add_argument("--workers", type=int, help="workers to plan for (default: the config's)")
+    plan.add_argument("--latency-ms", type=float, default=2.0,
+                      help="cost of each tensor sent between nodes besides its bytes (default 2 ms)")
+    plan.add_argument("--out", type=Path, help="where to write the best split (default <config name>-split.yaml)")
+    plan.add_argument("--refresh", action="store_true", help="profile the layers again instead of the cache")
+
+
 def _add_report_parsers(sub) -> None:
     rep = sub.add_parser("report", help="tables and plots of a finished run, or of a reproduction",
                          description="For a run directory: rebuild curves.png and print per-worker results, "
@@ -200,7 +226,7 @@ def _add_report_parsers(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "report": cmd_report,
+    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "plan": cmd_plan, "report": cmd_report,
                 "compare": cmd_compare, "reproduce": cmd_reproduce}
     # `kill`, a CI timeout or a scheduler sends SIGTERM: unwind like Ctrl-C, so that an embedded cluster, a
     # spark-submit child and the run's status are cleaned up instead of orphaned.
@@ -623,6 +649,14 @@ def print_summary(run_dir: Path, summary: dict, extra: list[str]) -> None:
             check["problems"])
         print(f"  data distribution '{check['mode']}': {verdict}")
     print(f"results: {run_dir}")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ddl_commodity.planner.console import run_plan
+
+    with _native_noise_dropped():
+        return run_plan(args.config, args.profile, args.bandwidth, args.workers, args.latency_ms / 1000, args.out,
+                        args.refresh)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

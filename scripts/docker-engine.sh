@@ -2,8 +2,8 @@
 # Install (Debian/Ubuntu, as root) and start a Docker engine for the compose cluster, or stop it again.
 #   scripts/docker-engine.sh start    # apt-get install docker.io docker-compose debootstrap if missing, start dockerd
 #   scripts/docker-engine.sh stop     # stop the dockerd this script started; restore the iptables rules
-# dockerd sets the FORWARD policy to DROP and adds its chains and NAT rules; start saves the rules it found
-# (iptables-save), stop puts them back and removes docker0.
+# dockerd sets the FORWARD policy to DROP, adds its chains and NAT rules and loads br_netfilter; start notes
+# what it found, stop removes what dockerd added and docker0.
 set -euo pipefail
 state=${DDL_DOCKER_STATE:-/run/ddl-docker}
 log() { printf '[docker-engine] %s\n' "$*" >&2; }
@@ -19,6 +19,7 @@ start() {
   fi
   mkdir -p "$state"
   iptables-save > "$state/iptables" 2>/dev/null || true
+  [ -d /proc/sys/net/bridge ] && touch "$state/br_netfilter" || rm -f "$state/br_netfilter"
   # overlay2 where the filesystem allows it (ext4 here), else vfs (slow: a full copy per layer).
   for driver in overlay2 vfs; do
     dockerd --storage-driver="$driver" >"$state/dockerd.log" 2>&1 &
@@ -31,13 +32,24 @@ start() {
   exit 1
 }
 
+# Remove what dockerd added (its chains, the rules naming them, docker0 and the compose networks' br-<id>
+# bridges) and put FORWARD's policy back as it was; rules anyone else added meanwhile stay. A snapshot
+# restore would not do: where no table was loaded before dockerd, the snapshot is empty and restores nothing.
+restore_iptables() {
+  local policy
+  policy=$(sed -n 's/^:FORWARD \([A-Z]*\) .*/\1/p' "$state/iptables" 2>/dev/null | head -n 1)
+  iptables-save | grep -v -E 'DOCKER|docker0|br-[0-9a-f]{12}' \
+    | sed "s/^:FORWARD [A-Z]* /:FORWARD ${policy:-ACCEPT} /" | iptables-restore
+}
+
 stop() {
   [ -f "$state/dockerd.pid" ] || { log "no dockerd started by this script"; return 0; }
   pid=$(cat "$state/dockerd.pid")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-  [ -s "$state/iptables" ] && iptables-restore < "$state/iptables"
+  restore_iptables
   ip link del docker0 2>/dev/null || true
+  [ -f "$state/br_netfilter" ] || modprobe -r br_netfilter 2>/dev/null || true
   rm -f "$state/dockerd.pid"
   log "dockerd stopped; iptables rules as before it started"
 }

@@ -247,9 +247,14 @@ def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
     return NodeGroup(node=directory.name, version=2, dirs={"unified": str(directory)})
 
 
+#: Set by docker/docker-compose.yml in every container: the container is a node. (``/.dockerenv`` would not
+#: do: a machine that is itself a container, as CI's may be, has one too, and its nodes are not containers.)
+CONTAINER_NODE_ENV = "DDL_CONTAINER_NODE"
+
+
 def in_container() -> bool:
-    """True inside a Docker (or Podman) container: there, the node is the container."""
-    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+    """True in a node that is a container of the compose cluster."""
+    return os.environ.get(CONTAINER_NODE_ENV) == "1"
 
 
 def container_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:

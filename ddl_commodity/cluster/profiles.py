@@ -66,13 +66,22 @@ class ResolvedProfile:
     bandwidth: str
 
 
-def scale_rate(rate: str, factor: float) -> str:
-    """``"1gbit"`` x 0.4 -> ``"400mbit"`` (tc syntax)."""
+def rate_bps(rate: str) -> float:
+    """``"400mbit"`` -> 4e8 bits per second."""
     text = rate.strip().lower()
     unit = next((u for u in _RATE_UNITS if text.endswith(u)), None)
-    if unit is None:
+    try:
+        bits = float(text[: -len(unit)]) * _RATE_UNITS[unit] if unit else -1.0
+    except ValueError:
+        bits = -1.0
+    if not bits > 0:
         raise UserInputError(f"link rate {rate!r}: expected e.g. 1gbit or 100mbit")
-    bits = float(text[: -len(unit)]) * _RATE_UNITS[unit] * factor
+    return bits
+
+
+def scale_rate(rate: str, factor: float) -> str:
+    """``"1gbit"`` x 0.4 -> ``"400mbit"`` (tc syntax)."""
+    bits = rate_bps(rate) * factor
     return f"{round(bits / 1e6)}mbit" if bits >= 1e6 else f"{max(1, round(bits / 1e3))}kbit"
 
 

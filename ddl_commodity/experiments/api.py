@@ -106,6 +106,11 @@ class Experiment:
         """Layers, edges, per-sample shapes and weight counts: what boundary traffic is computed from."""
         return functional_graph(self.build_model(cfg))
 
+    def input_shapes(self, cfg: RunConfig) -> list[tuple[int, ...]]:
+        """Per-sample shapes of the model's inputs, in the model's order (the planner feeds random batches)."""
+        graph = self.block_graph(cfg)
+        return [graph.shapes[name] for name in graph.inputs]
+
     def placed_model(self, cfg: RunConfig, placement: Placement) -> keras.Model:
         """The model with every variable on ``placement.variables`` and each layer run on its device."""
         with device_scope(placement.variables):

@@ -140,6 +140,10 @@ class LandcoverExperiment(Experiment):
 
         return MultimodalCNN(model_spec(cfg)).build_on(None)
 
+    def input_shapes(self, cfg: LandcoverConfig) -> list[tuple[int, ...]]:
+        spec = model_spec(cfg)  # patches enter without Conv3D's channel axis, which the model adds
+        return [(spec.patch_size, spec.patch_size, spec.rgb_bands), (spec.patch_size, spec.patch_size, spec.hsi_bands)]
+
     def placed_model(self, cfg: LandcoverConfig, placement: Placement):
         from ddl_commodity.models.multimodal_cnn import MultimodalCNN
 

@@ -13,9 +13,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "ddl_commodity"
 MAX_FUNCTION_LINES = 60
 #: Lower layers never import these (DESIGN: data, models and the PS are reusable without a cluster).
 FORBIDDEN = {
-    ("data", "models", "ps"): ("cluster", "experiments", "engines", "report", "cli"),
-    ("experiments",): ("engines", "report", "cli"),
-    ("config", "errors", "runs", "summary", "rpc"): ("cluster", "experiments", "engines", "report", "cli"),
+    ("data", "models", "ps"): ("cluster", "experiments", "engines", "planner", "report", "cli"),
+    ("experiments",): ("engines", "planner", "report", "cli"),
+    ("engines",): ("planner", "cli"),
+    ("config", "errors", "runs", "summary", "rpc"): ("cluster", "experiments", "engines", "planner", "report",
+                                                     "cli"),
 }
 
 

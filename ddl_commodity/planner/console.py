@@ -1,0 +1,147 @@
+"""What ``ddl plan`` prints and writes: one table row per scheme, the best placement in detail, the split
+YAML, and everything as JSON next to it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ddl_commodity.planner.plan import Target
+from ddl_commodity.planner.simulate import StepPrediction
+
+GB = 2**30
+MB = 1e6
+
+
+def _order(nodes: set[str]) -> list[str]:
+    return sorted(nodes, key=lambda n: (n.startswith("ps"), n))
+
+
+def prediction_dict(p: StepPrediction, dilation: float | None) -> dict:
+    nodes = _order(set(p.busy_s) | set(p.memory_bytes))
+    return {
+        "step_s": round(p.step_s, 5),
+        "step_cluster_s": round(p.step_s * dilation, 5) if dilation else None,
+        "nodes": {n: {"cpu_fraction": round(p.cpu_fraction(n), 4), "memory_bytes": p.memory_bytes.get(n, 0),
+                      "rx_bytes": p.node_bytes(n)[0], "tx_bytes": p.node_bytes(n)[1]} for n in nodes},
+        "links": {f"{a}->{b}": n for (a, b), n in sorted(p.links.items(), key=lambda kv: -kv[1])},
+    }
+
+
+class SchemeTable:
+    """Rows of predictions with one CPU column per node of the target cluster."""
+
+    def __init__(self, workers: int, dilation: float | None) -> None:
+        self.nodes = [f"worker:{i}" for i in range(workers)] + ["ps:0"]
+        self.dilation = dilation
+
+    def header(self) -> str:
+        cpu = " ".join(f"{n.replace('worker:', 'w'):>4s}" for n in self.nodes)
+        return (f"  {'scheme':18s} {'figure':20s} {'step s':>7s} {'cluster s' if self.dilation else '':>9s}  "
+                f"CPU % of share: {cpu}  {'GB max':>6s}  busiest link, MB/step")
+
+    def line(self, name: str, figure: str, p: StepPrediction) -> str:
+        cpu = " ".join(f"{100 * p.cpu_fraction(n):4.0f}" for n in self.nodes)
+        (src, dst), busiest = max(p.links.items(), key=lambda kv: kv[1], default=(("-", "-"), 0))
+        cluster = f"{p.step_s * self.dilation:9.3f}" if self.dilation else f"{'':9s}"
+        return (f"  {name[:18]:18s} {figure[:20]:20s} {p.step_s:7.3f} {cluster}  {'':15s} {cpu}  "
+                f"{max(p.memory_bytes.values()) / GB:6.2f}  {src}->{dst} {busiest / MB:.2f}")
+
+
+def detail(blocks: dict[str, str], p: StepPrediction) -> list[str]:
+    lines = [f"    {b:12s} -> {node}" for b, node in blocks.items()]
+    for n in _order(set(p.busy_s) | set(p.memory_bytes)):
+        rx, tx = p.node_bytes(n)
+        lines.append(f"    {n:9s} CPU {100 * p.cpu_fraction(n):3.0f}% of its share, memory "
+                     f"{p.memory_bytes.get(n, 0) / GB:.2f} GB, per step {rx / MB:.2f} MB in, {tx / MB:.2f} MB out")
+    return lines
+
+
+def run_plan(config: Path, profile: str | None, bandwidth: str | None, workers: int | None, latency_s: float,
+             out: Path | None, refresh: bool) -> int:
+    from ddl_commodity.experiments.registry import load
+    from ddl_commodity.planner.costs import layer_costs
+
+    experiment, cfg = load(config)
+    from ddl_commodity.planner.plan import target_cluster
+
+    target = target_cluster(cfg, profile, bandwidth, workers, latency_s)
+    graph = experiment.block_graph(cfg)
+    t = cfg.training
+    print(f"plan: {config} ({cfg.experiment}, batch {t.batch_size})\ncluster: {target.label}")
+    t0 = time.monotonic()
+    costs = layer_costs(config, graph, t.batch_size, t.optimizer, refresh=refresh)
+    print(f"layer costs: one core, batch {t.batch_size}: a whole step {1000 * costs.step_s:.1f} ms "
+          f"({time.monotonic() - t0:.1f} s to get)")
+    doc = {"config": str(config), "experiment": cfg.experiment, "batch": t.batch_size, "cluster": target.label,
+           "costs": costs.to_dict(), "latency_s": latency_s}
+    if t.engine == "model_parallel":
+        doc.update(_model_parallel(experiment, cfg, costs, target, config, profile, bandwidth, out))
+    else:
+        doc.update(_data_parallel(experiment, cfg, costs, target))
+    json_path = (out or Path(f"{cfg.name}-split.yaml")).with_suffix(".json") if t.engine == "model_parallel" \
+        else (out or Path(f"{cfg.name}-plan.json")).with_suffix(".json")
+    _write(json_path, json.dumps(doc, indent=1))
+    print(f"predictions: {json_path}")
+    return 0
+
+
+def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profile, bandwidth, out) -> dict:
+    from ddl_commodity.planner.plan import plan_model_parallel, split_yaml
+
+    t0 = time.monotonic()
+    rows, found = plan_model_parallel(experiment, cfg, costs, target)
+    took = time.monotonic() - t0
+    d = target.dilation
+    table = SchemeTable(target.workers, d)
+    print(table.header())
+    for r in sorted(rows, key=lambda r: r.prediction.step_s):
+        print(table.line(r.name, r.figure, r.prediction))
+    print(table.line("planned", "(search)", found.prediction))
+    print(f"\nplanned split: {found.method}, {found.evaluated} placements predicted in {took:.1f} s")
+    print("\n".join(detail(found.blocks, found.prediction)))
+    how = " ".join(["ddl plan", str(config), *(["--profile", profile] if profile else []),
+                    *(["--bandwidth", bandwidth] if bandwidth else []), f"--workers {target.workers}"])
+    path = out or Path(f"{cfg.name}-split.yaml")
+    _write(path, split_yaml(found, how, rows))
+    print(f"written: {path} (use it with training.split: {path})")
+    return {"schemes": {r.name: {"figure": r.figure, **prediction_dict(r.prediction, d)} for r in rows},
+            "planned": {"blocks": found.blocks, "method": found.method, "evaluated": found.evaluated,
+                        "seconds": round(took, 3), **prediction_dict(found.prediction, d)}}
+
+
+def _data_parallel(experiment, cfg, costs, target: Target) -> dict:
+    from ddl_commodity.planner.plan import feeding_efficiency, predict_data_parallel
+
+    graph = experiment.block_graph(cfg)
+    weights = sum(total for _, total in graph.weights.values())
+    samples = len(experiment.dataset(cfg, progress=False).train_index)
+    shipped = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "feeding.json"
+    eff = feeding_efficiency(shipped)
+    t = cfg.training
+    table = predict_data_parallel(costs, weights, samples, t.batch_size, t.data_distribution, target, eff)
+    d = target.dilation
+    print(f"data parallel, {t.data_distribution} data, {samples} training samples, {weights:,} weights "
+          f"({weights * 4 / MB:.1f} MB per push), feeding at {eff:.2f} of an in-memory loop (benchmark 1)")
+    print(f"  {'workers':>7s} {'s/epoch':>8s} {'cluster s':>9s} {'compute':>8s} {'PS exchange':>11s}")
+    for m, row in table.items():
+        cluster = f"{row['epoch_s'] * d:9.1f}" if d else f"{'':9s}"
+        print(f"  {m:7d} {row['epoch_s']:8.1f} {cluster} {row['compute_s']:8.1f} {row['exchange_s']:11.2f}")
+    # 'same' data: every worker passes over the whole set, so M workers make M passes per epoch
+    per_pass = {m: row["epoch_s"] / (1 if t.data_distribution == "disjoint" else m) for m, row in table.items()}
+    best = min(per_pass, key=per_pass.__getitem__)
+    print(f"  -> fastest pass over the training set: {best} worker(s), {per_pass[best]:.1f} s against "
+          f"{per_pass[1]:.1f} s on one: a worker pays while the compute it takes off the others outweighs "
+          f"one more {weights * 4 / MB:.1f} MB push and pull through the PS's link")
+    return {"data_parallel": {str(m): row for m, row in table.items()}, "fastest_workers": best,
+            "feed_efficiency": eff,
+            "weights": weights, "samples": samples}
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically: a crash leaves the old file or none, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

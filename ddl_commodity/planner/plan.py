@@ -1,0 +1,147 @@
+"""``ddl plan``: predict every split scheme of a config's model on a cluster, find a better one, or, for a
+data-parallel config, predict the seconds per epoch for 1 to 4 workers.
+
+The thesis's chapter 6 found its splits by trial and error (five schemes, an hour on the cluster each, read off
+Ganglia plots); this answers the same questions before running anything, from the model's shapes (what
+crosses each link, :mod:`ddl_commodity.models.splits`) and one-core timings of its layers
+(:mod:`ddl_commodity.planner.costs`), through the step simulation of :mod:`ddl_commodity.planner.simulate`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ddl_commodity.cluster.profiles import load_profile, rate_bps
+from ddl_commodity.config import RunConfig
+from ddl_commodity.errors import ConfigError, UserInputError
+from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.models.splits import SplitScheme, available_schemes, load_scheme
+from ddl_commodity.planner.costs import LayerCosts
+from ddl_commodity.planner.search import Found, Problem, best_placement
+from ddl_commodity.planner.simulate import ClusterModel, StepPrediction
+
+#: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
+UNSHAPED_BPS = 10e9
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster a plan is for, in this machine's terms, and what to call it."""
+
+    cluster: ClusterModel
+    workers: int
+    label: str
+    dilation: float | None = None
+
+
+def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, workers: int | None,
+                   latency_s: float) -> Target:
+    """The profile's node share, memory and link (d x its rate), with ``bandwidth`` and ``workers`` overriding."""
+    name = profile or cfg.cluster.profile
+    resolved = load_profile(name).resolve() if name else None
+    share = resolved.worker.cpus if resolved else (cfg.cluster.node_cpus or 1.0)
+    cap = resolved.worker.memory if resolved else None
+    link = bandwidth or (resolved.bandwidth if resolved else None)
+    bps = rate_bps(link) if link else UNSHAPED_BPS
+    n = workers or cfg.training.workers
+    if not 1 <= n <= 16:
+        raise UserInputError(f"--workers {n}: expected 1 to 16")
+    where = f"profile {resolved.name}, d = {resolved.dilation:g}, " if resolved else ""
+    label = f"{n} workers + PS, each node {share:g} core, links {bps / 1e6:g} Mbit/s ({where or 'no profile, '}" \
+            f"memory cap {f'{cap / 2**30:.1f} GiB' if cap else 'none'})"
+    return Target(ClusterModel(cpu_share=share, bandwidth_bps=bps, latency_s=latency_s, memory_cap=cap), n, label,
+                  resolved.dilation if resolved else None)
+
+
+@dataclass
+class SchemeRow:
+    name: str
+    figure: str
+    prediction: StepPrediction
+
+
+def thesis_schemes(experiment: Experiment, cfg: RunConfig, workers: int) -> list[SplitScheme]:
+    """The shipped schemes that fit the model's blocks and ``workers`` workers."""
+    block_map = experiment.blocks(cfg)
+    out = []
+    for name in available_schemes():
+        try:
+            scheme = load_scheme(name, block_map)
+            scheme.check_cluster(workers)
+        except ConfigError:
+            continue
+        out.append(scheme)
+    return out
+
+
+def predict_scheme(problem: Problem, scheme: SplitScheme) -> StepPrediction:
+    from ddl_commodity.planner.simulate import predict_step
+
+    return predict_step(problem.graph, problem.costs, scheme.layers, scheme.variables, scheme.input,
+                        problem.cluster)
+
+
+def plan_model_parallel(experiment: Experiment, cfg: RunConfig, costs: LayerCosts, target: Target,
+                        ) -> tuple[list[SchemeRow], Found]:
+    graph = experiment.block_graph(cfg)
+    problem = Problem(graph, costs, experiment.blocks(cfg), target.workers, target.cluster)
+    schemes = thesis_schemes(experiment, cfg, target.workers)
+    own = experiment.scheme(cfg)  # the config's own split (a user's model has no thesis scheme that fits)
+    if own.name not in {s.name for s in schemes} and _fits(own, target.workers):
+        schemes.append(own)
+    rows = [SchemeRow(s.name, s.figure or s.source, predict_scheme(problem, s)) for s in schemes]
+    return rows, best_placement(problem)
+
+
+def _fits(scheme: SplitScheme, workers: int) -> bool:
+    try:
+        scheme.check_cluster(workers)
+    except ConfigError:
+        return False
+    return True
+
+
+def split_yaml(found: Found, how: str, rows: list[SchemeRow]) -> str:
+    """The best placement in the ``configs/splits/`` format, with a comment saying how it was found."""
+    import yaml
+
+    best_thesis = min(rows, key=lambda r: r.prediction.step_s) if rows else None
+    vs = (f"; the best shipped scheme, {best_thesis.name}, {best_thesis.prediction.step_s:.3f} s"
+          if best_thesis else "")
+    doc = {"name": "planned", "figure": "", "description": f"found by ddl plan: {found.method}",
+           "variables": "ps:0", "input": "worker:0", "placement": found.blocks}
+    head = (f"# Found by `{how}`:\n# {found.method}, {found.evaluated} placements predicted; predicted step "
+            f"{found.prediction.step_s:.3f} s{vs}.\n")
+    return head + yaml.safe_dump(doc, sort_keys=False)
+
+
+def predict_data_parallel(costs: LayerCosts, weights: int, samples: int, batch: int, distribution: str,
+                          target: Target, feed_efficiency: float, max_workers: int = 4) -> dict[int, dict]:
+    """Seconds per epoch with M = 1..``max_workers`` workers (thesis 5.2.2's PS, one push per epoch).
+
+    A worker trains ``samples / M`` (disjoint) or all ``samples`` (same) at its node's share, slowed by the
+    feeding rate measured against an in-memory loop (benchmark 1); at the epoch's end every worker pushes
+    ``dW`` and pulls ``W``: M x W bytes each way through the PS's link, then the PS applies M updates.
+    """
+    c = target.cluster
+    out = {}
+    for m in range(1, max_workers + 1):
+        per_worker = samples if distribution == "same" else math.ceil(samples / m)
+        compute = math.ceil(per_worker / batch) * costs.step_s / c.cpu_share / feed_efficiency
+        exchange = m * weights * 4 / c.bytes_per_s + 2 * c.latency_s
+        apply = m * costs.apply_s / c.share("ps:0")
+        out[m] = {"epoch_s": compute + exchange + apply, "compute_s": compute, "exchange_s": exchange,
+                  "apply_s": apply, "samples_per_worker": per_worker}
+    return out
+
+
+def feeding_efficiency(results: Path) -> float:
+    """``ratio_spark_bundles_to_in_memory`` of the feeding benchmark's shipped result (1.0 without one)."""
+    import json
+
+    try:
+        return float(json.loads(results.read_text())["ratio_spark_bundles_to_in_memory"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1.0

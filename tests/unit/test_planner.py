@@ -1,0 +1,164 @@
+"""The planner's step simulation and search on graphs built by hand (no TensorFlow, no profiling)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import yaml
+
+from ddl_commodity.models.placement import BlockGraph
+from ddl_commodity.models.splits import parse_scheme
+from ddl_commodity.planner.costs import LayerCosts
+from ddl_commodity.planner.plan import Target, predict_data_parallel, split_yaml
+from ddl_commodity.planner.search import (
+    Problem,
+    best_placement,
+    canonical_assignments,
+    exhaustive,
+    greedy_then_local,
+)
+from ddl_commodity.planner.simulate import ClusterModel, predict_step
+
+NO_MEMORY_LIMIT = ClusterModel(cpu_share=0.5, bandwidth_bps=8e6, latency_s=0.0, base_bytes=0, memory_cap=None)
+
+
+def chain(n: int, width: int = 10, weights: int = 0) -> BlockGraph:
+    layers = [f"b{i}_l" for i in range(n)]
+    edges = list(itertools.pairwise(["x", *layers, "loss"]))
+    shapes = {"x": (width,), **{layer: (width,) for layer in layers}}
+    return BlockGraph(layers, ["x"], edges, shapes, {layer: (weights, weights) for layer in layers})
+
+
+def two_branches(depth: int, width: int = 1) -> BlockGraph:
+    """x -> a1..a_depth, x -> c1..c_depth, both -> m (merge) -> loss: two heavy independent branches."""
+    layers, edges = [], []
+    for branch in ("a", "c"):
+        names = [f"{branch}{i}_l" for i in range(1, depth + 1)]
+        layers += names
+        edges += [*itertools.pairwise(["x", *names]), (names[-1], "m_l")]
+    layers.append("m_l")
+    edges.append(("m_l", "loss"))
+    shapes = {"x": (width,), **{layer: (width,) for layer in layers}}
+    return BlockGraph(layers, ["x"], edges, shapes, dict.fromkeys(layers, (0, 0)))
+
+
+def costs_for(graph: BlockGraph, batch: int = 10, **forward: float) -> LayerCosts:
+    fwd = {layer: forward.get(layer.split("_")[0], 0.01) for layer in graph.layers}
+    return LayerCosts(batch, fwd, {k: 2 * v for k, v in fwd.items()}, apply_s=0.0, client_s=0.0, step_s=0.0)
+
+
+def blocks_of(graph: BlockGraph) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for layer in graph.layers:
+        out.setdefault(layer.split("_")[0], []).append(layer)
+    return out
+
+
+def test_one_node_step_is_the_sum_of_its_work_at_its_share() -> None:
+    g = chain(3, weights=1000)
+    c = costs_for(g, b0=0.1, b1=0.2, b2=0.3)
+    c = LayerCosts(c.batch, c.forward, c.backward, apply_s=0.05, client_s=0.02, step_s=0.0)
+    p = predict_step(g, c, dict.fromkeys(g.layers, "worker:0"), "ps:0", "worker:0", NO_MEMORY_LIMIT)
+    weights_s = 3 * 1000 * 4 / 1e6  # read: trainable weights over 1 MB/s; the last write ends the backward
+    compute = (0.02 + 3 * (0.1 + 0.2 + 0.3)) / 0.5
+    # reads overlap the client's work only from its end on; the PS applies after the last write arrives
+    assert p.step_s == pytest.approx(compute + 1000 * 4 / 1e6 + 0.05 / 0.5, rel=0.05)
+    assert p.busy_s["worker:0"] == pytest.approx(compute)
+    assert p.links[("ps:0", "worker:0")] == 3 * 1000 * 4 and p.links[("worker:0", "ps:0")] == 3 * 1000 * 4
+    assert weights_s < p.step_s
+
+
+def test_crossing_a_link_costs_bytes_over_bandwidth_both_ways() -> None:
+    g = chain(2, width=250)  # 10 x 250 floats = 10 kB per activation
+    c = costs_for(g, b0=0.0, b1=0.0)
+    split = predict_step(g, c, {"b0_l": "worker:0", "b1_l": "worker:1"}, "ps:0", "worker:0", NO_MEMORY_LIMIT)
+    # b0 -> b1 forward, b1 -> loss (on worker:0) forward, and both gradients back: 4 x 10 kB at 1 MB/s
+    assert split.step_s == pytest.approx(4 * 0.01, rel=1e-6)
+    assert split.links == {("worker:0", "worker:1"): 20_000, ("worker:1", "worker:0"): 20_000}
+
+
+def test_canonical_assignments_cover_every_placement_once_up_to_relabelling() -> None:
+    n, w = 5, 3
+    reps = list(canonical_assignments(n, w))
+    assert len(reps) == len(set(reps))
+
+    def canonical(a: tuple[int, ...]) -> tuple[int, ...]:
+        relabel, out = {0: 0}, []
+        for x in a:
+            relabel.setdefault(x, len(relabel))
+            out.append(relabel[x])
+        return tuple(out)
+
+    assert set(reps) == {canonical(a) for a in itertools.product(range(w), repeat=n)}
+    assert sum(1 for _ in canonical_assignments(9, 3)) == (3**9 - 1) // 2 + 1  # the thesis model on 3 workers
+
+
+def test_independent_heavy_branches_go_to_different_workers() -> None:
+    g = two_branches(3)
+    problem = Problem(g, costs_for(g, a1=0.1, a2=0.1, a3=0.1, c1=0.1, c2=0.1, c3=0.1), blocks_of(g), 3,
+                      NO_MEMORY_LIMIT)
+    found = exhaustive(problem)
+    a = {found.blocks[f"a{i}"] for i in (1, 2, 3)}
+    c = {found.blocks[f"c{i}"] for i in (1, 2, 3)}
+    assert len(a) == 1 and len(c) == 1 and a != c, found.blocks
+    alone = problem.predict(dict.fromkeys(blocks_of(g), "worker:0"))
+    assert found.prediction.step_s < 0.6 * alone.step_s
+
+
+def test_memory_caps_are_constraints() -> None:
+    g = two_branches(1, width=100_000)  # 10 x 100k floats x 2 = 8 MB of activations per branch layer
+    cluster = ClusterModel(cpu_share=1.0, bandwidth_bps=1e12, latency_s=0.0, base_bytes=0, memory_cap=12_000_000)
+    problem = Problem(g, costs_for(g, a1=0.0, c1=0.0, m=0.0), blocks_of(g), 3, cluster)
+    found = exhaustive(problem)
+    assert found.prediction.fits(cluster.memory_cap)
+    assert len({found.blocks["a1"], found.blocks["c1"], found.blocks["m"]}) == 3, found.blocks
+    everything_on_one = problem.predict(dict.fromkeys(blocks_of(g), "worker:0"))
+    assert not everything_on_one.fits(cluster.memory_cap)
+
+
+def test_a_forty_block_model_is_planned_by_search_and_beats_random_placements() -> None:
+    g = two_branches(20, width=50)
+    rng = random.Random(0)
+    c = costs_for(g, **{f"{b}{i}": rng.uniform(0.005, 0.05) for b in "ac" for i in range(1, 21)})
+    problem = Problem(g, c, blocks_of(g), 4, ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.002))
+    assert len(problem.block_map) == 41
+    found = best_placement(problem)
+    assert found.method.startswith("greedy") and found.evaluated <= 20_000
+    alone = problem.predict(dict.fromkeys(problem.block_map, "worker:0")).step_s
+    randoms = [problem.predict({b: rng.choice(problem.nodes) for b in problem.block_map}).step_s
+               for _ in range(300)]
+    assert found.prediction.step_s < 0.7 * alone
+    assert found.prediction.step_s <= min(randoms)
+
+
+def test_greedy_finds_the_exhaustive_optimum_on_a_small_model() -> None:
+    g = two_branches(2, width=20)
+    c = costs_for(g, a1=0.03, a2=0.01, c1=0.02, c2=0.04, m=0.01)
+    exact = exhaustive(Problem(g, c, blocks_of(g), 3, NO_MEMORY_LIMIT)).prediction.step_s
+    greedy = greedy_then_local(Problem(g, c, blocks_of(g), 3, NO_MEMORY_LIMIT)).prediction.step_s
+    assert greedy <= 1.05 * exact
+
+
+def test_the_written_split_is_a_valid_scheme_and_says_how_it_was_found() -> None:
+    g = two_branches(2)
+    problem = Problem(g, costs_for(g), blocks_of(g), 2, NO_MEMORY_LIMIT)
+    found = exhaustive(problem)
+    text = split_yaml(found, "ddl plan cfg.yaml --profile thesis", [])
+    assert text.startswith("# Found by `ddl plan cfg.yaml --profile thesis`")
+    scheme = parse_scheme(yaml.safe_load(text), "planned.yaml", blocks_of(g))
+    assert {layer: scheme.layers[layer] for layer in g.layers} == {
+        layer: found.blocks[b] for b, layers in blocks_of(g).items() for layer in layers}
+
+
+def test_data_parallel_prediction_trades_compute_for_ps_traffic() -> None:
+    c = LayerCosts(50, {}, {}, apply_s=0.01, client_s=0.0, step_s=0.2)
+    target = Target(ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.0), 4, "test")
+    disjoint = predict_data_parallel(c, 10_000_000, 5000, 50, "disjoint", target, feed_efficiency=0.8)
+    same = predict_data_parallel(c, 10_000_000, 5000, 50, "same", target, feed_efficiency=0.8)
+    assert disjoint[1]["compute_s"] == pytest.approx(100 * 0.2 / 0.4 / 0.8)
+    assert disjoint[2]["compute_s"] == pytest.approx(disjoint[1]["compute_s"] / 2)
+    assert [same[m]["compute_s"] for m in (1, 2, 3, 4)] == [same[1]["compute_s"]] * 4
+    assert disjoint[4]["exchange_s"] == pytest.approx(4 * disjoint[1]["exchange_s"])
+    assert disjoint[1]["exchange_s"] == pytest.approx(40e6 / 5e7)  # 40 MB through a 400 Mbit/s link
