@@ -186,8 +186,8 @@ def _add_plan_parser(sub) -> None:
     plan.add_argument("--bandwidth", metavar="RATE", help="link rate per node on this machine, e.g. 400mbit "
                       "(default: the profile's d x its link; without a profile, unshaped loopback)")
     plan.add_argument("--workers", type=int, help="workers to plan for (default: the config's)")
-    plan.add_argument("--latency-ms", type=float, default=2.0,
-                      help="cost of each tensor sent between nodes besides its bytes (default 2 ms)")
+    plan.add_argument("--latency-ms", type=float, default=0.5,
+                      help="cost of each tensor sent between nodes besides its bytes (default 0.5 ms)")
     plan.add_argument("--out", type=Path, help="where to write the best split (default <config name>-split.yaml)")
     plan.add_argument("--refresh", action="store_true", help="profile the layers again instead of the cache")
 

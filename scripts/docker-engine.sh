@@ -2,8 +2,8 @@
 # Install (Debian/Ubuntu, as root) and start a Docker engine for the compose cluster, or stop it again.
 #   scripts/docker-engine.sh start    # apt-get install docker.io docker-compose debootstrap if missing, start dockerd
 #   scripts/docker-engine.sh stop     # stop the dockerd this script started; restore the iptables rules
-# dockerd sets the FORWARD policy to DROP, adds its chains and NAT rules and loads br_netfilter; start notes
-# what it found, stop removes what dockerd added and docker0.
+# dockerd sets the FORWARD policy to DROP, adds its chains and NAT rules and sends bridged frames through
+# iptables (br_netfilter); start notes what it found, stop removes what dockerd added, docker0 included.
 set -euo pipefail
 state=${DDL_DOCKER_STATE:-/run/ddl-docker}
 log() { printf '[docker-engine] %s\n' "$*" >&2; }
@@ -19,7 +19,8 @@ start() {
   fi
   mkdir -p "$state"
   iptables-save > "$state/iptables" 2>/dev/null || true
-  [ -d /proc/sys/net/bridge ] && touch "$state/br_netfilter" || rm -f "$state/br_netfilter"
+  # 0 where br_netfilter is not loaded yet: dockerd loads it, and bridged frames then go through iptables
+  cat /proc/sys/net/bridge/bridge-nf-call-iptables > "$state/bridge-nf" 2>/dev/null || echo 0 > "$state/bridge-nf"
   # overlay2 where the filesystem allows it (ext4 here), else vfs (slow: a full copy per layer).
   for driver in overlay2 vfs; do
     dockerd --storage-driver="$driver" >"$state/dockerd.log" 2>&1 &
@@ -49,7 +50,9 @@ stop() {
   for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   restore_iptables
   ip link del docker0 2>/dev/null || true
-  [ -f "$state/br_netfilter" ] || modprobe -r br_netfilter 2>/dev/null || true
+  for f in /proc/sys/net/bridge/bridge-nf-call-ip{,6}tables; do
+    [ -w "$f" ] && cat "$state/bridge-nf" > "$f" 2>/dev/null || true
+  done
   rm -f "$state/dockerd.pid"
   log "dockerd stopped; iptables rules as before it started"
 }

@@ -156,6 +156,11 @@ def _tc(*args: str, namespace: str | None = None) -> None:
     _run([tc, *(["-n", namespace] if namespace else []), *args])
 
 
+#: The tbf bucket: 10 ms of traffic, at least a GSO super-packet (64 KiB on a veth) plus a frame.
+TBF_BURST_S = 0.01
+TBF_MIN_BURST_BYTES = 64 * 1024 + 1600
+
+
 def _shape(device: str, namespace: str | None, bandwidth: str | None, latency: str | None) -> None:
     """Egress shaping of one veth end: ``netem`` delay at the root, ``tbf`` rate below it (or alone).
 
@@ -177,7 +182,7 @@ def _shape(device: str, namespace: str | None, bandwidth: str | None, latency: s
         parent = ["parent", "1:1"]
     if bandwidth:
         bits = _rate_bits(bandwidth)
-        burst = max(64 * 1024 + 1600, int(bits / 8 / 100))
+        burst = max(TBF_MIN_BURST_BYTES, int(bits / 8 * TBF_BURST_S))
         _tc("qdisc", "add", "dev", device, *parent, "handle", "10:", "tbf", "rate", bandwidth,
             "burst", str(burst), "latency", "50ms", namespace=namespace)
 

@@ -3,7 +3,8 @@
 Every layer of the model's :class:`~ddl_commodity.models.placement.BlockGraph` is profiled alone, on random
 inputs of the shapes its predecessors produce, in a fresh Python process whose TensorFlow uses one thread
 (a node of a commodity cluster has one core, and the toolkit's nodes run TensorFlow on one thread per core
-of their share). The same process times the whole training step, so that what the layers do not account
+of their share). Times are CPU seconds: what a node's share rations. The same process times the whole
+training step, so that what the layers do not account
 for (the loss, the optimizer's update of every weight, the framework's per-step work) is measured too:
 ``apply_s`` (the optimizer, where the weights live) and ``client_s`` (the rest, on the node that runs the
 training loop). On a node with a CPU share ``c`` every time is divided by ``c``.
@@ -27,6 +28,8 @@ from ddl_commodity.models.placement import BlockGraph
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ddl-commodity" / "plan-costs"
 #: Timed repetitions per layer (after warm-up); the median is kept.
 REPEATS = 15
+#: Part of the cache key: a change to how costs are measured invalidates every cached profile.
+METHOD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class LayerCosts:
 def graph_key(graph: BlockGraph, batch: int, optimizer: str) -> str:
     """A stable hash of what the costs depend on: layers, edges, shapes, weights, batch, optimizer."""
     doc = json.dumps([graph.layers, graph.inputs, graph.edges, sorted(graph.shapes.items()),
-                      sorted(graph.weights.items()), batch, optimizer], sort_keys=True, default=list)
+                      sorted(graph.weights.items()), batch, optimizer, METHOD_VERSION], sort_keys=True, default=list)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
@@ -82,6 +85,8 @@ def layer_costs(config_path: Path, graph: BlockGraph, batch: int, optimizer: str
 
 
 def _median_seconds(fn, repeats: int = REPEATS) -> float:
+    """CPU seconds of this process per call (median): what a node's CPU share rations, and unlike wall time
+    not inflated when other work shares the machine (measured: 1.5-2x under a test suite's load)."""
     import statistics
     import time
 
@@ -89,17 +94,20 @@ def _median_seconds(fn, repeats: int = REPEATS) -> float:
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
-def _profile_layer(layer, inputs) -> tuple[float, float]:
-    """(forward, backward) seconds of one layer on ``inputs`` (a list of tensors)."""
+def _profile_layer(layer, inputs, needs_input_gradient: bool) -> tuple[float, float]:
+    """(forward, backward) seconds of one layer on ``inputs`` (a list of tensors). The backward pass takes
+    the gradient of the layer's input only where training needs it: not for a layer fed by the data (for
+    the land-cover model's first 3D convolution that gradient alone would triple its cost)."""
     import tensorflow as tf
 
     args = inputs[0] if len(inputs) == 1 else inputs
+    wrt = list(inputs) if needs_input_gradient else []
 
     @tf.function
     def forward():
@@ -108,13 +116,14 @@ def _profile_layer(layer, inputs) -> tuple[float, float]:
     @tf.function
     def forward_backward():
         with tf.GradientTape() as tape:
-            tape.watch(inputs)
+            tape.watch(wrt)
             y = layer(args, training=True)
             total = tf.reduce_sum(y)
-        return tape.gradient(total, [*inputs, *layer.trainable_variables])
+        return tape.gradient(total, [*wrt, *layer.trainable_variables])
 
     f = _median_seconds(lambda: forward().numpy())
     fb = _median_seconds(lambda: [g.numpy() for g in forward_backward() if g is not None])
+    # a layer without weights or input gradient (e.g. a pooling layer fed by the data) has no backward
     return f, max(0.0, fb - f)
 
 
@@ -138,7 +147,8 @@ def profile(config_path: str, batch: int) -> LayerCosts:
     for name in graph.layers:
         preds = [src for src, dst in graph.edges if dst == name]
         inputs = [tf.random.normal((batch, *graph.shapes[src])) for src in preds]
-        forward[name], backward[name] = _profile_layer(model.get_layer(name), inputs)
+        forward[name], backward[name] = _profile_layer(model.get_layer(name), inputs,
+                                                       any(src not in graph.inputs for src in preds))
     optimizer = get_optimizer(cfg.training.optimizer, cfg.training.learning_rate)
     optimizer.build(model.trainable_variables)
     labels = np.zeros(batch, dtype="int32")

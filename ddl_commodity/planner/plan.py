@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ddl_commodity.cluster.netns import TBF_BURST_S
 from ddl_commodity.cluster.profiles import load_profile, rate_bps
 from ddl_commodity.config import RunConfig
 from ddl_commodity.errors import ConfigError, UserInputError
@@ -24,6 +25,11 @@ from ddl_commodity.planner.simulate import ClusterModel, StepPrediction
 
 #: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
 UNSHAPED_BPS = 10e9
+#: What a node's daemons use while it computes nothing (executor JVM, TF server, heartbeats, the sampler):
+#: measured 0.05 core on the thesis profile (the two idle workers of scheme `single`, benchmark 6).
+IDLE_CORES = 0.05
+#: Per tensor sent between nodes, besides its bytes (gRPC's RecvTensor round trip on a veth).
+LATENCY_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,9 @@ def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, w
     where = f"profile {resolved.name}, d = {resolved.dilation:g}, " if resolved else ""
     label = f"{n} workers + PS, each node {share:g} core, links {bps / 1e6:g} Mbit/s ({where or 'no profile, '}" \
             f"memory cap {f'{cap / 2**30:.1f} GiB' if cap else 'none'})"
-    return Target(ClusterModel(cpu_share=share, bandwidth_bps=bps, latency_s=latency_s, memory_cap=cap), n, label,
+    model = ClusterModel(cpu_share=share, bandwidth_bps=bps, latency_s=latency_s, memory_cap=cap,
+                         idle_cores=IDLE_CORES, burst_s=TBF_BURST_S if link else 0.0)
+    return Target(model, n, label,
                   resolved.dilation if resolved else None)
 
 

@@ -9,12 +9,15 @@ on its forward op's node; every layer's weight gradients go back to the PS, whic
 A node is one core at its CPU share ``c``: it runs one op at a time, and a layer that takes ``t`` seconds on
 a full core takes ``t / c`` there. A transfer of ``n`` bytes between two nodes occupies the sender's outgoing
 and the receiver's incoming link (full duplex, ``n / bandwidth`` seconds each) and arrives ``latency``
-seconds after it left; transfers within a node are free. What is not modelled: TensorFlow running two
-independent ops of one node at once (one core cannot), the CPU that sending costs, and cache effects.
+seconds after it left; transfers within a node are free. Every node and link serves its work in the order
+it becomes ready (the smaller first on a tie), as TensorFlow's executor runs whatever op has its inputs.
+Not modelled: two transfers sharing a link at once (they queue instead), the CPU that sending costs, and
+cache effects.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,21 +34,35 @@ class ClusterModel:
     """The emulated cluster: every node's CPU share, one link rate, a per-message latency, memory per node.
 
     ``base_bytes``: what a node uses before it holds any of the model (its Spark executor JVM, the TF server
-    and runtime); ``memory_cap``: the node's memory (None: no cap)."""
+    and runtime); ``memory_cap``: the node's memory (None: no cap); ``idle_cores``: what the node's daemons
+    take of its share whatever it computes; ``burst_s``: the link shaper's bucket, in seconds of traffic
+    (0: no bucket, every byte at the rate)."""
 
     cpu_share: float = 1.0
     bandwidth_bps: float = 1e9
-    latency_s: float = 0.002
+    latency_s: float = 0.0005
     base_bytes: int = 700 * 2**20
     memory_cap: int | None = 2 * 2**30
     ps_cpu_share: float | None = None
+    idle_cores: float = 0.0
+    burst_s: float = 0.0
 
     @property
     def bytes_per_s(self) -> float:
         return self.bandwidth_bps / 8.0
 
+    @property
+    def burst_bytes(self) -> float:
+        """What a link passes at once after a pause: the namespace cluster's tbf bucket (``burst_s`` of
+        traffic, at least 64 KiB and a frame); 0 without shaping (``burst_s`` 0)."""
+        from ddl_commodity.cluster.netns import TBF_MIN_BURST_BYTES
+
+        return max(TBF_MIN_BURST_BYTES, self.burst_s * self.bytes_per_s) if self.burst_s > 0 else 0.0
+
     def share(self, node: str) -> float:
-        return self.ps_cpu_share if node.startswith("ps:") and self.ps_cpu_share else self.cpu_share
+        """The cores a node's model work gets: its share less what its daemons use while idle."""
+        share = self.ps_cpu_share if node.startswith("ps:") and self.ps_cpu_share else self.cpu_share
+        return max(0.05 * share, share - self.idle_cores)
 
 
 @dataclass
@@ -71,65 +88,113 @@ class StepPrediction:
         return cap is None or all(m <= cap for m in self.memory_bytes.values())
 
 
-class _Timeline:
-    """Nodes and links as resources that are busy until a time."""
+class _StepGraph:
+    """The step's work as tasks: computations on a node and transfers between two, each with the tasks it
+    waits for. :meth:`schedule` runs them in the order they become ready (a task whose inputs are there
+    starts as soon as its node, or its sender's outgoing and receiver's incoming links, are free), so every
+    resource serves its tasks first come, first served."""
 
     def __init__(self, cluster: ClusterModel) -> None:
         self.cluster = cluster
-        self.node_free: dict[str, float] = {}
-        self.tx_free: dict[str, float] = {}
-        self.rx_free: dict[str, float] = {}
-        self.busy: dict[str, float] = {}
-        self.links: dict[tuple[str, str], int] = {}
+        self.tasks: list[tuple[str, str, str, float]] = []  # (kind, node or sender, receiver, amount)
+        self.deps: list[list[int]] = []
+        self._buckets: dict[str, tuple[float, float]] = {}  # link direction -> (time, tokens in bytes)
 
-    def compute(self, node: str, ready: float, seconds: float) -> float:
-        duration = seconds / self.cluster.share(node)
-        start = max(ready, self.node_free.get(node, 0.0))
-        self.node_free[node] = start + duration
-        self.busy[node] = self.busy.get(node, 0.0) + duration
-        return start + duration
+    def compute(self, node: str, seconds: float, after: list[int]) -> int:
+        self.tasks.append(("cpu", node, node, seconds / self.cluster.share(node)))
+        self.deps.append(after)
+        return len(self.tasks) - 1
 
-    def send(self, src: str, dst: str, nbytes: int, ready: float) -> float:
+    def send(self, src: str, dst: str, nbytes: int, after: list[int]) -> list[int]:
+        """The transfer's task, as a dependency list (empty, i.e. nothing to wait for, within a node)."""
         if src == dst or nbytes <= 0:
-            return ready
-        start = max(ready, self.tx_free.get(src, 0.0), self.rx_free.get(dst, 0.0))
-        end = start + nbytes / self.cluster.bytes_per_s
-        self.tx_free[src] = self.rx_free[dst] = end
-        self.links[(src, dst)] = self.links.get((src, dst), 0) + nbytes
-        return end + self.cluster.latency_s
+            return after
+        self.tasks.append(("net", src, dst, float(nbytes)))
+        self.deps.append(after)
+        return [len(self.tasks) - 1]
+
+    def _transmit(self, tx: str, rx: str, start: float, nbytes: float) -> float:
+        """Seconds to send ``nbytes`` from ``start`` through both shapers (token buckets of ``burst_bytes``
+        that refill at the link rate): the first bytes pass at once if the link has been quiet."""
+        rate, burst = self.cluster.bytes_per_s, self.cluster.burst_bytes
+        seconds = 0.0
+        for key in (tx, rx):
+            last, tokens = self._buckets.get(key, (0.0, burst))
+            tokens = min(burst, tokens + (start - last) * rate)
+            seconds = max(seconds, max(0.0, nbytes - tokens) / rate)
+            self._buckets[key] = (start, tokens)
+        for key in (tx, rx):  # spent: what the transfer took beyond the refill while it lasted
+            _, tokens = self._buckets[key]
+            self._buckets[key] = (start + seconds, max(0.0, tokens + seconds * rate - nbytes))
+        return seconds
+
+    def schedule(self) -> tuple[float, dict[str, float], dict[tuple[str, str], int]]:
+        """(step end, busy seconds per node, bytes per link)."""
+        n = len(self.tasks)
+        waiting = [len(d) for d in self.deps]
+        succs: list[list[int]] = [[] for _ in range(n)]
+        for i, deps in enumerate(self.deps):
+            for d in deps:
+                succs[d].append(i)
+        ready = [0.0] * n
+        heap = [(0.0, self.tasks[i][3], i) for i in range(n) if not waiting[i]]
+        heapq.heapify(heap)
+        free: dict[str, float] = {}
+        busy: dict[str, float] = {}
+        links: dict[tuple[str, str], int] = {}
+        end = 0.0
+        while heap:
+            at, amount, i = heapq.heappop(heap)
+            kind, a, b, _ = self.tasks[i]
+            if kind == "cpu":
+                start = max(at, free.get(a, 0.0))
+                done = free[a] = start + amount
+                busy[a] = busy.get(a, 0.0) + amount
+            else:
+                start = max(at, free.get(f"tx:{a}", 0.0), free.get(f"rx:{b}", 0.0))
+                free[f"tx:{a}"] = free[f"rx:{b}"] = start + self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
+                done = free[f"tx:{a}"] + self.cluster.latency_s
+                links[(a, b)] = links.get((a, b), 0) + int(amount)
+            end = max(end, done)
+            for j in succs[i]:
+                ready[j] = max(ready[j], done)
+                waiting[j] -= 1
+                if not waiting[j]:
+                    heapq.heappush(heap, (ready[j], self.tasks[j][3], j))
+        return end, busy, links
 
 
 def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str], variables: str, entry: str,
                  cluster: ClusterModel) -> StepPrediction:
     """The step of ``graph`` with every layer on ``where[layer]``, weights on ``variables``, the training loop
     (and the data, and the loss) on ``entry``."""
-    b = costs.batch
     on = {**where, **dict.fromkeys(graph.inputs, entry), "loss": entry}
     preds: dict[str, list[str]] = {}
     succs: dict[str, list[str]] = {}
     for src, dst in graph.edges:
         preds.setdefault(dst, []).append(src)
         succs.setdefault(src, []).append(dst)
-    act = {name: b * _prod(shape) * FLOAT_BYTES for name, shape in graph.shapes.items()}
-    t = _Timeline(cluster)
-    t.compute(entry, 0.0, costs.client_s)  # the loop's own work: feeding the batch, the loss, dispatch
-    start = t.node_free[entry]
-    weights_at = {layer: t.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, start)
-                  for layer in graph.layers}
-    done = dict.fromkeys(graph.inputs, start)
-    for layer in graph.layers:  # forward, in graph order
-        ready = max([weights_at[layer], *(t.send(on[s], on[layer], act[s], done[s]) for s in preds.get(layer, []))])
-        done[layer] = t.compute(on[layer], ready, costs.forward.get(layer, 0.0))
-    grad_done = {"loss": max(t.send(on[s], entry, act[s], done[s]) for s in preds["loss"])}
-    written = []
+    act = {name: costs.batch * _prod(shape) * FLOAT_BYTES for name, shape in graph.shapes.items()}
+    g = _StepGraph(cluster)
+    begin = [g.compute(entry, costs.client_s, [])]  # the loop's own work: feeding the batch, the loss, dispatch
+    done = dict.fromkeys(graph.inputs, begin)
+    for layer in graph.layers:  # forward, in graph order, after this layer's weights have been read
+        after = g.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, begin)
+        for src in preds.get(layer, []):
+            after = after + g.send(on[src], on[layer], act[src], done[src])
+        done[layer] = [g.compute(on[layer], costs.forward.get(layer, 0.0), after)]
+    loss = [t for src in preds["loss"] for t in g.send(on[src], entry, act[src], done[src])]
+    grad = {"loss": loss}
+    written: list[int] = []
     for layer in reversed(graph.layers):  # backward: each gradient where its forward op ran
-        ready = max(t.send(on[d], on[layer], act[layer], grad_done[d]) for d in succs[layer])
-        grad_done[layer] = t.compute(on[layer], ready, costs.backward.get(layer, 0.0))
+        after = [t for d in succs.get(layer, ["loss"]) for t in g.send(on[d], on[layer], act[layer], grad[d])]
+        grad[layer] = [g.compute(on[layer], costs.backward.get(layer, 0.0), after)]
         total = graph.weights.get(layer, (0, 0))[1] * FLOAT_BYTES
         if total:
-            written.append(t.send(on[layer], variables, total, grad_done[layer]))
-    end = t.compute(variables, max(written, default=grad_done[graph.layers[0]]), costs.apply_s)
-    return StepPrediction(step_s=end, busy_s=dict(t.busy), links=dict(t.links),
+            written += g.send(on[layer], variables, total, grad[layer])
+    g.compute(variables, costs.apply_s, written + [t for layer in graph.layers for t in grad[layer]])
+    end, busy, links = g.schedule()
+    return StepPrediction(step_s=end, busy_s=busy, links=links,
                           memory_bytes=node_memory(graph, costs, on, variables, cluster))
 
 

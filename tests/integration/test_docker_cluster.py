@@ -45,17 +45,29 @@ def container_of(service: str) -> str:
     return ids[0]
 
 
+def forward_policy() -> str:
+    """The iptables FORWARD policy ("" where iptables is not installed yet)."""
+    try:
+        rules = sh("iptables", "-S", "FORWARD", timeout=30).stdout.splitlines()
+    except OSError:
+        return ""
+    return rules[0] if rules else ""
+
+
 @pytest.fixture(scope="module")
 def engine():
     already = sh("docker", "info", timeout=60).returncode == 0
+    policy = forward_policy()
     started = sh("bash", "scripts/docker-engine.sh", "start", timeout=900)
     if started.returncode != 0:
         lines = (started.stderr or started.stdout).strip().splitlines()
         pytest.skip(f"no Docker engine could be started here: {lines[-1] if lines else 'no output'}")
     yield
-    if not already:
+    if not already:  # the host as it was: dockerd's chains gone, FORWARD's policy back (dockerd sets DROP)
         stopped = sh("bash", "scripts/docker-engine.sh", "stop", timeout=120)
         assert stopped.returncode == 0, stopped.stderr
+        assert "DOCKER" not in sh("iptables-save", timeout=30).stdout
+        assert forward_policy() == (policy or "-P FORWARD ACCEPT")  # no iptables before: the default
 
 
 @pytest.fixture(scope="module")

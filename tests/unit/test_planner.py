@@ -162,3 +162,38 @@ def test_data_parallel_prediction_trades_compute_for_ps_traffic() -> None:
     assert [same[m]["compute_s"] for m in (1, 2, 3, 4)] == [same[1]["compute_s"]] * 4
     assert disjoint[4]["exchange_s"] == pytest.approx(4 * disjoint[1]["exchange_s"])
     assert disjoint[1]["exchange_s"] == pytest.approx(40e6 / 5e7)  # 40 MB through a 400 Mbit/s link
+
+
+def test_links_serve_transfers_in_the_order_they_become_ready() -> None:
+    """Two branches send 1 MB each into worker:0. The graph lists the slow branch (a1, 0.5 s) first, but the
+    fast one (c1) is ready first and goes first: a schedule in listing order would hold it behind a1."""
+    layers = ["a1_l", "c1_l", "m_l"]
+    edges = [("x", "a1_l"), ("a1_l", "m_l"), ("x", "c1_l"), ("c1_l", "m_l"), ("m_l", "loss")]
+    shapes = {"x": (1,), "a1_l": (25_000,), "c1_l": (25_000,), "m_l": (1,)}
+    g = BlockGraph(layers, ["x"], edges, shapes, dict.fromkeys(layers, (0, 0)))
+    c = LayerCosts(10, {"a1_l": 0.5, "c1_l": 0.01, "m_l": 0.0}, {"a1_l": 1.0, "c1_l": 0.02, "m_l": 0.0},
+                   apply_s=0.0, client_s=0.0, step_s=0.0)
+    cluster = ClusterModel(cpu_share=1.0, bandwidth_bps=8e6, latency_s=0.0, base_bytes=0, memory_cap=None)
+    p = predict_step(g, c, {"a1_l": "worker:1", "c1_l": "worker:2", "m_l": "worker:0"}, "ps:0", "worker:0",
+                     cluster)
+    forward = 0.01 + 1.0 + 1.0  # c1's megabyte from 0.01 s, then a1's (ready at 0.5 s), into worker:0
+    backward = 1.0 + 1.0 + 1.0  # m's two input gradients out of worker:0 one after the other, a1's backward
+    assert p.step_s == pytest.approx(forward + backward, rel=0.01)
+
+
+def test_a_shaped_link_passes_its_bucket_at_once_and_nodes_lose_their_idle_load() -> None:
+    g = chain(2, width=250_000)  # 10 x 250k floats = 10 MB per activation
+    c = costs_for(g, b0=0.0, b1=0.0)
+    split = {"b0_l": "worker:0", "b1_l": "worker:1"}
+    plain = ClusterModel(cpu_share=1.0, bandwidth_bps=8e7, latency_s=0.0, base_bytes=0, memory_cap=None)
+    bucket = ClusterModel(cpu_share=1.0, bandwidth_bps=8e7, latency_s=0.0, base_bytes=0, memory_cap=None,
+                          burst_s=0.05)  # 0.5 MB at 10 MB/s
+    slow = predict_step(g, c, split, "ps:0", "worker:0", plain).step_s
+    fast = predict_step(g, c, split, "ps:0", "worker:0", bucket).step_s
+    assert slow == pytest.approx(4 * 1.0)  # four 10 MB transfers, one after another
+    assert fast == pytest.approx(4 * (10 - 0.5) / 10, rel=0.01)  # each after the link was quiet: bucket full
+    busy = costs_for(chain(1), b0=0.1)
+    idle = ClusterModel(cpu_share=0.4, bandwidth_bps=8e7, latency_s=0.0, base_bytes=0, memory_cap=None,
+                        idle_cores=0.1)
+    p = predict_step(chain(1), busy, {"b0_l": "worker:0"}, "ps:0", "worker:0", idle)
+    assert p.busy_s["worker:0"] == pytest.approx(0.3 / 0.3)  # forward + backward at the 0.3 core left
