@@ -117,27 +117,26 @@ def assert_containers_sampled(run_dir: Path, tasks: list[str]) -> None:
         assert float(last["cpu_seconds"]) > float(node_rows_[0]["cpu_seconds"]), task
 
 
-def test_quickstart_runs_on_the_containers(cluster) -> None:
+def run_on_containers(cluster, config: str, run_id: str, what: str) -> tuple[Path, dict]:
+    """``docker-cluster.sh submit`` a config; the run directory and summary of a run that succeeded."""
     env, runs = cluster
     t0 = time.monotonic()
-    proc = submit(env, "configs/docker/quickstart.yaml", "dk-quickstart")
-    print(f"quickstart on the compose cluster: {time.monotonic() - t0:.0f} s")
+    proc = submit(env, config, run_id)
+    print(f"{what} on the compose cluster: {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    run_dir = runs / "dk-quickstart"
-    summary = json.loads((run_dir / "summary.json").read_text())
+    return runs / run_id, json.loads((runs / run_id / "summary.json").read_text())
+
+
+def test_quickstart_runs_on_the_containers(cluster) -> None:
+    run_dir, summary = run_on_containers(cluster, "configs/docker/quickstart.yaml", "dk-quickstart", "quickstart")
     assert summary["final"]["ps_version"] >= 1
     assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
     assert_containers_sampled(run_dir, ["ps-0", "worker-0", "worker-1"])
 
 
 def test_landcover_model_parallel_runs_on_the_containers(cluster) -> None:
-    env, runs = cluster
-    t0 = time.monotonic()
-    proc = submit(env, "configs/docker/landcover.yaml", "dk-landcover")
-    print(f"land-cover model parallel on the compose cluster: {time.monotonic() - t0:.0f} s")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    run_dir = runs / "dk-landcover"
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run_dir, summary = run_on_containers(cluster, "configs/docker/landcover.yaml", "dk-landcover",
+                                         "land-cover model parallel")
     assert summary["placement_check"]["consistent"], summary["placement_check"]["problems"]
     # Fig 6.3(b): the HSI worker receives its patches' activations' gradients and the PS's weights
     assert summary["nodes"]["worker-1"]["rx_bytes_per_step"] > 100_000, summary["nodes"]
