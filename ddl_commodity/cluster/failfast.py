@@ -108,10 +108,10 @@ class Watchdog:
         the executor Spark starts in its place, or on the compose cluster's spare worker). A node whose
         executor is gone, or failing that one already quiet for a few heartbeats, is then the cause, and
         Spark's error its consequence."""
-        cause = spark_error(spark_text)
         lost = self._lost_executor_nodes()
         if lost:  # Spark's own text says only which call failed, or that a re-run task found no TF node
             return lost_executor_message(lost[0], spark_text)
+        cause = spark_error(spark_text)
         quiet = self._collector.silent_nodes(SUSPECT_SILENCE_S)
         if quiet:
             return f"{self._silence(*quiet[0])} (then Spark: {exception_line(cause)})"

@@ -45,9 +45,6 @@ class LayerCosts:
     step_s: float  # the whole training step on one core, as measured
     optimizer: str = "adam"
 
-    def layer_s(self, layer: str) -> float:
-        return self.forward.get(layer, 0.0) + self.backward.get(layer, 0.0)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
