@@ -18,7 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ddl_commodity.errors import DdlError
+from ddl_commodity.errors import DdlError, UserInputError
+from ddl_commodity.report.scales import SCALES
 
 EPILOG = """examples:
   ddl data redshift --samples 5000 --seed 1 --out data/redshift-5k.h5
@@ -211,17 +212,21 @@ def _add_report_parsers(sub) -> None:
     repro = sub.add_parser(
         "reproduce", help="run the thesis's experiment set and write the comparison report",
         description="Run the experiments of configs/thesis/ one after another on the embedded cluster, then "
-        "write <out>/report/index.html and report.md: for each thesis table and figure its counterpart, and "
-        "the thesis's numbers beside ours. --scale small cuts samples, epochs and steps (about half an hour on "
-        "2 cores); --scale full runs the configs unchanged (hours). Re-running with the same --out continues: "
-        "experiments that succeeded are kept.")
-    repro.add_argument("--scale", choices=["small", "full"], default="small")
-    repro.add_argument("--only", help="shell pattern of experiment names to run, e.g. 'landcover-*'")
+        "write <out>/report/index.html and report.md: each thesis claim beside ours with a verdict and the "
+        "measurement behind it, Tables 5.1/5.2, per-node tables and figures. Scales: "
+        + "; ".join(f"{s.name}: {s.about}" for s in SCALES.values()) + ". Re-running with the same --out "
+        "continues: runs that succeeded are kept, cut and failed ones run again.")
+    repro.add_argument("--scale", choices=list(SCALES), default="small")
+    repro.add_argument("--only", help="shell pattern of run names to run, e.g. 'landcover-*'")
     repro.add_argument("--out", type=Path, default=None,
                        help="reproduction directory (default runs/reproduce-<scale>-<time>)")
     repro.add_argument("--profile", metavar="NAME",
                        help="run every experiment's embedded cluster on this cluster profile (e.g. thesis: "
-                       "nodes like the thesis's PCs, times also in cluster seconds; see configs/clusters/)")
+                       "nodes like the thesis's PCs, times also in cluster seconds; see configs/clusters/); "
+                       "--scale thesis uses thesis unless told otherwise")
+    repro.add_argument("--budget", type=float, metavar="MINUTES",
+                       help="cut the runs predicted to end later than this after the start, saying so in the "
+                       "report (default: the scale's, 150 for thesis; none for the others)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -663,7 +668,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ddl_commodity.report.run_report import write_run_report
 
     if (args.run_dir / "reproduce.json").is_file():
-        from ddl_commodity.report.reproduce import write_reproduction_report
+        from ddl_commodity.report.reproduction_report import write_reproduction_report
 
         path = write_reproduction_report(args.run_dir)
         print((path.parent / "report.md").read_text())
@@ -686,17 +691,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ddl_commodity.report.reproduce import reproduce, write_reproduction_report
+    from ddl_commodity.report.reproduce import reproduce
+    from ddl_commodity.report.reproduction_report import write_reproduction_report
 
     out = args.out or Path("runs") / f"reproduce-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.profile:
         from ddl_commodity.cluster.profiles import load_profile
 
         load_profile(args.profile)  # a bad name ends here, exit 2, before any run
-    state = reproduce(args.scale, out, args.only, profile=args.profile)
+    if args.budget is not None and not args.budget > 0:
+        raise UserInputError(f"--budget must be a positive number of minutes, got {args.budget:g}")
+    state = reproduce(args.scale, out, args.only, profile=args.profile, budget_minutes=args.budget)
     path = write_reproduction_report(out)
-    failed = [n for n, e in state["experiments"].items() if e["state"] != "succeeded"]
-    print(f"report: {path}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    failed = [n for n, e in state["experiments"].items() if e["state"] == "failed"]
+    cut = [n for n, e in state["experiments"].items() if e["state"] == "cut"]
+    print(f"report: {path}" + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; cut for time: {len(cut)} (re-run with the same --out and a larger --budget)" if cut else ""))
     return 1 if failed else 0
 
 

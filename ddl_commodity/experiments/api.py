@@ -150,8 +150,9 @@ class Experiment:
         """Extra lines of the summary ``ddl run`` prints at the end (none by default)."""
         return []
 
-    def scaled_down(self, raw: dict) -> dict:
-        """The raw config cut to minutes for ``ddl reproduce --scale small`` (unchanged by default)."""
+    def at_scale(self, raw: dict, scale: str) -> dict:
+        """The raw config resized for ``ddl reproduce --scale <scale>`` (``smoke``: seconds, ``small``: minutes,
+        ``thesis``: the thesis's sizes; see :mod:`ddl_commodity.report.scales`). Unchanged by default."""
         return raw
 
     # -- used by the engines -------------------------------------------------------------------------

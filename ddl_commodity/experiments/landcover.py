@@ -26,9 +26,27 @@ from ddl_commodity.config import (
     Strict,
     TrainingSettingsBase,
 )
+from ddl_commodity.data.houston import NUM_CLASSES
 from ddl_commodity.data.patches import DEFAULT_HSI_BANDS
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.models.placement import BlockGraph, Placement
+
+#: ``ddl reproduce --scale thesis`` measures every land-cover run over at least this many training steps after
+#: its first epoch (which carries graph set-up): issue 13's steady-state window.
+STEADY_STEPS = 150
+
+
+def steady_state_epochs(data: dict, training: dict, steps: int) -> dict:
+    """``epochs`` and ``steps_per_epoch`` giving at least ``steps`` steps after the first epoch, each epoch
+    capped at ``steps`` (batch 10 on 8K patches would otherwise run 720 steps per epoch). A data-parallel
+    worker trains on its whole shard every epoch (Spark feeds it; no cap), all of it with same data."""
+    rows = data.get("patches_per_class", 400) * NUM_CLASSES * (1 - data.get("validation_fraction", 0.1))
+    parallel = training.get("mode") == "data_parallel"
+    if parallel and training.get("data_distribution", "disjoint") == "disjoint":
+        rows /= training.get("workers", 3)
+    full = max(1, int(rows // training.get("batch_size", 50)))
+    per_epoch = full if parallel else min(steps, full)
+    return {"epochs": 1 + -(-steps // per_epoch), **({} if parallel else {"steps_per_epoch": per_epoch})}
 
 
 class HoustonDataSettings(DataSettingsBase):
@@ -166,9 +184,16 @@ class LandcoverExperiment(Experiment):
             return f"model parallel, scheme {s.name} ({s.figure}), {t.workers} workers + PS, batch {t.batch_size}"
         return super().describe(cfg)
 
-    def scaled_down(self, raw: dict) -> dict:
-        raw["data"].update(synthetic_scale=0.1, patches_per_class=min(40, raw["data"].get("patches_per_class", 400)))
-        t = raw["training"]
-        t["epochs"] = min(t.get("epochs", 10), 3)
-        t["steps_per_epoch"] = 20
+    def at_scale(self, raw: dict, scale: str) -> dict:
+        data, t = raw.setdefault("data", {}), raw.setdefault("training", {})
+        if scale == "small":
+            data.update(synthetic_scale=0.1, patches_per_class=min(40, data.get("patches_per_class", 400)))
+            t.update(epochs=min(t.get("epochs", 10), 3), steps_per_epoch=20)
+        elif scale == "smoke":  # every code path, nothing worth reading
+            data.update(synthetic_scale=0.05, patches_per_class=20)
+            raw["model"] = {"rgb_filters": [4, 8, 8], "hsi_filters": [4, 8, 8], "fc_units": [32, 16]}
+            raw["monitor"] = {"interval_s": 0.25}
+            t.update(epochs=2, steps_per_epoch=4)
+        elif scale == "thesis":
+            t.update(steady_state_epochs(data, t, STEADY_STEPS))
         return raw

@@ -166,10 +166,14 @@ class RedshiftExperiment(Experiment):
                 row("final model, softmax-expected z", scores, "_expected", within=False),
                 row(f"trivial: always z = {trivial['z']:.3f} (training median)", trivial, within=False)]
 
-    def scaled_down(self, raw: dict) -> dict:
-        # 1,000 spectra at batch 64 left a disjoint-shard worker 5 steps per epoch: no curve plateaued within
-        # 8 epochs. 2,000 at batch 32 give it ~19 steps, enough for Tables 5.1/5.2 to measure something.
-        raw.setdefault("data", {})["samples"] = 2000
-        raw.setdefault("model", {})["filters"] = [4, 4]
-        raw.setdefault("training", {}).update(epochs=16, batch_size=32)
-        return raw
+    def at_scale(self, raw: dict, scale: str) -> dict:
+        data, model, training = (raw.setdefault(k, {}) for k in ("data", "model", "training"))
+        if scale == "small":
+            # 1,000 spectra at batch 64 left a disjoint-shard worker 5 steps per epoch: no curve plateaued within
+            # 8 epochs. 2,000 at batch 32 give it ~19 steps, enough for Tables 5.1/5.2 to measure something.
+            data["samples"], model["filters"] = 2000, [4, 4]
+            training.update(epochs=16, batch_size=32)
+        elif scale == "smoke":  # every code path, nothing worth reading
+            data["samples"], model["filters"], model["dropout"] = 400, [2, 2], 0.0
+            training.update(epochs=3, batch_size=16)
+        return raw  # thesis: configs/thesis/ holds the thesis's sizes already (5K spectra, 20 epochs)

@@ -1,17 +1,35 @@
-"""`ddl reproduce`'s progress lines: time left, and the error a failed experiment keeps."""
+"""`ddl reproduce`'s progress lines, predictions and cuts, and the error a failed experiment keeps."""
 
 from __future__ import annotations
 
+import time
 
-def test_progress_estimates_the_time_left_from_the_runs_so_far() -> None:
-    import time
 
-    from ddl_commodity.report.reproduce import _time_left
+def test_progress_predicts_each_run_from_its_config_then_its_experiment() -> None:
+    from ddl_commodity.report.reproduce import _time_left, predicted_seconds
 
-    state = {"experiments": {"a": {"state": "succeeded", "seconds": 120.0}, "b": {"state": "failed", "seconds": 240.0}}}
-    # b (failed: run again) and c are left, at the mean 180 s each.
-    assert _time_left(state, ["b", "c"], time.monotonic() - 360) == " (elapsed 6 min, about 6 min left)"
+    state = {"experiments": {"redshift-5k-same-1w": {"state": "succeeded", "seconds": 120.0},
+                             "landcover-batch10": {"state": "failed", "seconds": 240.0},
+                             "landcover-batch50": {"state": "succeeded", "seconds": 360.0}}}
+    assert predicted_seconds(state, "redshift-5k-same-1w-seed2") == (120.0, "mean of 1 of the redshift-5k-same-1w runs")
+    assert predicted_seconds(state, "landcover-fig6_7") == (300.0, "mean of 2 of the landcover runs")
+    assert predicted_seconds({"experiments": {}}, "landcover-fig6_7") is None
+    # the failed batch10 (run again) at 240 s and fig6_7 at 300 s: 9 minutes
+    left = _time_left(state, ["landcover-batch10", "landcover-fig6_7"], time.monotonic() - 360)
+    assert left == " (elapsed 6 min, about 9 min left)"
     assert _time_left({"experiments": {}}, ["a"], time.monotonic()) == " (elapsed 0 min)"
+
+
+def test_a_run_past_the_budget_is_cut_with_its_prediction() -> None:
+    from ddl_commodity.report.reproduce import _over_budget
+
+    state = {"experiments": {"landcover-batch50": {"state": "succeeded", "seconds": 600.0}}}
+    assert _over_budget(state, "landcover-fig6_7", 30.0, elapsed=19 * 60) is None        # 19 + 10 <= 30
+    reason = _over_budget(state, "landcover-fig6_7", 30.0, elapsed=21 * 60)             # 21 + 10 > 30
+    assert reason == ("predicted 10.0 min (mean of 1 of the landcover runs) with 9.0 of the 30-minute "
+                      "budget left")
+    assert _over_budget(state, "landcover-fig6_7", None, elapsed=10**6) is None
+    assert _over_budget(state, "redshift-5k-single", 1.0, elapsed=10**6) is None         # nothing to predict from
 
 
 def test_a_failed_experiment_keeps_the_error_line_not_the_log_pointer() -> None:
