@@ -40,9 +40,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import ddl_commodity, tensorflowonspark' 2>/dev/null; then
   log "installing the toolkit and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  # --no-compile: byte-compiling every installed module took half the install; Python compiles what it
-  # imports on first use.
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c 'import ddl_commodity, tensorflow, tensorflowonspark, pyspark' >/dev/null 2>&1 \
     || { log "installation failed"; exit 1; }
   echo "$want" > "$stamp"
