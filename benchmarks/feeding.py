@@ -19,7 +19,7 @@ by side in one run:
     ``DataFeed.next_batch(batch_size)`` and stacks the items;
   - ``bundles``: our feeding (:mod:`ddl_commodity.data.rdd`): whole mini-batches per record, as the
     redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle), read as its
-    workers read them (:func:`ddl_commodity.cluster.feed.prefetched`: a thread takes the next bundles off
+    workers read them (:class:`ddl_commodity.cluster.feed.Prefetched`: a thread takes the next bundles off
     the queue while the model trains).
 
   Both RDDs come from the same cached ``zipWithIndex`` records and have one partition per epoch.
@@ -146,7 +146,7 @@ def tensorflow_input(spec: dict, h5_path: Path) -> dict:
 
 def spark_worker(args: dict, ctx: Any) -> None:
     """TFoS ``main_fun`` of the single worker: train each phase's samples, write its timing, then drain."""
-    from ddl_commodity.cluster.feed import prefetched
+    from ddl_commodity.cluster.feed import Prefetched
     from ddl_commodity.data.rdd import Bundle
 
     spec, bs = args["spec"], args["spec"]["batch_size"]
@@ -157,7 +157,7 @@ def spark_worker(args: dict, ctx: Any) -> None:
         model = _build_model(spec)
         _warm_up(model, bs)
         if phase["style"] == "bundles" and bundles is None:
-            bundles = prefetched(feed)
+            bundles = iter(Prefetched(feed))
         _write_json(result_dir / f"ready-{phase['name']}.json", {"pid": os.getpid()})  # the driver feeds now
         clock, wanted = _Clock(), phase["samples"]
         fetch = convert = 0.0

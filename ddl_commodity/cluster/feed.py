@@ -8,7 +8,7 @@ the queue of the TF node of this executor (its ``TFManager``) and wait until the
 modules only, and watch the queue every 0.05 s where TFoS sleeps 1 s, which every epoch waited for.
 
 Both are partition functions for ``RDD.foreachPartition``, built on the driver and pickled to the executors.
-:func:`prefetched` is the other end, in the TF node: it reads the feed ahead of training.
+:class:`Prefetched` is the other end, in the TF node: it reads the feed ahead of training.
 """
 
 from __future__ import annotations
@@ -85,36 +85,51 @@ def end_feed(cluster_info: list[dict], queues: list[str]) -> Callable[[Iterable]
     return _end
 
 
-def prefetched(feed, depth: int = 2) -> Iterator[Any]:
+class Prefetched:
     """The items of a TF node's Spark-input feed (a TFoS ``DataFeed``), taken off its queue by a thread.
 
     Taking an item is a round trip to the node's queue manager and an unpickle (about 18 ms for a 1.8 MB
     bundle here): the thread does it while the caller trains on the item before, holding up to ``depth``.
-    An item counts as consumed (``task_done``, which ends its feed task's wait) only when the caller asks for
-    the next one, not when it is taken as in TFoS's ``next_batch``: a node lost while it trains on a
-    partition's last items leaves that feed task running, for Spark to re-run. Ends with the feed (TFoS's
-    ``None``); an exception of the thread is raised in the caller.
+    An item counts as consumed (``task_done``, which ends its feed task's wait once a partition's items all
+    are) when the caller says so with :meth:`consumed`, or else asks for the next one; not when it is taken, as
+    in TFoS's ``next_batch``: a node lost while it trains on a partition's last items leaves that feed task
+    running, for Spark to re-run. A worker calls :meth:`consumed` after training on a partition's last item
+    and before its epoch-end push: with s < M that push waits for pushes of the next feed epoch, whose Spark
+    job starts only when this one's tasks have ended (measured: a 3-worker run with s = 2 hung until the push
+    timeout). Ends with the feed (TFoS's ``None``); an exception of the thread is raised in the caller.
     """
-    from tensorflowonspark import marker
 
-    source, ready, end = feed.queue_in, queue.Queue(maxsize=depth), object()
+    def __init__(self, feed, depth: int = 2) -> None:
+        self._feed, self._source, self._owed = feed, feed.queue_in, False
+        self._ready: queue.Queue = queue.Queue(maxsize=depth)
+        self._end = object()
+        threading.Thread(target=self._take, name="feed-prefetch", daemon=True).start()
 
-    def take() -> None:
+    def _take(self) -> None:
+        from tensorflowonspark import marker
+
         try:
-            while (item := source.get(block=True)) is not None:
+            while (item := self._source.get(block=True)) is not None:
                 if type(item) is marker.EndPartition:  # TFoS's own feeder's separator: nothing to train
-                    source.task_done()
+                    self._source.task_done()
                     continue
-                ready.put(item)
+                self._ready.put(item)
         except BaseException as err:  # handed to the caller, who raises it
-            ready.put(err)
-        ready.put(end)
+            self._ready.put(err)
+        self._ready.put(self._end)
 
-    threading.Thread(target=take, name="feed-prefetch", daemon=True).start()
-    while (item := ready.get()) is not end:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-        source.task_done()
-    source.task_done()  # the None
-    feed.done_feeding = True
+    def __iter__(self) -> Iterator[Any]:
+        while (item := self._ready.get()) is not self._end:
+            if isinstance(item, BaseException):
+                raise item
+            self._owed = True
+            yield item
+            self.consumed()
+        self._source.task_done()  # the None
+        self._feed.done_feeding = True
+
+    def consumed(self) -> None:
+        """The item last yielded is done with: its feed task may end (once it is the partition's last)."""
+        if self._owed:
+            self._owed = False
+            self._source.task_done()

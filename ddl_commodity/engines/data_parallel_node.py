@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ddl_commodity.cluster.cgroups import own_node_group
-from ddl_commodity.cluster.feed import prefetched
+from ddl_commodity.cluster.feed import Prefetched
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
@@ -178,7 +178,8 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
     x_val, y_val = unflatten(validation["x"], shapes), validation["y"]
     bs, every = cfg.training.batch_size, cfg.training.push_every_steps
     epoch_no, steps, log, skipping = args.first_epoch, 0, _EpochLog(), False
-    for item in prefetched(ctx.get_data_feed(train_mode=True)):
+    feed = Prefetched(ctx.get_data_feed(train_mode=True))
+    for item in feed:
         bundle = Bundle(*item)
         if not log.samples and not skipping:  # a partition starts
             skipping = _trained_before(runtime, bundle)
@@ -198,6 +199,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
                 replica.synchronise()
             log.train_seconds += time.perf_counter() - t0
         if bundle.last:
+            feed.consumed()  # before the push: its Spark task must end for the next feed epoch to start
             epoch_no += 1
             validation = (x_val, y_val, experiment.validation_metrics)
             runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, validation,

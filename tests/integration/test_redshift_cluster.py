@@ -56,11 +56,12 @@ def expected_digests(tmp_path: Path, cfg: dict, distribution: str) -> dict[int, 
     data_file = next((tmp_path / "data").glob("*.h5"))
     n = len(load_redshift_h5(data_file).label)
     train, _ = train_validation_split(n, cfg["data"]["validation_fraction"], SEED)
+    workers = cfg["training"]["workers"]
     if distribution == "same":
-        return {0: index_digest(train), 1: index_digest(train)}
-    shards = shard_assignment(n, train, 2, SEED)
+        return dict.fromkeys(range(workers), index_digest(train))
+    shards = shard_assignment(n, train, workers, SEED)
     assert not set(np.flatnonzero(shards == 0)) & set(np.flatnonzero(shards == 1))
-    return {m: index_digest(np.flatnonzero(shards == m)) for m in (0, 1)}
+    return {m: index_digest(np.flatnonzero(shards == m)) for m in range(workers)}
 
 
 def worker_records(run_dir: Path) -> dict[str, list[dict]]:
@@ -90,10 +91,12 @@ def assert_no_leftover_processes(root: Path | None = None) -> None:
     assert not left, [p.cmdline()[:3] for p in left]
 
 
-@pytest.mark.parametrize(("distribution", "s"), [("same", 1), ("disjoint", 2)])
-def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
-    cfg = tiny_config(tmp_path, data_distribution=distribution)
-    cfg["ps"]["s"] = s
+# s = 1 (every push applied alone), s = M (synchronous), and 1 < s < M, where every feed epoch's last pusher
+# waits for the next epoch's pushes: its Spark task must end before its push, or the run hangs.
+@pytest.mark.parametrize(("distribution", "s", "m"), [("same", 1, 2), ("disjoint", 2, 2), ("same", 2, 3)])
+def test_data_parallel_run(tmp_path: Path, distribution: str, s: int, m: int) -> None:
+    cfg = tiny_config(tmp_path, data_distribution=distribution, workers=m)
+    cfg["ps"].update(s=s, push_timeout_s=60)  # a push that waits for nothing fails the run within a minute
     cfg["name"] = f"it-{distribution}"
     proc, run_dir = ddl_run(tmp_path, cfg)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (run_dir / "driver.log").read_text()[-5000:]
@@ -107,14 +110,14 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
     # The digests prove the mode: every worker epoch trained on exactly the rows of its shard.
     expected = expected_digests(tmp_path, cfg, distribution)
     workers = worker_records(run_dir)
-    assert sorted(workers) == ["worker-0", "worker-1"]
+    assert sorted(workers) == [f"worker-{i}" for i in range(m)]
     epochs = [r for recs in workers.values() for r in recs]
-    assert len(epochs) == 2 * cfg["training"]["epochs"]
+    assert len(epochs) == m * cfg["training"]["epochs"]
     for r in epochs:
         assert r["index_digest"] == expected[r["shard"]], r
     if distribution == "disjoint":
         for feed_epoch in range(cfg["training"]["epochs"]):
-            assert sorted(r["shard"] for r in epochs if r["feed_epoch"] == feed_epoch) == [0, 1]
+            assert sorted(r["shard"] for r in epochs if r["feed_epoch"] == feed_epoch) == list(range(m))
     assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
 
     # The PS applied every update with tau = (version before the apply) - (base version of the update).
@@ -124,7 +127,7 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
     for u in applied:
         assert u["tau"] == u["applied_version"] - 1 - u["base_version"], u
         assert u["lambda"] == pytest.approx(1.0 / (1.0 + u["tau"]))
-    if s == 2:  # synchronous: both updates of an aggregate start from the same version
+    if s == m:  # synchronous: both updates of an aggregate start from the same version
         assert all(u["tau"] == 0 for u in applied)
         assert summary["final"]["ps_version"] == cfg["training"]["epochs"]
         # Both workers adopted the same global model every epoch, so they score it identically.
@@ -137,7 +140,9 @@ def test_data_parallel_run(tmp_path: Path, distribution: str, s: int) -> None:
         final_errors = {r["global_val_dz_nmad"] for r in epochs if r["ps_version"] == summary["final"]["ps_version"]}
         assert len(final_errors) == 1  # ... and get the same redshift errors from it
     else:
-        assert summary["final"]["ps_version"] == len(applied)
+        assert summary["final"]["ps_version"] == len({u["applied_version"] for u in applied})
+        if s > 1:  # each epoch's last push joins the next epoch's first, one version stale
+            assert max(u["tau"] for u in applied) >= 1, applied
     for r in epochs:
         assert 0 <= r["global_val_accuracy"] <= 1 and r["global_val_loss"] > 0, r
 
