@@ -200,6 +200,10 @@ def _add_report_parsers(sub) -> None:
                          "writes report.md into the run. For a `ddl reproduce` directory: report/index.html and "
                          "report/report.md with PNG figures and the thesis-vs-measured table.")
     rep.add_argument("run_dir", type=Path, help="a directory under runs/, or one written by `ddl reproduce`")
+    rep.add_argument("--publish", type=Path, metavar="DIR",
+                     help="for a reproduction: also copy what a reader needs into DIR (the report, its figures, "
+                     "reproduce.json, every run's config and summary; no raw run directories), e.g. "
+                     "docs/reproduction")
 
     cmp = sub.add_parser("compare", help="overlay the curves of runs and tabulate how they differ",
                          description="Compare runs, e.g. a YAML experiment rerun with one change: compare.png "
@@ -673,7 +677,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         path = write_reproduction_report(args.run_dir)
         print((path.parent / "report.md").read_text())
         print(f"report: {path}")
+        if args.publish:
+            from ddl_commodity.report.reproduction_report import publish
+
+            print(f"published: {publish(args.run_dir, args.publish)}")
         return 0
+    if args.publish:
+        raise UserInputError(f"--publish is for a `ddl reproduce` directory; {args.run_dir} is not one")
     path = write_run_report(args.run_dir)
     print(path.read_text())
     return 0

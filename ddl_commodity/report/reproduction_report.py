@@ -129,6 +129,29 @@ def write_reproduction_report(out: Path) -> Path:
     return report_dir / "index.html"
 
 
+def publish(out: Path, dest: Path) -> Path:
+    """Copy a reproduction's report (``report.md``, ``index.html``, ``figures/``), its ``reproduce.json`` and
+    every run's ``config.yaml`` and ``summary.json`` (under ``runs/<name>/``) into ``dest``: what a reader needs,
+    without raw run directories. Returns ``dest/index.html``."""
+    out, dest = Path(out), Path(dest)
+    state, _ = load(out)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(out / "report", dest, ignore=shutil.ignore_patterns("screenshot.png"))
+    for name, e in state["experiments"].items():
+        run_dir = Path(e.get("run_dir") or "-")
+        if e["state"] != "succeeded" or e.get("same_as") or not run_dir.is_dir():
+            continue
+        (dest / "runs" / name).mkdir(parents=True)
+        for file in ("config.yaml", "summary.json"):
+            if (run_dir / file).is_file():
+                shutil.copyfile(run_dir / file, dest / "runs" / name / file)
+        e["run_dir"] = f"runs/{name}"
+        e["config"] = f"runs/{name}/config.yaml"
+    (dest / "reproduce.json").write_text(json.dumps(state, indent=1) + "\n")
+    return dest / "index.html"
+
+
 def _html(md: str) -> str:
     """A small Markdown subset (headings, tables, images, paragraphs) as a standalone HTML page."""
     import html

@@ -69,4 +69,5 @@ def test_merging_worker_names_the_tensors_it_sends() -> None:
     c = fig_6_7({"landcover-default-8k": mp_run(20.0, 1, 0.2, [crossing]),
                  "landcover-fig6_7": mp_run(16.0, 1, 0.2)})
     assert c["ours"] == "10.0 -> 8.0 MB/s" and c["verdict"] == "partly"
-    assert "merge/concat -> worker:0 1.50 MB" in c["why"] and "only its weights to the PS" in c["why"]
+    assert "merge/concat -> worker:0 1.50 MB" in c["why"] and "(no activations, plus its weights" in c["why"]
+    assert "worker-2 sends 2.00 MB/step measured, 0.0 KB from the shapes" in c["why"]
