@@ -546,7 +546,10 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False, progres
             print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
                   f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
         cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
-                                           "--driver-java-options", jvm_options(),
+                                           "--driver-memory", cfg.cluster.driver_memory,
+                                           # A driver out of heap kills Spark's scheduler thread and leaves
+                                           # the run waiting for ever (seen: an 85 MB feed task at 1g): exit.
+                                           "--driver-java-options", f"{jvm_options()} -XX:+ExitOnOutOfMemoryError",
                                            str(_job_file()), str(config_path), "--run-dir", str(run_dir),
                                            "--errors-to-log"])
         if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too

@@ -76,6 +76,7 @@ class ClusterSettings(Strict):
     spark_workers: int | None = Field(None, ge=1, le=64)
     worker_memory: str = "2g"
     executor_memory: str = "1g"
+    driver_memory: str = "1g"  # the driver JVM's heap (Spark's default); data-parallel feeds pass through it
     host: str = "127.0.0.1"
     startup_timeout_s: float = Field(120.0, gt=0.0)
     failure_timeout_s: float = Field(60.0, gt=0.0)
@@ -93,7 +94,7 @@ class ClusterSettings(Strict):
             raise ValueError(f"must be 'embedded' or a standalone URL like spark://host:7077, got {v!r}")
         return v
 
-    @field_validator("worker_memory", "executor_memory", "node_memory", "master_memory")
+    @field_validator("worker_memory", "executor_memory", "driver_memory", "node_memory", "master_memory")
     @classmethod
     def _memory_size(cls, v: str | None) -> str | None:
         if v is None:
