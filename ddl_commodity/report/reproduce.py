@@ -16,7 +16,6 @@ prediction; re-running with the same ``--out`` (and a larger ``--budget``) conti
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
 import os
@@ -44,7 +43,7 @@ def resized_config(run: str, scale: str) -> dict:
     if not path.is_file():
         raise UserInputError(f"{run}: no {path.name} in {THESIS_CONFIGS}")
     doc = yaml.safe_load(path.read_text())
-    doc = get(doc.get("experiment", DEFAULT_EXPERIMENT)).at_scale(copy.deepcopy(doc), scale)
+    doc = get(doc.get("experiment", DEFAULT_EXPERIMENT)).at_scale(doc, scale)
     if seed is not None:
         doc["seed"] = seed
     doc["name"] = run
@@ -76,30 +75,29 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
     state = _open(out, scale, profile)
     (out / "configs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+
+    def record(name: str, entry: dict, line: str) -> None:
+        state["experiments"][name] = entry
+        write_json_atomic(out / "reproduce.json", state)
+        print(line, flush=True)
+
     for i, name in enumerate(names, start=1):
         head = f"[{i}/{len(names)}] {name}"
         if state["experiments"].get(name, {}).get("state") == "succeeded":
             print(f"{head}: already done", flush=True)
             continue
         doc = _placed(resized_config(name, scale), profile, data_dir, out)
-        twin = _identical_run(state, doc, out)
-        if twin:
-            state["experiments"][name] = {**state["experiments"][twin], "same_as": twin}
-            print(f"{head}: the same config as {twin} at this scale, not run again", flush=True)
-            write_json_atomic(out / "reproduce.json", state)
-            continue
-        cut = _over_budget(state, name, budget, time.monotonic() - started)
-        if cut:
-            state["experiments"][name] = {"state": "cut", "reason": cut, "seconds": 0.0,
-                                          "config": None, "run_dir": None}
-            print(f"{head}: cut, {cut}", flush=True)
-            write_json_atomic(out / "reproduce.json", state)
-            continue
-        print(f"{head} ...{_time_left(state, names[i - 1:], started)}", flush=True)
-        state["experiments"][name] = _run(name, doc, out)
-        write_json_atomic(out / "reproduce.json", state)
-        print(f"    {'done' if state['experiments'][name]['state'] == 'succeeded' else 'FAILED'} in "
-              f"{state['experiments'][name]['seconds']:.0f} s", flush=True)
+        if twin := _identical_run(state, doc):
+            record(name, {**state["experiments"][twin], "same_as": twin},
+                   f"{head}: the same config as {twin} at this scale, not run again")
+        elif cut := _over_budget(state, name, budget, time.monotonic() - started):
+            record(name, {"state": "cut", "reason": cut, "seconds": 0.0, "config": None, "run_dir": None},
+                   f"{head}: cut, {cut}")
+        else:
+            print(f"{head} ...{_time_left(state, names[i - 1:], started)}", flush=True)
+            entry = _run(name, doc, out)
+            record(name, entry, f"    {'done' if entry['state'] == 'succeeded' else 'FAILED'} in "
+                                f"{entry['seconds']:.0f} s")
     return state
 
 
@@ -142,7 +140,7 @@ def _placed(doc: dict, profile: str | None, data_dir: Path, out: Path) -> dict:
     return doc
 
 
-def _identical_run(state: dict, doc: dict, out: Path) -> str | None:
+def _identical_run(state: dict, doc: dict) -> str | None:
     """An earlier succeeded run of this set whose config equals ``doc`` but for its name and description
     (at the smoke scale the default-scheme runs of Figs 6.5, 6.6 and 6.21 are one run)."""
     def key(d: dict) -> dict:
@@ -190,7 +188,7 @@ def _over_budget(state: dict, name: str, budget: float | None, elapsed: float) -
     if predicted is None or elapsed + predicted[0] <= budget * 60:
         return None
     return (f"predicted {predicted[0] / 60:.1f} min ({predicted[1]}) with {max(0.0, budget - elapsed / 60):.1f} "
-            f"of the {budget:.0f}-minute budget left")
+            f"of the {budget:g}-minute budget left")
 
 
 def _time_left(state: dict, remaining: list[str], started: float) -> str:
