@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # README command 2 (and .ci/run): set up, lint, then the whole test suite (unit + real-cluster tests).
-# Three workers run the tests side by side (pytest-xdist; the tests of a module that shares one cluster stay
-# on one worker; with two, a quarter of the 2 cores sat idle while runs waited on heartbeats and JVMs); the few tests that measure CPU shares then run alone, and the compose cluster's last.
+# Three workers run the tests side by side (pytest-xdist; the tests of a module that shares one cluster, the
+# compose cluster's included, stay on one worker; with two, a quarter of the 2 cores sat idle while runs waited
+# on heartbeats and JVMs); the few tests that measure CPU shares or rates then run alone.
 # Extra arguments go to every run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 status=0
-.venv/bin/python -m pytest -q -m "not serial and not docker" -n 3 --dist loadgroup "$@" || status=$?
+.venv/bin/python -m pytest -q -m "not serial" -n 3 --dist loadgroup "$@" || status=$?
 serial=0
-.venv/bin/python -m pytest -q -m "serial and not docker" "$@" || serial=$?
-# Last, alone: the compose cluster (it starts, and afterwards stops, a Docker engine; skipped, saying why,
-# where none can run).
-docker=0
-.venv/bin/python -m pytest -q -m docker -s "$@" || docker=$?
-for v in status serial docker; do [ "${!v}" = 5 ] && printf -v "$v" 0; done   # 5: nothing selected (-k)
-exit $(( status != 0 ? status : serial != 0 ? serial : docker ))
+.venv/bin/python -m pytest -q -m serial "$@" || serial=$?
+for v in status serial; do [ "${!v}" = 5 ] && printf -v "$v" 0; done   # 5: nothing selected (-k)
+exit $(( status != 0 ? status : serial ))

@@ -4,8 +4,8 @@ redshift data-parallel run and a land-cover model-parallel run on the containers
 
 Tests run in file order on one cluster (module fixture). The engine is started with
 ``scripts/docker-engine.sh start`` (which installs it where apt can) and stopped again if this module
-started it; the module is skipped, saying why, only when no engine can be started. The suite's last step
-(``-m docker``) runs it, after the tests that measure CPU shares.
+started it; the module is skipped, saying why, only when no engine can be started. It runs in the suite's
+parallel part, on one xdist worker, and is over before the tests that measure CPU shares start.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ddl_commodity.runs import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "ddl-commodity"
-pytestmark = [pytest.mark.cluster, pytest.mark.docker]
+pytestmark = [pytest.mark.cluster, pytest.mark.docker, pytest.mark.xdist_group("docker")]
 
 
 def sh(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
