@@ -247,7 +247,7 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
         cluster = None
         try:
             slices = max(sc.defaultParallelism, int(x_all.nbytes // (8 * 2**20)) + 1)  # as the experiment
-            records = indexed_chunks(sc, x_all, y_all, slices=slices).cache()
+            records = indexed_chunks(sc, x_all, y_all, slices, work).cache()
             feed = epoch_feed_rdd(sc, records, shards, m, t.epochs, "disjoint", t.batch_size * t.feed_bundle_batches,
                                   cfg.seed)
             cluster = TFCluster.run(sc, allreduce_worker, args, m, num_ps=0, input_mode=TFCluster.InputMode.SPARK,

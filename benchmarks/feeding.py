@@ -244,12 +244,12 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
         sc.setLogLevel("ERROR")
         cluster = None
         try:
-            slices = max(1, int(x.nbytes // (8 * 2**20)) + 1)  # ~8 MiB per task, as the experiment does
-            records = indexed_records(sc, x, y, slices=slices).cache()
+            slices = max(1, int(x.nbytes // (8 * 2**20)) + 1)  # ~8 MiB of rows per task, as the experiment does
+            records = indexed_records(sc, x, y, slices, work).cache()
             records.count()  # materialise: neither feed pays for parallelising the data
             per_sample = records.map(lambda r: r[1]).coalesce(1)
             shards = shard_assignment(n, np.arange(n), 1, spec["seed"])
-            chunks = indexed_chunks(sc, x, y, slices=slices).cache()
+            chunks = indexed_chunks(sc, x, y, slices, work).cache()
             chunks.count()
             bundles = epoch_feed_rdd(sc, chunks, shards, 1, epochs, "same", bs * spec["bundle_batches"],
                                      spec["seed"])

@@ -115,7 +115,7 @@ class LandcoverConfig(RunConfig):
 
 
 def model_spec(cfg: LandcoverConfig):
-    from ddl_commodity.models.multimodal_cnn import MultimodalSpec
+    from ddl_commodity.models.multimodal_layout import MultimodalSpec
 
     m = cfg.model
     return MultimodalSpec(patch_size=cfg.data.patch_size, hsi_bands=len(cfg.data.hsi_bands),
@@ -168,12 +168,12 @@ class LandcoverExperiment(Experiment):
         return MultimodalCNN(model_spec(cfg), placement).build_on(placement.variables)
 
     def blocks(self, cfg: LandcoverConfig) -> dict[str, list[str]]:
-        from ddl_commodity.models.multimodal_cnn import blocks
+        from ddl_commodity.models.multimodal_layout import blocks
 
         return blocks()
 
     def block_graph(self, cfg: LandcoverConfig) -> BlockGraph:
-        from ddl_commodity.models.multimodal_cnn import block_graph
+        from ddl_commodity.models.multimodal_layout import block_graph
 
         return block_graph(model_spec(cfg))
 

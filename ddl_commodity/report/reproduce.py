@@ -89,7 +89,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
         doc = _placed(resized_config(name, scale), profile, data_dir, out)
         if twin := _identical_run(state, doc):
             record(name, {**state["experiments"][twin], "same_as": twin},
-                   f"{head}: the same config as {twin} at this scale, not run again")
+                   f"{head}: the same run as {twin} at this scale, not run again")
         elif cut := _over_budget(state, name, budget, time.monotonic() - started):
             record(name, {"state": "cut", "reason": cut, "seconds": 0.0, "config": None, "run_dir": None},
                    f"{head}: cut, {cut}")
@@ -142,9 +142,15 @@ def _placed(doc: dict, profile: str | None, data_dir: Path, out: Path) -> dict:
 
 def _identical_run(state: dict, doc: dict) -> str | None:
     """An earlier succeeded run of this set whose config equals ``doc`` but for its name and description
-    (at the smoke scale the default-scheme runs of Figs 6.5, 6.6 and 6.21 are one run)."""
+    (at the smoke scale the default-scheme runs of Figs 6.5, 6.6 and 6.21 are one run). With one worker,
+    ``same`` and ``disjoint`` data are the same feed, row for row and in the same order (its one shard is
+    the whole training set), so the two 1-worker cells of Fig 5.4 are one run too."""
     def key(d: dict) -> dict:
-        return {k: v for k, v in d.items() if k not in ("name", "description")}
+        out = {k: v for k, v in d.items() if k not in ("name", "description")}
+        training = out.get("training") or {}
+        if training.get("workers") == 1 and "data_distribution" in training:
+            out["training"] = {**training, "data_distribution": "either"}
+        return out
 
     for name, e in state["experiments"].items():
         if e.get("state") == "succeeded" and not e.get("same_as") and e.get("config"):

@@ -119,7 +119,8 @@ def write_reproduction_report(out: Path) -> Path:
             lines += [f"### {s['name']}: {s['description']}", "", *averages_table(s), ""]
     lines += ["## Runs", "", "| run | state | seconds | description, error or why it was cut |", "|---|---|---|---|"]
     for name, e in state["experiments"].items():
-        said = (f"the same config as {e['same_as']} at this scale" if e.get("same_as")
+        twin = f"the run of {e.get('same_as')} (the same config at this scale, or one worker's same feed)"
+        said = (twin if e.get("same_as")
                 else summaries.get(name, {}).get("description") or e.get("error") or e.get("reason") or "")
         lines.append(f"| {name} | {e['state']} | {e.get('seconds') or 0:.0f} | {said} |")
     lines += ["", "## Figures", ""] + [f"![{cap}](figures/{f})" for cap, f in figures]

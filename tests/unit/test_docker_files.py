@@ -75,7 +75,9 @@ def test_dockerfile_python311_java17_and_the_package() -> None:
     text = (DOCKER / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11", text, re.M) and re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     assert "openjdk-17-jre-headless" in text
-    assert "pip install -e ." in text
+    # the dependencies' layer is keyed on pyproject.toml alone: a code change does not reinstall TensorFlow
+    assert text.index("COPY pyproject.toml ./") < text.index("pip install -r") < text.index("COPY ddl_commodity")
+    assert text.index("COPY ddl_commodity") < text.index("pip install --no-deps -e .")
     copied = re.findall(r"^COPY (.+) \S+$", text, re.M)
     for line in copied:
         for src in line.split():

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from ddl_commodity.errors import ConfigError
-from ddl_commodity.models.multimodal_cnn import (
-    MultimodalCNN,
+from ddl_commodity.models.multimodal_cnn import MultimodalCNN
+from ddl_commodity.models.multimodal_layout import (
     MultimodalSpec,
     block_graph,
     blocks,

@@ -24,18 +24,18 @@ def toy():
     return x, y, train
 
 
-def test_zip_with_index_numbers_rows_in_file_order(local_spark, toy) -> None:
+def test_zip_with_index_numbers_rows_in_file_order(local_spark, toy, tmp_path) -> None:
     x, y, _ = toy
-    recs = indexed_records(local_spark, x, y, slices=4).collect()
+    recs = indexed_records(local_spark, x, y, 4, tmp_path).collect()
     assert [i for i, _ in recs] == list(range(103))
     for i, (xi, yi) in recs:
         np.testing.assert_array_equal(xi, x[i])
         assert yi == y[i]
 
 
-def test_chunks_hold_the_numbered_rows_as_arrays(local_spark, toy) -> None:
+def test_chunks_hold_the_numbered_rows_as_arrays(local_spark, toy, tmp_path) -> None:
     x, y, _ = toy
-    chunks = indexed_chunks(local_spark, x, y, slices=4).collect()
+    chunks = indexed_chunks(local_spark, x, y, 4, tmp_path).collect()
     assert len(chunks) == 4
     index = np.concatenate([c.index for c in chunks])
     np.testing.assert_array_equal(index, np.arange(103))
@@ -52,11 +52,11 @@ def test_shards_partition_the_training_rows(toy) -> None:
 
 
 @pytest.mark.parametrize("distribution", ["same", "disjoint"])
-def test_epoch_feed(local_spark, toy, distribution: str) -> None:
+def test_epoch_feed(local_spark, toy, distribution: str, tmp_path) -> None:
     x, y, train = toy
     workers, epochs = 3, 2
     shards = shard_assignment(103, train, workers, seed=1)
-    feed = epoch_feed_rdd(local_spark, indexed_chunks(local_spark, x, y, 4).cache(), shards, workers, epochs,
+    feed = epoch_feed_rdd(local_spark, indexed_chunks(local_spark, x, y, 4, tmp_path).cache(), shards, workers, epochs,
                           distribution, bundle_size=10, seed=3)
     assert feed.getNumPartitions() == workers * epochs
     parts = feed.glom().collect()

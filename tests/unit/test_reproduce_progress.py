@@ -38,3 +38,26 @@ def test_a_failed_experiment_keeps_the_error_line_not_the_log_pointer() -> None:
     stderr = "error: node worker-1 stopped responding\n(full error: runs/x/status.json; logs: runs/x/job.log)\n"
     assert _first_error(stderr) == "error: node worker-1 stopped responding"
     assert _first_error("") == "?"
+
+
+def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> None:
+    """With M = 1 both distributions feed the whole training set in the same order: the second cell is a twin.
+    With M = 3 they differ, and so does any other setting."""
+    import yaml
+
+    from ddl_commodity.report.reproduce import _identical_run
+
+    def doc(name: str, distribution: str, workers: int, epochs: int = 20) -> dict:
+        return {"experiment": "redshift_data_parallel", "name": name, "seed": 2,
+                "training": {"workers": workers, "epochs": epochs, "data_distribution": distribution}}
+
+    state: dict = {"experiments": {}}
+    for name, d in (("same-1w", doc("same-1w", "same", 1)), ("same-3w", doc("same-3w", "same", 3))):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(d))
+        state["experiments"][name] = {"state": "succeeded", "config": str(path)}
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1)) == "same-1w"
+    assert _identical_run(state, doc("disjoint-3w", "disjoint", 3)) is None
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1, epochs=21)) is None
+    state["experiments"]["same-1w"]["state"] = "failed"
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1)) is None

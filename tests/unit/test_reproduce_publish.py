@@ -42,7 +42,8 @@ def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) ->
     assert "at commit `abc1234` on 2 cores, 24 GiB (Linux), profile `thesis` (d = 0.4)" in md
     assert "2 of 4 runs succeeded, 1 failed, 1 were cut for time" in md
     assert "| landcover-dp-8k | cut | 0 | predicted 9.0 min (mean of 7 of the landcover runs)" in md
-    assert "| landcover-batch50 | succeeded | 90 | the same config as landcover-fig6_7 at this scale |" in md
+    assert ("| landcover-batch50 | succeeded | 90 | the run of landcover-fig6_7 (the same config at this scale, "
+            "or one worker's same feed) |") in md
     assert "| redshift-5k-same-1w | failed | 30 | error: node worker-0 stopped responding |" in md
     assert (docs / "index.html").is_file()
     assert sorted(p.name for p in (docs / "runs" / "landcover-fig6_7").iterdir()) == ["config.yaml", "summary.json"]
