@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 POLL_S = 0.05
+#: Bytes of a partition's items on a node's queue, about (1.5x at most; at least 4 items; the node's reader
+#: holds two more, :class:`Prefetched`): 16 land-cover bundles of 50x4 patches, 4,000 one-spectrum records.
+MAX_QUEUED_BYTES = 64 * 2**20
 
 
 def _manager(cluster_info: list[dict]):
@@ -48,20 +51,43 @@ def feed_partition(cluster_info: list[dict], feed_timeout_s: float,
         if str(mgr.get("state")) == "'terminating'":
             sum(1 for _ in items)
             return [True]
+        limit, unchecked = 0, 0
         for item in items:
+            # TFoS's queue is unbounded: a partition put on it at once would sit whole in the node's manager
+            # process (an 8K-patch shard is 270 MB, beside the feeder's own copies, on a 2 GB node). Its length
+            # is a round trip to that process: asked every limit/2 items, not for every one-sample record.
+            limit = limit or max(4, MAX_QUEUED_BYTES // _nbytes(item))
+            if unchecked >= limit // 2:
+                deadline = time.monotonic() + feed_timeout_s
+                while queue.qsize() >= limit:
+                    _check(errors, deadline, feed_timeout_s)
+                    time.sleep(POLL_S)
+                unchecked = 0
             queue.put(item, block=True)
+            unchecked += 1
         joined = threading.Thread(target=queue.join, daemon=True)
         joined.start()
         deadline = time.monotonic() + feed_timeout_s
         while joined.is_alive():
-            if not errors.empty():
-                raise RuntimeError("Exception in worker:\n" + errors.get())
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Timeout while feeding partition: the node took more than {feed_timeout_s:.0f} s")
+            _check(errors, deadline, feed_timeout_s)
             joined.join(POLL_S)
         return [str(mgr.get("state")) == "'terminating'"]
 
     return _feed
+
+
+def _nbytes(item: Any) -> int:
+    """The bytes of the arrays in a feed item (a tuple of them, or one)."""
+    parts = item if isinstance(item, tuple) else (item,)
+    return sum(getattr(part, "nbytes", 0) for part in parts) or 1024
+
+
+def _check(errors, deadline: float, feed_timeout_s: float) -> None:
+    """Fail the feed task with the node's error, or when the node has taken longer than the timeout."""
+    if not errors.empty():
+        raise RuntimeError("Exception in worker:\n" + errors.get())
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"Timeout while feeding partition: the node took more than {feed_timeout_s:.0f} s")
 
 
 def end_feed(cluster_info: list[dict], queues: list[str]) -> Callable[[Iterable], list[bool]]:

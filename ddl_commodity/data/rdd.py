@@ -122,6 +122,7 @@ def _bundler(epoch: int, shard: int, bundle_size: int, seed: int, shard_of, sele
         if not len(index):
             return
         x, y = np.concatenate([c.x for c in parts]), np.concatenate([c.y for c in parts])
+        del parts  # two copies of a shard at most (a worker's 8K-patch shard is 270 MB; its node has 2 GB)
         # Keras shuffles every epoch; do the same, reproducibly, before cutting into bundles.
         order = np.random.default_rng([seed, epoch, shard]).permutation(len(index))
         index, x, y = index[order], x[order], y[order]
