@@ -82,8 +82,22 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
             "rx_mb_per_s": (rs[-1]["net_rx_bytes"] - rs[0]["net_rx_bytes"]) / span / 1e6 if span else None,
             "tx_mb_per_s": (rs[-1]["net_tx_bytes"] - rs[0]["net_tx_bytes"]) / span / 1e6 if span else None,
             "seconds": span,
+            **_parts(rs),
         }
     return out
+
+
+def _parts(rows: list[dict]) -> dict:
+    """CPU seconds per part of the node over the run, and each part's peak resident MB (sampler's docstring)."""
+    first, last = rows[0].get("cpu_seconds_by_part"), rows[-1].get("cpu_seconds_by_part")
+    if last is None:
+        return {}
+    cpu = {k: round(v - (first or {}).get(k, 0.0), 2) for k, v in last.items()}
+    peak: dict[str, float] = {}
+    for r in rows:
+        for k, v in (r.get("rss_bytes_by_part") or {}).items():
+            peak[k] = max(peak.get(k, 0.0), v / 2**20)
+    return {"cpu_seconds_by_part": cpu, "rss_mb_max_by_part": {k: round(v, 1) for k, v in peak.items()}}
 
 
 def _max_mb(rows: list[dict], key: str) -> float | None:

@@ -26,6 +26,13 @@ busy loop at a 0.2 share waited 0.80 of wall time while ``cpu.stat`` counted 0.6
 throttled time as well would count it twice; it is reported on its own as ``throttled_percent``.
 ``iowait_percent`` is Linux's machine-wide iowait, kept for comparison: the same on every node of a
 one-machine cluster.
+
+Where a node's CPU and memory go: ``cpu_seconds_by_part`` (cumulative, from every thread's ``schedstat``)
+and ``rss_bytes_by_part`` split them among the node's TF process (for CPU: its Python main thread (the training
+loop's client side, or the PS task), its gRPC threads (the TF server's transport) and its other threads
+(TensorFlow's op threads, and the feed reader, heartbeats and sampler)) and, where the node has a group,
+its Spark executor JVM and Spark's Python workers (feed tasks, TFoS's queue manager). Threads and processes
+that end keep what they used.
 """
 
 from __future__ import annotations
@@ -66,6 +73,8 @@ class Sample:
     throttled_percent: float = 0.0
     memory_bytes: int | None = None
     memory_limit: int | None = None
+    cpu_seconds_by_part: dict[str, float] | None = None
+    rss_bytes_by_part: dict[str, int] | None = None
 
 
 def in_own_network_namespace() -> bool:
@@ -150,6 +159,49 @@ class _WaitTotals:
         return self._total
 
 
+#: The parts ``cpu_seconds_by_part`` and ``rss_bytes_by_part`` name (see the module docstring).
+PARTS = ("TF main thread", "TF gRPC threads", "TF other threads", "Spark JVM", "Spark Python workers")
+_GRPC_THREADS = ("grpc", "event_engine", "lifeguard")
+
+
+def _comm(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+class _PartTotals:
+    """Cumulative CPU seconds per part of a node, from every thread's ``schedstat`` (time on CPU)."""
+
+    def __init__(self, node_pid: int) -> None:
+        self._node_pid = node_pid
+        self._last: dict[int, tuple[str, float]] = {}
+        self._totals = dict.fromkeys(PARTS, 0.0)
+
+    def part(self, pid: int, tid: int | None = None) -> str:
+        if pid != self._node_pid:
+            return "Spark JVM" if _comm(f"/proc/{pid}/comm") == "java" else "Spark Python workers"
+        if tid is None or tid == pid:
+            return "TF main thread"
+        thread = _comm(f"/proc/{pid}/task/{tid}/comm")
+        return "TF gRPC threads" if thread.startswith(_GRPC_THREADS) else "TF other threads"
+
+    def update(self, pids: Iterable[int]) -> dict[str, float]:
+        now: dict[int, tuple[str, float]] = {}
+        for pid in pids:
+            for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    tid = int(stat.parent.name)
+                    used = int(stat.read_text().split()[0]) / 1e9
+                    part = self._last[tid][0] if tid in self._last else self.part(pid, tid)
+                    self._totals[part] += used - self._last.get(tid, (part, 0.0))[1]
+                    now[tid] = (part, used)
+        self._last = now
+        return {k: round(v, 3) for k, v in self._totals.items() if v > 0}
+
+
 class NodeSampler:
     """Samples this node (this process and its children) every ``interval_s`` on a daemon thread.
 
@@ -172,6 +224,7 @@ class NodeSampler:
         self._last: tuple[float, tuple[float, float, float]] | None = None
         self._group = own_node_group() or container_group()
         self._wait = _WaitTotals()
+        self._parts = _PartTotals(self._proc.pid)
         self._last_sys = psutil.cpu_times()
         self.method = ("container-interface" if in_container() else "netns-interface") if self._netns \
             else "process-tcp"
@@ -201,12 +254,30 @@ class NodeSampler:
                 cpu += t.user + t.system
         return now, (cpu, self._wait.update(p.pid for p in procs), 0.0), None, {}
 
+    def _node_pids(self, procs: list[psutil.Process]) -> list[int]:
+        """Every process of the node: its group's where it has one, else this process and its children."""
+        if self._group is not None:
+            with contextlib.suppress(OSError):
+                return self._group.pids() or [p.pid for p in procs]
+        return [p.pid for p in procs]
+
+    def _rss_by_part(self, pids: list[int]) -> dict[str, int]:
+        """Resident bytes of the node's TF process, Spark JVM and Spark Python workers."""
+        out: dict[str, int] = {}
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                part = "TF process" if pid == self._proc.pid else self._parts.part(pid)
+                out[part] = out.get(part, 0) + psutil.Process(pid).memory_info().rss
+        return out
+
     def sample(self) -> Sample:
         procs = self._processes()
         rss = 0.0
         for p in procs:
             with contextlib.suppress(psutil.Error):
                 rss += p.memory_info().rss
+        pids = self._node_pids(procs)
+        by_part = self._parts.update(pids)
         now, counters, share, memory = self._node_counters(procs)
         percent = wait = throttled = 0.0
         if self._last is not None:
@@ -227,7 +298,7 @@ class NodeSampler:
             rx, tx = self._tcp.update({p.pid for p in procs})
         return Sample(now, self.node, round(max(percent, 0.0), 2), round(cpu, 3), round(max(iowait, 0.0), 2),
                       int(rss), rx, tx, self.method, share, round(max(wait, 0.0), 2), round(max(throttled, 0.0), 2),
-                      **memory)
+                      **memory, cpu_seconds_by_part=by_part, rss_bytes_by_part=self._rss_by_part(pids))
 
     def start(self) -> NodeSampler:
         self._rows.append(asdict(self.sample()))

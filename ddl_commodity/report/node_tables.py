@@ -56,6 +56,23 @@ def averages_table(summary: dict) -> list[str]:
     return lines
 
 
+def parts_table(summary: dict) -> list[str]:
+    """Where each node's CPU seconds and peak memory went (sampler parts; empty for runs sampled before)."""
+    averages = {n: a for n, a in sorted(summary.get("node_averages", {}).items()) if a.get("cpu_seconds_by_part")}
+    if not averages:
+        return []
+    from ddl_commodity.monitor.sampler import PARTS
+
+    rss_parts = ("TF process", "Spark JVM", "Spark Python workers")
+    lines = ["| node | " + " | ".join(f"{p} CPU s" for p in PARTS) + " | "
+             + " | ".join(f"{p} MB peak" for p in rss_parts) + " |", "|---" * (1 + len(PARTS) + len(rss_parts)) + "|"]
+    for node, a in averages.items():
+        cpu = [f"{a['cpu_seconds_by_part'].get(p, 0.0):.1f}" for p in PARTS]
+        rss = [f"{a.get('rss_mb_max_by_part', {}).get(p, 0.0):.0f}" for p in rss_parts]
+        lines.append(f"| {node} | " + " | ".join(cpu + rss) + " |")
+    return lines
+
+
 def node_sections(summary: dict) -> list[str]:
     """The Markdown sections of a monitored run's report (empty for a run without node samples)."""
     lines: list[str] = []
@@ -72,5 +89,10 @@ def node_sections(summary: dict) -> list[str]:
                   "threads, including the time its share was exhausted), as % of wall time; the machine's iowait "
                   "is the same on every node.", ""]
         lines += averages_table(summary)
+        if parts := parts_table(summary):
+            lines += ["", "Where each node's CPU seconds and memory went: its TF process's Python main thread (the "
+                      "training loop, or the PS task), gRPC threads (the TF server's transport) and other threads "
+                      "(TensorFlow's op threads, the feed reader, heartbeats); with a node group also its Spark "
+                      "executor JVM and Spark's Python workers (feed tasks, TFoS's queue manager).", "", *parts]
         lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
     return lines

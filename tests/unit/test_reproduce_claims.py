@@ -71,3 +71,25 @@ def test_merging_worker_names_the_tensors_it_sends() -> None:
     assert c["ours"] == "10.0 -> 8.0 MB/s" and c["verdict"] == "partly"
     assert "merge/concat -> worker:0 1.50 MB" in c["why"] and "(no activations, plus its weights" in c["why"]
     assert "worker-2 sends 2.00 MB/step measured, 0.0 KB from the shapes" in c["why"]
+
+
+def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> None:
+    from ddl_commodity.report.claims import model_vs_data_parallel
+
+    def run(cpu: float, rss: float, main: float, jvm: float) -> dict:
+        worker = {"cpu_percent_mean": cpu, "rss_mb_mean": rss,
+                  "cpu_seconds_by_part": {"TF main thread": main, "Spark JVM": jvm},
+                  "rss_mb_max_by_part": {"TF process": rss, "Spark JVM": 300.0}}
+        return {"node_averages": {"ps-0": {"cpu_percent_mean": 5.0, "rss_mb_mean": 1.0},
+                                  "worker-0": worker, "worker-1": dict(worker)}}
+
+    cpu, memory = model_vs_data_parallel({"landcover-default-2.5k": run(40.0, 900.0, 10.0, 2.0),
+                                          "landcover-dp-2.5k": run(20.0, 500.0, 30.0, 6.0)})
+    assert cpu["verdict"] == "no" and memory["verdict"] == "no"
+    assert ("where it went (CPU seconds, all workers): model parallel TF main thread 20, Spark JVM 4; "
+            "data parallel TF main thread 60, Spark JVM 12") in cpu["why"]
+    assert ("where it went (peak MB, mean worker): model parallel TF process 900, Spark JVM 300; "
+            "data parallel TF process 500, Spark JVM 300") in memory["why"]
+    old = {"node_averages": {"worker-0": {"cpu_percent_mean": 1.0, "rss_mb_mean": 1.0}}}  # sampled before parts
+    assert "where it went" not in model_vs_data_parallel({"landcover-default-2.5k": old,
+                                                          "landcover-dp-2.5k": old})[0]["why"]

@@ -1,0 +1,76 @@
+"""Where a node's CPU seconds and memory go (issue 13): the sampler splits them among the TF process's main
+thread, its gRPC threads and its other threads, and the node's other processes; threads that end keep theirs."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+import threading
+import time
+
+from ddl_commodity.monitor.metrics import node_averages
+from ddl_commodity.monitor.sampler import NodeSampler
+
+
+def spin(cpu_seconds: float) -> None:
+    start = time.thread_time()
+    while time.thread_time() - start < cpu_seconds:
+        pass
+
+
+class NamedSpinner(threading.Thread):
+    """A thread that names itself, uses ``cpu_seconds`` of CPU, then waits for :meth:`finish` to end."""
+
+    def __init__(self, name: bytes, cpu_seconds: float) -> None:
+        super().__init__()
+        self.native_name, self.cpu_seconds = name, cpu_seconds
+        self.spun, self._finish = threading.Event(), threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        ctypes.CDLL(None).prctl(15, ctypes.c_char_p(self.native_name), 0, 0, 0)  # PR_SET_NAME: /proc/.../comm
+        spin(self.cpu_seconds)
+        self.spun.set()
+        self._finish.wait(30)
+
+    def finish(self) -> None:
+        self._finish.set()
+        self.join()
+
+
+def test_cpu_seconds_and_memory_are_split_by_part() -> None:
+    sampler = NodeSampler("worker-0", lambda rows: None)
+    sampler._group = None  # this test's process and its children, whatever group pytest runs in
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+                              "time.sleep(30)"])
+    try:
+        first = sampler.sample()
+        threads = [NamedSpinner(b"grpc_global_tim", 0.3), NamedSpinner(b"tf_Compute", 0.2)]
+        spin(0.25)
+        for t in threads:
+            t.spun.wait(30)
+        sampler.sample()  # the last sample that sees the two threads
+        for t in threads:
+            t.finish()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the child has spun its 0.3 s (on a busy machine it takes longer)
+            last = sampler.sample()
+            if last.cpu_seconds_by_part.get("Spark Python workers", 0) >= 0.29:
+                break
+            time.sleep(0.1)
+    finally:
+        child.kill()
+    rows = [vars(first), vars(last)]
+    for r in rows:
+        r["cpu_percent"] = r["cpu_percent"] or 0.0
+    a = node_averages({"worker-0": rows})["worker-0"]
+    cpu = a["cpu_seconds_by_part"]
+    # the two named threads ended before the last sample: what they used is kept
+    assert 0.29 <= cpu["TF gRPC threads"] < 0.45, cpu
+    assert cpu["TF other threads"] >= 0.19, cpu  # tf_Compute, and this test's other threads
+    assert cpu["TF main thread"] >= 0.24, cpu
+    assert "Spark JVM" not in cpu, cpu
+    rss = a["rss_mb_max_by_part"]
+    assert rss["TF process"] > 20 and 1 < rss["Spark Python workers"] < rss["TF process"], rss
