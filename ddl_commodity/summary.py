@@ -11,12 +11,27 @@ from pathlib import Path
 
 @dataclass
 class WorkerSummary:
-    """The last epoch of one worker (or of ``single``)."""
+    """The last epoch of one worker (or of ``single``), and where its epochs' time went on average: training,
+    waiting at the PS (``sync``), and the rest (the next feed, validation); None where not recorded."""
 
     epochs: int
     final_loss: float
     final_accuracy: float
     final_val_accuracy: float | None = None
+    epoch_seconds_mean: float | None = None
+    train_seconds_mean: float | None = None
+    sync_seconds_mean: float | None = None
+
+    @classmethod
+    def of(cls, records: list[dict]) -> WorkerSummary:
+        """From one worker's epoch records, in order."""
+        def mean(key: str) -> float | None:
+            values = [r[key] for r in records if r.get(key) is not None]
+            return round(sum(values) / len(values), 3) if values else None
+
+        last = records[-1]
+        return cls(len(records), last["loss"], last["accuracy"], last.get("val_accuracy"), mean("seconds"),
+                   mean("train_seconds"), mean("sync_seconds"))
 
 
 @dataclass

@@ -75,8 +75,7 @@ def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Datas
     if curves:
         plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {description}",
                     validation=experiment.validation_curve)
-    workers = {name: WorkerSummary(len(recs), recs[-1]["loss"], recs[-1]["accuracy"], recs[-1].get("val_accuracy"))
-               for name, recs in curves.items()}
+    workers = {name: WorkerSummary.of(recs) for name, recs in curves.items()}
     return RunSummary(
         name=cfg.name, experiment=cfg.experiment, mode=cfg.training.mode, description=description,
         wall_seconds=round(seconds, 2), data=str(data.path), train_samples=len(data.train_index),

@@ -52,6 +52,18 @@ def time_to_plateau(s: dict, criterion: str = PLATEAU) -> tuple[float, str] | No
     return best
 
 
+def _epoch_split(s: dict) -> str:
+    """Where a mean epoch of the run's workers went: training, waiting at the PS, the rest (the next feed
+    epoch's job, validation); empty for runs that did not record it."""
+    workers = [w for w in s.get("workers", {}).values() if w.get("epoch_seconds_mean") is not None]
+    if not workers or any(w.get("train_seconds_mean") is None for w in workers):
+        return ""
+    epoch, train, sync = (statistics.mean(w.get(k) or 0.0 for w in workers)
+                          for k in ("epoch_seconds_mean", "train_seconds_mean", "sync_seconds_mean"))
+    return (f"; a worker's epoch {epoch:.1f} s: training {train:.1f}, at the PS {sync:.1f}, "
+            f"the rest {max(epoch - train - sync, 0.0):.1f}")
+
+
 def _less_or_more(percent_less: float) -> str:
     return f"{percent_less:.0f}% less" if percent_less >= 0 else f"{-percent_less:.0f}% more"
 
@@ -69,7 +81,8 @@ def fig_5_4(summaries: dict[str, dict], dist: str) -> dict:
         t1, t3 = time_to_plateau(summaries[name]), time_to_plateau(three) if three else None
         if t1 and t3:
             pairs.append(100.0 * (1 - t3[0] / t1[0]))
-            why.append(f"seed {seed or 1}: 1 worker {t1[0]:.0f} s ({t1[1]}), 3 workers {t3[0]:.0f} s ({t3[1]})")
+            why.append(f"seed {seed or 1}: 1 worker {t1[0]:.0f} s ({t1[1]}{_epoch_split(summaries[name])}), "
+                       f"3 workers {t3[0]:.0f} s ({t3[1]}{_epoch_split(three)})")
     if not pairs:
         return _claim(what, "25% less", "not measured", "not measured", "no pair of 1- and 3-worker runs plateaued")
     mid = statistics.median(pairs)

@@ -93,3 +93,17 @@ def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> 
     old = {"node_averages": {"worker-0": {"cpu_percent_mean": 1.0, "rss_mb_mean": 1.0}}}  # sampled before parts
     assert "where it went" not in model_vs_data_parallel({"landcover-default-2.5k": old,
                                                           "landcover-dp-2.5k": old})[0]["why"]
+
+
+def test_fig_5_4_says_where_an_epoch_went() -> None:
+    """Training, waiting at the PS and the rest of a mean worker epoch, per run, where the workers recorded it."""
+    one = summary(100, {"worker-0": 8})
+    three = summary(200, {"worker-0": 7, "worker-1": 9, "worker-2": None})
+    one["workers"]["worker-0"].update(epoch_seconds_mean=10.0, train_seconds_mean=9.5, sync_seconds_mean=0.2)
+    for w, (epoch, train, sync) in zip(sorted(three["workers"]), [(20.0, 10.0, 6.0), (20.0, 10.0, 8.0),
+                                                                   (20.0, 10.0, 4.0)], strict=True):
+        three["workers"][w].update(epoch_seconds_mean=epoch, train_seconds_mean=train, sync_seconds_mean=sync)
+    why = fig_5_4({"redshift-5k-same-1w": one, "redshift-5k-same-3w": three}, "same")["why"]
+    assert ("1 worker 80 s (epoch 8 x 10.0 s; a worker's epoch 10.0 s: training 9.5, at the PS 0.2, the rest 0.3), "
+            "3 workers 140 s (epoch 7 x 20.0 s; a worker's epoch 20.0 s: training 10.0, at the PS 6.0, the rest "
+            "4.0)") in why
