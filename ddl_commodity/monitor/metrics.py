@@ -95,9 +95,9 @@ def _parts(rows: list[dict]) -> dict:
     cpu = {k: round(v - (first or {}).get(k, 0.0), 2) for k, v in last.items()}
     peak: dict[str, float] = {}
     for r in rows:
-        for k, v in (r.get("rss_bytes_by_part") or {}).items():
+        for k, v in (r.get("pss_bytes_by_part") or {}).items():
             peak[k] = max(peak.get(k, 0.0), v / 2**20)
-    return {"cpu_seconds_by_part": cpu, "rss_mb_max_by_part": {k: round(v, 1) for k, v in peak.items()}}
+    return {"cpu_seconds_by_part": cpu, "pss_mb_max_by_part": {k: round(v, 1) for k, v in peak.items()}}
 
 
 def _max_mb(rows: list[dict], key: str) -> float | None:

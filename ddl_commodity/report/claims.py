@@ -166,7 +166,7 @@ def model_vs_data_parallel(summaries: dict[str, dict]) -> list[dict]:
         a, b = (statistics.mean(v.values()) for v in per.values())
         why = "; ".join(f"{name}: " + ", ".join(f"{w} {v:.0f}" for w, v in sorted(nodes.items()))
                         for name, nodes in per.items())
-        parts = _where_it_went(mp, dp, "cpu_seconds_by_part" if key.startswith("cpu") else "rss_mb_max_by_part")
+        parts = _where_it_went(mp, dp, "cpu_seconds_by_part" if key.startswith("cpu") else "pss_mb_max_by_part")
         out.append(_claim(what, "model parallel lower", f"{a:.0f} vs {b:.0f}", "agree" if a < b else "no",
                           why + (f"; {parts}" if parts else "")))
     return out
@@ -182,10 +182,10 @@ def _where_it_went(mp: dict, dp: dict, key: str) -> str:
             return ""
         names = sorted({k for w in workers for k in w})
         total = {k: sum(w.get(k, 0.0) for w in workers) for k in names}
-        if key.startswith("rss"):
+        if key.startswith("pss"):
             total = {k: v / len(workers) for k, v in total.items()}
         said.append(f"{name} " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(total.items(), key=lambda kv: -kv[1])))
-    unit = "CPU seconds, all workers" if key.startswith("cpu") else "peak MB, mean worker"
+    unit = "CPU seconds, all workers" if key.startswith("cpu") else "peak proportional MB, mean worker"
     return f"where it went ({unit}): " + "; ".join(said)
 
 

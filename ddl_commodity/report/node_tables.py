@@ -63,13 +63,13 @@ def parts_table(summary: dict) -> list[str]:
         return []
     from ddl_commodity.monitor.sampler import PARTS
 
-    rss_parts = ("TF process", "Spark JVM", "Spark Python workers")
-    lines = ["| node | " + " | ".join(f"{p} CPU s" for p in PARTS) + " | "
-             + " | ".join(f"{p} MB peak" for p in rss_parts) + " |", "|---" * (1 + len(PARTS) + len(rss_parts)) + "|"]
+    pss_parts = ("TF process", "Spark JVM", "Spark Python workers")
+    head = [f"{p} CPU s" for p in PARTS] + [f"{p} PSS MB peak" for p in pss_parts]
+    lines = ["| node | " + " | ".join(head) + " |", "|---" * (1 + len(head)) + "|"]
     for node, a in averages.items():
         cpu = [f"{a['cpu_seconds_by_part'].get(p, 0.0):.1f}" for p in PARTS]
-        rss = [f"{a.get('rss_mb_max_by_part', {}).get(p, 0.0):.0f}" for p in rss_parts]
-        lines.append(f"| {node} | " + " | ".join(cpu + rss) + " |")
+        pss = [f"{a.get('pss_mb_max_by_part', {}).get(p, 0.0):.0f}" for p in pss_parts]
+        lines.append(f"| {node} | " + " | ".join(cpu + pss) + " |")
     return lines
 
 
@@ -93,6 +93,8 @@ def node_sections(summary: dict) -> list[str]:
             lines += ["", "Where each node's CPU seconds and memory went: its TF process's Python main thread (the "
                       "training loop, or the PS task), gRPC threads (the TF server's transport) and other threads "
                       "(TensorFlow's op threads, the feed reader, heartbeats); with a node group also its Spark "
-                      "executor JVM and Spark's Python workers (feed tasks, TFoS's queue manager).", "", *parts]
+                      "executor JVM and Spark's Python workers (feed tasks, TFoS's queue manager). Memory is the "
+                      "proportional set size: pages that Spark's forked Python processes share are split among "
+                      "them.", "", *parts]
         lines += ["", "![CPU, CPU wait, memory, network per node](nodes.png)"]
     return lines

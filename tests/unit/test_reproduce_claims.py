@@ -79,7 +79,7 @@ def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> 
     def run(cpu: float, rss: float, main: float, jvm: float) -> dict:
         worker = {"cpu_percent_mean": cpu, "rss_mb_mean": rss,
                   "cpu_seconds_by_part": {"TF main thread": main, "Spark JVM": jvm},
-                  "rss_mb_max_by_part": {"TF process": rss, "Spark JVM": 300.0}}
+                  "pss_mb_max_by_part": {"TF process": rss, "Spark JVM": 300.0}}
         return {"node_averages": {"ps-0": {"cpu_percent_mean": 5.0, "rss_mb_mean": 1.0},
                                   "worker-0": worker, "worker-1": dict(worker)}}
 
@@ -88,7 +88,7 @@ def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> 
     assert cpu["verdict"] == "no" and memory["verdict"] == "no"
     assert ("where it went (CPU seconds, all workers): model parallel TF main thread 20, Spark JVM 4; "
             "data parallel TF main thread 60, Spark JVM 12") in cpu["why"]
-    assert ("where it went (peak MB, mean worker): model parallel TF process 900, Spark JVM 300; "
+    assert ("where it went (peak proportional MB, mean worker): model parallel TF process 900, Spark JVM 300; "
             "data parallel TF process 500, Spark JVM 300") in memory["why"]
     old = {"node_averages": {"worker-0": {"cpu_percent_mean": 1.0, "rss_mb_mean": 1.0}}}  # sampled before parts
     assert "where it went" not in model_vs_data_parallel({"landcover-default-2.5k": old,

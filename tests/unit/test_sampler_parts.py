@@ -72,5 +72,5 @@ def test_cpu_seconds_and_memory_are_split_by_part() -> None:
     assert cpu["TF other threads"] >= 0.19, cpu  # tf_Compute, and this test's other threads
     assert cpu["TF main thread"] >= 0.24, cpu
     assert "Spark JVM" not in cpu, cpu
-    rss = a["rss_mb_max_by_part"]
-    assert rss["TF process"] > 20 and 1 < rss["Spark Python workers"] < rss["TF process"], rss
+    pss = a["pss_mb_max_by_part"]
+    assert pss["TF process"] > 20 and 1 < pss["Spark Python workers"] < pss["TF process"], pss
