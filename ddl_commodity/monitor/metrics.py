@@ -64,8 +64,8 @@ def compare_traffic(measured: dict[str, dict], computed: dict) -> dict[str, dict
 
 def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
     """Per node over the whole run: mean and peak CPU % (of the node's share when it has one), mean CPU wait
-    (per node, see :mod:`ddl_commodity.monitor.sampler`), mean and peak RSS, peak memory of the node's group
-    and its cap, mean MB/s in and out (the quantities of Figs 6.9, 6.12, 6.21-6.28)."""
+    (per node, see :mod:`ddl_commodity.monitor.sampler`), mean and peak RSS, mean and peak memory of the node's
+    group and its cap, mean MB/s in and out (the quantities of Figs 6.9, 6.12, 6.21-6.28)."""
     out = {}
     for node, rs in rows.items():
         span = rs[-1]["time"] - rs[0]["time"] if len(rs) > 1 else 0.0
@@ -76,6 +76,7 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
             "cpu_wait_percent_mean": float(np.mean([r.get("cpu_wait_percent") or 0.0 for r in rs[1:]] or [0.0])),
             "cpu_share": rs[-1].get("cpu_share"),
             "memory_mb_max": _max_mb(rs, "memory_bytes"),
+            "memory_mb_mean": _mean_mb(rs, "memory_bytes"),
             "memory_limit_mb": _max_mb(rs, "memory_limit"),
             "rss_mb_mean": float(np.mean([r["rss_bytes"] for r in rs])) / 2**20,
             "rss_mb_max": float(np.max([r["rss_bytes"] for r in rs])) / 2**20,
@@ -98,6 +99,11 @@ def _parts(rows: list[dict]) -> dict:
         for k, v in (r.get("pss_bytes_by_part") or {}).items():
             peak[k] = max(peak.get(k, 0.0), v / 2**20)
     return {"cpu_seconds_by_part": cpu, "pss_mb_max_by_part": {k: round(v, 1) for k, v in peak.items()}}
+
+
+def _mean_mb(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) / 2**20 if values else None
 
 
 def _max_mb(rows: list[dict], key: str) -> float | None:

@@ -76,12 +76,15 @@ def _figures(summaries: dict[str, dict], state: dict, fig_dir: Path) -> list[tup
 def _header(state: dict) -> list[str]:
     runs = state["experiments"]
     lines = [f"# Reproduction of the thesis ({state['scale']} scale)", ""]
-    for inv in state.get("invocations", [])[-1:]:
+    invocations = state.get("invocations", [])
+    for inv in invocations[-1:]:
         m = inv["machine"]
         memory = f", {m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else ""
         profile = f"profile `{inv['profile']}` (d = {inv['dilation']})" if inv.get("profile") else "no cluster profile"
-        lines += [f"Run {inv['date']} at commit `{inv['commit']}` on {m['cores']} cores{memory} ({m['system']}), "
-                  f"{profile}: `{inv['command'] or 'ddl reproduce'}`.", ""]
+        lines += [f"Run on {m['cores']} cores{memory} ({m['system']}), {profile}, by "
+                  f"{'this command' if len(invocations) == 1 else 'these commands, each continuing the last'}:", ""]
+    lines += [f"- {i['date']}, commit `{i['commit']}`: `{i['command'] or 'ddl reproduce'}`" for i in invocations]
+    lines += [""] if invocations else []
     counts = {k: sum(e["state"] == k for e in runs.values()) for k in ("succeeded", "failed", "cut")}
     hours = sum(e.get("seconds") or 0 for e in runs.values() if not e.get("same_as")) / 3600
     lines += [f"{counts['succeeded']} of {len(runs)} runs succeeded, {counts['failed']} failed, {counts['cut']} "

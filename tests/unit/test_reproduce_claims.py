@@ -77,7 +77,7 @@ def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> 
     from ddl_commodity.report.claims import model_vs_data_parallel
 
     def run(cpu: float, rss: float, main: float, jvm: float) -> dict:
-        worker = {"cpu_percent_mean": cpu, "rss_mb_mean": rss,
+        worker = {"cpu_percent_mean": cpu, "rss_mb_mean": 100.0, "memory_mb_mean": rss,
                   "cpu_seconds_by_part": {"TF main thread": main, "Spark JVM": jvm},
                   "pss_mb_max_by_part": {"TF process": rss, "Spark JVM": 300.0}}
         return {"node_averages": {"ps-0": {"cpu_percent_mean": 5.0, "rss_mb_mean": 1.0},
@@ -90,9 +90,10 @@ def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> 
             "data parallel TF main thread 60, Spark JVM 12") in cpu["why"]
     assert ("where it went (peak proportional MB, mean worker): model parallel TF process 900, Spark JVM 300; "
             "data parallel TF process 500, Spark JVM 300") in memory["why"]
-    old = {"node_averages": {"worker-0": {"cpu_percent_mean": 1.0, "rss_mb_mean": 1.0}}}  # sampled before parts
-    assert "where it went" not in model_vs_data_parallel({"landcover-default-2.5k": old,
-                                                          "landcover-dp-2.5k": old})[0]["why"]
+    assert memory["why"].startswith("mean of the node's memory (its group") and memory["ours"] == "900 vs 500"
+    old = {"node_averages": {"worker-0": {"cpu_percent_mean": 1.0, "rss_mb_mean": 1.0}}}  # no parts, no group
+    cpu, memory = model_vs_data_parallel({"landcover-default-2.5k": old, "landcover-dp-2.5k": old})
+    assert "where it went" not in cpu["why"] and memory["why"].startswith("mean RSS of the TF process")
 
 
 def test_fig_5_4_says_where_an_epoch_went() -> None:
