@@ -142,6 +142,8 @@ def publish(out: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(out / "report", dest, ignore=shutil.ignore_patterns("screenshot.png"))
+    for png in (dest / "figures").glob("*.png"):
+        _palette_png(png)
     for name, e in state["experiments"].items():
         run_dir = Path(e.get("run_dir") or "-")
         if e["state"] != "succeeded" or e.get("same_as") or not run_dir.is_dir():
@@ -154,6 +156,16 @@ def publish(out: Path, dest: Path) -> Path:
         e["config"] = f"runs/{name}/config.yaml"
     (dest / "reproduce.json").write_text(json.dumps(state, indent=1) + "\n")
     return dest / "index.html"
+
+
+def _palette_png(path: Path) -> None:
+    """Re-save a plot with 256 colours: a published node plot went from 250 to 95 KB and looks the same (line
+    plots use a few dozen colours; anti-aliasing the rest)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, "PNG", optimize=True)
 
 
 def _html(md: str) -> str:
