@@ -9,8 +9,8 @@ in and out. Network bytes come from the best source available, recorded in every
 * ``container-interface``: the node is a container (the compose cluster): the counters of the interfaces
   the container sees, loopback excluded, as for a namespace node;
 * ``process-tcp``: otherwise, the sum of ``bytes_received`` / ``bytes_acked`` over the TCP sockets the
-  node's processes own, read with ``ss -tinp`` (iproute2). Sockets that closed between two samples keep
-  their last counts, so totals never go backwards.
+  node's processes own (their ``/proc/<pid>/fd`` inodes), read with ``ss -tie`` (iproute2). Sockets that
+  closed between two samples keep their last counts, so totals never go backwards.
 
 CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
 limits or a profile, or the node's container; :mod:`ddl_commodity.cluster.cgroups`), so they cover every
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import psutil
 
-from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group, run_delay_seconds
+from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
@@ -99,24 +99,44 @@ def interface_counters(proc_net_dev: Path = Path("/proc/net/dev")) -> tuple[int,
     return rx, tx
 
 
-_PID = re.compile(r"pid=(\d+)")
+_INODE = re.compile(r"\bino:(\d+)")
 _RX = re.compile(r"bytes_received:(\d+)")
 _TX = re.compile(r"bytes_acked:(\d+)")
 
 
+def socket_inodes(pids: set[int]) -> set[int]:
+    """Inodes of the sockets ``pids`` hold open (``/proc/<pid>/fd``)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    return inodes
+
+
 def tcp_bytes_by_socket(pids: set[int]) -> dict[str, tuple[int, int]]:
-    """Socket (local -> peer) -> (received, acked bytes) for every TCP socket owned by one of ``pids``."""
+    """Socket (local -> peer) -> (received, acked bytes) for every TCP socket owned by one of ``pids``.
+
+    The sockets are matched by inode (``ss -e``) against the ones ``pids`` hold: ``ss -p`` would read every
+    process's open files on the machine at every sample."""
+    owned = socket_inodes(pids)
     try:
-        out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, timeout=10, check=False).stdout
+        out = subprocess.run(["ss", "-tineH"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     result: dict[str, tuple[int, int]] = {}
     key = None
     for line in out.splitlines():
-        if not line.startswith((" ", "\t")):  # a socket line: state, queues, local, peer, users:((...))
-            owners = {int(p) for p in _PID.findall(line)}
+        if not line.startswith((" ", "\t")):  # a socket line: state, queues, local, peer, ino:N ...
+            inode = _INODE.search(line)
             parts = line.split()
-            key = f"{parts[3]}->{parts[4]}" if len(parts) > 4 and owners & pids else None
+            key = f"{parts[3]}->{parts[4]}" if inode and int(inode.group(1)) in owned and len(parts) > 4 else None
             continue
         if key is not None:  # its tcp_info line
             rx, tx = _RX.search(line), _TX.search(line)
@@ -143,23 +163,6 @@ class _TcpTotals:
                 self._closed[1] + sum(v[1] for v in now.values()))
 
 
-class _WaitTotals:
-    """Cumulative run-queue delay of a changing set of threads; threads that exit keep what they waited."""
-
-    def __init__(self) -> None:
-        self._last: dict[int, float] = {}
-        self._total = 0.0
-        self._started = False
-
-    def update(self, pids: Iterable[int]) -> float:
-        now = run_delay_seconds(pids)
-        for tid, waited in now.items():
-            before = self._last.get(tid, 0.0 if self._started else waited)
-            self._total += max(0.0, waited - before)
-        self._last, self._started = now, True
-        return self._total
-
-
 #: The parts ``cpu_seconds_by_part`` and ``pss_bytes_by_part`` name (see the module docstring).
 PARTS = ("TF main thread", "TF gRPC threads", "TF other threads", "Spark JVM", "Spark Python workers")
 _GRPC_THREADS = ("grpc", "event_engine", "lifeguard")
@@ -174,13 +177,31 @@ def _comm(path: str) -> str:
         return ""
 
 
-class _PartTotals:
-    """Cumulative CPU seconds per part of a node, from every thread's ``schedstat`` (time on CPU)."""
+def _schedstat(pid: int, tid: str) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds waiting on a run queue) of one thread, or None if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/task/{tid}/schedstat", os.O_RDONLY)
+        try:
+            on_cpu, waited = os.read(fd, 128).split()[:2]
+        finally:
+            os.close(fd)
+        return int(on_cpu) / 1e9, int(waited) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
+class _ThreadTotals:
+    """Cumulative run-queue delay and CPU seconds per part of a changing set of threads, from one read of
+    every thread's ``schedstat`` per sample; threads that exit keep what they used and waited. A thread's
+    wait counts from the first sample it is in (or from its start, if it starts later); its CPU from its
+    start."""
 
     def __init__(self, node_pid: int) -> None:
         self._node_pid = node_pid
-        self._last: dict[int, tuple[str, float]] = {}
-        self._totals = dict.fromkeys(PARTS, 0.0)
+        self._last: dict[int, tuple[str, float, float]] = {}
+        self._cpu = dict.fromkeys(PARTS, 0.0)
+        self._waited = 0.0
+        self._started = False
 
     def part(self, pid: int, tid: int | None = None) -> str:
         if pid != self._node_pid:
@@ -190,18 +211,26 @@ class _PartTotals:
         thread = _comm(f"/proc/{pid}/task/{tid}/comm")
         return "TF gRPC threads" if thread.startswith(_GRPC_THREADS) else "TF other threads"
 
-    def update(self, pids: Iterable[int]) -> dict[str, float]:
-        now: dict[int, tuple[str, float]] = {}
+    def update(self, pids: Iterable[int]) -> tuple[float, dict[str, float]]:
+        """(seconds waited in all, {part: CPU seconds}) up to now."""
+        now: dict[int, tuple[str, float, float]] = {}
         for pid in pids:
-            for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    tid = int(stat.parent.name)
-                    used = int(stat.read_text().split()[0]) / 1e9
-                    part = self._last[tid][0] if tid in self._last else self.part(pid, tid)
-                    self._totals[part] += used - self._last.get(tid, (part, 0.0))[1]
-                    now[tid] = (part, used)
-        self._last = now
-        return {k: round(v, 3) for k, v in self._totals.items() if v > 0}
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for name in tids:
+                stat = _schedstat(pid, name)
+                if stat is None:
+                    continue
+                tid, (used, waited) = int(name), stat
+                part, used_before, waited_before = self._last.get(tid) or (
+                    self.part(pid, tid), 0.0, 0.0 if self._started else waited)
+                self._cpu[part] += used - used_before
+                self._waited += max(0.0, waited - waited_before)
+                now[tid] = (part, used, waited)
+        self._last, self._started = now, True
+        return self._waited, {k: round(v, 3) for k, v in self._cpu.items() if v > 0}
 
 
 class NodeSampler:
@@ -225,8 +254,7 @@ class NodeSampler:
         self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
         self._last: tuple[float, tuple[float, float, float]] | None = None
         self._group = own_node_group() or container_group()
-        self._wait = _WaitTotals()
-        self._parts = _PartTotals(self._proc.pid)
+        self._threads = _ThreadTotals(self._proc.pid)
         self._pss: tuple[float, dict[str, int]] | None = None
         self._last_sys = psutil.cpu_times()
         self.method = ("container-interface" if in_container() else "netns-interface") if self._netns \
@@ -238,15 +266,15 @@ class NodeSampler:
         except psutil.Error:
             return [self._proc]
 
-    def _node_counters(self, procs: list[psutil.Process]) -> tuple[float, tuple[float, float, float], float | None,
-                                                                   dict]:
+    def _node_counters(self, procs: list[psutil.Process], waited: float) -> tuple[float, tuple[float, float, float],
+                                                                                  float | None, dict]:
         """(time, (cpu, waited, throttled seconds), share, memory fields): the node's group's, else the
         processes'. The time is taken next to the CPU counter: a throttled sampler may be held up between."""
         group = self._group
         if group is not None:
             with contextlib.suppress(OSError, ValueError):
                 use = group.usage()
-                counters = (use.cpu_seconds, self._wait.update(group.pids()), use.throttled_seconds)
+                counters = (use.cpu_seconds, waited, use.throttled_seconds)
                 return use.time, counters, group.cpus(), {"memory_bytes": use.memory_bytes,
                                                           "memory_limit": use.memory_limit}
         cpu = 0.0
@@ -255,7 +283,7 @@ class NodeSampler:
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
                 cpu += t.user + t.system
-        return now, (cpu, self._wait.update(p.pid for p in procs), 0.0), None, {}
+        return now, (cpu, waited, 0.0), None, {}
 
     def _node_pids(self, procs: list[psutil.Process]) -> list[int]:
         """Every process of the node: its group's where it has one, else this process and its children."""
@@ -273,7 +301,7 @@ class NodeSampler:
         out: dict[str, int] = {}
         for pid in pids:
             with contextlib.suppress(psutil.Error, AttributeError):
-                part = "TF process" if pid == self._proc.pid else self._parts.part(pid)
+                part = "TF process" if pid == self._proc.pid else self._threads.part(pid)
                 out[part] = out.get(part, 0) + psutil.Process(pid).memory_full_info().pss
         self._pss = (time.monotonic(), out)
         return out
@@ -285,8 +313,8 @@ class NodeSampler:
             with contextlib.suppress(psutil.Error):
                 rss += p.memory_info().rss
         pids = self._node_pids(procs)
-        by_part = self._parts.update(pids)
-        now, counters, share, memory = self._node_counters(procs)
+        waited, by_part = self._threads.update(pids)
+        now, counters, share, memory = self._node_counters(procs, waited)
         percent = wait = throttled = 0.0
         if self._last is not None:
             dt = now - self._last[0]

@@ -71,6 +71,34 @@ def test_cpu_seconds_and_memory_are_split_by_part() -> None:
     assert 0.29 <= cpu["TF gRPC threads"] < 0.45, cpu
     assert cpu["TF other threads"] >= 0.19, cpu  # tf_Compute, and this test's other threads
     assert cpu["TF main thread"] >= 0.24, cpu
-    assert "Spark JVM" not in cpu, cpu
     pss = a["pss_mb_max_by_part"]
     assert pss["TF process"] > 20 and 1 < pss["Spark Python workers"] < pss["TF process"], pss
+
+
+def test_tcp_bytes_are_those_of_the_nodes_own_sockets() -> None:
+    """Bytes sent over a loopback connection this process holds: counted for this process, not for another."""
+    import os
+    import socket
+
+    from ddl_commodity.monitor.sampler import tcp_bytes_by_socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    client.sendall(b"x" * 300_000)
+    got = 0
+    while got < 300_000:
+        got += len(peer.recv(65536))
+    try:
+        mine = tcp_bytes_by_socket({os.getpid()})
+        local = f"127.0.0.1:{client.getsockname()[1]}->127.0.0.1:{server.getsockname()[1]}"
+        assert mine[local][1] >= 300_000, mine  # acked bytes of the sending end
+        assert max(rx for rx, _ in mine.values()) >= 300_000, mine  # the receiving end is ours too
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert tcp_bytes_by_socket({other.pid}) == {}
+        finally:
+            other.kill()
+    finally:
+        for s in (client, peer, server):
+            s.close()
