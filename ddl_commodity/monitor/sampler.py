@@ -45,7 +45,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,19 +104,25 @@ _RX = re.compile(r"bytes_received:(\d+)")
 _TX = re.compile(r"bytes_acked:(\d+)")
 
 
+def _proc_entries(pids: Iterable[int], what: str) -> Iterator[tuple[int, str]]:
+    """``(pid, name)`` of every entry of ``/proc/<pid>/<what>`` (``fd``, ``task``); processes gone are skipped."""
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/{what}")
+        except OSError:
+            continue
+        for name in names:
+            yield pid, name
+
+
 def socket_inodes(pids: set[int]) -> set[int]:
     """Inodes of the sockets ``pids`` hold open (``/proc/<pid>/fd``)."""
     inodes = set()
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:["):
-                    inodes.add(int(link[8:-1]))
+    for pid, fd in _proc_entries(pids, "fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
     return inodes
 
 
@@ -214,21 +220,16 @@ class _ThreadTotals:
     def update(self, pids: Iterable[int]) -> tuple[float, dict[str, float]]:
         """(seconds waited in all, {part: CPU seconds}) up to now."""
         now: dict[int, tuple[str, float, float]] = {}
-        for pid in pids:
-            try:
-                tids = os.listdir(f"/proc/{pid}/task")
-            except OSError:
+        for pid, name in _proc_entries(pids, "task"):
+            stat = _schedstat(pid, name)
+            if stat is None:
                 continue
-            for name in tids:
-                stat = _schedstat(pid, name)
-                if stat is None:
-                    continue
-                tid, (used, waited) = int(name), stat
-                part, used_before, waited_before = self._last.get(tid) or (
-                    self.part(pid, tid), 0.0, 0.0 if self._started else waited)
-                self._cpu[part] += used - used_before
-                self._waited += max(0.0, waited - waited_before)
-                now[tid] = (part, used, waited)
+            tid, (used, waited) = int(name), stat
+            part, used_before, waited_before = self._last.get(tid) or (
+                self.part(pid, tid), 0.0, 0.0 if self._started else waited)
+            self._cpu[part] += used - used_before
+            self._waited += max(0.0, waited - waited_before)
+            now[tid] = (part, used, waited)
         self._last, self._started = now, True
         return self._waited, {k: round(v, 3) for k, v in self._cpu.items() if v > 0}
 
