@@ -465,7 +465,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.resume is None):
         raise UserInputError("give either CONFIG or --resume RUN_DIR")
     config_path = args.resume / "config.yaml" if args.resume else args.config
-    with _native_noise_dropped():  # checking a split of a model without a layout as data builds it: TF start-up lines
+    with _native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
         experiment, cfg = load(config_path, overrides)
         experiment.dataset(cfg, progress=args.progress)  # data errors end here, before any cluster starts
     if args.resume:

@@ -1,8 +1,9 @@
 """RDD bundles for Spark-input training (thesis Fig 5.2).
 
 Spectra and labels are zipped and numbered with ``zipWithIndex`` (the global index is the row of the data
-file; the executors read the rows from a copy of it), then packed back into one :class:`Chunk` of arrays per partition and cached. Every epoch is cut into
-M *feed partitions*, one per worker, each selecting its rows from every chunk with one NumPy mask:
+file; the executors read the rows from a copy of it), then packed back into one :class:`Chunk` of arrays per
+partition and cached. Every epoch is cut into M *feed partitions*, one per worker, each selecting its rows
+from every chunk with one NumPy mask:
 
 * ``same``: each of the M partitions of an epoch holds the whole training set;
 * ``disjoint``: partition m of an epoch holds shard m, a seeded 1/M split of the training set.

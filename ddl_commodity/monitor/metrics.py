@@ -89,7 +89,7 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def _parts(rows: list[dict]) -> dict:
-    """CPU seconds per part of the node over the run, and each part's peak resident MB (sampler's docstring)."""
+    """CPU seconds per part of the node over the run, and each part's peak proportional MB (sampler's docstring)."""
     first, last = rows[0].get("cpu_seconds_by_part"), rows[-1].get("cpu_seconds_by_part")
     if last is None:
         return {}

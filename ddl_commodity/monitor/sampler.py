@@ -301,7 +301,7 @@ class NodeSampler:
             return self._pss[1]
         out: dict[str, int] = {}
         for pid in pids:
-            with contextlib.suppress(psutil.Error, AttributeError):
+            with contextlib.suppress(psutil.Error):
                 part = "TF process" if pid == self._proc.pid else self._threads.part(pid)
                 out[part] = out.get(part, 0) + psutil.Process(pid).memory_full_info().pss
         self._pss = (time.monotonic(), out)

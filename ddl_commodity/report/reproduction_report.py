@@ -159,9 +159,9 @@ def publish(out: Path, dest: Path) -> Path:
 
 
 def _palette_png(path: Path) -> None:
-    """Re-save a plot with 256 colours: a published node plot went from 250 to 95 KB and looks the same (line
-    plots use a few dozen colours; anti-aliasing the rest)."""
-    from PIL import Image
+    """Re-save a plot with 256 colours: a published node plot went from 250 to 95 KB and looks the same (a line
+    plot's colours are a few dozen and their anti-aliased blends)."""
+    from PIL import Image  # Pillow: a dependency of matplotlib
 
     with Image.open(path) as im:
         small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)

@@ -2,7 +2,7 @@
 
 The structure is checked with pyyaml; ``docker compose config`` is tried and skipped with the reason where
 the compose plugin is missing. Nothing here builds an image or starts a container:
-``tests/integration/test_docker_cluster.py`` does, in the suite's last step.
+``tests/integration/test_docker_cluster.py`` does, as one group of the suite's parallel part.
 """
 
 from __future__ import annotations
