@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,16 @@ def local_spark():
     sc.setLogLevel("ERROR")
     yield sc
     sc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With ``DDL_TEST_TIMELINE=FILE``, append when each test ran and on which xdist worker (JSON lines): where
+    the suite's wall time goes, which a per-test duration cannot show when tests run side by side."""
+    path = os.environ.get("DDL_TEST_TIMELINE")
+    start = time.time()
+    yield
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": item.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "-"),
+                                "start": start, "end": time.time()}) + "\n")
