@@ -40,7 +40,15 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import ddl_commodity, tensorflowonspark' 2>/dev/null; then
   log "installing the toolkit and its dependencies into .venv (first time: a few minutes)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  # Spark first: the class-data archive of its JVMs (below; ~15 CPU-s on one core) builds while pip installs
+  # the rest on the other core.
+  spark=$(.venv/bin/python -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))
+    ["project"]["dependencies"] if d.startswith("pyspark")))')
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$spark" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -m ddl_commodity.cluster.jvm >/dev/null 2>&1 &
+  archive=$!
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  wait "$archive" || true
   .venv/bin/python -c 'import ddl_commodity, tensorflow, tensorflowonspark, pyspark' >/dev/null 2>&1 \
     || { log "installation failed"; exit 1; }
   echo "$want" > "$stamp"
