@@ -98,7 +98,7 @@ def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profil
     print(table.header())
     for r in sorted(rows, key=lambda r: r.prediction.step_s):
         print(table.line(r.name, r.figure, r.prediction))
-    print(table.line("planned", "(search)", found.prediction))
+    print(table.line("planned", f"(= {found.kept})" if found.kept else "(search)", found.prediction))
     print(f"\nplanned split: {found.method}, {found.evaluated} placements predicted in {took:.1f} s")
     print("\n".join(detail(found.blocks, found.prediction)))
     how = " ".join(["ddl plan", str(config), *(["--profile", profile] if profile else []),
@@ -107,7 +107,8 @@ def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profil
     _write(path, split_yaml(found, how, rows))
     print(f"written: {path} (use it with training.split: {path})")
     return {"schemes": {r.name: {"figure": r.figure, **prediction_dict(r.prediction, d)} for r in rows},
-            "planned": {"blocks": found.blocks, "method": found.method, "evaluated": found.evaluated,
+            "planned": {"blocks": found.blocks, "method": found.method, "kept": found.kept,
+                        "evaluated": found.evaluated,
                         "seconds": round(took, 3), **prediction_dict(found.prediction, d)}}
 
 

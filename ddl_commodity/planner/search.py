@@ -36,6 +36,7 @@ class Found:
     prediction: StepPrediction
     method: str
     evaluated: int
+    kept: str | None = None  # the shipped scheme chosen instead of the search's placement (``plan.pick``)
 
 
 class Problem:

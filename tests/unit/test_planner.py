@@ -11,7 +11,15 @@ import yaml
 from ddl_commodity.models.placement import BlockGraph
 from ddl_commodity.models.splits import parse_scheme
 from ddl_commodity.planner.costs import LayerCosts
-from ddl_commodity.planner.plan import Target, predict_data_parallel, split_yaml
+from ddl_commodity.planner.plan import (
+    MIN_PREDICTED_GAIN,
+    SchemeRow,
+    Target,
+    block_placement,
+    pick,
+    predict_data_parallel,
+    split_yaml,
+)
 from ddl_commodity.planner.search import (
     Problem,
     best_placement,
@@ -150,6 +158,33 @@ def test_the_written_split_is_a_valid_scheme_and_says_how_it_was_found() -> None
     scheme = parse_scheme(yaml.safe_load(text), "planned.yaml", blocks_of(g))
     assert {layer: scheme.layers[layer] for layer in g.layers} == {
         layer: found.blocks[b] for b, layers in blocks_of(g).items() for layer in layers}
+
+
+def test_a_shipped_scheme_is_kept_unless_the_search_is_predicted_clearly_faster() -> None:
+    """Within the cost model's error the known scheme wins; beyond it the search's placement does."""
+    g = two_branches(2)
+    problem = Problem(g, costs_for(g), blocks_of(g), 2, NO_MEMORY_LIMIT)
+    found = exhaustive(problem)
+    apart = parse_scheme({"name": "apart", "variables": "ps:0", "input": "worker:0", "placement": {
+        "a1": "worker:0", "a2": "worker:0", "c1": "worker:1", "c2": "worker:1", "m": "worker:0"}},
+        "apart.yaml", blocks_of(g))
+    blocks = block_placement(apart, blocks_of(g))
+    assert blocks == {"a1": "worker:0", "a2": "worker:0", "c1": "worker:1", "c2": "worker:1", "m": "worker:0"}
+    even = 1.0 / (1.0 - MIN_PREDICTED_GAIN)  # the shipped scheme this much slower: the search gains exactly enough
+    for slower_by, kept in ((even - 0.01, "apart"), (even + 0.01, None)):
+        p = found.prediction
+        shipped_p = type(p)(**{**vars(p), "step_s": p.step_s * slower_by})
+        chosen = pick(found, [(SchemeRow("apart", "", shipped_p), blocks)])
+        assert chosen.kept == kept, (slower_by, chosen.method)
+        if kept:
+            assert chosen.blocks == blocks and chosen.prediction is shipped_p
+            assert chosen.method.startswith(found.method) and "apart kept" in chosen.method
+        else:
+            assert chosen is found
+    # a scheme that puts one layer of a block elsewhere has no block placement: the search cannot express it
+    split_one = parse_scheme({"name": "split", "placement": {"a": "worker:0", "a2_l": "worker:1"}}, "split.yaml",
+                             {"a": ["a1_l", "a2_l"]})
+    assert block_placement(split_one, {"a": ["a1_l", "a2_l"]}) is None
 
 
 def test_data_parallel_prediction_trades_compute_for_ps_traffic() -> None:
