@@ -85,12 +85,21 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)
 
 
-def _parts(arrays: Sequence[np.ndarray], ways: int, min_size: int = 1 << 20) -> list[tuple[int, slice]]:
-    """(array index, element range) tasks: arrays of ``min_size`` elements or more cut in ``ways`` pieces."""
+#: Elements of one apply task when several updates are summed (1 MB of float32): the terms, their sum and the
+#: weights of a task stay in a core's L2 cache between the passes over them. Measured, 4 updates of 10M:
+#: 14.2 -> 12.6 ms on 2 cores (halves before), 16.6 -> 15.5 ms on one (whole arrays before); 64K-element
+#: tasks were slower (Python's per-call cost), 32K much slower.
+APPLY_BLOCK = 1 << 18
+
+
+def _parts(arrays: Sequence[np.ndarray], ways: int, block: int | None,
+           min_size: int = 1 << 20) -> list[tuple[int, slice]]:
+    """(array index, element range) tasks: arrays of ``min_size`` elements or more cut in blocks of about
+    ``block`` elements (None: in ``ways`` pieces), the others whole."""
     tasks = []
     for i, a in enumerate(arrays):
         n = a.size
-        k = ways if n >= min_size else 1
+        k = (-(-n // block) if block else ways) if n >= min_size else 1
         tasks += [(i, slice(j * n // k, (j + 1) * n // k)) for j in range(k)]
     return tasks
 
@@ -265,8 +274,9 @@ class StalenessWeightedServer:
             np.subtract(_flat(self._weights[i])[part], total, out=_flat(out[i])[part])
 
         # NumPy's loops run on one core and release the GIL, while every pusher waits for this apply: the
-        # node's other cores take a share of the large arrays' elements.
-        tasks = _parts(self._weights, self._cores)
+        # node's other cores take a share of the large arrays' blocks.
+        # One update is one pass (W - scale * dW): nothing to keep in cache, so no blocks' per-call cost.
+        tasks = _parts(self._weights, self._cores, APPLY_BLOCK if len(batch) > 1 else None)
         if len(tasks) == len(self._weights):
             for task in tasks:
                 descend(*task)
