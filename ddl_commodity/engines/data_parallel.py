@@ -63,9 +63,9 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
         per_epoch = len(data.train_index) * (t.workers if t.data_distribution == "same" else 1)
         with EpochBar(session.collector, per_epoch, t.epochs, enabled=progress):
             live_per_epoch = _feed(session, chunks, data, cfg, losses, ps_addr, first_epoch)
-            version, weights, ps_stats = _finish(session, cfg, losses, ps_addr)
+            made, model_file = _finish(session, cfg, losses, ps_addr)
         session.shutdown(cfg.ps.push_timeout_s + 120)
-    return _final(experiment, cfg, data, run_dir, version, weights, ps_stats, losses, live_per_epoch)
+    return _final(cfg, data, run_dir, made, model_file, losses, live_per_epoch)
 
 
 def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _WorkerLossHandler | None,
@@ -99,8 +99,9 @@ def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _
 
 
 def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | None,
-            ps_addr: str) -> tuple[int, list[np.ndarray], dict]:
-    """End every (live) worker's feed, let them push their last update, then take the final weights."""
+            ps_addr: str) -> tuple[dict, bytes]:
+    """End every (live) worker's feed, let them push their last update, then have the PS node make the final
+    model from the global weights: its scores, version and stats, and the ``.keras`` file's bytes."""
     from ddl_commodity.ps import ParameterServerClient
 
     if losses is None:
@@ -109,27 +110,21 @@ def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | N
         session.stop_workers(losses.live_workers())
     with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
         _wait_workers_finished(driver, session.collector, cfg)
-        version, weights = driver.pull()
-        return version, weights, driver.stats()
+        return driver.final()
 
 
-def _final(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path, version: int,
-           weights: list[np.ndarray], ps_stats: dict, losses: _WorkerLossHandler | None,
-           live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
-    """Save the global model, score it, and build this engine's summary sections."""
+def _final(cfg: RunConfig, data: Dataset, run_dir: Path, made: dict, model_file: bytes,
+           losses: _WorkerLossHandler | None, live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
+    """Save the global model the PS made, and build this engine's summary sections."""
     from ddl_commodity.engines.distribution_check import check_distribution
-    from ddl_commodity.engines.scoring import prefixed, score_model
-    from ddl_commodity.engines.training import compile_for_training
+    from ddl_commodity.engines.scoring import prefixed
     from ddl_commodity.report.curves import load_worker_curves
     from ddl_commodity.runs import read_jsonl
 
-    model = compile_for_training(experiment.build_model(cfg), cfg.training)
-    model.set_weights(weights)
-    model.save(run_dir / "model.keras")
-    idx = data.validation_index
-    scores = score_model(model, [a[idx] for a in data.inputs], data.labels[idx], experiment.validation_metrics)
+    (run_dir / "model.keras").write_bytes(model_file)
+    scores = made["scores"]
     final: dict = prefixed(scores, "val_") if scores else {}
-    final.update({"ps_version": version, "ps": ps_stats})
+    final.update({"ps_version": made["version"], "ps": made["stats"]})
     lost = list(losses.losses) if losses else []
     sections = {
         "data_distribution_check": check_distribution(cfg, data, load_worker_curves(run_dir), live_per_epoch, lost),

@@ -11,8 +11,10 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,8 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
     """Serve eq. 5.1 until every worker finished and TFoS stops this node."""
     from ddl_commodity.ps import ParameterServerService, StalenessWeightedServer, make_staleness
 
-    initial = build_model(experiment, cfg).get_weights()
+    model = build_model(experiment, cfg)
+    initial = model.get_weights()
     checkpoints = _Checkpointer(cfg.ps.checkpoint_every, runtime)
 
     def log_update(record: dict) -> None:
@@ -85,7 +88,8 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
         checkpoints.last_version = server.version
     host, port = ps_address(ctx.cluster_spec["ps"][0], cfg).rsplit(":", 1)
     service = ParameterServerService(
-        server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20
+        server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20,
+        final_model=final_model_maker(model, experiment, args),
     )
     service.start()
     try:
@@ -95,6 +99,28 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
             time.sleep(0.5)
     finally:
         service.stop()
+
+
+def final_model_maker(model, experiment: Experiment, args: NodeArgs):
+    """The PS service's ``final_model``: the global weights in ``model``, saved as a ``.keras`` file and scored
+    on the validation set the workers score on. Made here, where TensorFlow is loaded anyway, so that the
+    driver never imports it (:mod:`ddl_commodity.engines.tfos_import`)."""
+
+    def make(version: int, weights: list[np.ndarray]) -> tuple[dict, bytes]:
+        from pyspark import SparkFiles
+
+        from ddl_commodity.engines.scoring import score_model
+
+        model.set_weights(weights)
+        validation = np.load(SparkFiles.get(args.validation_file))
+        x_val = unflatten(validation["x"], [tuple(s) for s in args.input_shapes])
+        scores = score_model(model, x_val, validation["y"], experiment.validation_metrics)
+        with tempfile.TemporaryDirectory(prefix="ddl-final-") as tmp:
+            path = Path(tmp) / "model.keras"
+            model.save(path)
+            return {"scores": scores}, path.read_bytes()
+
+    return make
 
 
 class _Checkpointer:

@@ -1,8 +1,8 @@
 """Validation scores from class probabilities: loss and top-1 accuracy for every experiment, plus what its
 :meth:`~ddl_commodity.experiments.api.Experiment.validation_metrics` adds (the redshift errors, for one).
 
-Every engine scores the same way, so a worker's replica, the PS's global model, the driver's final model and
-the single-machine baseline are comparable number for number.
+Every engine scores the same way, so a worker's replica, the PS's global model, the final model (scored on
+the PS node) and the single-machine baseline are comparable number for number.
 """
 
 from __future__ import annotations

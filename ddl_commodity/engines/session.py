@@ -10,9 +10,7 @@ went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the fail
 
 from __future__ import annotations
 
-import importlib
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +53,6 @@ class TfosSession:
         from ddl_commodity.report.tensorboard import RunBoard
 
         self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
-        # TFoS imports TensorFlow (2.4 s here): do it while the executors start and the data is numbered.
-        self._tfos_import = threading.Thread(target=importlib.import_module, args=("tensorflowonspark.TFCluster",),
-                                             name="ddl-import-tfos", daemon=True)
-        self._tfos_import.start()
         self.secret = secrets.token_urlsafe(24)
         host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
         self.board = RunBoard(self.run_dir)
@@ -83,12 +77,11 @@ class TfosSession:
               on_silent: Callable[[str, float], bool] | None = None, files: tuple[Path, ...] = ()) -> Any:
         """Check executors, ship ``files`` and the experiment's code, start the watchdog, then TFoS in
         ``input_mode`` ``spark`` (Spark feeds the workers) or ``tensorflow`` (nodes read their own data)."""
-        self._tfos_import.join()
-        from tensorflowonspark import TFCluster
-
         from ddl_commodity.cluster.failfast import Watchdog, require_executors
+        from ddl_commodity.engines.tfos_import import import_tfcluster
         from ddl_commodity.experiments.registry import experiment_code_archive
 
+        TFCluster = import_tfcluster()
         self.watchdog = Watchdog(self.sc, self.collector, TFCluster.tf_status, self.cfg.cluster.heartbeat_timeout_s,
                                  on_silent=on_silent)
         require_executors(self.sc, self.cfg)

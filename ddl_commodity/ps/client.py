@@ -141,6 +141,12 @@ class ParameterServerClient:
         """This worker pushes no more (``reason``: ``finished``, or ``lost`` when the driver removes it)."""
         return self._call("finish", {"worker": self.worker, "reason": reason, "detail": detail or {}})[0]
 
+    def final(self, timeout: float | None = None) -> tuple[dict, bytes]:
+        """The run's final model as the PS node made it from the current global weights: the PS's reply header
+        (``version``, ``stats`` and what the PS's ``final_model`` adds) and the model file's bytes."""
+        header, (payload,) = self._call("final", {}, timeout=timeout)
+        return header, payload.tobytes()
+
     def reachable(self, timeout: float = 3.0) -> bool:
         """Does the PS answer a ``stats`` call within ``timeout``? (Who died: the PS or the worker that said so.)"""
         try:

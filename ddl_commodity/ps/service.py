@@ -1,11 +1,15 @@
 """Network front of :class:`~ddl_commodity.ps.server.StalenessWeightedServer`, in the PS task.
 
-Methods ``pull``, ``push``, ``finish`` and ``stats`` over :mod:`ddl_commodity.ps.transport` (framed TCP,
+Methods ``pull``, ``push``, ``finish``, ``stats`` and ``final`` over :mod:`ddl_commodity.ps.transport` (framed TCP,
 :mod:`ddl_commodity.ps.wire` messages): the request header names the method. Only clients that prove the run
 secret are served. The service binds to one given address (the PS node's own), never to all interfaces.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
 
 from ddl_commodity.ps.server import (
     ParameterServerStopped,
@@ -18,6 +22,8 @@ from ddl_commodity.ps.wire import WireFormatError
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ERROR_KINDS", "ParameterServerService"]
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 2**20
+#: ``(version, weights) -> (header, file bytes)``: what the run's final global model is, made on the PS node
+FinalModel = Callable[[int, list[np.ndarray]], tuple[dict, bytes]]
 #: how a refusal travels (first matching class): the client raises the matching exception again
 ERROR_KINDS: dict[type[Exception], str] = {
     WireFormatError: "invalid", UpdateRejected: "rejected", ParameterServerTimeout: "timeout",
@@ -26,7 +32,11 @@ ERROR_KINDS: dict[type[Exception], str] = {
 
 
 class ParameterServerService:
-    """Serve pull / push / finish / stats for one run."""
+    """Serve pull / push / finish / stats for one run, and ``final`` when given ``final_model``.
+
+    ``final_model`` turns the current global weights into the run's final model file and its scores, on the
+    PS node: the driver then needs no TensorFlow (:mod:`ddl_commodity.engines.tfos_import`).
+    """
 
     def __init__(
         self,
@@ -35,6 +45,7 @@ class ParameterServerService:
         host: str = "127.0.0.1",
         port: int = 0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        final_model: FinalModel | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a run secret is required")
@@ -42,6 +53,7 @@ class ParameterServerService:
         self._secret = secret.encode()
         self._host, self._port = host, port
         self._max = max_message_bytes
+        self._final_model = final_model
         self._transport: FramedServer | None = None
         self.address = ""
 
@@ -66,7 +78,8 @@ class ParameterServerService:
         self.stop()
 
     def _dispatch(self, header: dict, arrays: list) -> tuple[dict, list]:
-        method = {"pull": self._pull, "push": self._push, "finish": self._finish, "stats": self._stats}.get(
+        method = {"pull": self._pull, "push": self._push, "finish": self._finish, "stats": self._stats,
+                  "final": self._final}.get(
             header.get("method"))
         if method is None:
             raise WireFormatError(f"unknown method {header.get('method')!r}")
@@ -94,3 +107,10 @@ class ParameterServerService:
 
     def _stats(self, header: dict, arrays: list) -> tuple[dict, list]:
         return self.server.stats(), []
+
+    def _final(self, header: dict, arrays: list) -> tuple[dict, list]:
+        if self._final_model is None:
+            raise ValueError("this parameter server makes no final model")
+        version, weights = self.server.pull()
+        made, payload = self._final_model(version, weights)
+        return {**made, "version": version, "stats": self.server.stats()}, [np.frombuffer(payload, np.uint8)]

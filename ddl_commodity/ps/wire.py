@@ -8,7 +8,8 @@ Every field after the header starts on an 8-byte boundary of the message (the he
 whitespace, each array's data with zero bytes to a multiple of 8), so a receiver that reads a message into
 its own aligned buffer can use the arrays in place (:func:`decode_message` with ``copy=False``) and a
 sender can hand the arrays' own memory to the socket (:func:`message_parts`): a 40 MB update is never
-copied in user space. Only numeric dtypes on an allow-list travel; decoding checks every length against
+copied in user space. Only numeric dtypes on an allow-list travel (``uint8`` for a file's bytes: the final
+model, see :meth:`~ddl_commodity.ps.client.ParameterServerClient.final`); decoding checks every length against
 the buffer, so a truncated or forged message is a :class:`WireFormatError`, never an out-of-bounds read or
 code execution.
 """
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 MAGIC = b"DDL2"
-DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t).newbyteorder("<") for t in ("<f4", "<f8", "<i4", "<i8"))
+DTYPES: tuple[np.dtype, ...] = tuple(np.dtype(t).newbyteorder("<") for t in ("<f4", "<f8", "<i4", "<i8", "u1"))
 _CODE = {dt: i for i, dt in enumerate(DTYPES)}
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -49,7 +50,7 @@ def message_parts(header: dict, arrays: Sequence[np.ndarray] = ()) -> list[Buffe
         a = np.asarray(a)
         dt = a.dtype.newbyteorder("<")
         if dt not in _CODE:
-            raise WireFormatError(f"dtype {a.dtype} cannot travel (allowed: float32, float64, int32, int64)")
+            raise WireFormatError(f"dtype {a.dtype} cannot travel (allowed: float32, float64, int32, int64, uint8)")
         if a.ndim > MAX_NDIM:
             raise WireFormatError(f"{a.ndim}-d arrays are not supported (max {MAX_NDIM})")
         data = np.ascontiguousarray(a, dtype=dt).reshape(-1).view(np.uint8).data

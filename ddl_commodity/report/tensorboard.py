@@ -6,13 +6,19 @@ and ``ps`` logs every update it applied at step = the PS version it produced (``
 ``ps/update_norm``, ``ps/wait_seconds``). The files are written while the run goes (the driver receives every
 record), and rebuilt from the run's JSON lines by ``ddl report`` when they are missing.
 
-Written with TensorBoard's own writer and protos, without TensorFlow: the driver need not import it.
+Written with TensorBoard's own record framing and protos into plain local files, without TensorFlow:
+TensorBoard's ``EventFileWriter`` opens its file through ``tf.io.gfile``, which imports TensorFlow whenever
+it is installed (2.8 CPU-s and ~400 MB in a driver that otherwise runs none, see
+:mod:`ddl_commodity.engines.tfos_import`).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import threading
+import time
 from pathlib import Path
 
 from ddl_commodity.runs import read_jsonl
@@ -40,13 +46,35 @@ def _worker_tag(key: str) -> str:
     return ("train/" if key in ("loss", "accuracy") else "epoch/") + key
 
 
+class EventFile:
+    """One TensorBoard event file in ``directory``: TFRecord-framed ``Event`` protos, the first one naming
+    the file version, as TensorBoard's ``EventFileWriter`` writes them; each :meth:`add` is flushed."""
+
+    def __init__(self, directory: Path) -> None:
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._records = RecordWriter(open(directory / name, "wb"))  # noqa: SIM115 - closed by close()
+        self.add([event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2")])
+
+    def add(self, events: list) -> None:
+        for event in events:
+            self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
+
+
 class RunBoard:
-    """One :class:`EventFileWriter` per node under ``<run_dir>/tensorboard``; thread-safe (the collector's
+    """One :class:`EventFile` per node under ``<run_dir>/tensorboard``; thread-safe (the collector's
     gRPC threads call :meth:`add`). Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, run_dir: Path) -> None:
         self.root = Path(run_dir) / BOARD_DIR
-        self._writers: dict[str, object] = {}
+        self._writers: dict[str, EventFile] = {}
         self._lock = threading.Lock()
 
     def add(self, stream: str, record: dict) -> None:
@@ -56,16 +84,9 @@ class RunBoard:
         writer, step, values = found
         wall_time = float(record.get("time", 0.0)) or None
         with self._lock:
-            events = self._writer(writer)
-            for tag, value in values.items():
-                events.add_event(_scalar_event(tag, value, step, wall_time))
-
-    def _writer(self, name: str):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-        if name not in self._writers:
-            self._writers[name] = EventFileWriter(str(self.root / name), flush_secs=5)
-        return self._writers[name]
+            if writer not in self._writers:
+                self._writers[writer] = EventFile(self.root / writer)
+            self._writers[writer].add([_scalar_event(tag, value, step, wall_time) for tag, value in values.items()])
 
     def close(self) -> None:
         with self._lock:
@@ -81,8 +102,6 @@ class RunBoard:
 
 
 def _scalar_event(tag: str, value: float, step: int, wall_time: float | None):
-    import time
-
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
     summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)])

@@ -127,3 +127,28 @@ def test_stop_releases_waiting_pushers() -> None:
     svc.stop()
     t.join(10)
     assert not t.is_alive() and errors
+
+
+def test_final_returns_the_model_the_ps_node_made_from_the_global_weights() -> None:
+    server = StalenessWeightedServer([np.arange(3, dtype=np.float32)], num_workers=1, s=1)
+    seen = []
+
+    def final_model(version: int, weights: list) -> tuple[dict, bytes]:
+        seen.append((version, [w.copy() for w in weights]))
+        return {"scores": {"loss": 0.5}}, bytes(range(256)) * 3 + b"odd"  # not a multiple of 8 bytes
+
+    with ParameterServerService(server, SECRET, final_model=final_model) as svc, \
+            ParameterServerClient(svc.address, SECRET, worker=0, timeout=5) as c:
+        c.push(0, [np.ones(3, np.float32)])
+        header, payload = c.final()
+    assert payload == bytes(range(256)) * 3 + b"odd"
+    assert header["version"] == 1 and header["scores"] == {"loss": 0.5} and header["stats"]["applied_updates"] == 1
+    (version, weights), = seen
+    assert version == 1
+    np.testing.assert_array_equal(weights[0], np.arange(3, dtype=np.float32) - 1)
+
+
+def test_final_is_refused_where_no_final_model_is_made(service) -> None:
+    with ParameterServerClient(service.address, SECRET, worker=-1, timeout=5) as c, \
+            pytest.raises(ParameterServerError, match="invalid: this parameter server makes no final model"):
+        c.final()

@@ -17,6 +17,7 @@ ARRAYS = [
     np.zeros((0, 3), dtype=np.float32),
     np.arange(24, dtype=np.float64).reshape(2, 3, 4).transpose(2, 0, 1),  # not contiguous
     np.arange(4, dtype=">f4"),  # big-endian input travels as little-endian
+    np.frombuffer(b"a file's bytes", np.uint8),  # 14 bytes: the padding after it is exercised
     np.random.default_rng(0).normal(size=1_000_000).astype(np.float32),
 ]
 
