@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import types
 
-import keras
 import numpy as np
 import pytest
 
@@ -13,6 +12,8 @@ from ddl_commodity.report.early_stopping import epochs_to_plateau
 
 def keras_epochs(values: list[float], monitor: str, patience: int, min_delta: float) -> int | None:
     """Replay a curve through the real keras.callbacks.EarlyStopping."""
+    import keras  # here, not at collection: every pytest process collects this module, few run it
+
     mode = "min" if "loss" in monitor else "max"
     cb = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, min_delta=min_delta, mode=mode)
     model = types.SimpleNamespace(stop_training=False)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import yaml
 
 from ddl_commodity.errors import ConfigError
-from ddl_commodity.models.multimodal_cnn import MultimodalCNN
 from ddl_commodity.models.multimodal_layout import (
     MultimodalSpec,
     block_graph,
@@ -19,12 +19,17 @@ from ddl_commodity.models.multimodal_layout import (
 )
 from ddl_commodity.models.splits import available_schemes, boundary_traffic, load_scheme, parse_scheme
 
+if TYPE_CHECKING:  # Keras is imported by the tests that build the model, not at collection
+    from ddl_commodity.models.multimodal_cnn import MultimodalCNN
+
 BLOCKS = blocks()
 THESIS_SCHEMES = {"default", "fig6_7", "fig6_10", "fig6_15", "fig6_18", "single"}
 
 
 @pytest.fixture(scope="module")
 def model() -> MultimodalCNN:
+    from ddl_commodity.models.multimodal_cnn import MultimodalCNN
+
     return MultimodalCNN(MultimodalSpec()).build_on(None)
 
 
