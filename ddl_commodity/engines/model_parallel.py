@@ -49,18 +49,17 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
                 time.sleep(0.5)
         session.collector.finish()  # the serving nodes return; TFoS then sees every worker task complete
         session.shutdown(cfg.cluster.failure_timeout_s + 120)
-    return _save_final_model(experiment, cfg, run_dir), _sections(experiment, cfg, run_dir, scheme)
+    return _save_final_model(run_dir), _sections(experiment, cfg, run_dir, scheme)
 
 
-def _save_final_model(experiment: Experiment, cfg: RunConfig, run_dir: Path) -> dict:
-    """The input node sent its trained weights as a final checkpoint: save them as a placement-free model."""
+def _save_final_model(run_dir: Path) -> dict:
+    """The input node sent its trained model's ``.keras`` file as a final checkpoint: keep it as the run's
+    model (no TensorFlow needed here); the final metrics are the input node's last epoch's."""
     from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, load_checkpoint
     from ddl_commodity.runs import read_jsonl
 
-    _, weights = load_checkpoint(run_dir / CHECKPOINT_FILE)
-    model = experiment.build_model(cfg)
-    model.set_weights(weights)
-    model.save(run_dir / "model.keras")
+    _, (model_file,) = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    (run_dir / "model.keras").write_bytes(model_file.tobytes())
     (run_dir / CHECKPOINT_FILE).unlink()
     with contextlib.suppress(OSError):
         (run_dir / CHECKPOINT_FILE).parent.rmdir()

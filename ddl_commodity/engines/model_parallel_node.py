@@ -96,4 +96,19 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
 
     trainer.fit(inputs, labels, train, val, on_epoch, on_samples=on_samples)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),
-                                  "kind": "final-model"}, list(trainer.model.get_weights()))
+                                  "kind": "final-model-file"}, [final_model_file(experiment, cfg, trainer.model)])
+
+
+def final_model_file(experiment: Experiment, cfg: RunConfig, trained) -> np.ndarray:
+    """The trained weights in a placement-free model, as the bytes of its ``.keras`` file: made here, where
+    TensorFlow is loaded anyway, so that the driver need not load it (its split check and traffic figures
+    come from the model's layout, :meth:`~ddl_commodity.experiments.api.Experiment.block_graph`)."""
+    import tempfile
+    from pathlib import Path
+
+    model = experiment.build_model(cfg)
+    model.set_weights(trained.get_weights())
+    with tempfile.TemporaryDirectory(prefix="ddl-final-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return np.frombuffer(path.read_bytes(), np.uint8)
