@@ -11,10 +11,8 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,15 +108,13 @@ def final_model_maker(model, experiment: Experiment, args: NodeArgs):
         from pyspark import SparkFiles
 
         from ddl_commodity.engines.scoring import score_model
+        from ddl_commodity.engines.training import keras_file_bytes
 
         model.set_weights(weights)
         validation = np.load(SparkFiles.get(args.validation_file))
         x_val = unflatten(validation["x"], [tuple(s) for s in args.input_shapes])
         scores = score_model(model, x_val, validation["y"], experiment.validation_metrics)
-        with tempfile.TemporaryDirectory(prefix="ddl-final-") as tmp:
-            path = Path(tmp) / "model.keras"
-            model.save(path)
-            return {"scores": scores}, path.read_bytes()
+        return {"scores": scores}, keras_file_bytes(model)
 
     return make
 

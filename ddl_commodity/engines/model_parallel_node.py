@@ -103,12 +103,8 @@ def final_model_file(experiment: Experiment, cfg: RunConfig, trained) -> np.ndar
     """The trained weights in a placement-free model, as the bytes of its ``.keras`` file: made here, where
     TensorFlow is loaded anyway, so that the driver need not load it (its split check and traffic figures
     come from the model's layout, :meth:`~ddl_commodity.experiments.api.Experiment.block_graph`)."""
-    import tempfile
-    from pathlib import Path
+    from ddl_commodity.engines.training import keras_file_bytes
 
     model = experiment.build_model(cfg)
     model.set_weights(trained.get_weights())
-    with tempfile.TemporaryDirectory(prefix="ddl-final-") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        return np.frombuffer(path.read_bytes(), np.uint8)
+    return np.frombuffer(keras_file_bytes(model), np.uint8)

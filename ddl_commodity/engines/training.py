@@ -40,6 +40,18 @@ def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> 
     return model
 
 
+def keras_file_bytes(model: keras.Model) -> bytes:
+    """``model`` saved as a ``.keras`` file, as bytes: what a node sends for the driver to write as
+    ``model.keras`` (the driver loads no TensorFlow, :mod:`ddl_commodity.engines.tfos_import`)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="ddl-model-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
 @dataclass
 class EpochResult:
     """One epoch of :meth:`Trainer.fit`; ``validation`` holds :mod:`~ddl_commodity.engines.scoring`'s scores."""
