@@ -104,7 +104,7 @@ def final_model_maker(model, experiment: Experiment, args: NodeArgs):
     on the validation set the workers score on. Made here, where TensorFlow is loaded anyway, so that the
     driver never imports it (:mod:`ddl_commodity.engines.tfos_import`)."""
 
-    def make(version: int, weights: list[np.ndarray]) -> tuple[dict, bytes]:
+    def make(weights: list[np.ndarray]) -> tuple[dict, bytes]:
         from pyspark import SparkFiles
 
         from ddl_commodity.engines.scoring import score_model

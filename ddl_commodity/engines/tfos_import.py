@@ -10,8 +10,8 @@ every run ~2.8 CPU-s and ~400 MB of resident memory on the master's PC, which on
 :func:`import_tfcluster` imports TFoS while ``sys.modules["tensorflow"]`` is a stand-in that imports the
 real module the first time anything reads an attribute from it; the stand-in is gone from ``sys.modules``
 as soon as TFoS is imported, so every later ``import tensorflow`` in the driver is an ordinary import. A
-driver that has TensorFlow loaded already (model parallel: the split scheme is checked against the model)
-imports TFoS as usual.
+driver that has TensorFlow loaded already (a user model's model-parallel run: its block graph is read from
+the Keras model) imports TFoS as usual.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from ddl_commodity.ps.wire import WireFormatError
 
 __all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "ERROR_KINDS", "ParameterServerService"]
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 2**20
-#: ``(version, weights) -> (header, file bytes)``: what the run's final global model is, made on the PS node
-FinalModel = Callable[[int, list[np.ndarray]], tuple[dict, bytes]]
+#: ``weights -> (header, file bytes)``: the run's final global model, made on the PS node
+FinalModel = Callable[[list[np.ndarray]], tuple[dict, bytes]]
 #: how a refusal travels (first matching class): the client raises the matching exception again
 ERROR_KINDS: dict[type[Exception], str] = {
     WireFormatError: "invalid", UpdateRejected: "rejected", ParameterServerTimeout: "timeout",
@@ -78,9 +78,9 @@ class ParameterServerService:
         self.stop()
 
     def _dispatch(self, header: dict, arrays: list) -> tuple[dict, list]:
-        method = {"pull": self._pull, "push": self._push, "finish": self._finish, "stats": self._stats,
-                  "final": self._final}.get(
-            header.get("method"))
+        methods = {"pull": self._pull, "push": self._push, "finish": self._finish, "stats": self._stats,
+                   "final": self._final}
+        method = methods.get(header.get("method"))
         if method is None:
             raise WireFormatError(f"unknown method {header.get('method')!r}")
         return method(header, arrays)
@@ -112,5 +112,5 @@ class ParameterServerService:
         if self._final_model is None:
             raise ValueError("this parameter server makes no final model")
         version, weights = self.server.pull()
-        made, payload = self._final_model(version, weights)
+        made, payload = self._final_model(weights)
         return {**made, "version": version, "stats": self.server.stats()}, [np.frombuffer(payload, np.uint8)]

@@ -133,8 +133,8 @@ def test_final_returns_the_model_the_ps_node_made_from_the_global_weights() -> N
     server = StalenessWeightedServer([np.arange(3, dtype=np.float32)], num_workers=1, s=1)
     seen = []
 
-    def final_model(version: int, weights: list) -> tuple[dict, bytes]:
-        seen.append((version, [w.copy() for w in weights]))
+    def final_model(weights: list) -> tuple[dict, bytes]:
+        seen.append([w.copy() for w in weights])
         return {"scores": {"loss": 0.5}}, bytes(range(256)) * 3 + b"odd"  # not a multiple of 8 bytes
 
     with ParameterServerService(server, SECRET, final_model=final_model) as svc, \
@@ -143,8 +143,7 @@ def test_final_returns_the_model_the_ps_node_made_from_the_global_weights() -> N
         header, payload = c.final()
     assert payload == bytes(range(256)) * 3 + b"odd"
     assert header["version"] == 1 and header["scores"] == {"loss": 0.5} and header["stats"]["applied_updates"] == 1
-    (version, weights), = seen
-    assert version == 1
+    (weights,) = seen
     np.testing.assert_array_equal(weights[0], np.arange(3, dtype=np.float32) - 1)
 
 
