@@ -22,7 +22,13 @@ by side in one run:
     workers read them (:class:`ddl_commodity.cluster.feed.Prefetched`: a thread takes the next bundles off
     the queue while the model trains).
 
-  Both RDDs come from the same cached ``zipWithIndex`` records and have one partition per epoch.
+  Both RDDs come from the same cached ``zipWithIndex`` records; the records have one partition per epoch,
+  the bundles one partition holding every epoch (as the experiment feeds a run).
+
+With several workers (``--workers 1 3``, the full mode's default), the bundles mode runs again on a
+standalone cluster of that many 1-core workers, every worker fed the whole set (``same``), against (c) in as
+many processes at once whose clocks start together: samples/s is then all the trainers' samples over the
+time from the first one's first batch to the last one's last step, on the same shared cores.
 
 Every mode builds a fresh seeded model and takes three warm-up steps (tracing the train function) before
 its clock starts; the Spark-input worker does so before the driver starts feeding. **samples/s** is
@@ -101,10 +107,13 @@ class _Clock:
                 "end_to_end_samples_per_s": self.samples / (end - start), "first": self.first, "end": end}
 
 
-def in_memory(spec: dict, x: np.ndarray, y: np.ndarray) -> dict:
-    """(c): Keras ``train_on_batch`` over arrays in memory, shuffled every epoch."""
+def in_memory(spec: dict, x: np.ndarray, y: np.ndarray, barrier=None) -> dict:
+    """(c): Keras ``train_on_batch`` over arrays in memory, shuffled every epoch. ``barrier``: wait there after
+    the warm-up (several trainers side by side start their clocks together)."""
     model = _build_model(spec)
     _warm_up(model, spec["batch_size"])
+    if barrier is not None:
+        barrier.wait()
     bs, clock = spec["batch_size"], _Clock()
     start = time.monotonic()
     for epoch in range(spec["epochs"]):
@@ -158,7 +167,8 @@ def spark_worker(args: dict, ctx: Any) -> None:
         _warm_up(model, bs)
         if phase["style"] == "bundles" and bundles is None:
             bundles = iter(Prefetched(feed))
-        _write_json(result_dir / f"ready-{phase['name']}.json", {"pid": os.getpid()})  # the driver feeds now
+        tag = f"{phase['name']}-{ctx.task_index}"
+        _write_json(result_dir / f"ready-{tag}.json", {"pid": os.getpid()})  # the driver feeds now
         clock, wanted = _Clock(), phase["samples"]
         fetch = convert = 0.0
         while clock.samples < wanted:
@@ -186,7 +196,7 @@ def spark_worker(args: dict, ctx: Any) -> None:
                 clock.step(model, xb, yb)
         result = clock.result(clock.first or 0.0)
         result.update(fetch_seconds=fetch, convert_seconds=convert, pid=os.getpid())
-        _write_json(result_dir / f"{phase['name']}.json", result)
+        _write_json(result_dir / f"{tag}.json", result)
     for _ in bundles or ():  # marks the last bundle consumed, then waits for the driver's shutdown
         pass
     while not feed.should_stop():
@@ -209,13 +219,14 @@ def _wait_for(path: Path, timeout: float) -> dict:
     return json.loads(path.read_text())
 
 
-def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[dict, dict]:
-    """(a): one TFoS worker on a 1-worker Spark standalone cluster, fed per-sample records, then bundles."""
+def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: int = 1) -> tuple[dict, dict]:
+    """(a): TFoS workers on a Spark standalone cluster of as many 1-core workers; with one, fed per-sample
+    records, then bundles; with several, bundles only (each worker the whole set: ``same``), side by side."""
     from pyspark import SparkConf, SparkContext, cloudpickle
     from tensorflowonspark import TFCluster
 
     import benchmarks
-    from ddl_commodity.cluster.feed import end_feed, feed_partition
+    from ddl_commodity.cluster.feed import end_feed
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, indexed_records, shard_assignment
 
@@ -224,18 +235,18 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # the driver JVM: loopback, not the hostname's address
     n, epochs, bs = len(y), spec["epochs"], spec["batch_size"]
-    result_dir = work / "worker-results"
+    result_dir = work / f"worker-results-{workers}"
     result_dir.mkdir()
-    phases = [{"name": "records", "style": "records", "samples": n * epochs},
-              {"name": "bundles", "style": "bundles", "samples": n * epochs}]
+    styles = ("records", "bundles") if workers == 1 else ("bundles",)
+    phases = [{"name": style, "style": style, "samples": n * epochs} for style in styles]
     timings: dict[str, Any] = {}
     t0 = time.monotonic()
-    with LocalStandaloneCluster(workers=1, cores=1, memory="2g", state_dir=work / "cluster",
+    with LocalStandaloneCluster(workers=workers, cores=1, memory="2g", state_dir=work / f"cluster-{workers}",
                                 startup_timeout_s=120.0) as spark_cluster:
         timings["cluster_start_seconds"] = time.monotonic() - t0
         conf = (SparkConf().setMaster(spark_cluster.master_url).setAppName("ddl-benchmark-feeding")
                 .set("spark.python.worker.reuse", "true").set("spark.executor.cores", "1")
-                .set("spark.task.cpus", "1").set("spark.cores.max", "1").set("spark.executor.memory", "1g")
+                .set("spark.task.cpus", "1").set("spark.cores.max", str(workers)).set("spark.executor.memory", "1g")
                 .set("spark.task.maxFailures", "1").set("spark.locality.wait", "0s")
                 .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
                 .set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress", "127.0.0.1")
@@ -248,29 +259,20 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
             records = indexed_records(sc, x, y, slices, work).cache()
             records.count()  # materialise: neither feed pays for parallelising the data
             per_sample = records.map(lambda r: r[1]).coalesce(1)
-            shards = shard_assignment(n, np.arange(n), 1, spec["seed"])
+            shards = shard_assignment(n, np.arange(n), workers, spec["seed"])
             chunks = indexed_chunks(sc, x, y, slices, work).cache()
             chunks.count()
-            bundles = epoch_feed_rdd(sc, chunks, shards, 1, epochs, "same", bs * spec["bundle_batches"],
+            # One partition per worker holding every epoch, as the experiment feeds a run (data/rdd.py).
+            bundles = epoch_feed_rdd(sc, chunks, shards, workers, epochs, "same", bs * spec["bundle_batches"],
                                      spec["seed"])
             t1 = time.monotonic()
             args = {"spec": spec, "phases": phases, "result_dir": str(result_dir)}
-            cluster = TFCluster.run(sc, spark_worker, args, 1, num_ps=0, input_mode=TFCluster.InputMode.SPARK,
-                                    reservation_timeout=180, release_port=True)
+            cluster = TFCluster.run(sc, spark_worker, args, workers, num_ps=0,
+                                    input_mode=TFCluster.InputMode.SPARK, reservation_timeout=180, release_port=True)
             timings["tfcluster_start_seconds"] = time.monotonic() - t1
-            out = {}
-            for phase, rdd, num_epochs in (("records", per_sample, epochs), ("bundles", bundles, 1)):
-                _wait_for(result_dir / f"ready-{phase}.json", RESULT_WAIT_S)  # its model is built and warm
-                started = time.monotonic()
-                sc.union([rdd] * num_epochs).foreachPartition(feed_partition(cluster.cluster_info, RESULT_WAIT_S))
-                fed = time.monotonic()
-                r = _wait_for(result_dir / f"{phase}.json", RESULT_WAIT_S)
-                end = max(fed, r["end"])
-                r.update(feed_job_seconds=fed - started, end_to_end_seconds=end - started,
-                         end_to_end_samples_per_s=r["samples"] / (end - started))
-                out[phase] = r
-            workers = sc.parallelize(range(1), 1)
-            workers.foreachPartition(end_feed(cluster.cluster_info, cluster.queues))
+            feeds = {"records": sc.union([per_sample] * epochs), "bundles": bundles}
+            out = {phase: _feed_phase(phase, feeds[phase], cluster, result_dir, workers) for phase in styles}
+            sc.parallelize(range(workers), workers).foreachPartition(end_feed(cluster.cluster_info, cluster.queues))
             cluster.server.stop()
             cluster = None
         finally:
@@ -280,8 +282,75 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path) -> tuple[d
     return out, timings
 
 
+def _feed_phase(phase: str, rdd, cluster, result_dir: Path, workers: int) -> dict:
+    """Feed one phase to every worker once all have built and warmed their model; their results combined."""
+    from ddl_commodity.cluster.feed import feed_partition
+
+    for i in range(workers):
+        _wait_for(result_dir / f"ready-{phase}-{i}.json", RESULT_WAIT_S)
+    started = time.monotonic()
+    rdd.foreachPartition(feed_partition(cluster.cluster_info, RESULT_WAIT_S))
+    fed = time.monotonic()
+    results = [_wait_for(result_dir / f"{phase}-{i}.json", RESULT_WAIT_S) for i in range(workers)]
+    r = combined(results) if workers > 1 else results[0]
+    end = max(fed, r["end"])
+    r.update(feed_job_seconds=fed - started, end_to_end_seconds=end - started,
+             end_to_end_samples_per_s=r["samples"] / (end - started))
+    return r
+
+
+def combined(results: list[dict]) -> dict:
+    """Trainers side by side as one: all their samples over the time from the first one's first batch to the
+    last one's end (their clocks are the machine's monotonic clock); train and wait times summed."""
+    first, end = min(r["first"] for r in results), max(r["end"] for r in results)
+    out = {k: sum(r[k] for r in results) for k in ("samples", "steps", "train_seconds", "wait_seconds")}
+    out.update(seconds=end - first, samples_per_s=out["samples"] / (end - first), first=first, end=end,
+               end_to_end_seconds=max(r["end_to_end_seconds"] for r in results), trainers=len(results),
+               per_trainer_samples_per_s=[r["samples_per_s"] for r in results])
+    out["end_to_end_samples_per_s"] = out["samples"] / out["end_to_end_seconds"]
+    for k in ("fetch_seconds", "convert_seconds"):
+        if all(k in r for r in results):
+            out[k] = sum(r[k] for r in results)
+    return out
+
+
+def in_memory_side_by_side(spec: dict, h5: Path, trainers: int) -> dict:
+    """(c) in ``trainers`` processes at once, clocks started together: the upper bound for as many workers."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(trainers), ctx.Queue()
+    procs = [ctx.Process(target=_in_memory_from_file, args=(spec, str(h5), barrier, results)) for _ in range(trainers)]
+    for p in procs:
+        p.start()
+    try:
+        out = [results.get(timeout=RESULT_WAIT_S) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    failed = [r for r in out if isinstance(r, str)]
+    if failed:
+        raise RuntimeError(f"an in-memory trainer failed: {failed[0]}")
+    return combined(out)
+
+
+def _in_memory_from_file(spec: dict, h5: str, barrier, results) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        from ddl_commodity.data.redshift import load_redshift_h5
+
+        data = load_redshift_h5(Path(h5))
+        results.put(in_memory(spec, data.spectra, data.label, barrier))
+    except BaseException as err:  # the parent raises it
+        barrier.abort()
+        results.put(f"{type(err).__name__}: {err}")
+
+
 def run(spec: dict, work: Path) -> dict:
-    """Simulate the data, then measure (c), (b), (a) records, (a) bundles and (c) again."""
+    """Simulate the data, then measure (c), (b), (a) records, (a) bundles and (c) again with one worker; and,
+    for every larger count in ``spec["workers"]``, (c) and (a) bundles with that many trainers side by side."""
     from ddl_commodity.data.redshift import load_redshift_h5, write_redshift_h5
 
     h5 = write_redshift_h5(work / "spectra.h5", spec["samples"], spec["seed"], progress=False)
@@ -297,10 +366,13 @@ def run(spec: dict, work: Path) -> dict:
     modes["a_spark_records"], modes["a_spark_bundles"] = spark["records"], spark["bundles"]
     print("  (c) in-memory Keras loop, again ...", flush=True)
     modes["c_in_memory_repeat"] = in_memory(spec, x, y)
+    for m in (w for w in spec["workers"] if w > 1):
+        print(f"  {m} workers side by side: (c) in-memory, then (a) Spark input bundles ...", flush=True)
+        modes[f"c_in_memory_{m}w"] = in_memory_side_by_side(spec, h5, m)
+        modes[f"a_spark_bundles_{m}w"] = spark_input(spec, x, y, work, m)[0]["bundles"]
     for m in modes.values():
-        m.pop("first", None)
-        m.pop("end", None)
-        m.pop("pid", None)
+        for key in ("first", "end", "pid"):
+            m.pop(key, None)
     upper = (modes["c_in_memory"]["samples_per_s"] + modes["c_in_memory_repeat"]["samples_per_s"]) / 2
     ratios = {
         "a_records_over_c": modes["a_spark_records"]["samples_per_s"] / upper,
@@ -310,8 +382,13 @@ def run(spec: dict, work: Path) -> dict:
         / modes["a_spark_records"]["samples_per_s"],
         "c_repeat_over_c": modes["c_in_memory_repeat"]["samples_per_s"] / modes["c_in_memory"]["samples_per_s"],
     }
+    by_workers = {"1": ratios["a_bundles_over_c"]}
+    for m in (w for w in spec["workers"] if w > 1):
+        fed, alone = modes[f"a_spark_bundles_{m}w"], modes[f"c_in_memory_{m}w"]
+        by_workers[str(m)] = fed["samples_per_s"] / alone["samples_per_s"]
     return {"modes": modes, "c_samples_per_s": upper, "ratios": ratios,
-            "ratio_spark_bundles_to_in_memory": ratios["a_bundles_over_c"], "spark_overheads": timings}
+            "ratio_spark_bundles_to_in_memory": ratios["a_bundles_over_c"],
+            "ratio_spark_bundles_to_in_memory_by_workers": by_workers, "spark_overheads": timings}
 
 
 LABELS = {
@@ -323,13 +400,22 @@ LABELS = {
 }
 
 
+def _label(key: str) -> str:
+    base, _, workers = key.rpartition("_")
+    if workers.endswith("w") and workers[:-1].isdigit():
+        return f"{LABELS[base]}, {workers[:-1]} workers side by side"
+    return LABELS[key]
+
+
 def summary_table(result: dict) -> str:
-    upper = result["c_samples_per_s"]
-    rows = [
-        (LABELS[k], m["samples"], m["samples_per_s"], f"{m['samples_per_s'] / upper:.3f}", m["seconds"],
-         m["wait_seconds"], m["end_to_end_seconds"])
-        for k, m in result["modes"].items()
-    ]
+    modes = result["modes"]
+
+    def upper(key: str) -> float:  # (c) with as many trainers
+        workers = key.rpartition("_")[2]
+        return modes[f"c_in_memory_{workers}"]["samples_per_s"] if key.endswith("w") else result["c_samples_per_s"]
+
+    rows = [(_label(k), m["samples"], m["samples_per_s"], f"{m['samples_per_s'] / upper(k):.3f}", m["seconds"],
+             m["wait_seconds"], m["end_to_end_seconds"]) for k, m in modes.items()]
     return table(["mode", "samples", "samples/s", "ratio to (c)", "seconds", "waiting for data s",
                   "end-to-end s"], rows)
 
@@ -342,13 +428,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--filters", type=int, nargs=2, default=(2, 2), metavar=("F1", "F2"),
                         help="conv filter counts (default 2 2: a 2.9M-weight model; the experiment uses 8 8)")
     parser.add_argument("--bundle-batches", type=int, default=4, help="mini-batches per bundle (as the experiment)")
+    parser.add_argument("--workers", type=int, nargs="+", metavar="M",
+                        help="worker counts (default 1 quick, 1 3 full); above 1, that many trainers side by side")
     args = parser.parse_args(argv)
     samples = args.samples or (512 if args.quick else 4096)
     if samples % args.batch_size:
         parser.error("--samples must be a multiple of --batch-size (every step then has a full batch)")
     spec = {"samples": samples, "epochs": args.epochs or (1 if args.quick else 2), "batch_size": args.batch_size,
             "filters": list(args.filters), "kernel_size": 8, "dropout": 0.2, "learning_rate": 1e-3, "seed": 7,
-            "bundle_batches": args.bundle_batches}
+            "bundle_batches": args.bundle_batches,
+            "workers": sorted(set(args.workers or ((1,) if args.quick else (1, 3))))}
+    if spec["workers"][0] != 1:
+        parser.error("--workers must include 1 (the one-worker modes are always measured)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from ddl_commodity.models.redshift_cnn import parameter_count
 
@@ -368,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     r = result["ratios"]
     print(f"ratios to (c): (a) records {r['a_records_over_c']:.3f}, (a) bundles {r['a_bundles_over_c']:.3f}, "
           f"(b) {r['b_over_c']:.3f}; bundles / records = {r['a_bundles_over_a_records']:.2f}")
+    by = ", ".join(f"{m} {v:.3f}" for m, v in result["ratio_spark_bundles_to_in_memory_by_workers"].items())
+    print(f"(a) bundles / (c) with as many trainers, by workers: {by}")
     print(f"wrote {args.out} ({document['seconds']:.0f} s)")
     return 0
 

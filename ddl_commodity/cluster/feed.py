@@ -119,10 +119,11 @@ class Prefetched:
     An item counts as consumed (``task_done``, which ends its feed task's wait once a partition's items all
     are) when the caller says so with :meth:`consumed`, or else asks for the next one; not when it is taken, as
     in TFoS's ``next_batch``: a node lost while it trains on a partition's last items leaves that feed task
-    running, for Spark to re-run. A worker calls :meth:`consumed` after training on a partition's last item
-    and before its epoch-end push: with s < M that push waits for pushes of the next feed epoch, whose Spark
-    job starts only when this one's tasks have ended (measured: a 3-worker run with s = 2 hung until the push
-    timeout). Ends with the feed (TFoS's ``None``); an exception of the thread is raised in the caller.
+    running, for Spark to re-run. A worker calls :meth:`consumed` after training on an epoch's last item
+    and before its epoch-end push: where every epoch is a feed job of its own (a run that tolerates worker
+    loss), with s < M that push waits for pushes of the next feed epoch, whose Spark job starts only when this
+    one's tasks have ended (measured: a 3-worker run with s = 2 hung until the push timeout). Ends with the
+    feed (TFoS's ``None``); an exception of the thread is raised in the caller.
     """
 
     def __init__(self, feed, depth: int = 2) -> None:

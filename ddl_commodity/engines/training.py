@@ -118,6 +118,11 @@ class Trainer:
     def _eval_step_fn(self, inputs):
         return self.model(model_inputs(inputs), training=False)
 
+    def train_batch(self, inputs: Sequence[np.ndarray], labels: np.ndarray) -> tuple[float, float]:
+        """One compiled train step on one batch (one array per model input): its mean loss and accuracy."""
+        loss, correct = self._train_step(tuple(inputs), labels)
+        return float(loss) / len(labels), float(correct) / len(labels)
+
     def train_epoch(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray,
                     rng: np.random.Generator, bar: Callable[[int], None] | None = None
                     ) -> tuple[float, float, int, int, float, float]:

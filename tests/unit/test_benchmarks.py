@@ -147,3 +147,43 @@ def test_async_vs_allreduce_quick(tmp_path: Path) -> None:
     assert doc["epoch_time_ratio_allreduce_over_ps"] > 0
     png = (tmp_path / doc["figure"]).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_epoch_overhead_reads_both_kinds_of_run(tmp_path: Path) -> None:
+    """Benchmark 7's figures come from the runs' own epoch records (its full runs take minutes: not run here)."""
+    import yaml
+
+    from benchmarks.epoch_overhead import epoch_stats, run_config
+    from ddl_commodity.experiments.registry import load_config
+
+    worker = [{"epoch": e, "seconds": s, "train_seconds": t} for e, s, t in [(1, 9.0, 8.0), (2, 1.3, 1.1),
+                                                                             (3, 1.5, 1.2), (4, 1.4, 1.0)]]
+    single = [{"epoch": e, "seconds": s, "train_start": 100.0 + e, "train_end": 100.0 + e + t}
+              for e, s, t in [(1, 5.0, 4.5), (2, 1.0, 0.9), (3, 1.2, 0.5)]]
+    w, s = epoch_stats(worker), epoch_stats(single)
+    assert (w["epoch_seconds_median"], w["train_seconds_median"], w["epochs_measured"]) == (1.4, 1.1, 3)
+    assert s["epoch_seconds_median"] == pytest.approx(1.1) and s["train_seconds_median"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        epoch_stats(worker[:1])
+    spec = {"samples": 400, "epochs": 2, "batch_size": 32, "filters": [2, 2]}
+    for mode, profile in [("single", "thesis"), ("distributed", "thesis"), ("distributed", None)]:
+        path = tmp_path / f"{mode}-{profile}.yaml"
+        path.write_text(yaml.safe_dump(run_config(mode, profile, spec, tmp_path)))
+        cfg = load_config(path)  # what `ddl run` validates
+        assert cfg.training.mode == mode and cfg.training.workers == 1 and cfg.ps.s == 1
+        assert cfg.cluster.profile == (profile if mode == "distributed" else None)
+
+
+def test_feeding_combines_trainers_side_by_side() -> None:
+    """Several trainers count as one: all samples over the span from the first batch to the last step."""
+    from benchmarks.feeding import combined
+
+    a = {"samples": 100, "steps": 4, "train_seconds": 1.0, "wait_seconds": 0.5, "first": 10.0, "end": 12.0,
+         "samples_per_s": 50.0, "end_to_end_seconds": 2.5, "fetch_seconds": 0.1, "convert_seconds": 0.01}
+    b = {**a, "first": 11.0, "end": 15.0, "samples_per_s": 25.0, "end_to_end_seconds": 4.5}
+    c = combined([a, b])
+    assert (c["samples"], c["steps"], c["seconds"], c["samples_per_s"]) == (200, 8, 5.0, 40.0)
+    assert c["train_seconds"] == 2.0 and c["fetch_seconds"] == pytest.approx(0.2)
+    assert c["end_to_end_seconds"] == 4.5 and c["per_trainer_samples_per_s"] == [50.0, 25.0]
+    del b["fetch_seconds"]
+    assert "fetch_seconds" not in combined([a, b])

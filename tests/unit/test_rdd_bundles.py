@@ -54,27 +54,36 @@ def test_shards_partition_the_training_rows(toy) -> None:
 @pytest.mark.parametrize("distribution", ["same", "disjoint"])
 def test_epoch_feed(local_spark, toy, distribution: str, tmp_path) -> None:
     x, y, train = toy
-    workers, epochs = 3, 2
+    workers, epochs = 3, 3
     shards = shard_assignment(103, train, workers, seed=1)
-    feed = epoch_feed_rdd(local_spark, indexed_chunks(local_spark, x, y, 4, tmp_path).cache(), shards, workers, epochs,
-                          distribution, bundle_size=10, seed=3)
-    assert feed.getNumPartitions() == workers * epochs
+    chunks = indexed_chunks(local_spark, x, y, 4, tmp_path).cache()
+    feed = epoch_feed_rdd(local_spark, chunks, shards, workers, epochs, distribution, bundle_size=10, seed=3,
+                          first_epoch=1)
+    assert feed.getNumPartitions() == workers  # one per worker slot, holding every epoch
     parts = feed.glom().collect()
-    for p, bundles in enumerate(parts):
-        epoch, slot = divmod(p, workers)
+    for slot, bundles in enumerate(parts):
         bundles = [Bundle(*b) for b in bundles]
-        assert [b.last for b in bundles] == [False] * (len(bundles) - 1) + [True]
-        assert all(b.epoch == epoch and b.shard == slot for b in bundles)
-        seen = np.concatenate([b.index for b in bundles])
-        for b in bundles:  # every row still carries its own spectrum and label
-            np.testing.assert_array_equal(b.x, x[b.index])
-            np.testing.assert_array_equal(b.y, y[b.index])
+        assert all(b.shard == slot for b in bundles)
+        assert [b.epoch for b in bundles] == sorted(b.epoch for b in bundles)  # epoch after epoch
+        by_epoch = {e: [b for b in bundles if b.epoch == e] for e in (1, 2)}
+        assert sorted({b.epoch for b in bundles}) == [1, 2]
         expected = train if distribution == "same" else np.flatnonzero(shards == slot)
-        assert index_digest(seen) == index_digest(expected) and len(seen) == len(expected)
-    # Same epoch, different order in the next epoch (reshuffled), same set.
-    first = np.concatenate([Bundle(*b).index for b in parts[0]])
-    second = np.concatenate([Bundle(*b).index for b in parts[workers]])
-    assert not np.array_equal(first, second)
+        for epoch_bundles in by_epoch.values():
+            assert [b.last for b in epoch_bundles] == [False] * (len(epoch_bundles) - 1) + [True]
+            seen = np.concatenate([b.index for b in epoch_bundles])
+            for b in epoch_bundles:  # every row still carries its own spectrum and label
+                np.testing.assert_array_equal(b.x, x[b.index])
+                np.testing.assert_array_equal(b.y, y[b.index])
+            assert index_digest(seen) == index_digest(expected) and len(seen) == len(expected)
+        # Same set, different order in the next epoch (reshuffled).
+        first, second = (np.concatenate([b.index for b in by_epoch[e]]) for e in (1, 2))
+        assert not np.array_equal(first, second)
+    # One epoch's feed (a run that tolerates worker loss) is that epoch's bundles of the feed of several.
+    one = epoch_feed_rdd(local_spark, chunks, shards, workers, 3, distribution, bundle_size=10, seed=3,
+                         first_epoch=2).glom().collect()
+    for slot, bundles in enumerate(one):
+        again = [Bundle(*b) for b in parts[slot] if Bundle(*b).epoch == 2]
+        assert [tuple(Bundle(*b).index) for b in bundles] == [tuple(b.index) for b in again]
 
 
 def test_digest_is_order_independent() -> None:

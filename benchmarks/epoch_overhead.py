@@ -1,0 +1,148 @@
+"""Benchmark 7: how much longer is a Spark-fed worker's epoch than a single process's over the same samples?
+
+Issue 15, goal 4: the redshift experiment, the same data, model, batch size and seed, run twice side by side
+with ``ddl run``:
+
+* **single** - ``training.mode: single``: one process, its own compiled train step over NumPy arrays in
+  memory, scored on the validation rows after every epoch;
+* **worker** - ``training.mode: distributed`` with one worker (s = 1): the whole data-parallel path, Spark
+  input (the feed's bundles through TFoS's queue), the staleness-weighted PS (a push and a pull every epoch)
+  and the worker's two scores per epoch (its own replica, then the global model it adopted).
+
+Both on the same CPU share, twice: on the thesis profile (``configs/clusters/thesis.yaml``: every node d
+cores, here d = 0.4; the single process is put in a control group of its own with the same share and the
+same TensorFlow thread counts as a node) and unisolated (every process may use the whole machine). Per
+epoch: the median over epochs 2.. (the first is TensorFlow's tracing) of ``seconds`` - for the worker the
+time from its previous epoch's end to this one's, so every wait for data, the push and both scores are in -
+and of the training steps alone. ``ratio_worker_epoch_to_single_epoch`` is worker over single on the
+profile (goal <= 1.15), ``..._unisolated`` without isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from benchmarks._common import base_parser, environment, table, write_json
+
+NAME = "epoch_overhead"
+SHARE = 0.4  # d of the thesis profile on a 2-core machine; the single process gets the same
+
+
+def run_config(mode: str, profile: str | None, spec: dict, tmp: Path) -> dict:
+    """The redshift config of one side: ``single`` or a one-worker ``distributed`` run."""
+    return {
+        "experiment": "redshift_data_parallel", "name": f"{mode}-{profile or 'unisolated'}", "seed": 7,
+        "data": {"samples": spec["samples"], "validation_fraction": 0.1, "cache_dir": str(tmp / "data")},
+        "model": {"filters": spec["filters"], "kernel_size": 8, "dropout": 0.0},
+        "training": {"mode": mode, "workers": 1, "epochs": spec["epochs"], "batch_size": spec["batch_size"],
+                     "learning_rate": 0.001, "data_distribution": "same"},
+        "ps": {"s": 1, "staleness": "inverse"},
+        "cluster": {"profile": profile} if profile and mode == "distributed" else {},
+        "output": {"runs_dir": str(tmp / "runs")},
+    }
+
+
+def epoch_stats(records: list[dict]) -> dict:
+    """Median seconds per epoch and in training steps over epochs 2.. of one run's records.
+
+    A worker's record has ``train_seconds``; a single run's has its training's start and end times.
+    """
+    later = [r for r in records if r["epoch"] > 1]
+    if not later:
+        raise ValueError("need at least 2 epochs: the first is TensorFlow's tracing and is left out")
+    train = [r["train_seconds"] if "train_seconds" in r else r["train_end"] - r["train_start"] for r in later]
+    return {"epoch_seconds_median": float(np.median([r["seconds"] for r in later])),
+            "train_seconds_median": float(np.median(train)), "epochs_measured": len(later),
+            "epoch_seconds": [round(r["seconds"], 4) for r in later]}
+
+
+def _single_command(argv: list[str], share: float | None):
+    """``argv`` in a control group of ``share`` cores, with a node's TensorFlow thread counts (None: as is)."""
+    if share is None:
+        return argv, dict(os.environ), []
+    from ddl_commodity.cluster.cgroups import NodeLimits, create_node_groups, enter_command
+
+    groups = create_node_groups(uuid.uuid4().hex[:12], {"single": NodeLimits(cpus=share)})
+    threads = str(max(1, int(np.ceil(share))))
+    env = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS=threads, OMP_NUM_THREADS=threads)
+    return enter_command(groups[0], argv), env, groups
+
+
+def one_run(mode: str, profile: str | None, spec: dict, tmp: Path) -> dict:
+    """One ``ddl run``; its per-epoch statistics and wall time."""
+    from ddl_commodity.cluster.cgroups import remove_groups
+
+    cfg = run_config(mode, profile, spec, tmp)
+    path = tmp / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"], "--no-progress"]
+    argv, env, groups = _single_command(argv, SHARE if profile and mode == "single" else None)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600, env=env)
+    finally:
+        remove_groups(groups)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cfg['name']} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    stream = "single" if mode == "single" else "worker-0"
+    records = [json.loads(line) for line in (tmp / "runs" / cfg["name"] / "workers" / f"{stream}.jsonl")
+               .read_text().splitlines()]
+    return {"mode": mode, "profile": profile, "run_seconds": round(time.monotonic() - started, 1),
+            **epoch_stats(records)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, help="spectra (default 1200 quick, 4000 full; 90%% trained)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 6 full)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--filters", type=int, nargs=2, default=(2, 2), metavar=("F1", "F2"),
+                        help="conv filter counts (default 2 2; the experiment's default network is 8 8)")
+    args = parser.parse_args(argv)
+    spec = {"samples": args.samples or (1200 if args.quick else 4000),
+            "epochs": args.epochs or (3 if args.quick else 6), "batch_size": args.batch_size,
+            "filters": list(args.filters)}
+    if spec["epochs"] < 2:
+        parser.error("--epochs must be at least 2: the first epoch is left out")
+    env = environment()
+    print(f"epoch overhead ({'quick' if args.quick else 'full'} mode): {spec}", flush=True)
+    started = time.monotonic()
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="ddl-bench-epoch-") as tmp_name:
+        for profile in ("thesis", None):
+            for mode in ("single", "distributed"):
+                key = f"{'worker' if mode == 'distributed' else mode}/{profile or 'unisolated'}"
+                runs[key] = one_run(mode, profile, spec, Path(tmp_name))
+                print(f"{key}: {runs[key]}", flush=True)
+    ratios = {p: {k: runs[f"worker/{p}"][f"{k}_seconds_median"] / runs[f"single/{p}"][f"{k}_seconds_median"]
+                  for k in ("epoch", "train")} for p in ("thesis", "unisolated")}
+    env["load_average_1m_end"] = os.getloadavg()[0]
+    document = {"benchmark": NAME, "mode": "quick" if args.quick else "full", "environment": env, "settings": spec,
+                "share": SHARE, "ratio_worker_epoch_to_single_epoch": round(ratios["thesis"]["epoch"], 3),
+                "ratio_worker_epoch_to_single_epoch_unisolated": round(ratios["unisolated"]["epoch"], 3),
+                "ratio_worker_train_to_single_train": round(ratios["thesis"]["train"], 3),
+                "ratio_worker_train_to_single_train_unisolated": round(ratios["unisolated"]["train"], 3),
+                "runs": runs, "seconds": round(time.monotonic() - started, 1)}
+    write_json(Path(args.out), document)
+    print(table(["run", "median epoch s", "median train s", "epochs", "run s"],
+                [(k, v["epoch_seconds_median"], v["train_seconds_median"], v["epochs_measured"], v["run_seconds"])
+                 for k, v in runs.items()]))
+    print(f"worker / single per epoch: {ratios['thesis']['epoch']:.3f} (thesis profile, {SHARE} core each), "
+          f"{ratios['unisolated']['epoch']:.3f} (unisolated); training steps alone: "
+          f"{ratios['thesis']['train']:.3f}, {ratios['unisolated']['train']:.3f}")
+    print(f"wrote {args.out} ({document['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
