@@ -232,7 +232,12 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, validation,
                                                                   sync=not every, name=runtime.name))
             log = _EpochLog()
-    replica.client.finish()
+            if epoch_no == cfg.training.epochs and not cfg.training.tolerate_worker_loss:
+                # Fed in one job, a slower worker may still have epochs to push: with s < M its pushes must
+                # not wait for this one's (seen: a push timed out while the two faster workers, done, waited
+                # for the job's end). With an epoch per job a survivor may yet train a lost worker's partition.
+                replica.client.finish()
+    replica.client.finish()  # the server ignores a second finish
     replica.client.close()
 
 
