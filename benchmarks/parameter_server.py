@@ -15,10 +15,12 @@ the redshift CNN: two conv kernels with biases and one dense matrix with its bia
   last one's end (versions/s = updates/s / s);
 * **bytes**: the request (header + dW) and the reply (header + W) as :func:`ddl_commodity.ps.wire.encode_message`
   builds them, against the raw array bytes (the transport adds an 8-byte length per message);
-* **the transport's limit**, in the same run right after each cell: the same clients send a request of the
-  same byte count over a plain TCP socket to a thread of this process, which reads it into a buffer and
-  sends a reply of the reply's byte count (no encoding, no PS); ``ratio_to_raw_socket["<size>/M=<m>"]`` is
-  the PS's median push latency over that raw round trip's median;
+* **the transport's limit**, in the same run, interleaved with the cell: the same clients send a request of
+  the same byte count over a plain TCP socket to a thread of this process, which reads it into a buffer and
+  sends a reply of the reply's byte count (no encoding, no PS). The cell's rounds are cut into 5 blocks
+  that alternate with raw blocks of as many rounds (PS, raw, PS, raw, ...): measured one after the other,
+  the raw median alone moved by up to 30% between runs while the PS's did not, and so did the ratio.
+  ``ratio_to_raw_socket["<size>/M=<m>"]`` is the PS's median push latency over the raw round trip's median;
 * **apply time**: s in-process pushes of the same size into a server with s = M (threads, no network):
   the NaN check, eq. 5.1 and the update records, which every push latency above includes once per version
   (``apply_ms["<size>/s=<m>"]``, median).
@@ -53,6 +55,8 @@ FULL_ROUNDS = {100_000: 200, 1_000_000: 60, 10_000_000: 30}
 DENSE_UNITS = 800  # the redshift CNN's output layer
 PUSH_TIMEOUT_S = 120.0
 COMMAND_TIMEOUT_S = 300.0
+#: a cell and its raw baseline alternate in this many blocks (each block at least 3 rounds)
+BLOCKS = 5
 
 
 def model_shapes(params: int, filters: int = 8, kernel: int = 8) -> list[tuple[int, ...]]:
@@ -248,6 +252,7 @@ def measure_cell(pool: ClientPool, shapes: list[tuple[int, ...]], clients: int, 
     window = max(ends) - min(starts)
     updates_per_s = len(latencies) / window
     return {
+        "latencies": latencies,
         "clients": clients, "s": clients, "rounds_requested": rounds,
         "timed_pushes": len(latencies), "pushes_per_client": [len(r["starts"]) for r in results],
         "latency": latency_stats(latencies), "window_seconds": window, "cell_seconds": wall,
@@ -265,7 +270,31 @@ def measure_raw_cell(pool: ClientPool, wire: dict, clients: int, rounds: int) ->
         results = pool.run_cell(specs)
     finally:
         server.close()
-    return {"latency": latency_stats([e - s for r in results for s, e in zip(r["starts"], r["ends"], strict=True)])}
+    latencies = [e - s for r in results for s, e in zip(r["starts"], r["ends"], strict=True)]
+    return {"latency": latency_stats(latencies), "latencies": latencies}
+
+
+def measure_interleaved(pool: ClientPool, shapes: list[tuple[int, ...]], wire: dict, clients: int, rounds: int,
+                        seconds: float) -> tuple[dict, dict]:
+    """A cell and its raw-socket baseline in ``BLOCKS`` alternating blocks of ``rounds / BLOCKS`` rounds each
+    (PS, raw, PS, raw, ...), so a machine whose speed drifts during the cell moves both alike; the statistics
+    are over all blocks' round trips."""
+    blocks = max(1, min(BLOCKS, rounds // 3))
+    per_block = [rounds // blocks + (b < rounds % blocks) for b in range(blocks)]
+    cells, raws = [], []
+    for n in per_block:
+        cells.append(measure_cell(pool, shapes, clients, n, seconds / blocks))
+        raws.append(measure_raw_cell(pool, wire, clients, n))
+    latencies = [t for c in cells for t in c.pop("latencies")]
+    window = sum(c["window_seconds"] for c in cells)
+    cell = {**cells[0], "rounds_requested": rounds, "blocks": blocks, "timed_pushes": len(latencies),
+            "pushes_per_client": [sum(p) for p in zip(*(c["pushes_per_client"] for c in cells), strict=True)],
+            "latency": latency_stats(latencies), "window_seconds": window,
+            "cell_seconds": sum(c["cell_seconds"] for c in cells), "updates_per_s": len(latencies) / window,
+            "versions_per_s": len(latencies) / window / clients,
+            "server_version": [c["server_version"] for c in cells],
+            "server_applied_updates": sum(c["server_applied_updates"] for c in cells)}
+    return cell, {"latency": latency_stats([t for r in raws for t in r.pop("latencies")])}
 
 
 def measure_apply(shapes: list[tuple[int, ...]], s: int, rounds: int) -> dict:
@@ -302,8 +331,7 @@ def run(quick: bool, cell_seconds: float) -> dict:
             wire = wire_sizes(shapes)
             rounds = max(3, FULL_ROUNDS[params] // 5) if quick else FULL_ROUNDS[params]
             for m in client_counts:
-                cell = measure_cell(pool, shapes, m, rounds, cell_seconds)
-                raw = measure_raw_cell(pool, wire, m, rounds)
+                cell, raw = measure_interleaved(pool, shapes, wire, m, rounds, cell_seconds)
                 cell["apply"] = measure_apply(shapes, m, rounds)
                 both_ways = wire["request_bytes"] + wire["reply_bytes"]
                 cell.update(params_target=params, params=sum(int(np.prod(s)) for s in shapes),
