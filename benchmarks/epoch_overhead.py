@@ -11,7 +11,9 @@ with ``ddl run``:
 
 Both on the same CPU share, twice: on the thesis profile (``configs/clusters/thesis.yaml``: every node d
 cores, here d = 0.4; the single process is put in a control group of its own with the same share and the
-same TensorFlow thread counts as a node) and unisolated (every process may use the whole machine). Per
+same TensorFlow thread counts as a node), both runs at once, so that both see the machine at the same speed
+(3 + 1 nodes of 0.4 core fit in 2 cores); and unisolated (every process may use the whole machine), one
+after the other. Per
 epoch: the median over epochs 2.. (the first is TensorFlow's tracing) of ``seconds`` - for the worker the
 time from its previous epoch's end to this one's, so every wait for data, the push and both scores are in -
 and of the training steps alone. ``ratio_worker_epoch_to_single_epoch`` is worker over single on the
@@ -78,27 +80,53 @@ def _single_command(argv: list[str], share: float | None):
     return enter_command(groups[0], argv), env, groups
 
 
-def one_run(mode: str, profile: str | None, spec: dict, tmp: Path) -> dict:
-    """One ``ddl run``; its per-epoch statistics and wall time."""
-    from ddl_commodity.cluster.cgroups import remove_groups
+class _Run:
+    """One ``ddl run`` started in the background (the single side in its own control group on the profile)."""
 
-    cfg = run_config(mode, profile, spec, tmp)
-    path = tmp / f"{cfg['name']}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"], "--no-progress"]
-    argv, env, groups = _single_command(argv, SHARE if profile and mode == "single" else None)
-    started = time.monotonic()
+    def __init__(self, mode: str, profile: str | None, spec: dict, tmp: Path) -> None:
+        cfg = run_config(mode, profile, spec, tmp)
+        path = tmp / f"{cfg['name']}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"],
+                "--no-progress"]
+        argv, env, self.groups = _single_command(argv, SHARE if profile and mode == "single" else None)
+        self.mode, self.profile, self.name = mode, profile, cfg["name"]
+        self.run_dir = tmp / "runs" / cfg["name"]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def result(self) -> dict:
+        """Wait for the run; its per-epoch statistics and wall time."""
+        from ddl_commodity.cluster.cgroups import remove_groups
+
+        try:
+            output, _ = self.proc.communicate(timeout=3600)
+        finally:
+            remove_groups(self.groups)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"{self.name} failed:\n{output[-3000:]}")
+        stream = "single" if self.mode == "single" else "worker-0"
+        records = [json.loads(line) for line in (self.run_dir / "workers" / f"{stream}.jsonl").read_text().splitlines()]
+        return {"mode": self.mode, "profile": self.profile, "run_seconds": round(time.monotonic() - self.started, 1),
+                **epoch_stats(records)}
+
+
+def side_by_side(profile: str, spec: dict, tmp: Path) -> tuple[dict, dict]:
+    """Both sides at once, each on its own share (measured one after the other, the machine's speed moved by
+    15% between them): the single run starts once the distributed one has its TFoS nodes, so that their
+    training overlaps."""
+    worker = _Run("distributed", profile, spec, tmp)
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600, env=env)
+        deadline = time.monotonic() + 600
+        while not (worker.run_dir / "cluster_info.json").exists() and worker.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the distributed run reserved no TFoS nodes within 600 s")
+            time.sleep(0.2)
+        single = _Run("single", profile, spec, tmp)
+        return single.result(), worker.result()
     finally:
-        remove_groups(groups)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cfg['name']} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    stream = "single" if mode == "single" else "worker-0"
-    records = [json.loads(line) for line in (tmp / "runs" / cfg["name"] / "workers" / f"{stream}.jsonl")
-               .read_text().splitlines()]
-    return {"mode": mode, "profile": profile, "run_seconds": round(time.monotonic() - started, 1),
-            **epoch_stats(records)}
+        if worker.proc.poll() is None:
+            worker.proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ddl-bench-epoch-") as tmp_name:
-        for profile in ("thesis", None):
-            for mode in ("single", "distributed"):
-                key = f"{'worker' if mode == 'distributed' else mode}/{profile or 'unisolated'}"
-                runs[key] = one_run(mode, profile, spec, Path(tmp_name))
-                print(f"{key}: {runs[key]}", flush=True)
+        tmp = Path(tmp_name)
+        runs["single/thesis"], runs["worker/thesis"] = side_by_side("thesis", spec, tmp)
+        for mode in ("single", "distributed"):  # unisolated, both would share the cores: one after the other
+            runs[f"{'worker' if mode == 'distributed' else mode}/unisolated"] = _Run(mode, None, spec, tmp).result()
+        for key, r in runs.items():
+            print(f"{key}: {r}", flush=True)
     ratios = {p: {k: runs[f"worker/{p}"][f"{k}_seconds_median"] / runs[f"single/{p}"][f"{k}_seconds_median"]
                   for k in ("epoch", "train")} for p in ("thesis", "unisolated")}
     env["load_average_1m_end"] = os.getloadavg()[0]

@@ -22,7 +22,7 @@ from ddl_commodity.cluster.feed import Prefetched
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
-from ddl_commodity.engines.scoring import ExtraMetrics, prefixed
+from ddl_commodity.engines.scoring import prefixed
 from ddl_commodity.experiments.api import Experiment, unflatten
 
 PS_STREAM = "ps"
@@ -175,7 +175,7 @@ class _Replica:
         from ddl_commodity.ps import ParameterServerClient
 
         self.model = experiment.build_model(cfg)
-        self.trainer = Trainer(self.model, cfg.training, seed=cfg.seed)
+        self.trainer = Trainer(self.model, cfg.training, seed=cfg.seed, metrics=experiment.validation_metrics)
         self.client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret,
                                             worker=ctx.task_index, timeout=cfg.ps.push_timeout_s)
         self.client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
@@ -189,10 +189,9 @@ class _Replica:
         self.version, self.pulled = self.client.push(self.version, weights_delta(self.pulled, self.model.get_weights()))
         self.model.set_weights(self.pulled)
 
-    def score(self, x_val: list[np.ndarray], y_val: np.ndarray, metrics: ExtraMetrics) -> dict[str, float]:
-        from ddl_commodity.engines.scoring import score_model
-
-        return score_model(self.model, x_val, y_val, metrics)
+    def score(self, x_val: list[np.ndarray], y_val: np.ndarray) -> dict[str, float]:
+        """The replica's validation scores, with the compiled forward pass (half the time of eager calls)."""
+        return self.trainer.evaluate(x_val, y_val, np.arange(len(y_val)))
 
 
 def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
@@ -228,7 +227,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
         if bundle.last:
             feed.consumed()  # before the push: with an epoch per feed job, the next job waits for this task's end
             epoch_no += 1
-            validation = (x_val, y_val, experiment.validation_metrics)
+            validation = (x_val, y_val)
             runtime.record(f"workers/{runtime.name}", _end_epoch(replica, log, bundle, epoch_no, validation,
                                                                   sync=not every, name=runtime.name))
             log = _EpochLog()
@@ -253,7 +252,7 @@ def _trained_before(runtime: NodeRuntime, bundle: Bundle) -> bool:
 
 
 def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
-               validation: tuple[list[np.ndarray], np.ndarray, ExtraMetrics], sync: bool, name: str) -> dict:
+               validation: tuple[list[np.ndarray], np.ndarray], sync: bool, name: str) -> dict:
     """Score the replica, synchronise, score the global model it adopted; the epoch's record."""
     own = replica.score(*validation)
     base = replica.version
