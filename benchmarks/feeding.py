@@ -48,6 +48,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +220,12 @@ def _wait_for(path: Path, timeout: float) -> dict:
     return json.loads(path.read_text())
 
 
-def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: int = 1) -> tuple[dict, dict]:
+def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: int = 1,
+                alone: Callable[[], dict] | None = None) -> tuple[dict, dict]:
     """(a): TFoS workers on a Spark standalone cluster of as many 1-core workers; with one, fed per-sample
-    records, then bundles; with several, bundles only (each worker the whole set: ``same``), side by side."""
+    records, then bundles; with several, bundles only (each worker the whole set: ``same``), side by side.
+    ``alone`` (c with as many trainers) is measured right before and right after the bundles, while the
+    cluster waits: ``alone_before``, ``alone_after``."""
     from pyspark import SparkConf, SparkContext, cloudpickle
     from tensorflowonspark import TFCluster
 
@@ -271,7 +275,13 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
                                     input_mode=TFCluster.InputMode.SPARK, reservation_timeout=180, release_port=True)
             timings["tfcluster_start_seconds"] = time.monotonic() - t1
             feeds = {"records": sc.union([per_sample] * epochs), "bundles": bundles}
-            out = {phase: _feed_phase(phase, feeds[phase], cluster, result_dir, workers) for phase in styles}
+            out = {}
+            for phase in styles:
+                if phase == "bundles" and alone is not None:
+                    out["alone_before"] = alone()
+                out[phase] = _feed_phase(phase, feeds[phase], cluster, result_dir, workers)
+                if phase == "bundles" and alone is not None:
+                    out["alone_after"] = alone()
             sc.parallelize(range(workers), workers).foreachPartition(end_feed(cluster.cluster_info, cluster.queues))
             cluster.server.stop()
             cluster = None
@@ -349,8 +359,10 @@ def _in_memory_from_file(spec: dict, h5: str, barrier, results) -> None:
 
 
 def run(spec: dict, work: Path) -> dict:
-    """Simulate the data, then measure (c), (b), (a) records, (a) bundles and (c) again with one worker; and,
-    for every larger count in ``spec["workers"]``, (c) and (a) bundles with that many trainers side by side."""
+    """Simulate the data, then measure (c), (b), (a) records, (c), (a) bundles, (c) and (c) again with one
+    worker; and, for every larger count in ``spec["workers"]``, (c), (a) bundles and (c) with that many
+    trainers side by side. (a) bundles is compared with the (c) runs right before and after it (the machine's
+    speed moved by up to 13% between the first and the last (c)); the other modes with the first and last."""
     from ddl_commodity.data.redshift import load_redshift_h5, write_redshift_h5
 
     h5 = write_redshift_h5(work / "spectra.h5", spec["samples"], spec["seed"], progress=False)
@@ -361,41 +373,51 @@ def run(spec: dict, work: Path) -> dict:
     modes["c_in_memory"] = in_memory(spec, x, y)
     print("  (b) TensorFlow input (tf.data over HDF5) ...", flush=True)
     modes["b_tensorflow_input"] = tensorflow_input(spec, h5)
-    print("  (a) TFoS Spark input: cluster, per-sample records, bundles ...", flush=True)
-    spark, timings = spark_input(spec, x, y, work)
-    modes["a_spark_records"], modes["a_spark_bundles"] = spark["records"], spark["bundles"]
+    print("  (a) TFoS Spark input: cluster, per-sample records, (c), bundles, (c) ...", flush=True)
+    spark, timings = spark_input(spec, x, y, work, alone=lambda: in_memory(spec, x, y))
+    modes["a_spark_records"] = spark["records"]
+    modes["c_before_bundles"], modes["a_spark_bundles"] = spark["alone_before"], spark["bundles"]
+    modes["c_after_bundles"] = spark["alone_after"]
     print("  (c) in-memory Keras loop, again ...", flush=True)
     modes["c_in_memory_repeat"] = in_memory(spec, x, y)
     for m in (w for w in spec["workers"] if w > 1):
-        print(f"  {m} workers side by side: (c) in-memory, then (a) Spark input bundles ...", flush=True)
-        modes[f"c_in_memory_{m}w"] = in_memory_side_by_side(spec, h5, m)
-        modes[f"a_spark_bundles_{m}w"] = spark_input(spec, x, y, work, m)[0]["bundles"]
+        print(f"  {m} workers side by side: (c), (a) Spark input bundles, (c) ...", flush=True)
+        fed = spark_input(spec, x, y, work, m, alone=lambda m=m: in_memory_side_by_side(spec, h5, m))[0]
+        modes[f"c_before_bundles_{m}w"], modes[f"a_spark_bundles_{m}w"] = fed["alone_before"], fed["bundles"]
+        modes[f"c_after_bundles_{m}w"] = fed["alone_after"]
     for m in modes.values():
         for key in ("first", "end", "pid"):
             m.pop(key, None)
     upper = (modes["c_in_memory"]["samples_per_s"] + modes["c_in_memory_repeat"]["samples_per_s"]) / 2
+    beside = {str(w): (modes[f"c_before_bundles{_w(w)}"]["samples_per_s"]
+                       + modes[f"c_after_bundles{_w(w)}"]["samples_per_s"]) / 2 for w in spec["workers"]}
+    by_workers = {str(w): modes[f"a_spark_bundles{_w(w)}"]["samples_per_s"] / beside[str(w)] for w in spec["workers"]}
     ratios = {
         "a_records_over_c": modes["a_spark_records"]["samples_per_s"] / upper,
-        "a_bundles_over_c": modes["a_spark_bundles"]["samples_per_s"] / upper,
+        "a_bundles_over_c": by_workers["1"],
+        "a_bundles_over_outer_c": modes["a_spark_bundles"]["samples_per_s"] / upper,
         "b_over_c": modes["b_tensorflow_input"]["samples_per_s"] / upper,
         "a_bundles_over_a_records": modes["a_spark_bundles"]["samples_per_s"]
         / modes["a_spark_records"]["samples_per_s"],
         "c_repeat_over_c": modes["c_in_memory_repeat"]["samples_per_s"] / modes["c_in_memory"]["samples_per_s"],
     }
-    by_workers = {"1": ratios["a_bundles_over_c"]}
-    for m in (w for w in spec["workers"] if w > 1):
-        fed, alone = modes[f"a_spark_bundles_{m}w"], modes[f"c_in_memory_{m}w"]
-        by_workers[str(m)] = fed["samples_per_s"] / alone["samples_per_s"]
-    return {"modes": modes, "c_samples_per_s": upper, "ratios": ratios,
-            "ratio_spark_bundles_to_in_memory": ratios["a_bundles_over_c"],
+    return {"modes": modes, "c_samples_per_s": upper, "c_beside_bundles_samples_per_s": beside, "ratios": ratios,
+            "ratio_spark_bundles_to_in_memory": by_workers["1"],
             "ratio_spark_bundles_to_in_memory_by_workers": by_workers, "spark_overheads": timings}
+
+
+def _w(workers: int) -> str:
+    """The key suffix of a mode with several trainers side by side."""
+    return "" if workers == 1 else f"_{workers}w"
 
 
 LABELS = {
     "c_in_memory": "(c) in-memory Keras loop",
     "b_tensorflow_input": "(b) TensorFlow input, tf.data + HDF5",
     "a_spark_records": "(a) TFoS Spark input, 1 sample/record",
+    "c_before_bundles": "(c) in-memory, right before (a) bundles",
     "a_spark_bundles": "(a) TFoS Spark input, bundles (ours)",
+    "c_after_bundles": "(c) in-memory, right after (a) bundles",
     "c_in_memory_repeat": "(c) in-memory Keras loop, again",
 }
 
@@ -408,11 +430,14 @@ def _label(key: str) -> str:
 
 
 def summary_table(result: dict) -> str:
-    modes = result["modes"]
+    """Every mode; its ratio to (c): (a) bundles to the (c) runs beside it, the rest to the first and last."""
+    modes, beside = result["modes"], result["c_beside_bundles_samples_per_s"]
 
-    def upper(key: str) -> float:  # (c) with as many trainers
+    def upper(key: str) -> float:
         workers = key.rpartition("_")[2]
-        return modes[f"c_in_memory_{workers}"]["samples_per_s"] if key.endswith("w") else result["c_samples_per_s"]
+        if workers.endswith("w") and workers[:-1].isdigit():
+            return beside[workers[:-1]]
+        return beside["1"] if key == "a_spark_bundles" else result["c_samples_per_s"]
 
     rows = [(_label(k), m["samples"], m["samples_per_s"], f"{m['samples_per_s'] / upper(k):.3f}", m["seconds"],
              m["wait_seconds"], m["end_to_end_seconds"]) for k, m in modes.items()]

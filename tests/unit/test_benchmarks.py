@@ -82,8 +82,8 @@ def test_feeding_quick(tmp_path: Path) -> None:
     assert doc["benchmark"] == "feeding" and doc["mode"] == "quick"
     check_environment(doc["environment"])
     modes = doc["modes"]
-    assert set(modes) == {"c_in_memory", "b_tensorflow_input", "a_spark_records", "a_spark_bundles",
-                          "c_in_memory_repeat"}
+    assert set(modes) == {"c_in_memory", "b_tensorflow_input", "a_spark_records", "c_before_bundles",
+                          "a_spark_bundles", "c_after_bundles", "c_in_memory_repeat"}
     expected = doc["settings"]["samples"] * doc["settings"]["epochs"]
     for name, m in modes.items():
         assert m["samples"] == expected, name  # same number of samples everywhere
@@ -91,6 +91,9 @@ def test_feeding_quick(tmp_path: Path) -> None:
         assert math.isfinite(m["wait_seconds"]) and m["wait_seconds"] >= 0
     assert set(doc["ratios"]) >= {"a_records_over_c", "a_bundles_over_c", "b_over_c"}
     assert doc["ratio_spark_bundles_to_in_memory"] == doc["ratios"]["a_bundles_over_c"]
+    beside = (modes["c_before_bundles"]["samples_per_s"] + modes["c_after_bundles"]["samples_per_s"]) / 2
+    assert doc["ratio_spark_bundles_to_in_memory"] == pytest.approx(modes["a_spark_bundles"]["samples_per_s"] / beside)
+    assert doc["ratio_spark_bundles_to_in_memory_by_workers"] == {"1": doc["ratio_spark_bundles_to_in_memory"]}
     assert_all_positive(doc["ratios"])
     assert_all_positive(doc["spark_overheads"])
     assert_all_positive(doc["c_samples_per_s"])
