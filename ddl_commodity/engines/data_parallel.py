@@ -84,7 +84,7 @@ def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _
     from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
 
     t, sc = cfg.training, session.sc
-    chunks = chunks.cache()  # every epoch's job reads it again
+    chunks = chunks.cache()  # every feed job reads it (one per epoch when worker loss is tolerated)
     if losses is not None:
         losses.ps_address = ps_addr
     jobs = [(e, e + 1) for e in range(first_epoch, t.epochs)] if losses else [(first_epoch, t.epochs)]
