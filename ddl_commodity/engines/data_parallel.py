@@ -111,9 +111,13 @@ def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | N
         session.stop_workers()
     else:  # only the live workers' executors take tasks
         session.stop_workers(losses.live_workers())
-    with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
-        _wait_workers_finished(driver, session.collector, cfg)
-        return driver.final()
+
+    def final_from_ps() -> tuple[dict, bytes]:
+        with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
+            _wait_workers_finished(driver, session.collector, cfg)
+            return driver.final()
+
+    return session.watched(final_from_ps, "final-model")
 
 
 def _final(cfg: RunConfig, data: Dataset, run_dir: Path, made: dict, model_file: bytes,

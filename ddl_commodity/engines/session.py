@@ -11,6 +11,7 @@ went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the fail
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +105,29 @@ class TfosSession:
 
         if self.collector.failure.is_set() or "error" in TFCluster.tf_status or self.watchdog.failure_message():
             raise RunFailed("a node failed")
+
+    def watched(self, call: Callable[[], Any], name: str) -> Any:
+        """``call()``, run in a thread while the driver keeps watching the nodes: a call to a node that hangs
+        (a frozen PS accepts the connection and never answers) would otherwise hold the driver for the call's
+        own timeout (seen: a PS frozen while the driver asked it for the final model kept a run alive for
+        over 4 minutes). Raises :class:`RunFailed` as soon as a node has failed."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as err:  # raised in the driver's thread below
+                box["error"] = err
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)
+            if thread.is_alive():
+                self.check_failed()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def feed(self, rdd: Any, timeout_s: float) -> None:
         """Feed every partition of ``rdd`` to the worker node its task lands on (TFoS's ``TFCluster.train``

@@ -153,7 +153,8 @@ def assert_no_groups_left(run_dir: Path) -> None:
 
 
 def test_frozen_ps_ends_the_run_naming_it(tmp_path: Path) -> None:
-    proc, run_dir = start_run(tmp_path, fault_run_config(tmp_path, "ps-freeze"))
+    # 30 epochs of ~0.3 s: the freeze lands in training (with 6, `ddl cluster fault` could land after the last).
+    proc, run_dir = start_run(tmp_path, fault_run_config(tmp_path, "ps-freeze", epochs=30))
     node = node_of(run_dir, "ps-0", proc, after_epochs=1)
     fault(run_dir, node, "freeze")
     frozen_at = time.monotonic()
