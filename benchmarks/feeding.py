@@ -13,7 +13,7 @@ by side in one run:
   Spark standalone cluster of one 1-core worker started with
   :class:`~ddl_commodity.cluster.local.LocalStandaloneCluster`, fed as the toolkit feeds
   (:func:`ddl_commodity.cluster.feed.feed_partition`: TFoS's ``cluster.train`` without TensorFlow in the
-  feeding Python worker, and with 0.05 s queue polls instead of 1 s):
+  feeding Python worker, and seeing the queue drained at once instead of TFoS's 1 s sleeps):
 
   - ``records``: one spectrum per RDD record, ``(x, y)``, as TFoS's examples do; the worker asks
     ``DataFeed.next_batch(batch_size)`` and stacks the items;
@@ -422,11 +422,15 @@ LABELS = {
 }
 
 
+def _split(key: str) -> tuple[str, str | None]:
+    """``"a_spark_bundles_3w"`` -> (``"a_spark_bundles"``, ``"3"``); a one-worker key -> (key, None)."""
+    base, _, suffix = key.rpartition("_")
+    return (base, suffix[:-1]) if suffix.endswith("w") and suffix[:-1].isdigit() else (key, None)
+
+
 def _label(key: str) -> str:
-    base, _, workers = key.rpartition("_")
-    if workers.endswith("w") and workers[:-1].isdigit():
-        return f"{LABELS[base]}, {workers[:-1]} workers side by side"
-    return LABELS[key]
+    base, workers = _split(key)
+    return f"{LABELS[base]}, {workers} workers side by side" if workers else LABELS[key]
 
 
 def summary_table(result: dict) -> str:
@@ -434,9 +438,9 @@ def summary_table(result: dict) -> str:
     modes, beside = result["modes"], result["c_beside_bundles_samples_per_s"]
 
     def upper(key: str) -> float:
-        workers = key.rpartition("_")[2]
-        if workers.endswith("w") and workers[:-1].isdigit():
-            return beside[workers[:-1]]
+        workers = _split(key)[1]
+        if workers:
+            return beside[workers]
         return beside["1"] if key == "a_spark_bundles" else result["c_samples_per_s"]
 
     rows = [(_label(k), m["samples"], m["samples_per_s"], f"{m['samples_per_s'] / upper(k):.3f}", m["seconds"],

@@ -5,7 +5,7 @@ the queue of the TF node of this executor (its ``TFManager``) and wait until the
 ``None`` to end the feed. But importing ``TFSparkNode`` imports TensorFlow (through ``TFNode`` ->
 ``compat``): 3.7 CPU-s in every Python worker Spark starts for a feed task, and a tiny run starts four of them
 (measured: 15 of its 86 CPU-seconds). These functions do the same with TFoS's ``TFManager`` and ``util``
-modules only, and see a node's queue drained within 0.05 s where TFoS sleeps 1 s, which every feed job waited for.
+modules only, and see a node's queue drained at once where TFoS sleeps 1 s, which every feed job waited for.
 
 Both are partition functions for ``RDD.foreachPartition``, built on the driver and pickled to the executors.
 :class:`Prefetched` is the other end, in the TF node: it reads the feed ahead of training.
@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-POLL_S = 0.05
 #: How often a waiting feed task asks the node's manager (a round trip to another process of the node, paid
 #: from the node's CPU share) whether its queue has room or the node failed: the queue then holds half its
 #: items or more, seconds of training, so nothing is gained by asking 20 times a second.
@@ -72,12 +71,9 @@ def feed_partition(cluster_info: list[dict], feed_timeout_s: float,
         joined = threading.Thread(target=queue.join, daemon=True)
         joined.start()
         deadline = time.monotonic() + feed_timeout_s
-        while joined.is_alive():  # the task's end is awaited: seen within POLL_S, errors every MANAGER_POLL_S
+        while joined.is_alive():
             _check(errors, deadline, feed_timeout_s)
-            for _ in range(round(MANAGER_POLL_S / POLL_S)):
-                joined.join(POLL_S)
-                if not joined.is_alive():
-                    break
+            joined.join(MANAGER_POLL_S)  # returns as soon as the node has taken every item
         return [str(mgr.get("state")) == "'terminating'"]
 
     return _feed

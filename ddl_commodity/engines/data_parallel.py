@@ -114,7 +114,7 @@ def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | N
 
     def final_from_ps() -> tuple[dict, bytes]:
         with ParameterServerClient(ps_addr, session.secret, worker=-1, timeout=cfg.ps.push_timeout_s) as driver:
-            _wait_workers_finished(driver, session.collector, cfg)
+            _wait_workers_finished(driver, cfg)
             return driver.final()
 
     return session.watched(final_from_ps, "final-model")
@@ -207,11 +207,10 @@ class _WorkerLossHandler:
         return {"executor_released": released, "s_effective": stats.get("s_effective")}
 
 
-def _wait_workers_finished(driver, collector, cfg: RunConfig) -> None:
+def _wait_workers_finished(driver, cfg: RunConfig) -> None:
+    """Until the PS has no live worker (run under :meth:`TfosSession.watched`, which ends it if a node fails)."""
     deadline = time.monotonic() + cfg.ps.push_timeout_s
     while driver.stats().get("live_workers", 0) > 0:
-        if collector.failure.is_set():
-            raise RunFailed("a node failed while finishing")
         if time.monotonic() > deadline:
             raise RunFailed("workers did not finish their last update in time")
         time.sleep(0.2)
