@@ -20,7 +20,8 @@ by side in one run:
   - ``bundles``: our feeding (:mod:`ddl_commodity.data.rdd`): whole mini-batches per record, as the
     redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle), read as its
     workers read them (:class:`ddl_commodity.cluster.feed.Prefetched`: a thread takes the next bundles off
-    the queue while the model trains).
+    the queue while the model trains), their arrays through shared memory
+    (:class:`ddl_commodity.cluster.feed.SharedItems`).
 
   Both RDDs come from the same cached ``zipWithIndex`` records; the records have one partition per epoch,
   the bundles one partition holding every epoch (as the experiment feeds a run).
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -245,8 +247,10 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
     phases = [{"name": style, "style": style, "samples": n * epochs} for style in styles]
     timings: dict[str, Any] = {}
     t0 = time.monotonic()
+    # Spark's default worker timeout, not the local cluster's 15 s: nothing here measures failure detection,
+    # and two runs lost all three workers to it at once while (c) trained beside them (cause not found).
     with LocalStandaloneCluster(workers=workers, cores=1, memory="2g", state_dir=work / f"cluster-{workers}",
-                                startup_timeout_s=120.0) as spark_cluster:
+                                startup_timeout_s=120.0, worker_timeout_s=60.0) as spark_cluster:
         timings["cluster_start_seconds"] = time.monotonic() - t0
         conf = (SparkConf().setMaster(spark_cluster.master_url).setAppName("ddl-benchmark-feeding")
                 .set("spark.python.worker.reuse", "true").set("spark.executor.cores", "1")
@@ -294,12 +298,20 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
 
 def _feed_phase(phase: str, rdd, cluster, result_dir: Path, workers: int) -> dict:
     """Feed one phase to every worker once all have built and warmed their model; their results combined."""
-    from ddl_commodity.cluster.feed import feed_partition
+    from ddl_commodity.cluster.feed import SHARED_MEMORY, feed_partition
 
     for i in range(workers):
         _wait_for(result_dir / f"ready-{phase}-{i}.json", RESULT_WAIT_S)
+    # Bundles go through shared memory, as the experiment feeds them (TfosSession.feed); the records' reader
+    # is TFoS's own DataFeed, which reads the queue only.
+    shared_root = SHARED_MEMORY / f"ddl-feed-benchmark-{os.getpid()}" if phase == "bundles" else None
     started = time.monotonic()
-    rdd.foreachPartition(feed_partition(cluster.cluster_info, RESULT_WAIT_S))
+    try:
+        rdd.foreachPartition(feed_partition(cluster.cluster_info, RESULT_WAIT_S,
+                                            shared_root=shared_root and str(shared_root)))
+    finally:
+        if shared_root is not None:
+            shutil.rmtree(shared_root, ignore_errors=True)
     fed = time.monotonic()
     results = [_wait_for(result_dir / f"{phase}-{i}.json", RESULT_WAIT_S) for i in range(workers)]
     r = combined(results) if workers > 1 else results[0]
@@ -452,7 +464,7 @@ def summary_table(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, help="spectra in the data set (default 512 quick, 4096 full)")
-    parser.add_argument("--epochs", type=int, help="passes over them (default 1 quick, 2 full)")
+    parser.add_argument("--epochs", type=int, help="passes over them (default 1 quick, 6 full)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--filters", type=int, nargs=2, default=(2, 2), metavar=("F1", "F2"),
                         help="conv filter counts (default 2 2: a 2.9M-weight model; the experiment uses 8 8)")
@@ -463,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = args.samples or (512 if args.quick else 4096)
     if samples % args.batch_size:
         parser.error("--samples must be a multiple of --batch-size (every step then has a full batch)")
-    spec = {"samples": samples, "epochs": args.epochs or (1 if args.quick else 2), "batch_size": args.batch_size,
+    spec = {"samples": samples, "epochs": args.epochs or (1 if args.quick else 6), "batch_size": args.batch_size,
             "filters": list(args.filters), "kernel_size": 8, "dropout": 0.2, "learning_rate": 1e-3, "seed": 7,
             "bundle_batches": args.bundle_batches,
             "workers": sorted(set(args.workers or ((1,) if args.quick else (1, 3))))}

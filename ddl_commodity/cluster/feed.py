@@ -9,15 +9,26 @@ modules only, and see a node's queue drained at once where TFoS sleeps 1 s, whic
 
 Both are partition functions for ``RDD.foreachPartition``, built on the driver and pickled to the executors.
 :class:`Prefetched` is the other end, in the TF node: it reads the feed ahead of training.
+
+An item's arrays can travel through shared memory (:class:`SharedItems`): the feeder writes them to a file
+under ``/dev/shm`` and puts only the file's name on the queue. Through the queue itself, a bundle is pickled
+by the feeder, unpickled and kept by the node's manager process, pickled again and unpickled by the node:
+four copies and two socket transfers, on the same CPU share as the node's training.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: How often a waiting feed task asks the node's manager (a round trip to another process of the node, paid
 #: from the node's CPU share) whether its queue has room or the node failed: the queue then holds half its
@@ -26,6 +37,14 @@ MANAGER_POLL_S = 0.5
 #: Bytes of a partition's items on a node's queue, about (1.5x at most; at least 4 items; the node's reader
 #: holds two more, :class:`Prefetched`): 16 land-cover bundles of 50x4 patches, 4,000 one-spectrum records.
 MAX_QUEUED_BYTES = 64 * 2**20
+#: Items with fewer bytes of arrays than this go through the queue itself (a one-spectrum record is 7 KB: a
+#: file per record would cost more than the copies it saves).
+SHARED_MIN_BYTES = 64 * 2**10
+#: The first element of the queue item that stands for an item in a shared-memory file.
+_SHARED_TAG = "ddl-commodity:shared-item"
+#: Where a run's feed files go, on every machine (Linux's shared memory file system; elsewhere the queue
+#: carries the items).
+SHARED_MEMORY = Path("/dev/shm")
 
 
 def _manager(cluster_info: list[dict]):
@@ -40,43 +59,56 @@ def _manager(cluster_info: list[dict]):
                        "executors as TF nodes, are required")
 
 
-def feed_partition(cluster_info: list[dict], feed_timeout_s: float,
-                   qname: str = "input") -> Callable[[Iterable], list[bool]]:
+def feed_partition(cluster_info: list[dict], feed_timeout_s: float, qname: str = "input",
+                   shared_root: str | None = None) -> Callable[[Iterable], list[bool]]:
     """Put every item of the partition on this executor's TF node queue and return once the node took them all.
 
     A node that reports an error (TFoS's ``error`` queue) fails the task with that error; a node that takes
     longer than ``feed_timeout_s`` fails it with a timeout. A node already terminating skips the partition.
+    With ``shared_root`` (a directory in shared memory, the same path on every machine), large items go
+    through files there (:class:`SharedItems`); the node must read the feed with :class:`Prefetched`.
     """
 
     def _feed(items: Iterable) -> list[bool]:
         mgr = _manager(cluster_info)
-        queue, errors = mgr.get_queue(qname), mgr.get_queue("error")
         if str(mgr.get("state")) == "'terminating'":
             sum(1 for _ in items)
             return [True]
-        limit, unchecked = 0, 0
-        for item in items:
-            # TFoS's queue is unbounded: a partition put on it at once would sit whole in the node's manager
-            # process (an 8K-patch shard is 270 MB, beside the feeder's own copies, on a 2 GB node). Its length
-            # is a round trip to that process: asked every limit/2 items, not for every one-sample record.
-            limit = limit or max(4, MAX_QUEUED_BYTES // _nbytes(item))
-            if unchecked >= limit // 2:
-                deadline = time.monotonic() + feed_timeout_s
-                while queue.qsize() >= limit:  # the queue holds limit/2 items or more: no hurry
-                    _check(errors, deadline, feed_timeout_s)
-                    time.sleep(MANAGER_POLL_S)
-                unchecked = 0
-            queue.put(item, block=True)
-            unchecked += 1
-        joined = threading.Thread(target=queue.join, daemon=True)
-        joined.start()
-        deadline = time.monotonic() + feed_timeout_s
-        while joined.is_alive():
-            _check(errors, deadline, feed_timeout_s)
-            joined.join(MANAGER_POLL_S)  # returns as soon as the node has taken every item
-        return [str(mgr.get("state")) == "'terminating'"]
+        shared = SharedItems.open(shared_root)
+        try:
+            return _put_all(mgr, qname, items, shared, feed_timeout_s)
+        finally:
+            if shared is not None:
+                shared.remove()  # after a normal end, every file was read; after a failure, none will be
 
     return _feed
+
+
+def _put_all(mgr, qname: str, items: Iterable, shared: SharedItems | None, feed_timeout_s: float) -> list[bool]:
+    """:func:`feed_partition`'s work: put the items a bounded number ahead of the node, wait until it took all."""
+    queue, errors = mgr.get_queue(qname), mgr.get_queue("error")
+    limit, unchecked = 0, 0
+    for item in items:
+        # TFoS's queue is unbounded: a partition put on it at once would sit whole in the node's manager
+        # process or shared memory (an 8K-patch shard is 270 MB, beside the feeder's own copies, on a 2 GB
+        # node). Its length is a round trip to that process: asked every limit/2 items, not for every
+        # one-sample record.
+        limit = limit or max(4, MAX_QUEUED_BYTES // _nbytes(item))
+        if unchecked >= limit // 2:
+            deadline = time.monotonic() + feed_timeout_s
+            while queue.qsize() >= limit:  # the queue holds limit/2 items or more: no hurry
+                _check(errors, deadline, feed_timeout_s)
+                time.sleep(MANAGER_POLL_S)
+            unchecked = 0
+        queue.put(item if shared is None else shared.wrap(item), block=True)
+        unchecked += 1
+    joined = threading.Thread(target=queue.join, daemon=True)
+    joined.start()
+    deadline = time.monotonic() + feed_timeout_s
+    while joined.is_alive():
+        _check(errors, deadline, feed_timeout_s)
+        joined.join(MANAGER_POLL_S)  # returns as soon as the node has taken every item
+    return [str(mgr.get("state")) == "'terminating'"]
 
 
 def _nbytes(item: Any) -> int:
@@ -114,6 +146,83 @@ def end_feed(cluster_info: list[dict], queues: list[str]) -> Callable[[Iterable]
     return _end
 
 
+class SharedItems:
+    """A feed task's files in shared memory: one per item with :data:`SHARED_MIN_BYTES` of arrays or more.
+
+    The task owns its directory (``<root>/<pid>-<random>``, mode 0700) and removes it when it ends, on every
+    path: a node reads and deletes an item's file when it takes the item off the queue, before it marks it
+    done, so a task that saw its queue joined leaves nothing behind, and a failed one removes what no node
+    will read. (A feeder killed outright leaves its files; the driver removes ``root`` at the end of the run
+    on its own machine.) The files count in the memory of the feeder's cgroup, the node's, as the same bytes
+    did in the node's manager process before.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self._count = directory, 0
+
+    @classmethod
+    def open(cls, root: str | None) -> SharedItems | None:
+        """The task's directory under ``root``; None (the queue carries items) without a root or room."""
+        if root is None:
+            return None
+        directory = Path(root) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            directory.mkdir(mode=0o700, parents=True)
+        except OSError:
+            return None
+        return cls(directory)
+
+    def wrap(self, item: Any) -> Any:
+        """What goes on the queue for ``item``: a small descriptor of its file, or the item itself when it is
+        small, holds no plain arrays, or the file system is full (a container's ``/dev/shm`` is 64 MB)."""
+        parts = item if isinstance(item, tuple) else (item,)
+        arrays = [p for p in parts if isinstance(p, np.ndarray)]
+        if sum(a.nbytes for a in arrays) < SHARED_MIN_BYTES or any(a.dtype.hasobject for a in arrays):
+            return item
+        path = self.directory / str(self._count)
+        self._count += 1
+        try:
+            with open(path, "wb") as out:
+                for a in arrays:
+                    out.write(np.ascontiguousarray(a).data)
+                    out.write(bytes(-a.nbytes % _ALIGN))
+        except OSError:
+            path.unlink(missing_ok=True)
+            return item
+        layout = tuple((p.dtype.str, p.shape) if isinstance(p, np.ndarray) else (None, p) for p in parts)
+        return (_SHARED_TAG, str(path), type(item) if isinstance(item, tuple) else None, layout)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: Every array in an item's file starts at a multiple of this many bytes.
+_ALIGN = 64
+
+
+def unwrap(item: Any) -> Any:
+    """The item a :meth:`SharedItems.wrap` descriptor stands for, read from its file, which is then deleted;
+    any other item as it is. Arrays are writable views of one buffer: one copy from the file, no more."""
+    if type(item) is not tuple or len(item) != 4 or item[0] != _SHARED_TAG:
+        return item
+    _, path, kind, layout = item
+    with open(path, "rb") as source:
+        buffer = bytearray(os.fstat(source.fileno()).st_size)
+        source.readinto(buffer)
+    os.unlink(path)
+    parts, at = [], 0
+    for dtype, spec in layout:
+        if dtype is None:
+            parts.append(spec)
+            continue
+        array = np.frombuffer(buffer, dtype, count=int(np.prod(spec)), offset=at).reshape(spec)
+        parts.append(array)
+        at += array.nbytes + (-array.nbytes % _ALIGN)
+    if kind is None:
+        return parts[0]
+    return kind(*parts) if hasattr(kind, "_fields") else kind(parts)  # a named tuple (a Bundle), or a tuple
+
+
 class Prefetched:
     """The items of a TF node's Spark-input feed (a TFoS ``DataFeed``), taken off its queue by a thread.
 
@@ -143,7 +252,7 @@ class Prefetched:
                 if type(item) is marker.EndPartition:  # TFoS's own feeder's separator: nothing to train
                     self._source.task_done()
                     continue
-                self._ready.put(item)
+                self._ready.put(unwrap(item))
         except BaseException as err:  # handed to the caller, who raises it
             self._ready.put(err)
         self._ready.put(self._end)

@@ -178,6 +178,7 @@ class LocalStandaloneCluster:
     memory cap in its own control group (:mod:`ddl_commodity.cluster.cgroups`); asked for where no writable
     cgroup exists, :class:`~ddl_commodity.cluster.cgroups.CgroupsUnavailable` (exit 2). Without limits the
     nodes still get (unlimited) groups where possible, for per-node accounting and node faults.
+    ``worker_timeout_s``: how long the master waits for a silent worker before it drops it.
     """
 
     def __init__(
@@ -195,6 +196,7 @@ class LocalStandaloneCluster:
         master_limits: NodeLimits | None = None,
         profile: str | None = None,
         dilation: float | None = None,
+        worker_timeout_s: float = WORKER_TIMEOUT_S,
     ) -> None:
         if workers < 1:
             raise ValueError("a cluster needs at least one worker")
@@ -213,6 +215,7 @@ class LocalStandaloneCluster:
         self.master_limits = self.limits if master_limits is None else master_limits
         self._java_options = SMALL_JVM_OPTIONS  # plus the class-data archive, once start() knows Java is there
         self.profile = profile
+        self.worker_timeout_s = worker_timeout_s
         self.dilation = dilation
         self.state: LocalClusterState | None = None
 
@@ -244,7 +247,7 @@ class LocalStandaloneCluster:
                 "PYSPARK_PYTHON": sys.executable,
                 # A hung or cut-off node is given up after 15 s, not Spark's 60 (checked every timeout, so up to
                 # 120 s): until then its executor's tasks are neither re-run elsewhere nor cancelled.
-                "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={WORKER_TIMEOUT_S}",
+                "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={self.worker_timeout_s:.0f}",
                 "SPARK_DAEMON_JAVA_OPTS": self._java_options,
             }
         )

@@ -11,6 +11,7 @@ went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the fail
 from __future__ import annotations
 
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -50,11 +51,13 @@ class TfosSession:
         from pyspark import SparkContext
 
         from ddl_commodity.cluster.collector import RunCollector
+        from ddl_commodity.cluster.feed import SHARED_MEMORY
         from ddl_commodity.cluster.spark import tfos_spark_conf
         from ddl_commodity.report.tensorboard import RunBoard
 
         self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
         self.secret = secrets.token_urlsafe(24)
+        self.shared_root = str(SHARED_MEMORY / f"ddl-feed-{secrets.token_hex(6)}")
         host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
         self.board = RunBoard(self.run_dir)
         self.collector = RunCollector(self.run_dir, self.secret, host=host, on_record=self._record,
@@ -131,10 +134,11 @@ class TfosSession:
 
     def feed(self, rdd: Any, timeout_s: float) -> None:
         """Feed every partition of ``rdd`` to the worker node its task lands on (TFoS's ``TFCluster.train``
-        for one epoch, without TensorFlow in the feeding Python workers: :mod:`ddl_commodity.cluster.feed`)."""
+        for one epoch, without TensorFlow in the feeding Python workers, large items through shared memory:
+        :mod:`ddl_commodity.cluster.feed`)."""
         from ddl_commodity.cluster.feed import feed_partition
 
-        rdd.foreachPartition(feed_partition(self.cluster.cluster_info, timeout_s))
+        rdd.foreachPartition(feed_partition(self.cluster.cluster_info, timeout_s, shared_root=self.shared_root))
 
     def stop_workers(self, workers: int | None = None) -> None:
         """End every worker's feed (TFoS's worker shutdown job): each worker's loop sees the end of its data.
@@ -211,6 +215,7 @@ class TfosSession:
             # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.
             set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}")
         self.sc.stop()
+        shutil.rmtree(self.shared_root, ignore_errors=True)  # what killed feeders left, on this machine
         if failure is not None:
             raise RunFailed(f"{self.label} failed: {failure}") from None
         return False

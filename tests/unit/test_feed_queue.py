@@ -1,8 +1,10 @@
 """The Spark-input feed on a real TFoS manager (the node's queue process): a partition is put on the queue a
-bounded number of items ahead of the node, not all at once, and the feed ends once the node took them all."""
+bounded number of items ahead of the node, not all at once, and the feed ends once the node took them all;
+large items travel through shared-memory files that nothing leaves behind."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from ddl_commodity.cluster import feed
+from ddl_commodity.data.rdd import Bundle
 
 
 @pytest.fixture
@@ -53,3 +56,77 @@ def test_a_node_error_fails_the_feed_while_it_waits_for_room(node, monkeypatch) 
     mgr.get_queue("error").put("worker-1 raised ValueError")
     with pytest.raises(RuntimeError, match="worker-1 raised ValueError"):
         feed.feed_partition(info, feed_timeout_s=30)(iter([(np.zeros(1000, np.float32),)] * 20))
+
+
+def _bundle(i: int) -> Bundle:
+    rows = np.arange(i * 64, i * 64 + 64)
+    return Bundle(0, 1, i == 2, rows, np.full((64, 300), i, np.float32), (rows % 7).astype(np.int32))
+
+
+class _Feed:
+    """The two things :class:`feed.Prefetched` uses of a TFoS ``DataFeed``."""
+
+    def __init__(self, queue) -> None:
+        self.queue_in, self.done_feeding = queue, False
+
+
+def test_large_items_go_through_shared_memory_and_every_file_is_gone_at_the_end(node, tmp_path) -> None:
+    mgr, info = node
+    queue, root = mgr.get_queue("input"), tmp_path / "shm"
+    small = (np.zeros(100, np.float32), np.zeros(100, np.int32))
+    items = [_bundle(0), _bundle(1), small, _bundle(2)]
+    seen, read = [], []
+
+    def node_reads() -> None:
+        # What the feeder put on the queue, looked at raw, put back and read as a worker reads it.
+        seen.extend(queue.get() for _ in items)
+        read.append([p.name for p in root.rglob("*") if p.is_file()])
+        for item in seen:
+            queue.put(item)
+            queue.task_done()
+        queue.put(None)
+        read.append(list(feed.Prefetched(_Feed(queue))))
+
+    reader = threading.Thread(target=node_reads)
+    reader.start()
+    assert feed.feed_partition(info, feed_timeout_s=30, shared_root=str(root))(iter(items)) == [False]
+    reader.join(10)
+    got = read[-1]
+    assert [type(s) for s in seen] == [tuple, tuple, tuple, tuple]
+    assert [len(s) for s in seen] == [4, 4, 2, 4]  # descriptors (tag, path, type, layout), the small item itself
+    assert sorted(read[0]) == ["0", "1", "2"]  # the three bundles' files, there until the node reads them
+    assert [type(g) for g in got] == [Bundle, Bundle, tuple, Bundle]
+    for want, have in zip(items, got, strict=True):
+        for a, b in zip(want, have, strict=True):
+            np.testing.assert_array_equal(a, b)
+            assert getattr(b, "dtype", None) == getattr(a, "dtype", None)
+    got[0].x[0, 0] = -1.0  # writable: a train step may scale or cast in place
+    assert list(root.rglob("*")) == []  # every file read and deleted, the feed task's directory removed
+
+
+def test_a_failed_feed_removes_the_files_no_node_will_read(node, monkeypatch, tmp_path) -> None:
+    mgr, info = node
+    monkeypatch.setattr(feed, "MAX_QUEUED_BYTES", 2 * _bundle(0).x.nbytes)
+    mgr.get_queue("error").put("worker-1 raised ValueError")
+    root = tmp_path / "shm"
+    with pytest.raises(RuntimeError, match="worker-1 raised ValueError"):
+        feed.feed_partition(info, feed_timeout_s=30, shared_root=str(root))(iter([_bundle(i) for i in range(3)] * 4))
+    assert mgr.get_queue("input").qsize() >= 2  # what the feeder had put: descriptors of files now gone
+    assert list(root.rglob("*")) == []
+
+
+def test_items_go_through_the_queue_when_shared_memory_is_full(tmp_path) -> None:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        shared = feed.SharedItems.open(str(mount / "run"))
+        first, second = shared.wrap(_bundle(0)), shared.wrap(_bundle(1))  # 77 KB each; the second does not fit
+        assert first[0] != second[0] and isinstance(second, Bundle)
+        assert [p.name for p in shared.directory.iterdir()] == ["0"]  # the partial file was deleted
+        np.testing.assert_array_equal(feed.unwrap(first).x, _bundle(0).x)
+        shared.remove()
+        assert list(mount.iterdir()) == [mount / "run"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
