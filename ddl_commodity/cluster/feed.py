@@ -42,6 +42,8 @@ MAX_QUEUED_BYTES = 64 * 2**20
 SHARED_MIN_BYTES = 64 * 2**10
 #: The first element of the queue item that stands for an item in a shared-memory file.
 _SHARED_TAG = "ddl-commodity:shared-item"
+#: Every array in an item's file starts at a multiple of this many bytes.
+_ALIGN = 64
 #: Where a run's feed files go, on every machine (Linux's shared memory file system; elsewhere the queue
 #: carries the items).
 SHARED_MEMORY = Path("/dev/shm")
@@ -153,8 +155,8 @@ class SharedItems:
     path: a node reads and deletes an item's file when it takes the item off the queue, before it marks it
     done, so a task that saw its queue joined leaves nothing behind, and a failed one removes what no node
     will read. (A feeder killed outright leaves its files; the driver removes ``root`` at the end of the run
-    on its own machine.) The files count in the memory of the feeder's cgroup, the node's, as the same bytes
-    did in the node's manager process before.
+    on its own machine.) The files count in the memory of the feeder's cgroup, which is the node's, as the
+    items held by the node's queue process would.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -194,10 +196,6 @@ class SharedItems:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-#: Every array in an item's file starts at a multiple of this many bytes.
-_ALIGN = 64
 
 
 def unwrap(item: Any) -> Any:
