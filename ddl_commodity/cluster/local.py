@@ -245,8 +245,9 @@ class LocalStandaloneCluster:
                 "SPARK_LOCAL_IP": node["address"] if node else self.host,
                 "SPARK_LOG_DIR": str(log_dir),
                 "PYSPARK_PYTHON": sys.executable,
-                # A hung or cut-off node is given up after 15 s, not Spark's 60 (checked every timeout, so up to
-                # 120 s): until then its executor's tasks are neither re-run elsewhere nor cancelled.
+                # A hung or cut-off node is given up after worker_timeout_s (15 s by default), not Spark's 60
+                # (checked every timeout, so up to 120 s): until then its executor's tasks are neither re-run
+                # elsewhere nor cancelled.
                 "SPARK_MASTER_OPTS": f"-Dspark.worker.timeout={self.worker_timeout_s:.0f}",
                 "SPARK_DAEMON_JAVA_OPTS": self._java_options,
             }
