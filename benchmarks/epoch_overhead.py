@@ -6,7 +6,7 @@ with ``ddl run``:
 * **single** - ``training.mode: single``: one process, its own compiled train step over NumPy arrays in
   memory, scored on the validation rows after every epoch;
 * **worker** - ``training.mode: distributed`` with one worker (s = 1): the whole data-parallel path, Spark
-  input (the feed's bundles through TFoS's queue), the staleness-weighted PS (a push and a pull every epoch)
+  input (the feed's bundles through shared memory), the staleness-weighted PS (a push and a pull every epoch)
   and the worker's two scores per epoch (its own replica, then the global model it adopted).
 
 Both on the same CPU share, twice: on the thesis profile (``configs/clusters/thesis.yaml``: every node d
@@ -17,13 +17,16 @@ after the other. Per
 epoch: the median over epochs 2.. (the first is TensorFlow's tracing) of ``seconds`` - for the worker the
 time from its previous epoch's end to this one's, so every wait for data, the push and both scores are in -
 and of the training steps alone. ``ratio_worker_epoch_to_single_epoch`` is worker over single on the
-profile (goal <= 1.15), ``..._unisolated`` without isolation.
+profile (goal <= 1.15): the median over ``--pairs`` side-by-side pairs (3 in full mode; every pair's ratio
+is in ``..._by_pair``), because the single side alone took 3.3 to 4.3 s per epoch from one pair to the
+next at the same settings. ``..._unisolated`` is one pair without isolation.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,15 +86,14 @@ def _single_command(argv: list[str], share: float | None):
 class _Run:
     """One ``ddl run`` started in the background (the single side in its own control group on the profile)."""
 
-    def __init__(self, mode: str, profile: str | None, spec: dict, tmp: Path) -> None:
+    def __init__(self, mode: str, profile: str | None, spec: dict, tmp: Path, label: str = "") -> None:
         cfg = run_config(mode, profile, spec, tmp)
-        path = tmp / f"{cfg['name']}.yaml"
+        self.mode, self.profile, self.name = mode, profile, f"{cfg['name']}{label}"
+        path = tmp / f"{self.name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"],
-                "--no-progress"]
+        argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", self.name, "--no-progress"]
         argv, env, self.groups = _single_command(argv, SHARE if profile and mode == "single" else None)
-        self.mode, self.profile, self.name = mode, profile, cfg["name"]
-        self.run_dir = tmp / "runs" / cfg["name"]
+        self.run_dir = tmp / "runs" / self.name
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
@@ -111,22 +113,27 @@ class _Run:
                 **epoch_stats(records)}
 
 
-def side_by_side(profile: str, spec: dict, tmp: Path) -> tuple[dict, dict]:
+def side_by_side(profile: str, spec: dict, tmp: Path, label: str = "") -> tuple[dict, dict]:
     """Both sides at once, each on its own share (measured one after the other, the machine's speed moved by
     15% between them): the single run starts once the distributed one has its TFoS nodes, so that their
     training overlaps."""
-    worker = _Run("distributed", profile, spec, tmp)
+    worker = _Run("distributed", profile, spec, tmp, label)
     try:
         deadline = time.monotonic() + 600
         while not (worker.run_dir / "cluster_info.json").exists() and worker.proc.poll() is None:
             if time.monotonic() > deadline:
                 raise TimeoutError("the distributed run reserved no TFoS nodes within 600 s")
             time.sleep(0.2)
-        single = _Run("single", profile, spec, tmp)
+        single = _Run("single", profile, spec, tmp, label)
         return single.result(), worker.result()
     finally:
         if worker.proc.poll() is None:
             worker.proc.kill()
+
+
+def ratio(runs: dict[str, dict], key: str, kind: str) -> float:
+    """Worker over single of the ``kind`` (``epoch`` or ``train``) median seconds of the runs ``*/key``."""
+    return runs[f"worker/{key}"][f"{kind}_seconds_median"] / runs[f"single/{key}"][f"{kind}_seconds_median"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,37 +143,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--filters", type=int, nargs=2, default=(2, 2), metavar=("F1", "F2"),
                         help="conv filter counts (default 2 2; the experiment's default network is 8 8)")
+    parser.add_argument("--pairs", type=int, help="side-by-side pairs on the profile; the ratio is their "
+                        "median (default 1 quick, 3 full)")
     args = parser.parse_args(argv)
     spec = {"samples": args.samples or (1200 if args.quick else 4000),
             "epochs": args.epochs or (3 if args.quick else 6), "batch_size": args.batch_size,
-            "filters": list(args.filters)}
+            "filters": list(args.filters), "pairs": args.pairs or (1 if args.quick else 3)}
     if spec["epochs"] < 2:
         parser.error("--epochs must be at least 2: the first epoch is left out")
+    if spec["pairs"] < 1:
+        parser.error("--pairs must be at least 1")
     env = environment()
     print(f"epoch overhead ({'quick' if args.quick else 'full'} mode): {spec}", flush=True)
     started = time.monotonic()
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="ddl-bench-epoch-") as tmp_name:
         tmp = Path(tmp_name)
-        runs["single/thesis"], runs["worker/thesis"] = side_by_side("thesis", spec, tmp)
+        for i in range(1, spec["pairs"] + 1):
+            runs[f"single/thesis/{i}"], runs[f"worker/thesis/{i}"] = side_by_side("thesis", spec, tmp, f"-{i}")
         for mode in ("single", "distributed"):  # unisolated, both would share the cores: one after the other
             runs[f"{'worker' if mode == 'distributed' else mode}/unisolated"] = _Run(mode, None, spec, tmp).result()
         for key, r in runs.items():
             print(f"{key}: {r}", flush=True)
-    ratios = {p: {k: runs[f"worker/{p}"][f"{k}_seconds_median"] / runs[f"single/{p}"][f"{k}_seconds_median"]
-                  for k in ("epoch", "train")} for p in ("thesis", "unisolated")}
+    by_pair = {k: [ratio(runs, f"thesis/{i}", k) for i in range(1, spec["pairs"] + 1)] for k in ("epoch", "train")}
+    ratios = {"thesis": {k: statistics.median(v) for k, v in by_pair.items()},
+              "unisolated": {k: ratio(runs, "unisolated", k) for k in ("epoch", "train")}}
     env["load_average_1m_end"] = os.getloadavg()[0]
     document = {"benchmark": NAME, "mode": "quick" if args.quick else "full", "environment": env, "settings": spec,
                 "share": SHARE, "ratio_worker_epoch_to_single_epoch": round(ratios["thesis"]["epoch"], 3),
+                "ratio_worker_epoch_to_single_epoch_by_pair": [round(r, 3) for r in by_pair["epoch"]],
                 "ratio_worker_epoch_to_single_epoch_unisolated": round(ratios["unisolated"]["epoch"], 3),
                 "ratio_worker_train_to_single_train": round(ratios["thesis"]["train"], 3),
+                "ratio_worker_train_to_single_train_by_pair": [round(r, 3) for r in by_pair["train"]],
                 "ratio_worker_train_to_single_train_unisolated": round(ratios["unisolated"]["train"], 3),
                 "runs": runs, "seconds": round(time.monotonic() - started, 1)}
     write_json(Path(args.out), document)
     print(table(["run", "median epoch s", "median train s", "epochs", "run s"],
                 [(k, v["epoch_seconds_median"], v["train_seconds_median"], v["epochs_measured"], v["run_seconds"])
                  for k, v in runs.items()]))
-    print(f"worker / single per epoch: {ratios['thesis']['epoch']:.3f} (thesis profile, {SHARE} core each), "
+    print(f"worker / single per epoch: {ratios['thesis']['epoch']:.3f} (thesis profile, {SHARE} core each, the "
+          f"median of {', '.join(f'{r:.3f}' for r in by_pair['epoch'])}), "
           f"{ratios['unisolated']['epoch']:.3f} (unisolated); training steps alone: "
           f"{ratios['thesis']['train']:.3f}, {ratios['unisolated']['train']:.3f}")
     print(f"wrote {args.out} ({document['seconds']:.0f} s)")
