@@ -154,9 +154,10 @@ class SharedItems:
     The task owns its directory (``<root>/<pid>-<random>``, mode 0700) and removes it when it ends, on every
     path: a node reads and deletes an item's file when it takes the item off the queue, before it marks it
     done, so a task that saw its queue joined leaves nothing behind, and a failed one removes what no node
-    will read. (A feeder killed outright leaves its files; the driver removes ``root`` at the end of the run
-    on its own machine.) The files count in the memory of the feeder's cgroup, which is the node's, as the
-    items held by the node's queue process would.
+    will read. (A feeder killed outright leaves its files: the next feed task on that machine removes them,
+    :func:`remove_orphaned`, and so does the driver at the end of a run, on its own machine.) The files
+    count in the memory of the feeder's cgroup, which is the node's, as the items held by the node's queue
+    process would.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -167,6 +168,7 @@ class SharedItems:
         """The task's directory under ``root``; None (the queue carries items) without a root or room."""
         if root is None:
             return None
+        remove_orphaned(Path(root).parent)
         directory = Path(root) / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             directory.mkdir(mode=0o700, parents=True)
@@ -196,6 +198,36 @@ class SharedItems:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+#: A feed task's directory untouched for this long, whose process is gone, is an orphan. Not at once: where
+#: containers share ``/dev/shm`` but not their process ids (``docker run --ipc=host``), another container's
+#: live feeder looks gone, but its node keeps reading and deleting its files.
+ORPHAN_IDLE_S = 600.0
+
+
+def remove_orphaned(parent: Path = SHARED_MEMORY, idle_s: float = ORPHAN_IDLE_S) -> list[Path]:
+    """Remove every feed task's directory (``ddl-feed-*/<pid>-*`` under ``parent``) whose feeder process is
+    gone and which nobody changed for ``idle_s``: a feeder killed outright (SIGKILL, the OOM killer, a run
+    killed with its driver) cannot remove its files, which would otherwise hold the machine's memory until it
+    restarts. Returns what was removed."""
+    removed, now = [], time.time()
+    for task in parent.glob("ddl-feed-*/*"):
+        pid = task.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and now - task.stat().st_mtime > idle_s:
+            shutil.rmtree(task, ignore_errors=True)
+            removed.append(task)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def unwrap(item: Any) -> Any:

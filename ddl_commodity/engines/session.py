@@ -191,6 +191,7 @@ class TfosSession:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         from ddl_commodity.cluster.failfast import spark_error
+        from ddl_commodity.cluster.feed import remove_orphaned
 
         failure = None
         if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):
@@ -216,6 +217,7 @@ class TfosSession:
             set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}")
         self.sc.stop()
         shutil.rmtree(self.shared_root, ignore_errors=True)  # what killed feeders left, on this machine
+        remove_orphaned()  # ... and what runs killed with their driver left
         if failure is not None:
             raise RunFailed(f"{self.label} failed: {failure}") from None
         return False

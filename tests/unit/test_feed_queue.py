@@ -4,6 +4,7 @@ large items travel through shared-memory files that nothing leaves behind."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -130,3 +131,22 @@ def test_items_go_through_the_queue_when_shared_memory_is_full(tmp_path) -> None
         assert list(mount.iterdir()) == [mount / "run"]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_files_of_a_feeder_killed_outright_are_removed_by_the_next_feed_task(tmp_path) -> None:
+    dead = subprocess.Popen(["sleep", "0"])
+    dead.wait()
+    orphan = tmp_path / "ddl-feed-run1" / f"{dead.pid}-0badf00d"
+    live = tmp_path / "ddl-feed-run1" / f"{os.getpid()}-0c0ffee0"
+    recent = tmp_path / "ddl-feed-run1" / f"{dead.pid + 1_000_000}-5ca1ab1e"  # gone, but changed a minute ago
+    for task in (orphan, live, recent):
+        task.mkdir(parents=True)
+        (task / "0").write_bytes(b"\0" * 4096)
+    hour_ago = time.time() - 3600
+    for task in (orphan, live):
+        os.utime(task, (hour_ago, hour_ago))
+    os.utime(recent, (time.time() - 60, time.time() - 60))
+    shared = feed.SharedItems.open(str(tmp_path / "ddl-feed-run2"))  # the next run's first feed task
+    assert not orphan.exists()
+    assert (live / "0").exists() and (recent / "0").exists() and shared.directory.is_dir()
+    assert feed.remove_orphaned(tmp_path) == []
