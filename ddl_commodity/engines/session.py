@@ -211,13 +211,15 @@ class TfosSession:
         self.collector.abort()
         self.collector.stop()
         self.board.close()
+        # What killed feeders left on this machine (a feeder still writing after a failure falls back to the
+        # queue), and what runs killed with their driver left. Before Spark's stop, which `ddl run` may end.
+        shutil.rmtree(self.shared_root, ignore_errors=True)
+        remove_orphaned()
         if failure is not None:
             # Said before stopping Spark: with a node hung (frozen) or cut off, SparkContext.stop waits for
             # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.
             set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}")
         self.sc.stop()
-        shutil.rmtree(self.shared_root, ignore_errors=True)  # what killed feeders left, on this machine
-        remove_orphaned()  # ... and what runs killed with their driver left
         if failure is not None:
             raise RunFailed(f"{self.label} failed: {failure}") from None
         return False
