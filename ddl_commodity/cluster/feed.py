@@ -18,6 +18,7 @@ four copies and two socket transfers, on the same CPU share as the node's traini
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -211,12 +212,29 @@ def remove_orphaned(parent: Path = SHARED_MEMORY, idle_s: float = ORPHAN_IDLE_S)
     gone and which nobody changed for ``idle_s``: a feeder killed outright (SIGKILL, the OOM killer, a run
     killed with its driver) cannot remove its files, which would otherwise hold the machine's memory until it
     restarts. Returns what was removed."""
-    removed, now = [], time.time()
+    now = time.time()
+    return _remove_tasks(parent, lambda pid, task: not _alive(pid) and now - task.stat().st_mtime > idle_s)
+
+
+def remove_files_of(pids: set[int], parent: Path = SHARED_MEMORY) -> list[Path]:
+    """Remove the feed tasks' directories of the processes ``pids`` (a cluster's, just killed by its teardown:
+    their files are garbage at once, with no wait), then every run's directory left empty (a feed task that
+    starts meanwhile makes its run's again). Returns the feed tasks' directories removed."""
+    removed = _remove_tasks(parent, lambda pid, _: pid in pids)
+    for run in parent.glob("ddl-feed-*"):
+        with contextlib.suppress(OSError):  # not empty: a live run's
+            run.rmdir()
+    return removed
+
+
+def _remove_tasks(parent: Path, doomed: Callable[[int, Path], bool]) -> list[Path]:
+    removed = []
     for task in parent.glob("ddl-feed-*/*"):
         pid = task.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)) and now - task.stat().st_mtime > idle_s:
-            shutil.rmtree(task, ignore_errors=True)
-            removed.append(task)
+        with contextlib.suppress(OSError):  # gone meanwhile: its feeder or another cleaner removed it
+            if pid.isdigit() and doomed(int(pid), task):
+                shutil.rmtree(task, ignore_errors=True)
+                removed.append(task)
     return removed
 
 

@@ -40,6 +40,7 @@ from ddl_commodity.cluster.cgroups import (
     remove_abandoned_groups,
     remove_groups,
 )
+from ddl_commodity.cluster.feed import remove_files_of
 from ddl_commodity.cluster.jvm import SMALL_JVM_OPTIONS, java_binary, jvm_options, spark_home
 from ddl_commodity.errors import DdlError, UserInputError
 
@@ -494,9 +495,12 @@ class LocalStandaloneCluster:
         for g in groups:  # a frozen process cannot even die: thaw first
             with contextlib.suppress(OSError):
                 g.freeze(False)
-        n = kill_processes(tagged_processes(state.cluster_id))
+        tagged = tagged_processes(state.cluster_id)
+        n = kill_processes(tagged)
         # Untagged members too (a driver started inside node0's group): a group holding a process stays.
-        n += kill_processes([p for g in groups for p in _processes(g.pids())])
+        members = [p for g in groups for p in _processes(g.pids())]
+        n += kill_processes(members)
+        remove_files_of({p.pid for p in tagged + members})  # the shared memory of feeders killed mid-feed
         with contextlib.suppress(OSError):
             remove_groups(groups)
         if state.netns:

@@ -150,3 +150,14 @@ def test_files_of_a_feeder_killed_outright_are_removed_by_the_next_feed_task(tmp
     assert not orphan.exists()
     assert (live / "0").exists() and (recent / "0").exists() and shared.directory.is_dir()
     assert feed.remove_orphaned(tmp_path) == []
+
+
+def test_a_cluster_teardown_removes_the_files_of_the_feeders_it_killed(tmp_path) -> None:
+    killed, other = tmp_path / "ddl-feed-run1" / "4242-0badf00d", tmp_path / "ddl-feed-run1" / "4343-0c0ffee0"
+    for task in (killed, other):
+        task.mkdir(parents=True)
+        (task / "0").write_bytes(b"\0" * 4096)
+    (tmp_path / "ddl-feed-run2").mkdir()  # a run killed with its driver, which removes the run's directory
+    assert feed.remove_files_of({4242, 17}, tmp_path) == [killed]
+    assert not killed.exists() and (other / "0").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddl-feed-run1"]
