@@ -41,7 +41,14 @@ from ddl_commodity.cluster.cgroups import (
     remove_groups,
 )
 from ddl_commodity.cluster.feed import remove_files_of
-from ddl_commodity.cluster.jvm import SMALL_JVM_OPTIONS, java_binary, jvm_options, spark_home
+from ddl_commodity.cluster.jvm import (
+    SMALL_JVM_OPTIONS,
+    daemon_command,
+    daemon_environment,
+    java_binary,
+    jvm_options,
+    spark_home,
+)
 from ddl_commodity.errors import DdlError, UserInputError
 
 CLUSTER_TAG = "DDL_CLUSTER_ID"
@@ -265,14 +272,13 @@ class LocalStandaloneCluster:
                node: dict) -> int:
         from ddl_commodity.cluster.netns import node_command
 
-        spark_class = spark_home() / "bin" / "spark-class"
         log = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             # `ip netns exec` enters the namespace and execs the command: the pid stays the daemon's.
             proc = subprocess.Popen(
                 # The group first: `ip netns exec` remounts /sys, hiding the cgroup files from what it runs.
-                enter_command(self._group(node), node_command(node.get("namespace"), [str(spark_class), *args])),
-                env=env,
+                enter_command(self._group(node), node_command(node.get("namespace"), daemon_command(args, env))),
+                env=daemon_environment(env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

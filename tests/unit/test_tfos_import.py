@@ -47,3 +47,25 @@ def test_the_stand_in_imports_the_real_module_when_read() -> None:
         print(type(again).__name__, again.hls_to_rgb is stand_in.hls_to_rgb)
     """)
     assert out.split("\n")[:2] == ["(0.0, 1.0, 1.0) True True", "module True"]
+
+
+def test_executors_import_tensorflow_without_matplotlib() -> None:
+    """The executors' pyspark daemon (``spark.python.daemon.module``) refuses matplotlib only while TensorFlow is
+    being imported: Keras takes it as absent; a later import of matplotlib works."""
+    from ddl_commodity.cluster.spark import tfos_spark_conf
+    from ddl_commodity.config import RunConfig
+
+    cfg = RunConfig.model_validate({"experiment": "x", "training": {"mode": "distributed", "workers": 1}})
+    assert tfos_spark_conf(cfg).get("spark.python.daemon.module") == "ddl_commodity.cluster.pyspark_daemon"
+    out = python("""
+        import sys
+        from ddl_commodity.cluster.pyspark_daemon import install
+
+        install()
+        import tensorflow
+        from keras.src.visualization import plot_image_gallery
+        print("matplotlib" in sys.modules, plot_image_gallery.plt is None)
+        import matplotlib.pyplot
+        print(matplotlib.pyplot.__name__)
+    """)
+    assert out.split() == ["False", "True", "matplotlib.pyplot"]
