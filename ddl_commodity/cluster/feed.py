@@ -22,6 +22,7 @@ import contextlib
 import os
 import queue
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -79,12 +80,39 @@ def feed_partition(cluster_info: list[dict], feed_timeout_s: float, qname: str =
             return [True]
         shared = SharedItems.open(shared_root)
         try:
-            return _put_all(mgr, qname, items, shared, feed_timeout_s)
+            with _removed_if_signalled(shared):
+                return _put_all(mgr, qname, items, shared, feed_timeout_s)
         finally:
             if shared is not None:
                 shared.remove()  # after a normal end, every file was read; after a failure, none will be
 
     return _feed
+
+
+@contextlib.contextmanager
+def _removed_if_signalled(shared: SharedItems | None) -> Iterator[None]:
+    """While a partition is fed, SIGHUP and SIGTERM remove the task's files, then end the process as they
+    would have. A cluster's teardown removes the files of the processes it killed, but PySpark's daemon can
+    fork a worker for a task that arrives during the teardown; that worker dies of the daemon's SIGHUP and
+    is in no list of pids (measured: 69 files of one such task left in 1 of 3 SIGTERMed runs)."""
+    signals = (signal.SIGHUP, signal.SIGTERM)
+    if shared is None or threading.current_thread() is not threading.main_thread() or any(
+            signal.getsignal(s) is not signal.SIG_DFL for s in signals):  # someone else's handlers: theirs
+        yield
+        return
+
+    def remove_then_die(signum: int, _frame: object) -> None:
+        shared.remove()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for s in signals:
+        signal.signal(s, remove_then_die)
+    try:
+        yield
+    finally:
+        for s in signals:  # the Python worker is reused for later tasks
+            signal.signal(s, signal.SIG_DFL)
 
 
 def _put_all(mgr, qname: str, items: Iterable, shared: SharedItems | None, feed_timeout_s: float) -> list[bool]:

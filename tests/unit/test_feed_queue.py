@@ -116,6 +116,36 @@ def test_a_failed_feed_removes_the_files_no_node_will_read(node, monkeypatch, tm
     assert list(root.rglob("*")) == []
 
 
+def test_a_feeder_hung_up_on_mid_feed_removes_its_files(node, tmp_path) -> None:
+    """PySpark's daemon shuts its workers down with SIGHUP: one feeding then (forked for a task that arrived
+    during a teardown, so in no teardown's list of pids) removes its files and still dies of the signal."""
+    import signal
+    import sys
+    import textwrap
+
+    _, info = node
+    root = tmp_path / "shm"
+    code = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from ddl_commodity.cluster import feed
+        from ddl_commodity.data.rdd import Bundle
+
+        def partition():
+            rows = np.arange(64)
+            yield Bundle(0, 0, False, rows, np.zeros((64, 300), np.float32), np.zeros(64, np.int32))
+            yield Bundle(0, 0, True, rows, np.zeros((64, 300), np.float32), np.zeros(64, np.int32))
+            assert list(feed.Path({str(root)!r}).rglob("*/0")), "the first bundle went through a file"
+            os.kill(os.getpid(), signal.SIGHUP)
+
+        feed.feed_partition({info!r}, feed_timeout_s=30, shared_root={str(root)!r})(partition())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == -signal.SIGHUP, done.stderr[-2000:]
+    assert list(root.rglob("*")) == []
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
 def test_items_go_through_the_queue_when_shared_memory_is_full(tmp_path) -> None:
     mount = tmp_path / "tiny"
     mount.mkdir()
