@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -34,6 +35,55 @@ def local_spark():
     sc.setLogLevel("ERROR")
     yield sc
     sc.stop()
+
+
+CPU_GROUPS = pytest.StashKey[dict]()
+
+
+def _cgroup2_mount() -> Path | None:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return None
+
+
+def pytest_configure(config) -> None:
+    """With ``DDL_TEST_CPU=FILE`` (root, a cgroup v2 mount; a hybrid host's ``unified`` one will do), every test
+    runs in a control group of its own: the test's process and everything it starts (clusters, JVMs, TF
+    nodes; module fixtures count for the module's first test) until the next test. At the end of the session
+    each test's CPU-seconds are appended to FILE as JSON lines. The suite is CPU-bound: this says where."""
+    mount = _cgroup2_mount() if os.environ.get("DDL_TEST_CPU") else None
+    if mount is not None and os.access(mount, os.W_OK):
+        root = mount / f"ddl-test-cpu-{os.getpid()}"
+        root.mkdir(exist_ok=True)
+        config.stash[CPU_GROUPS] = {"root": root, "home": Path("/proc/self/cgroup").read_text(), "tests": {}}
+
+
+def pytest_runtest_setup(item) -> None:
+    groups = item.config.stash.get(CPU_GROUPS, None)
+    if groups is not None:
+        group = groups["root"] / str(len(groups["tests"]))
+        group.mkdir()
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+        groups["tests"][item.nodeid] = group
+
+
+def pytest_sessionfinish(session) -> None:
+    groups = session.config.stash.get(CPU_GROUPS, None)
+    if groups is None:
+        return
+    mount = groups["root"].parent
+    home = next(line.split(":", 2)[2] for line in groups["home"].splitlines() if line.startswith("0::"))
+    (mount / home.lstrip("/") / "cgroup.procs").write_text(str(os.getpid()))
+    with open(os.environ["DDL_TEST_CPU"], "a") as f:
+        for test, group in groups["tests"].items():
+            stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+            f.write(json.dumps({"test": test, "cpu_seconds": int(stat["usage_usec"]) / 1e6}) + "\n")
+            with contextlib.suppress(OSError):  # a process that outlived the session keeps its group
+                group.rmdir()
+    with contextlib.suppress(OSError):
+        groups["root"].rmdir()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -5,6 +5,7 @@ large items travel through shared-memory files that nothing leaves behind."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -90,7 +91,9 @@ def test_large_items_go_through_shared_memory_and_every_file_is_gone_at_the_end(
 
     reader = threading.Thread(target=node_reads)
     reader.start()
+    hangup = signal.getsignal(signal.SIGHUP)
     assert feed.feed_partition(info, feed_timeout_s=30, shared_root=str(root))(iter(items)) == [False]
+    assert signal.getsignal(signal.SIGHUP) is hangup  # the reused Python worker's handlers, as they were
     reader.join(10)
     got = read[-1]
     assert [type(s) for s in seen] == [tuple, tuple, tuple, tuple]
@@ -119,7 +122,6 @@ def test_a_failed_feed_removes_the_files_no_node_will_read(node, monkeypatch, tm
 def test_a_feeder_hung_up_on_mid_feed_removes_its_files(node, tmp_path) -> None:
     """PySpark's daemon shuts its workers down with SIGHUP: one feeding then (forked for a task that arrived
     during a teardown, so in no teardown's list of pids) removes its files and still dies of the signal."""
-    import signal
     import sys
     import textwrap
 
@@ -130,6 +132,8 @@ def test_a_feeder_hung_up_on_mid_feed_removes_its_files(node, tmp_path) -> None:
         import numpy as np
         from ddl_commodity.cluster import feed
         from ddl_commodity.data.rdd import Bundle
+
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as PySpark's daemon sets it in its workers (nohup: ignored)
 
         def partition():
             rows = np.arange(64)
@@ -143,7 +147,6 @@ def test_a_feeder_hung_up_on_mid_feed_removes_its_files(node, tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == -signal.SIGHUP, done.stderr[-2000:]
     assert list(root.rglob("*")) == []
-    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
 def test_items_go_through_the_queue_when_shared_memory_is_full(tmp_path) -> None:
