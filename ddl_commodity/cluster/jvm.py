@@ -70,8 +70,8 @@ def daemon_command(args: list[str], env: dict[str, str], home: Path | None = Non
     home = home or spark_home()
     options = [*shlex.split(env.get("SPARK_DAEMON_JAVA_OPTS", "")),
                *shlex.split(env.get(_DAEMON_OPTIONS_ENV.get(args[0], ""), ""))]
-    java = str(Path(env["JAVA_HOME"]) / "bin" / "java") if env.get("JAVA_HOME") else java_binary() or "java"
-    return [java, "-cp", spark_class_path(home), *options, f"-Xmx{env.get('SPARK_DAEMON_MEMORY', '1g')}", *args]
+    memory = f"-Xmx{env.get('SPARK_DAEMON_MEMORY', '1g')}"
+    return [java_binary() or "java", "-cp", spark_class_path(home), *options, memory, *args]
 
 
 def daemon_environment(env: dict[str, str], home: Path | None = None) -> dict[str, str]:
