@@ -55,6 +55,11 @@ def pytest_configure(config) -> None:
     each test's CPU-seconds are appended to FILE as JSON lines. The suite is CPU-bound: this says where."""
     mount = _cgroup2_mount() if os.environ.get("DDL_TEST_CPU") else None
     if mount is not None and os.access(mount, os.W_OK):
+        for stale in mount.glob("ddl-test-cpu-*"):  # an earlier session's, where a process outlived it
+            if not Path(f"/proc/{stale.name.rsplit('-', 1)[1]}").exists():
+                for group in [*stale.glob("*/"), stale]:
+                    with contextlib.suppress(OSError):
+                        group.rmdir()
         root = mount / f"ddl-test-cpu-{os.getpid()}"
         root.mkdir(exist_ok=True)
         config.stash[CPU_GROUPS] = {"root": root, "home": Path("/proc/self/cgroup").read_text(), "tests": {}}
