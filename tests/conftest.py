@@ -53,16 +53,21 @@ def pytest_configure(config) -> None:
     runs in a control group of its own: the test's process and everything it starts (clusters, JVMs, TF
     nodes; module fixtures count for the module's first test) until the next test. At the end of the session
     each test's CPU-seconds are appended to FILE as JSON lines. The suite is CPU-bound: this says where."""
-    mount = _cgroup2_mount() if os.environ.get("DDL_TEST_CPU") else None
-    if mount is not None and os.access(mount, os.W_OK):
-        for stale in mount.glob("ddl-test-cpu-*"):  # an earlier session's, where a process outlived it
-            if not Path(f"/proc/{stale.name.rsplit('-', 1)[1]}").exists():
-                for group in [*stale.glob("*/"), stale]:
-                    with contextlib.suppress(OSError):
-                        group.rmdir()
-        root = mount / f"ddl-test-cpu-{os.getpid()}"
-        root.mkdir(exist_ok=True)
-        config.stash[CPU_GROUPS] = {"root": root, "home": Path("/proc/self/cgroup").read_text(), "tests": {}}
+    if not os.environ.get("DDL_TEST_CPU"):
+        return
+    mount = _cgroup2_mount()
+    if mount is None or not os.access(mount, os.W_OK):
+        raise pytest.UsageError("DDL_TEST_CPU needs a writable cgroup v2 mount (root); found none")
+    for stale in mount.glob("ddl-test-cpu-*"):  # an earlier session's, where a process outlived it
+        if not Path(f"/proc/{stale.name.rsplit('-', 1)[1]}").exists():
+            for group in [*stale.glob("*/"), stale]:
+                with contextlib.suppress(OSError):
+                    group.rmdir()
+    root = mount / f"ddl-test-cpu-{os.getpid()}"
+    root.mkdir(exist_ok=True)
+    home = next(line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::"))
+    config.stash[CPU_GROUPS] = {"root": root, "home": mount / home.lstrip("/"), "tests": {}}
 
 
 def pytest_runtest_setup(item) -> None:
@@ -78,9 +83,7 @@ def pytest_sessionfinish(session) -> None:
     groups = session.config.stash.get(CPU_GROUPS, None)
     if groups is None:
         return
-    mount = groups["root"].parent
-    home = next(line.split(":", 2)[2] for line in groups["home"].splitlines() if line.startswith("0::"))
-    (mount / home.lstrip("/") / "cgroup.procs").write_text(str(os.getpid()))
+    (groups["home"] / "cgroup.procs").write_text(str(os.getpid()))
     with open(os.environ["DDL_TEST_CPU"], "a") as f:
         for test, group in groups["tests"].items():
             stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())

@@ -1,4 +1,5 @@
-"""The driver imports TFoS without loading TensorFlow; what stands in for it loads it when used."""
+"""The driver imports TFoS without loading TensorFlow; what stands in for it loads it when used. The executors
+import TensorFlow without matplotlib."""
 
 from __future__ import annotations
 
