@@ -17,8 +17,15 @@ import yaml
 
 from ddl_commodity.cluster import cgroups
 from ddl_commodity.cluster.local import read_state
+from ddl_commodity.cluster.profiles import load_profile
 from ddl_commodity.runs import read_jsonl
-from tests.integration.test_redshift_cluster import assert_no_leftover_processes, tiny_config, worker_records
+from tests.integration.test_redshift_cluster import (
+    assert_no_leftover_processes,
+    check_data_parallel_run,
+    check_quiet_console,
+    tiny_config,
+    worker_records,
+)
 
 _REASON = cgroups.unavailable_reason()
 pytestmark = [pytest.mark.cluster,
@@ -220,6 +227,8 @@ def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
     fault(run_dir, node, "slow", "6")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
+    # s = 1 of M = 2: every push applied alone (check_data_parallel_run's asynchronous case)
+    check_data_parallel_run(run_dir, next((tmp_path / "data").glob("*.h5")))
     # Training time (waiting for the next feed excluded) of the last epoch, slowed for all of it.
     last = {w: recs[-1]["train_seconds"] for w, recs in worker_records(run_dir).items()}
     print(f"straggler: worker-1 trained its last epoch in {last['worker-1']:.2f} s, worker-0 in {last['worker-0']:.2f}")
@@ -233,29 +242,34 @@ def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
 
 
 def test_a_run_on_the_thesis_profile(tmp_path: Path) -> None:
-    """`cluster: {profile: thesis}`: every node 0.4 core and 2 GB (d = 0.4 on 2 cores); the run records the
+    """`cluster: {profile: thesis}`: every node d of a core and 2 GB (d = 0.4 on 2 cores); the run records the
     profile and d, prints and reports its time in cluster seconds, and samples CPU as % of the node's share.
-    Not `serial`: its CPU bounds are upper bounds, which a busy machine (less CPU per node) keeps."""
-    if (os.cpu_count() or 1) != 2:
-        pytest.skip("the expected d = 0.4 is this 2-core machine's")
-    cfg = fault_run_config(tmp_path, "thesis-profile", epochs=2)
+    Not `serial`: its CPU bounds are upper bounds, which a busy machine (less CPU per node) keeps.
+
+    The run is s = M = 2 on disjoint data, the synchronous case of :func:`check_data_parallel_run`, and its
+    console is the one a user reads."""
+    d = load_profile("thesis").resolve().dilation
+    cfg = fault_run_config(tmp_path, "thesis-profile", epochs=3)
     cfg["cluster"]["profile"] = "thesis"
+    cfg["ps"].update(s=2, push_timeout_s=60)  # a push that waits for nothing fails the run within a minute
     cfg["monitor"] = {"interval_s": 0.5}
     proc, run_dir = start_run(tmp_path, cfg)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, out + err
-    assert "each node 0.4 core and 2.0 GiB, profile thesis (d = 0.4)" in out
+    check_quiet_console(out, err, run_dir)
+    check_data_parallel_run(run_dir, next((tmp_path / "data").glob("*.h5")))
+    assert f"each node {d:g} core and 2.0 GiB, profile thesis (d = {d:g})" in out
     summary = json.loads((run_dir / "summary.json").read_text())
     cluster = summary["cluster"]
-    assert cluster["profile"] == "thesis" and cluster["dilation"] == 0.4 and cluster["node_cpus"] == 0.4
-    assert cluster["wall_cluster_seconds"] == pytest.approx(summary["wall_seconds"] * 0.4, rel=0.01)
-    assert f"({cluster['wall_cluster_seconds']:.0f} cluster s at d = 0.4)" in out
+    assert cluster["profile"] == "thesis" and cluster["dilation"] == d and cluster["node_cpus"] == d
+    assert cluster["wall_cluster_seconds"] == pytest.approx(summary["wall_seconds"] * d, rel=0.01)
+    assert f"({cluster['wall_cluster_seconds']:.0f} cluster s at d = {d:g})" in out
     for task, a in summary["node_averages"].items():
-        assert a["cpu_share"] == 0.4 and a["memory_limit_mb"] == 2048, (task, a)
+        assert a["cpu_share"] == d and a["memory_limit_mb"] == 2048, (task, a)
         # % of the node's share, not of the machine (on which 0.4 core would read up to 500 %); single
         # 0.5 s samples of a throttled node are noisy, the mean is not.
         assert a["cpu_percent_mean"] <= 110 and a["cpu_percent_max"] < 250, (task, a)
     report = ddl("report", str(run_dir), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    assert "time dilation d = 0.4" in (run_dir / "report.md").read_text()
+    assert f"time dilation d = {d:g}" in (run_dir / "report.md").read_text()
     assert_no_leftover_processes(tmp_path)

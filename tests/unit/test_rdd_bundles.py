@@ -14,6 +14,9 @@ from ddl_commodity.data.rdd import (
     shard_assignment,
 )
 
+# One xdist worker for the module: each worker that ran one of these tests would start its own SparkContext.
+pytestmark = pytest.mark.xdist_group("local_spark")
+
 
 @pytest.fixture(scope="module")
 def toy():
