@@ -195,8 +195,8 @@ class LandcoverExperiment(Experiment):
             # Fig 6.5's three runs are one.
             data.update(synthetic_scale=0.05, patches_per_class=60)
             raw["model"] = {"rgb_filters": [8, 16, 16], "hsi_filters": [8, 16, 32], "fc_units": [128, 64]}
-            raw["monitor"] = {"interval_s": 0.25}
-            t.update(epochs=3, batch_size=50)
+            raw["monitor"] = {"interval_s": 0.5}
+            t.update(epochs=2, batch_size=50)
         elif scale == "thesis":
             t.update(steady_state_epochs(data, t, STEADY_STEPS))
         return raw

@@ -119,7 +119,7 @@ def test_training_loss_falls_under_model_parallelism(runs: dict) -> None:
     s = runs["default"]["summary"]
     curve = [json.loads(line) for line in (runs["default"]["dir"] / "workers" / "worker-0.jsonl").read_text()
              .splitlines()]
-    assert [r["epoch"] for r in curve] == [1, 2, 3]
+    assert [r["epoch"] for r in curve] == [1, 2]
     assert curve[-1]["loss"] < 0.8 * curve[0]["loss"]
     assert s["final"]["val_accuracy"] is not None
     import keras
@@ -158,10 +158,10 @@ def test_compute_and_traffic_follow_the_scheme(runs: dict) -> None:
     w0 = single["worker-0"]
     for idle in ("worker-1", "worker-2"):
         # A node's CPU is its whole control group's, as a PC's Ganglia counts it: the executor JVM's
-        # heartbeats, the TF server and the 4 Hz sampler, ~10% of a core per node whatever it computes.
-        # That floor is per second, so per step it grows when steps slow: 0.011 s/step against 0.105 on the
-        # busy node on an idle machine (10%), 0.019-0.025 against 0.12-0.13 beside another test's cluster
-        # (15-19%, 2026-11-28). A node holding a block of this model uses several times the floor.
+        # heartbeats, the TF server and the sampler, ~10% of a core per node whatever it computes. That floor
+        # is per second, so per step it grows when steps slow: with a 4 Hz sampler, 0.011 s/step against 0.105
+        # on the busy node on an idle machine (10%), 0.019-0.025 against 0.12-0.13 beside another test's
+        # cluster (15-19%, 2026-11-28). A node holding a block of this model uses several times the floor.
         assert single[idle]["cpu_seconds_per_step"] < 0.25 * w0["cpu_seconds_per_step"], single
         assert single[idle]["rx_bytes_per_step"] < 0.02 * w0["rx_bytes_per_step"], single
     assert single["worker-0"]["cpu_seconds_per_step"] > default["worker-0"]["cpu_seconds_per_step"]
@@ -199,10 +199,10 @@ def test_the_same_model_trains_data_parallel(runs: dict) -> None:
         curve = [json.loads(line) for line in (runs["dp"]["dir"] / "workers" / f"{name}.jsonl").read_text()
                  .splitlines()]
         assert curve[-1]["loss"] < curve[0]["loss"], curve
-    # s = 2 of M = 3: every worker's 3 pushes applied, in aggregates of up to two (a version each)
+    # s = 2 of M = 3: every worker's 2 pushes applied, in aggregates of up to two (a version each)
     applied = [u for u in read_jsonl(runs["dp"]["dir"] / "ps.jsonl") if u.get("event", "applied") == "applied"]
-    assert s["final"]["ps"]["applied_updates"] == len(applied) == 9
-    assert s["final"]["ps_version"] == len({u["applied_version"] for u in applied}) >= 5
+    assert s["final"]["ps"]["applied_updates"] == len(applied) == 6
+    assert s["final"]["ps_version"] == len({u["applied_version"] for u in applied}) >= 3
     averages = s["node_averages"]
     assert set(averages) == {"ps-0", "worker-0", "worker-1", "worker-2"}
     assert averages["ps-0"]["rx_mb_per_s"] > 0 and averages["worker-0"]["rss_mb_max"] > 100
