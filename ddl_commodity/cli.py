@@ -228,6 +228,9 @@ def _add_report_parsers(sub) -> None:
                        help="run every experiment's embedded cluster on this cluster profile (e.g. thesis: "
                        "nodes like the thesis's PCs, times also in cluster seconds; see configs/clusters/); "
                        "--scale thesis uses thesis unless told otherwise")
+    repro.add_argument("--master", metavar="URL",
+                       help="submit every run to this running standalone cluster (spark://host:7077: your PCs, "
+                       "or `ddl cluster up`) instead of starting an embedded one per run; not with --profile")
     repro.add_argument("--budget", type=float, metavar="MINUTES",
                        help="cut the runs predicted to end later than this after the start, saying so in the "
                        "report (default: the scale's, 150 for thesis; none for the others)")
@@ -714,7 +717,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         load_profile(args.profile)  # a bad name ends here, exit 2, before any run
     if args.budget is not None and not args.budget > 0:
         raise UserInputError(f"--budget must be a positive number of minutes, got {args.budget:g}")
-    state = reproduce(args.scale, out, args.only, profile=args.profile, budget_minutes=args.budget)
+    state = reproduce(args.scale, out, args.only, profile=args.profile, budget_minutes=args.budget,
+                      master=args.master)
     path = write_reproduction_report(out)
     failed = [n for n, e in state["experiments"].items() if e["state"] == "failed"]
     cut = [n for n, e in state["experiments"].items() if e["state"] == "cut"]

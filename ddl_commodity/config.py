@@ -56,7 +56,9 @@ class ParameterServerSettings(Strict):
         return _one_of(v, STALENESS_FUNCTIONS, "staleness function")
 
 
-_MASTER = re.compile(r"^(embedded|local(\[\d+\])?|spark://[^\s/]+:\d+)$")
+#: A running standalone cluster's master.
+STANDALONE_URL = re.compile(r"^spark://[^\s/]+:\d+$")
+_MASTER = re.compile(rf"^(embedded|local(\[\d+\])?|{STANDALONE_URL.pattern[1:-1]})$")
 
 
 class ClusterSettings(Strict):

@@ -9,8 +9,9 @@ in and out. Network bytes come from the best source available, recorded in every
 * ``container-interface``: the node is a container (the compose cluster): the counters of the interfaces
   the container sees, loopback excluded, as for a namespace node;
 * ``process-tcp``: otherwise, the sum of ``bytes_received`` / ``bytes_acked`` over the TCP sockets the
-  node's processes own (their ``/proc/<pid>/fd`` inodes), read with ``ss -tie`` (iproute2). Sockets that
-  closed between two samples keep their last counts, so totals never go backwards.
+  node's processes own (their ``/proc/<pid>/fd`` inodes), read from the kernel as ``ss -tie`` reads them
+  (:mod:`ddl_commodity.monitor.tcp`). Sockets that closed between two samples keep their last counts, so
+  totals never go backwards.
 
 CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
 limits or a profile, or the node's container; :mod:`ddl_commodity.cluster.cgroups`), so they cover every
@@ -41,8 +42,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +51,7 @@ from pathlib import Path
 import psutil
 
 from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group
+from ddl_commodity.monitor.tcp import tcp_bytes_by_socket
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
@@ -99,11 +99,6 @@ def interface_counters(proc_net_dev: Path = Path("/proc/net/dev")) -> tuple[int,
     return rx, tx
 
 
-_INODE = re.compile(r"\bino:(\d+)")
-_RX = re.compile(r"bytes_received:(\d+)")
-_TX = re.compile(r"bytes_acked:(\d+)")
-
-
 def _proc_entries(pids: Iterable[int], what: str) -> Iterator[tuple[int, str]]:
     """``(pid, name)`` of every entry of ``/proc/<pid>/<what>`` (``fd``, ``task``); processes gone are skipped."""
     for pid in pids:
@@ -115,47 +110,11 @@ def _proc_entries(pids: Iterable[int], what: str) -> Iterator[tuple[int, str]]:
             yield pid, name
 
 
-def socket_inodes(pids: set[int]) -> set[int]:
-    """Inodes of the sockets ``pids`` hold open (``/proc/<pid>/fd``)."""
-    inodes = set()
-    for pid, fd in _proc_entries(pids, "fd"):
-        with contextlib.suppress(OSError):
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if link.startswith("socket:["):
-                inodes.add(int(link[8:-1]))
-    return inodes
-
-
-def tcp_bytes_by_socket(pids: set[int]) -> dict[str, tuple[int, int]]:
-    """Socket (local -> peer) -> (received, acked bytes) for every TCP socket owned by one of ``pids``.
-
-    The sockets are matched by inode (``ss -e``) against the ones ``pids`` hold: ``ss -p`` would read every
-    process's open files on the machine at every sample."""
-    owned = socket_inodes(pids)
-    try:
-        out = subprocess.run(["ss", "-tineH"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    result: dict[str, tuple[int, int]] = {}
-    key = None
-    for line in out.splitlines():
-        if not line.startswith((" ", "\t")):  # a socket line: state, queues, local, peer, ino:N ...
-            inode = _INODE.search(line)
-            parts = line.split()
-            key = f"{parts[3]}->{parts[4]}" if inode and int(inode.group(1)) in owned and len(parts) > 4 else None
-            continue
-        if key is not None:  # its tcp_info line
-            rx, tx = _RX.search(line), _TX.search(line)
-            result[key] = (int(rx.group(1)) if rx else 0, int(tx.group(1)) if tx else 0)
-            key = None
-    return result
-
-
 class _TcpTotals:
     """Cumulative per-process TCP bytes that survive sockets closing between samples."""
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
+        self._last: dict[int, tuple[int, int]] = {}
         self._closed = [0, 0]
 
     def update(self, pids: set[int]) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from ddl_commodity.config import STANDALONE_URL
 from ddl_commodity.errors import UserInputError
 from ddl_commodity.report import scales
 from ddl_commodity.report.scales import THESIS_CONFIGS, config_and_seed
@@ -60,19 +61,26 @@ def experiment_set(scale: str, only: str | None) -> list[str]:
 
 
 def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = Path("data"),
-              profile: str | None = None, budget_minutes: float | None = None) -> dict:
+              profile: str | None = None, budget_minutes: float | None = None, master: str | None = None) -> dict:
     """Run the runs of ``scale`` into ``out`` (new, or a reproduction of the same scale to continue).
 
     Args:
-        profile: every run's embedded cluster on this profile (default: the scale's own).
+        profile: every run's embedded cluster on this profile (default: the scale's own, unless ``master``).
         budget_minutes: cut runs predicted to end later than this after the start (default: the scale's).
+        master: a running standalone cluster (``spark://host:port``) every run is submitted to, as the
+            thesis submitted its experiments to its one cluster of PCs; None: an embedded cluster per run.
     """
     names = experiment_set(scale, only)
     spec = scales.get(scale)
-    profile = profile or spec.profile
+    if master is not None and not STANDALONE_URL.match(master):
+        raise UserInputError(f"--master must be a standalone cluster's URL like spark://host:7077, got {master!r}")
+    if master and profile:
+        raise UserInputError("--profile shapes the embedded cluster of each run; with --master the runs go to "
+                             "your cluster as it is: give one of them")
+    profile = None if master else profile or spec.profile
     budget = budget_minutes if budget_minutes is not None else spec.budget_minutes
     out = Path(out)
-    state = _open(out, scale, profile)
+    state = _open(out, scale, profile, master)
     (out / "configs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
@@ -86,7 +94,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
         if state["experiments"].get(name, {}).get("state") == "succeeded":
             print(f"{head}: already done", flush=True)
             continue
-        doc = _placed(resized_config(name, scale), profile, data_dir, out)
+        doc = _placed(resized_config(name, scale), profile, master, data_dir, out)
         if twin := _identical_run(state, doc):
             record(name, {**state["experiments"][twin], "same_as": twin},
                    f"{head}: the same run as {twin} at this scale, not run again")
@@ -101,21 +109,22 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
     return state
 
 
-def _open(out: Path, scale: str, profile: str | None) -> dict:
+def _open(out: Path, scale: str, profile: str | None, master: str | None) -> dict:
     state_file = out / "reproduce.json"
     if out.exists() and not state_file.is_file():
         raise UserInputError(f"{out}: exists and is not a reproduction directory; choose a new one")
     state = json.loads(state_file.read_text()) if state_file.is_file() else {"scale": scale, "experiments": {}}
     if state["scale"] != scale:
         raise UserInputError(f"{out}: holds a {state['scale']} reproduction, not {scale}")
-    state.setdefault("invocations", []).append(where_and_when(profile))
+    state.setdefault("invocations", []).append(where_and_when(profile, master))
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(state_file, state)
     return state
 
 
-def where_and_when(profile: str | None) -> dict:
-    """The exact command, date, commit, machine (cores, memory), profile and its d: the report's header."""
+def where_and_when(profile: str | None, master: str | None = None) -> dict:
+    """The exact command, date, commit, machine (cores, memory), cluster (embedded, or the master's URL),
+    profile and its d: the report's header."""
     repo = Path(__file__).resolve().parents[2]
     commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip() or None
@@ -129,12 +138,14 @@ def where_and_when(profile: str | None) -> dict:
     return {"command": " ".join(["ddl", *sys.argv[1:]]) if sys.argv[0].endswith(("ddl", "cli.py")) else None,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": commit,
             "machine": {"cores": os.cpu_count(), "memory_bytes": memory, "system": platform.platform()},
-            "profile": profile, "dilation": dilation}
+            "master": master or "embedded", "profile": profile, "dilation": dilation}
 
 
-def _placed(doc: dict, profile: str | None, data_dir: Path, out: Path) -> dict:
+def _placed(doc: dict, profile: str | None, master: str | None, data_dir: Path, out: Path) -> dict:
     if profile:
         doc.setdefault("cluster", {})["profile"] = profile
+    if master:
+        doc.setdefault("cluster", {})["master"] = master
     doc.setdefault("data", {})["cache_dir"] = str(data_dir)
     doc["output"] = {"runs_dir": str(out / "runs")}
     return doc

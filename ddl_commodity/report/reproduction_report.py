@@ -81,7 +81,9 @@ def _header(state: dict) -> list[str]:
         m = inv["machine"]
         memory = f", {m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else ""
         profile = f"profile `{inv['profile']}` (d = {inv['dilation']})" if inv.get("profile") else "no cluster profile"
-        lines += [f"Run on {m['cores']} cores{memory} ({m['system']}), {profile}, by "
+        cluster = "an embedded cluster per run" if inv.get("master", "embedded") == "embedded" else \
+            f"the standing cluster {inv['master']}"
+        lines += [f"Run on {m['cores']} cores{memory} ({m['system']}), {cluster}, {profile}, by "
                   f"{'this command' if len(invocations) == 1 else 'these commands, each continuing the last'}:", ""]
     lines += [f"- {i['date']}, commit `{i['commit']}`: `{i['command'] or 'ddl reproduce'}`" for i in invocations]
     lines += [""] if invocations else []

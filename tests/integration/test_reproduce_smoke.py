@@ -1,5 +1,6 @@
-"""``ddl reproduce --scale smoke`` as a user runs it, once per module: every run of the smoke set on a real
-local Spark standalone cluster, then the report. The tests read its runs:
+"""``ddl reproduce --scale smoke`` as a user runs it, once per module: every run of the smoke set submitted to
+one standing real Spark standalone cluster (``ddl cluster up``, ``--master``), then the report. The tests
+read its runs:
 
 - the report: every claim with a verdict, every figure it names a PNG, the page as a person sees it;
 - land cover, model parallel (TFoS TensorFlow-input mode, thesis 6.2.3): the default scheme of Fig 6.3(b) and
@@ -17,32 +18,75 @@ import json
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from ddl_commodity.cluster.local import read_state
 from ddl_commodity.report import scales
 from ddl_commodity.runs import read_jsonl
 from tests.browser import find_browser, inspect_page, screenshot
-from tests.integration.test_redshift_cluster import assert_no_leftover_processes, check_data_parallel_run
+from tests.integration.test_redshift_cluster import (
+    assert_no_leftover_processes,
+    check_data_parallel_run,
+    run_processes,
+)
 
 # One module fixture runs every run these tests read: the module stays on one xdist worker.
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("smoke")]
 
 SMOKE_RUNS = scales.get("smoke").runs
+#: What the standing cluster's own processes run.
+DAEMONS = ("org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker")
 
 #: The land-cover runs of the set these tests read, by the role they play.
 LANDCOVER = {"default": "landcover-default-8k", "dp": "landcover-dp-2.5k"}
 
 
+def ddl(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ddl_commodity.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def assert_only_the_daemons_left(root: Path) -> None:
+    """Of the standing cluster under ``root``, only its master and worker daemons run: every run's executors
+    and Python processes ended with it."""
+    deadline = time.monotonic() + 15
+    while True:
+        left = [p.cmdline()[:3] for p in run_processes(root)
+                if not any(daemon in " ".join(p.cmdline()) for daemon in DAEMONS)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert not left, left
+
+
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory) -> Path:
-    """The reproduction directory of ``ddl reproduce --scale smoke`` (data cached in ``<tmp>/data``)."""
+def cluster(tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """(directory, master URL) of a standing local cluster, a master and 4 one-core workers like the thesis's
+    5 PCs (``ddl cluster up``), to which every run of this module is submitted: the thesis submitted its
+    experiments to its one cluster, and the daemons start once, not once per run (about 4 CPU-s each)."""
     tmp = tmp_path_factory.mktemp("smoke")
-    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "reproduce", "--scale", "smoke", "--out",
-                           str(tmp / "repro")], cwd=tmp, capture_output=True, text=True, timeout=900, check=False)
+    up = ddl("cluster", "up", "--nodes", "5", cwd=tmp, timeout=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        yield tmp, read_state(tmp / ".cluster").master_url
+    finally:
+        down = ddl("cluster", "down", cwd=tmp, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert_no_leftover_processes(tmp)
+
+
+@pytest.fixture(scope="module")
+def smoke(cluster: tuple[Path, str]) -> Path:
+    """The reproduction directory of ``ddl reproduce --scale smoke --master URL`` (data cached in
+    ``<tmp>/data``)."""
+    tmp, master = cluster
+    proc = ddl("reproduce", "--scale", "smoke", "--master", master, "--out", str(tmp / "repro"), cwd=tmp)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # A quiet console: one line per run and the report's path; TensorFlow's lines stay in each run's logs.
     assert "oneDNN" not in proc.stdout + proc.stderr and "absl" not in proc.stderr, proc.stderr[-3000:]
@@ -51,26 +95,24 @@ def smoke(tmp_path_factory) -> Path:
     for job_log in (tmp / "repro" / "runs").glob("*/job.log"):
         assert "oneDNN" not in job_log.read_text(), job_log
     assert proc.stdout.rstrip().splitlines()[-1] == f"report: {tmp / 'repro' / 'report' / 'index.html'}"
-    assert_no_leftover_processes(tmp)  # only this module's clusters: another test may run its own
+    assert_only_the_daemons_left(tmp)
     return tmp / "repro"
 
 
 @pytest.fixture(scope="module")
 def runs(smoke: Path) -> dict[str, dict]:
     """The set's default-scheme and data-parallel land-cover runs, and the default run's config on the
-    ``single`` scheme."""
+    ``single`` scheme, on the same cluster."""
     dirs = {role: smoke / "runs" / name for role, name in LANDCOVER.items()}
     doc = yaml.safe_load((smoke / "configs" / f"{LANDCOVER['default']}.yaml").read_text())
     doc["name"], doc["training"]["split"] = "mp-single", "single"
     doc["output"]["runs_dir"] = str(smoke.parent / "runs")
     config = smoke.parent / "mp-single.yaml"
     config.write_text(yaml.safe_dump(doc))
-    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "run", str(config), "--run-id", "mp-single",
-                           "--no-progress"], cwd=smoke.parent, capture_output=True, text=True, timeout=600,
-                          check=False)
+    proc = ddl("run", str(config), "--run-id", "mp-single", "--no-progress", cwd=smoke.parent, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     dirs["single"] = smoke.parent / "runs" / "mp-single"
-    assert_no_leftover_processes(smoke.parent)
+    assert_only_the_daemons_left(smoke.parent)
     return {role: {"dir": d, "summary": json.loads((d / "summary.json").read_text())} for role, d in dirs.items()}
 
 

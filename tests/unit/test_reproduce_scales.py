@@ -1,5 +1,6 @@
 """`ddl reproduce`'s sizes: every run of every scale is a valid config, the thesis scale keeps the thesis's
-sizes with >= 150 steady-state steps per land-cover run, and seeds make repetitions."""
+sizes with >= 150 steady-state steps per land-cover run, seeds make repetitions, and ``--master`` sends
+every run to a standing cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from ddl_commodity.errors import UserInputError
 from ddl_commodity.experiments.registry import parse_config
-from ddl_commodity.report.reproduce import experiment_set, resized_config
+from ddl_commodity.report.reproduce import _placed, experiment_set, reproduce, resized_config, where_and_when
 from ddl_commodity.report.scales import CLAIM_RUNS, SCALES, config_and_seed, get
 
 
@@ -56,3 +57,23 @@ def test_unknown_scale_and_empty_selection_are_refused() -> None:
         get("huge")
     with pytest.raises(UserInputError, match="matches no experiment"):
         experiment_set("smoke", "nothing-*")
+
+
+@pytest.mark.parametrize(("master", "profile", "says"), [
+    ("spark://head", None, "--master must be a standalone cluster's URL like spark://host:7077"),
+    ("embedded", None, "--master must be a standalone cluster's URL"),
+    ("spark://head:7077", "thesis", "give one of them"),
+])
+def test_a_bad_master_is_refused_before_anything_is_written(tmp_path, master: str, profile: str | None,
+                                                            says: str) -> None:
+    with pytest.raises(UserInputError, match=says):
+        reproduce("smoke", tmp_path / "repro", master=master, profile=profile)
+    assert not (tmp_path / "repro").exists()
+
+
+def test_runs_of_a_reproduction_on_a_standing_cluster_are_submitted_to_it(tmp_path) -> None:
+    """Every run's config names the cluster, no profile is applied, and the header says where it ran."""
+    doc = _placed(resized_config("landcover-fig6_7", "thesis"), None, "spark://head:7077", tmp_path, tmp_path)
+    assert doc["cluster"]["master"] == "spark://head:7077" and "profile" not in doc["cluster"]
+    assert parse_config(doc).cluster.master == "spark://head:7077"
+    assert where_and_when(None, "spark://head:7077")["master"] == "spark://head:7077"

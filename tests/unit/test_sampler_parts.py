@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from ddl_commodity.monitor.metrics import node_averages
 from ddl_commodity.monitor.sampler import NodeSampler
 
@@ -75,15 +77,19 @@ def test_cpu_seconds_and_memory_are_split_by_part() -> None:
     assert pss["TF process"] > 20 and 1 < pss["Spark Python workers"] < pss["TF process"], pss
 
 
-def test_tcp_bytes_are_those_of_the_nodes_own_sockets() -> None:
-    """Bytes sent over a loopback connection this process holds: counted for this process, not for another."""
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_tcp_bytes_are_those_of_the_nodes_own_sockets(host: str) -> None:
+    """Bytes sent over a loopback connection this process holds: counted for this process, not for another,
+    and the same counts as iproute2's ``ss -tie`` reads from the kernel."""
     import os
+    import re
+    import shutil
     import socket
 
-    from ddl_commodity.monitor.sampler import tcp_bytes_by_socket
+    from ddl_commodity.monitor.tcp import tcp_bytes_by_socket
 
-    server = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(server.getsockname())
+    server = socket.create_server((host, 0), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    client = socket.create_connection(server.getsockname()[:2])
     peer, _ = server.accept()
     client.sendall(b"x" * 300_000)
     got = 0
@@ -91,9 +97,18 @@ def test_tcp_bytes_are_those_of_the_nodes_own_sockets() -> None:
         got += len(peer.recv(65536))
     try:
         mine = tcp_bytes_by_socket({os.getpid()})
-        local = f"127.0.0.1:{client.getsockname()[1]}->127.0.0.1:{server.getsockname()[1]}"
-        assert mine[local][1] >= 300_000, mine  # acked bytes of the sending end
-        assert max(rx for rx, _ in mine.values()) >= 300_000, mine  # the receiving end is ours too
+        sending, receiving = os.fstat(client.fileno()).st_ino, os.fstat(peer.fileno()).st_ino
+        assert mine[sending][1] >= 300_000 and mine[receiving][0] >= 300_000, mine
+        if shutil.which("ss"):
+            out = subprocess.run(["ss", "-tineH"], capture_output=True, text=True, check=True).stdout
+            by_ss, inode = {}, None
+            for line in out.splitlines():  # a socket's line, then its tcp_info line (indented)
+                if not line.startswith((" ", "\t")):
+                    inode = int(m[1]) if (m := re.search(r"\bino:(\d+)", line)) else None
+                elif inode in (sending, receiving):
+                    rx, tx = re.search(r"bytes_received:(\d+)", line), re.search(r"bytes_acked:(\d+)", line)
+                    by_ss[inode] = (int(rx[1]) if rx else 0, int(tx[1]) if tx else 0)
+            assert by_ss == {k: mine[k] for k in (sending, receiving)}, (by_ss, mine)
         other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
         try:
             assert tcp_bytes_by_socket({other.pid}) == {}
