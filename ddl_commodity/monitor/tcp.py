@@ -85,6 +85,7 @@ def _dump(family: int) -> dict[int, tuple[int, int]]:
     header = _NLMSG.pack(_NLMSG.size + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
     result: dict[int, tuple[int, int]] = {}
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(5.0)  # a sampler must not hang on a kernel that never ends the dump (socket.timeout)
         nl.sendall(header + request)
         while True:
             for kind, payload in _messages(nl.recv(1 << 16)):
