@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,17 +11,13 @@ import pytest
 import yaml
 
 from ddl_commodity.cluster.local import read_state
+from tests.integration.test_node_resources import ddl
 from tests.integration.test_redshift_cluster import assert_no_leftover_processes, run_processes
 
 pytestmark = pytest.mark.cluster
 
 #: What a standing cluster's own processes run.
 DAEMONS = ("org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker")
-
-
-def ddl(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ddl_commodity.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, check=False)
 
 
 def runs_left(root: Path) -> list[list[str]]:
@@ -44,7 +38,7 @@ def test_a_reproduction_runs_on_a_standing_cluster(tmp_path: Path) -> None:
     master = read_state(tmp_path / ".cluster").master_url
     try:
         proc = ddl("reproduce", "--scale", "smoke", "--only", "redshift-5k-same-1w", "--master", master,
-                   "--out", str(tmp_path / "repro"), cwd=tmp_path)
+                   "--out", str(tmp_path / "repro"), cwd=tmp_path, timeout=600)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         # The cluster outlives the run: only its daemons are left, the run's executors ended with it.
         assert runs_left(tmp_path) == []
