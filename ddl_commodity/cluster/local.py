@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,22 @@ def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+_STARTED = re.compile(r"Successfully started service '(\w+)' on port (\d+)")
+
+
+def started_ports(log: Path) -> dict[str, int]:
+    """Port per service (``sparkMaster``, ``MasterUI``, ``WorkerUI``, ...) as a daemon's log says it bound it.
+
+    A port chosen free can be taken by another process before the daemon binds it; Spark then takes the
+    next one (seen under the parallel test suite: the master's UI on 36962, not 36961, and a start that
+    waited 120 s on the wrong port)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return {}
+    return {name: int(port) for name, port in _STARTED.findall(text)}
 
 
 @dataclass
@@ -470,14 +487,36 @@ class LocalStandaloneCluster:
     def _wait_for_master(self) -> None:
         for _ in self._deadline_loop("the Spark master did not come up"):
             self._check_alive("master")
+            self._follow_master_ports()
             with contextlib.suppress(OSError, ValueError):
                 self.master_status()
                 return
+
+    def _follow_master_ports(self) -> None:
+        """The master's URL and UI at the ports it bound (:func:`started_ports`)."""
+        state, master = self.state, self.state.nodes[0]
+        ports = started_ports(Path(state.log_dir) / "master.log")
+        url = f"spark://{master['address']}:{ports['sparkMaster']}" if "sparkMaster" in ports else state.master_url
+        ui = ports.get("MasterUI", master["webui_port"])
+        if (url, ui) != (state.master_url, master["webui_port"]):
+            state.master_url, state.master_ui, master["webui_port"] = url, f"http://{master['address']}:{ui}", ui
+            self._write_state()
+
+    def _follow_worker_ui_ports(self) -> None:
+        """Each worker's UI at the port it bound: the master names a worker by that address."""
+        changed = False
+        for i, node in enumerate(self.state.nodes[1:]):
+            port = started_ports(Path(self.state.log_dir) / f"worker-{i}.log").get("WorkerUI", node["webui_port"])
+            changed |= port != node["webui_port"]
+            node["webui_port"] = port
+        if changed:
+            self._write_state()
 
     def _wait_for_workers(self) -> None:
         for _ in self._deadline_loop(f"{self.workers} Spark workers did not register"):
             for name in self.state.pids:
                 self._check_alive(name)
+            self._follow_worker_ui_ports()
             with contextlib.suppress(OSError, ValueError):
                 if alive_worker_count(self.master_status()) >= self.workers:
                     return
