@@ -44,14 +44,14 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 
 from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group
-from ddl_commodity.monitor.tcp import tcp_bytes_by_socket
+from ddl_commodity.monitor.tcp import proc_entries, tcp_bytes_by_socket
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
@@ -97,17 +97,6 @@ def interface_counters(proc_net_dev: Path = Path("/proc/net/dev")) -> tuple[int,
         rx += int(cols[0])
         tx += int(cols[8])
     return rx, tx
-
-
-def _proc_entries(pids: Iterable[int], what: str) -> Iterator[tuple[int, str]]:
-    """``(pid, name)`` of every entry of ``/proc/<pid>/<what>`` (``fd``, ``task``); processes gone are skipped."""
-    for pid in pids:
-        try:
-            names = os.listdir(f"/proc/{pid}/{what}")
-        except OSError:
-            continue
-        for name in names:
-            yield pid, name
 
 
 class _TcpTotals:
@@ -179,7 +168,7 @@ class _ThreadTotals:
     def update(self, pids: Iterable[int]) -> tuple[float, dict[str, float]]:
         """(seconds waited in all, {part: CPU seconds}) up to now."""
         now: dict[int, tuple[str, float, float]] = {}
-        for pid, name in _proc_entries(pids, "task"):
+        for pid, name in proc_entries(pids, "task"):
             stat = _schedstat(pid, name)
             if stat is None:
                 continue

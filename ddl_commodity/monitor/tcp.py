@@ -11,7 +11,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -35,19 +35,25 @@ def _align(n: int) -> int:
     return (n + 3) & ~3
 
 
-def socket_inodes(pids: set[int]) -> set[int]:
-    """Inodes of the sockets ``pids`` hold open (``/proc/<pid>/fd``); processes gone are skipped."""
-    inodes = set()
+def proc_entries(pids: Iterable[int], what: str) -> Iterator[tuple[int, str]]:
+    """``(pid, name)`` of every entry of ``/proc/<pid>/<what>`` (``fd``, ``task``); processes gone are skipped."""
     for pid in pids:
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            names = os.listdir(f"/proc/{pid}/{what}")
         except OSError:
             continue
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:["):
-                    inodes.add(int(link[8:-1]))
+        for name in names:
+            yield pid, name
+
+
+def socket_inodes(pids: set[int]) -> set[int]:
+    """Inodes of the sockets ``pids`` hold open (``/proc/<pid>/fd``)."""
+    inodes = set()
+    for pid, fd in proc_entries(pids, "fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(int(link[8:-1]))
     return inodes
 
 
