@@ -610,9 +610,12 @@ def remove_netns_leftovers() -> list[str]:
     return removed
 
 
-def node_status(state: LocalClusterState, sample_s: float = 0.5) -> list[dict]:
+def node_status(state: LocalClusterState, sample_s: float = 1.0) -> list[dict]:
     """Per node, live: address, namespace, Spark state, CPU % (summed over its processes, 100 = one core),
     resident memory, and for namespace nodes the interface byte counters and rates over ``sample_s``.
+
+    A capped node spends its quota in bursts, one per 100 ms CFS period, so a window catches up to one
+    period's quota more or less than its share: +-10 % of the share over 1 s (123 % was read over 0.5 s).
     """
     from ddl_commodity.cluster.netns import counters_snapshot
 

@@ -57,6 +57,11 @@ FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_b
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
           "memory_limit")
 
+# A rate over less than a few CFS periods is not a rate of the share: a window of a few ms can catch a whole
+# period's quota spent on both cores (seen: 435 % of a 0.4 share, on the sample taken at stop). Rates are
+# taken against the newest earlier sample at least this old.
+MIN_RATE_WINDOW_S = 0.25
+
 
 @dataclass
 class Sample:
@@ -201,7 +206,7 @@ class NodeSampler:
         self._rows: list[dict] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
-        self._last: tuple[float, tuple[float, float, float]] | None = None
+        self._earlier: list[tuple[float, tuple[float, float, float]]] = []  # the last two samples' counters
         self._group = own_node_group() or container_group()
         self._threads = _ThreadTotals(self._proc.pid)
         self._pss: tuple[float, dict[str, int]] | None = None
@@ -265,12 +270,14 @@ class NodeSampler:
         waited, by_part = self._threads.update(pids)
         now, counters, share, memory = self._node_counters(procs, waited)
         percent = wait = throttled = 0.0
-        if self._last is not None:
-            dt = now - self._last[0]
-            if dt > 0:
-                cpu_d, wait, throttled = (100.0 * (a - b) / dt for a, b in zip(counters, self._last[1], strict=True))
+        if self._earlier:
+            then, before = next((e for e in reversed(self._earlier) if now - e[0] >= MIN_RATE_WINDOW_S),
+                                self._earlier[0])
+            if now > then:
+                cpu_d, wait, throttled = (100.0 * (a - b) / (now - then)
+                                          for a, b in zip(counters, before, strict=True))
                 percent = cpu_d / (share or 1.0)
-        self._last = (now, counters)
+        self._earlier = [*self._earlier[-1:], (now, counters)]
         cpu = counters[0]
         sys_now = psutil.cpu_times()
         total = sum(sys_now) - sum(self._last_sys)

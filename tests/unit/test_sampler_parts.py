@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ddl_commodity.monitor.metrics import node_averages
-from ddl_commodity.monitor.sampler import NodeSampler
+from ddl_commodity.monitor.sampler import MIN_RATE_WINDOW_S, NodeSampler
 
 
 def spin(cpu_seconds: float) -> None:
@@ -117,3 +117,18 @@ def test_tcp_bytes_are_those_of_the_nodes_own_sockets(host: str) -> None:
     finally:
         for s in (client, peer, server):
             s.close()
+
+
+def test_a_rate_is_never_taken_over_a_window_of_a_few_milliseconds() -> None:
+    """The sample taken at stop comes right after the loop's last one; over the few ms between them a node can
+    have spent a CFS period's quota on both cores (435 % of its share was reported). Its rate is taken against
+    the sample before, at least ``MIN_RATE_WINDOW_S`` earlier."""
+    sampler = NodeSampler("worker-0", lambda rows: None)
+    sampler._group = None
+    rows = [sampler.sample()]
+    time.sleep(MIN_RATE_WINDOW_S + 0.05)  # idle: what the node used here is only the sampling itself
+    rows += [sampler.sample(), sampler.sample()]
+    assert rows[2].time - rows[1].time < MIN_RATE_WINDOW_S
+    want = 100.0 * (rows[2].cpu_seconds - rows[0].cpu_seconds) / (rows[2].time - rows[0].time)
+    assert rows[2].cpu_percent == pytest.approx(want, abs=1.0)
+    assert rows[2].cpu_percent < 20
