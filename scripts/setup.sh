@@ -7,13 +7,21 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ]; then
+# System packages: Java for Spark, and iptables: a namespace cluster's nodes talk through a host bridge,
+# and where dockerd starts later (it loads br_netfilter and sets FORWARD's policy to DROP) only the FORWARD
+# rule `ddl cluster up --netns` inserts keeps them connected; without iptables it can insert none.
+need=()
+command -v java >/dev/null 2>&1 || [ -n "${JAVA_HOME:-}" ] || need+=(openjdk-17-jre-headless)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    log "no Java runtime: installing openjdk-17-jre-headless with apt-get"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
-  else
+    log "installing ${need[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  elif [[ " ${need[*]} " == *" openjdk-17-jre-headless "* ]]; then
     log "Spark needs Java 17: install a JRE (e.g. 'sudo apt-get install openjdk-17-jre-headless') and re-run"
     exit 1
+  else
+    log "no iptables: a namespace cluster's nodes lose each other if dockerd starts while it runs"
   fi
 fi
 

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from ddl_commodity.runs import read_jsonl
+from tests.integration.test_redshift_cluster import assert_running
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "ddl-commodity"
@@ -169,7 +170,7 @@ def test_a_killed_worker_container_ends_the_run_naming_it(cluster) -> None:
     partial = run_dir / "workers" / "worker-0.jsonl.partial"
     deadline = time.monotonic() + 600
     while not (partial.exists() and partial.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached its first epoch"
+        assert_running(proc, deadline, "the run never reached its first epoch")
         time.sleep(0.5)
     tasks = read_jsonl(run_dir / "tasks.jsonl.partial")
     victim = next(r["node"] for r in tasks if r["task"] == "worker-1")

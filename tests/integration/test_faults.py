@@ -16,6 +16,7 @@ import pytest
 from ddl_commodity.runs import read_jsonl
 from tests.integration.test_redshift_cluster import (
     assert_no_leftover_processes,
+    assert_running,
     ddl_run,
     tiny_config,
 )
@@ -80,7 +81,7 @@ def test_sigterm_stops_the_run_and_everything_it_started(tmp_path: Path) -> None
     run_dir = tmp_path / "runs" / "sigterm"
     deadline = time.monotonic() + 300
     while not (run_dir / "cluster_info.json").exists():  # TFoS reserved its nodes: training is under way
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert_running(proc, deadline, "TFoS never reserved the nodes")
         time.sleep(0.5)
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)

@@ -314,7 +314,7 @@ def test_partitioned_worker_ends_the_run_naming_its_node(cluster) -> None:
     import yaml
 
     from ddl_commodity.runs import read_jsonl
-    from tests.integration.test_redshift_cluster import tiny_config
+    from tests.integration.test_redshift_cluster import assert_running, tiny_config
 
     cwd, _state, _ = cluster
     cfg = tiny_config(cwd, data_distribution="disjoint", epochs=6)
@@ -326,7 +326,7 @@ def test_partitioned_worker_ends_the_run_naming_its_node(cluster) -> None:
     run_dir = cwd / "runs" / "partition"
     deadline = time.monotonic() + 300
     while not read_jsonl(run_dir / "workers" / "worker-1.jsonl.partial"):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert_running(proc, deadline, "worker-1 never finished an epoch")
         time.sleep(0.2)
     node = {r["task"]: r["node"] for r in read_jsonl(run_dir / "tasks.jsonl.partial")}["worker-1"]
     cut = ddl("fault", node, "partition", cwd=cwd)

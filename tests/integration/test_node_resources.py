@@ -21,6 +21,7 @@ from ddl_commodity.cluster.profiles import load_profile
 from ddl_commodity.runs import read_jsonl
 from tests.integration.test_redshift_cluster import (
     assert_no_leftover_processes,
+    assert_running,
     check_data_parallel_run,
     check_quiet_console,
     tiny_config,
@@ -140,7 +141,7 @@ def node_of(run_dir: Path, task: str, proc: subprocess.Popen, after_epochs: int 
     ``after_epochs`` epochs."""
     deadline = time.monotonic() + 300
     while True:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        assert_running(proc, deadline, f"{task} never started, or worker-1 never trained {after_epochs} epochs")
         nodes = {r["task"]: r["node"] for r in read_jsonl(run_dir / "tasks.jsonl.partial")}
         done = read_jsonl(run_dir / "workers" / "worker-1.jsonl.partial")
         if task in nodes and len(done) >= after_epochs:

@@ -82,6 +82,21 @@ def run_processes(root: Path | None) -> list:
     return found
 
 
+def assert_running(proc: subprocess.Popen, deadline: float, what: str) -> None:
+    """Fail saying ``what`` (with the end of the run's stderr) if ``proc`` has ended or ``deadline`` (monotonic)
+    has passed. A run still going is stopped first (SIGTERM stops a run and all it started): a stuck run must
+    neither outlive its test nor hang the failure's report."""
+    if proc.poll() is None and time.monotonic() < deadline:
+        return
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    pytest.fail(f"{what} (exit {proc.returncode}): {(err or '')[-2000:]}")
+
+
 def assert_no_leftover_processes(root: Path | None = None) -> None:
     deadline = time.monotonic() + 15
     while run_processes(root) and time.monotonic() < deadline:
@@ -261,7 +276,7 @@ def test_lost_executor_ends_the_run_fast(tmp_path: Path) -> None:
     partial = tmp_path / "runs" / "it-executor" / "workers" / "worker-0.jsonl.partial"
     deadline = time.monotonic() + 300
     while not (partial.exists() and partial.read_text().strip()):
-        assert proc.poll() is None and time.monotonic() < deadline, "the run never reached its first epoch"
+        assert_running(proc, deadline, "the run never reached its first epoch")
         time.sleep(0.5)
     executors = [p for p in run_processes(tmp_path) if "CoarseGrainedExecutorBackend" in " ".join(p.cmdline())]
     assert len(executors) == 3
