@@ -60,7 +60,13 @@ def test_plan_predicts_every_scheme_and_writes_a_better_split(tmp_path: Path) ->
     assert slow.returncode == 0, slow.stderr
     slow_doc = json.loads((tmp_path / "slow.json").read_text())
     assert slow_doc["costs"] == costs
-    assert all(slow_doc["schemes"][s]["step_s"] > doc["schemes"][s]["step_s"] for s in doc["schemes"])
+    # A scheme that splits the model waits for activations on every step; `single` only reads weights and
+    # writes gradients, which its compute can hide: on a core half as fast its step did not change (2.110 s).
+    for s, predicted in doc["schemes"].items():
+        if s == "single":
+            assert slow_doc["schemes"][s]["step_s"] >= predicted["step_s"]
+        else:
+            assert slow_doc["schemes"][s]["step_s"] > predicted["step_s"], s
 
 
 def test_plan_of_a_data_parallel_config_predicts_epochs_per_worker_count(tmp_path: Path) -> None:
