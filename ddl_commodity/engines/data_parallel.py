@@ -217,14 +217,22 @@ def _wait_workers_finished(driver, cfg: RunConfig) -> None:
 
 
 class _EpochPrinter:
-    """One line per finished worker epoch on the driver's stdout: progress that also reads well in CI logs."""
+    """One line per finished worker epoch on the driver's stdout: progress that also reads well in CI logs.
+
+    A line counts feed epochs: a survivor that also trains a lost worker's shard of a feed epoch
+    (``tolerate_worker_loss``) prints that epoch again and says so, not an epoch past the run's last."""
 
     def __init__(self, epochs: int, validation: tuple[str, str]) -> None:
         self.epochs, self.validation = epochs, validation
+        self._printed: set[tuple[str, int]] = set()
 
     def __call__(self, stream: str, r: dict) -> None:
-        if stream.startswith("workers/"):
-            print_epoch(r, self.epochs, self.validation)
+        if not stream.startswith("workers/"):
+            return
+        key = (r["worker"], r["feed_epoch"])
+        note = ", a lost worker's shard" if key in self._printed else ""
+        self._printed.add(key)
+        print_epoch({**r, "epoch": r["feed_epoch"] + 1}, self.epochs, self.validation, note)
 
 
 # ---------------------------------------------------------------------------------------------------------

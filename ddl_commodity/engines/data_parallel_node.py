@@ -219,7 +219,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             t0 = time.perf_counter()
             loss, acc = replica.trainer.train_batch(unflatten(bundle.x[a:a + bs], shapes), y)
             log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
-            runtime.progress = {"epoch": epoch_no + 1, "samples": log.samples}
+            runtime.progress = {"epoch": bundle.epoch + 1, "samples": log.samples}  # a feed epoch, as printed
             steps += 1
             if every and steps % every == 0:
                 replica.synchronise()

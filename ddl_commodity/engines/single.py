@@ -16,9 +16,10 @@ from ddl_commodity.report.tensorboard import RunBoard
 from ddl_commodity.runs import write_jsonl_atomic
 
 
-def print_epoch(r: dict, epochs: int, validation: tuple[str, str] = ("val_accuracy", "")) -> None:
+def print_epoch(r: dict, epochs: int, validation: tuple[str, str] = ("val_accuracy", ""), note: str = "") -> None:
     """One progress line per finished epoch (reads well in CI logs too); ``validation`` is the experiment's
-    :attr:`~ddl_commodity.experiments.api.Experiment.validation_curve`, shown after the validation accuracy."""
+    :attr:`~ddl_commodity.experiments.api.Experiment.validation_curve`, shown after the validation accuracy;
+    ``note`` ends the line's parenthesis."""
     val = f", val accuracy {r['val_accuracy']:.4f}" if r.get("val_accuracy") is not None else ""
     key, label = validation
     if key != "val_accuracy" and r.get(key) is not None:
@@ -28,7 +29,7 @@ def print_epoch(r: dict, epochs: int, validation: tuple[str, str] = ("val_accura
 
     # tqdm.write: printed above a live progress bar (a plain print on a pipe)
     tqdm.write(f"  {r['worker']} epoch {r['epoch']}/{epochs}: loss {r['loss']:.4f}, accuracy {r['accuracy']:.4f}"
-               f"{val} ({r['seconds']:.1f} s, {where})", file=sys.stdout)
+               f"{val} ({r['seconds']:.1f} s, {where}{note})", file=sys.stdout)
     sys.stdout.flush()
 
 

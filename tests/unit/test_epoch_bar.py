@@ -42,3 +42,19 @@ def test_no_bar_where_the_console_is_not_a_terminal(tmp_path) -> None:
         CollectorClient(coll.address, "s", "worker-0", timeout_s=5).heartbeat(progress={"epoch": 1, "samples": 50})
         time.sleep(2 * EpochBar.REFRESH_S)
     assert not bar.enabled and console.getvalue() == ""
+
+
+def test_epoch_lines_count_feed_epochs_and_name_a_lost_workers_shard(capsys) -> None:
+    """A survivor of a tolerated worker loss trains the lost worker's shard of a feed epoch too: its line
+    repeats that feed epoch and says why, rather than counting an epoch past the run's last ("epoch 6/5")."""
+    from ddl_commodity.engines.data_parallel import _EpochPrinter
+
+    printer = _EpochPrinter(epochs=3, validation=("val_accuracy", ""))
+    base = {"worker": "worker-0", "loss": 0.5, "accuracy": 0.8, "seconds": 1.0, "ps_version": 4}
+    for own_count, feed_epoch in ((1, 0), (2, 1), (3, 1), (4, 2)):  # feed epoch 1: its own and worker-1's shard
+        printer("workers/worker-0", {**base, "epoch": own_count, "feed_epoch": feed_epoch})
+    printer("ps", {"applied_version": 5})  # not a worker's epoch: no line
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "worker-0 epoch 1/3", "worker-0 epoch 2/3", "worker-0 epoch 2/3", "worker-0 epoch 3/3"]
+    assert [line.endswith("a lost worker's shard)") for line in lines] == [False, False, True, False]
