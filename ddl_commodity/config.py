@@ -72,6 +72,9 @@ class ClusterSettings(Strict):
     or explicit ``node_cpus`` (share of one core per node) / ``node_memory`` (cap per node), which override
     the profile's (``master_cpus`` / ``master_memory``: node0's, where the driver runs). Without any of them
     the nodes share the machine, unisolated (fastest).
+
+    ``heartbeat_timeout_s``: the silence after which a node is taken for lost; a node capped at a share c of
+    a core gets ``heartbeat_timeout_s / c`` (:class:`~ddl_commodity.cluster.failfast.Watchdog`).
     """
 
     master: str = "embedded"

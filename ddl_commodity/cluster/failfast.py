@@ -128,13 +128,24 @@ class Watchdog:
         return [r for r in list(self._collector.records.get("tasks", []))
                 if r.get("executor") is not None and str(r["executor"]) not in live]
 
+    def _task(self, task: str) -> dict:
+        """``task``'s ``tasks`` record (its node, host, pid and CPU share), or {} before it sent one."""
+        return next((r for r in list(self._collector.records.get("tasks", [])) if r.get("task") == task), {})
+
+    def _allowed_silence_s(self, task: str) -> float:
+        """``heartbeat_timeout_s`` for a node of a full core or more; ``heartbeat_timeout_s / c`` for a node
+        capped at a share ``c`` of a core (``profile: thesis``: 0.4), whose threads, its heartbeat's too, get
+        their turns ``c`` times as often (seen: a 0.4-core node silent 8 s, alive, under a loaded machine)."""
+        share = self._task(task).get("cpu_share")
+        return self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
+
     def _silence(self, task: str, age: float) -> str:
         """Why ``task`` went silent, as far as the driver can tell: when its process runs on this machine's
         kernel (the embedded and namespace clusters: the task reported this host), dead and hung are told
         apart; a container or another PC has its own process ids."""
         import socket
 
-        rec = next((r for r in self._collector.records.get("tasks", []) if r.get("task") == task), {})
+        rec = self._task(task)
         where = f" on {rec['node']}" if rec.get("node") else ""
         head = f"node {task} stopped responding (no heartbeat for {age:.0f} s){where}"
         if rec.get("pid") is None or rec.get("host") != socket.gethostname():
@@ -146,7 +157,7 @@ class Watchdog:
             if self._stop.wait(0.25):
                 return
             silent = [(n, age) for n, age in self._collector.silent_nodes(self._heartbeat_timeout_s)
-                      if n not in self._tolerated]
+                      if n not in self._tolerated and age > self._allowed_silence_s(n)]
             if silent and self._on_silent is not None and not self._collector.failure.is_set():
                 survivable = [(n, age) for n, age in silent if self._on_silent(n, age)]
                 self._tolerated.update(n for n, _ in survivable)
