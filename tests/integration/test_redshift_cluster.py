@@ -105,20 +105,6 @@ def assert_no_leftover_processes(root: Path | None = None) -> None:
     assert not left, [p.cmdline()[:3] for p in left]
 
 
-def test_data_parallel_run_with_1_lt_s_lt_m(tmp_path: Path) -> None:
-    """s = 2 of M = 3 on the same data: every feed epoch's last pusher waits for the next epoch's pushes, so its
-    Spark task must end before its push, or the run hangs. s = 1 of M = 2 (every push applied alone) is checked
-    on ``test_node_resources``'s straggler run, s = M and the console on its thesis-profile run."""
-    cfg = tiny_config(tmp_path, data_distribution="same", workers=3)
-    cfg["ps"].update(s=2, push_timeout_s=60)  # a push that waits for nothing fails the run within a minute
-    cfg["name"] = "it-same"
-    proc, run_dir = ddl_run(tmp_path, cfg)
-    assert proc.returncode == 0, proc.stdout + proc.stderr + (run_dir / "driver.log").read_text()[-5000:]
-    check_quiet_console(proc.stdout, proc.stderr, run_dir)
-    check_data_parallel_run(run_dir, next((tmp_path / "data").glob("*.h5")))
-    assert_no_leftover_processes(tmp_path)
-
-
 def check_quiet_console(stdout: str, stderr: str, run_dir: Path) -> None:
     """What ``ddl run`` of a data-parallel redshift run prints: progress and results only; TensorFlow's and
     absl's start-up lines are in job.log, and the driver loads no TensorFlow (it logs this line as it loads):
