@@ -7,6 +7,8 @@ Layout::
       status.json          {"state": "running" | "failed" | "succeeded", ...}; updated atomically
       workers/<w>.jsonl    per-epoch records of each worker (and ``single.jsonl`` for the baseline)
       ps.jsonl             every update the parameter server applied or refused
+      heartbeats.json      per node: heartbeats, the longest gap between two, the slowest call (every run,
+                           failed ones too: how close each node came to ``heartbeat_timeout_s``)
       curves.png           accuracy / loss per epoch, one line per worker (Figs 5.3, 5.6)
       model.keras          the final global model
       summary.json         written last, and only when the run succeeded

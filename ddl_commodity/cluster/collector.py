@@ -7,6 +7,12 @@ the driver learns of a node's exception within a second (fail fast, with the nod
 nodes learn that the run was aborted (they poll :meth:`CollectorClient.heartbeat`).
 
 Messages are JSON documents; the run secret travels in the ``ddl-secret`` metadata of every call.
+
+Liveness (heartbeats) has a lock of its own: a record's file write can wait on a busy disk, and a heartbeat
+that waited behind it would make a live node look silent to the watchdog. At :meth:`RunCollector.stop`,
+``heartbeats.json`` says per node how many heartbeats came, the longest gap between two and when it ended,
+and the slowest heartbeat call the node saw: how close the run came to ``heartbeat_timeout_s``, and whether
+a gap was the node's (slow to send) or the way's (slow to arrive).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_messag
 from ddl_commodity.rpc import SECRET_METADATA, channel_options, require_secret, start_server
 
 SERVICE = "ddl.RunCollector"
+HEARTBEATS_FILE = "heartbeats.json"
 _STREAM = re.compile(r"^(ps|placement|tasks|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
 
 
@@ -57,13 +64,15 @@ class RunCollector:
         self._secret = secret.encode()
         self._host = host
         self._port = port
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # records and their files
+        self._liveness_lock = threading.Lock()  # _last_seen, _done, progress, _heartbeats
         self._files: dict[str, object] = {}
         self.records: dict[str, list[dict]] = {}
         self.failure = threading.Event()
         self._last_seen: dict[str, float] = {}
         self.progress: dict[str, dict] = {}  # node -> its last heartbeat's progress (e.g. epoch, samples)
         self._done: set[str] = set()
+        self._heartbeats: dict[str, dict] = {}  # node -> count, longest gap (s) and its end, slowest call (s)
         self.first_failure: NodeFailure | None = None
         self.aborted = False
         self._aborted_at = 0.0
@@ -80,14 +89,14 @@ class RunCollector:
         }
         methods = {name: self._authenticated(fn) for name, fn in handlers.items()}
         methods["Checkpoint"] = self._on_checkpoint
-        self._server, port = start_server(SERVICE, methods, self._host, self._port, 8,
+        self._server, port = start_server(SERVICE, methods, self._host, self._port, 16,
                                           channel_options(self._max_message_bytes))
         self.address = f"{self._host}:{port}"
         return self.address
 
     def stop(self) -> None:
         """Stop serving and publish every stream as ``<stream>.jsonl``, written atomically."""
-        from ddl_commodity.runs import write_jsonl_atomic
+        from ddl_commodity.runs import write_json_atomic, write_jsonl_atomic
 
         if self._server is not None:
             self._server.stop(grace=1).wait(5)
@@ -98,6 +107,9 @@ class RunCollector:
                 write_jsonl_atomic(self.run_dir / f"{stream}.jsonl", self.records[stream])
                 self._partial_path(stream).unlink(missing_ok=True)
             self._files.clear()
+        with self._liveness_lock:
+            if self._heartbeats:
+                write_json_atomic(self.run_dir / HEARTBEATS_FILE, {"nodes": self._heartbeats})
 
     def _partial_path(self, stream: str) -> Path:
         # Live records go to a .partial file so that a crash never leaves a torn file that looks final.
@@ -122,7 +134,7 @@ class RunCollector:
 
     def is_done(self, node: str) -> bool:
         """Has ``node`` said goodbye (its work finished normally)?"""
-        with self._lock:
+        with self._liveness_lock:
             return node in self._done
 
     def abort(self) -> None:
@@ -137,7 +149,7 @@ class RunCollector:
         Returns the nodes that did not hear it in time."""
         deadline = time.monotonic() + timeout_s
         while True:
-            with self._lock:
+            with self._liveness_lock:
                 pending = sorted(n for n, t in self._last_seen.items() if n not in self._done
                                  and t < self._aborted_at and self._aborted_at - t < timeout_s)
             if not pending or time.monotonic() > deadline:
@@ -194,13 +206,28 @@ class RunCollector:
 
     def _on_heartbeat(self, doc: dict, context: grpc.ServicerContext) -> dict:
         node = str(doc.get("node"))
-        with self._lock:
-            self._last_seen[node] = time.monotonic()
+        with self._liveness_lock:
+            now = time.monotonic()
+            self._note_heartbeat(node, now, doc)
+            self._last_seen[node] = now
             if isinstance(doc.get("progress"), dict):
                 self.progress[node] = doc["progress"]
             if doc.get("done"):
                 self._done.add(node)
         return {"ok": True, "abort": self.aborted or self.failure.is_set(), "finished": self.finished}
+
+    def _note_heartbeat(self, node: str, now: float, doc: dict) -> None:
+        stats = self._heartbeats.setdefault(node, {"heartbeats": 0, "longest_gap_s": 0.0, "longest_gap_ended": None,
+                                                   "slowest_call_s": 0.0, "failed_calls": 0})
+        stats["heartbeats"] += 1
+        last_call_s, failed = doc.get("last_call_s"), doc.get("failed_calls")
+        if isinstance(failed, int):
+            stats["failed_calls"] = failed
+        if node in self._last_seen and now - self._last_seen[node] > stats["longest_gap_s"]:
+            stats["longest_gap_s"] = round(now - self._last_seen[node], 3)
+            stats["longest_gap_ended"] = round(time.time(), 3)
+        if isinstance(last_call_s, int | float) and last_call_s > stats["slowest_call_s"]:
+            stats["slowest_call_s"] = round(float(last_call_s), 3)
 
     def _on_trained_by(self, doc: dict, context: grpc.ServicerContext) -> dict:
         return {"worker": self.trained_by(doc.get("feed_epoch"), doc.get("shard"))}
@@ -220,7 +247,7 @@ class RunCollector:
         A node killed by SIGKILL or by the kernel's OOM killer reports nothing; silence is the only sign.
         """
         now = time.monotonic()
-        with self._lock:
+        with self._liveness_lock:
             return [(n, now - t) for n, t in self._last_seen.items() if n not in self._done and now - t > timeout_s]
 
 
@@ -234,6 +261,8 @@ class CollectorClient:
         self._metadata = ((SECRET_METADATA, secret),)
         self._channel = grpc.insecure_channel(address, options=channel_options(max_message_bytes))
         self.run_finished = False  # set from heartbeat replies: the driver says the run's work is done
+        self._last_call_s: float | None = None  # how long the previous heartbeat call took
+        self._failed_calls = 0  # heartbeat calls that raised (the driver hears of them at the next one through)
         self._calls = {
             name: self._channel.unary_unary(f"/{SERVICE}/{name}")
             for name in ("Record", "Fail", "Heartbeat", "Checkpoint", "TrainedBy")
@@ -261,7 +290,14 @@ class CollectorClient:
     def heartbeat(self, done: bool = False, progress: dict | None = None) -> bool:
         """Tell the driver this node is alive (``done``: it finished normally; ``progress``: how far its work
         is, e.g. ``{"epoch": 2, "samples": 640}``); True when the run is aborted."""
-        reply = self._call("Heartbeat", {"node": self.node, "done": done, "progress": progress})
+        start = time.monotonic()
+        try:
+            reply = self._call("Heartbeat", {"node": self.node, "done": done, "progress": progress,
+                                             "last_call_s": self._last_call_s, "failed_calls": self._failed_calls})
+        except Exception:
+            self._failed_calls += 1
+            raise
+        self._last_call_s = time.monotonic() - start
         self.run_finished = bool(reply.get("finished"))
         return bool(reply.get("abort"))
 

@@ -124,7 +124,9 @@ def test_isolation_without_writable_cgroups_is_refused(tmp_path: Path) -> None:
 def fault_run_config(tmp_path: Path, name: str, **training: object) -> dict:
     cfg = tiny_config(tmp_path, **{"data_distribution": "disjoint", "epochs": 6, **training})
     cfg["name"] = name
-    cfg["cluster"] = {"heartbeat_timeout_s": 8}
+    # The product's 15 s heartbeat window, not test_faults' 8 s: these runs share the machine with the
+    # suite's heaviest tests (land-cover smoke), and an 8 s window once took a live node for a lost one.
+    cfg["cluster"] = {"heartbeat_timeout_s": 15}
     return cfg
 
 
@@ -149,6 +151,12 @@ def node_of(run_dir: Path, task: str, proc: subprocess.Popen, after_epochs: int 
         time.sleep(0.2)
 
 
+def heartbeat_gaps(run_dir: Path) -> str:
+    """The run's ``heartbeats.json``, for a failure's message: which nodes went quiet, when, for how long."""
+    path = run_dir / "heartbeats.json"
+    return f"\nheartbeats.json: {path.read_text()}" if path.is_file() else "\n(no heartbeats.json)"
+
+
 def fault(run_dir: Path, node: str, *action: str) -> None:
     proc = ddl("cluster", "fault", node, *action, "--state-dir", str(run_dir / "cluster"), cwd=run_dir.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -169,7 +177,7 @@ def test_frozen_ps_ends_the_run_naming_it(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=180)
     print(f"frozen PS: the run ended {time.monotonic() - frozen_at:.1f} s after the freeze")
     assert proc.returncode == 1 and time.monotonic() - frozen_at < 60, err
-    assert f"node ps-0 stopped responding (no heartbeat for 8 s) on {node}" in err
+    assert f"node ps-0 stopped responding (no heartbeat for 15 s) on {node}" in err, err + heartbeat_gaps(run_dir)
     assert "its process is hung (stopped or frozen" in err, err  # hung, not dead
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert_no_leftover_processes(tmp_path)  # frozen processes cannot die: the teardown thawed them
@@ -187,7 +195,7 @@ def test_run_survives_a_killed_and_a_frozen_worker_when_tolerated(tmp_path: Path
     proc, run_dir = start_run(tmp_path, cfg)
     fault(run_dir, node_of(run_dir, "worker-2", proc, after_epochs=1), "freeze")
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out + err + (run_dir / "driver.log").read_text()[-5000:]
+    assert proc.returncode == 0, out + err + (run_dir / "driver.log").read_text()[-5000:] + heartbeat_gaps(run_dir)
     assert "worker-1 lost" in out and "worker-2 lost" in out, out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert json.loads((run_dir / "status.json").read_text())["state"] == "succeeded"
@@ -251,7 +259,7 @@ def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
     node = node_of(run_dir, "worker-1", proc, after_epochs=1)
     fault(run_dir, node, "slow", "6")
     out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out + err
+    assert proc.returncode == 0, out + err + heartbeat_gaps(run_dir)
     # s = 1 of M = 2: every push applied alone (check_data_parallel_run's asynchronous case)
     check_data_parallel_run(run_dir, next((tmp_path / "data").glob("*.h5")))
     # Training time (waiting for the next feed excluded) of the last epoch, slowed for all of it.
@@ -280,7 +288,7 @@ def test_a_run_on_the_thesis_profile(tmp_path: Path) -> None:
     cfg["monitor"] = {"interval_s": 0.5}
     proc, run_dir = start_run(tmp_path, cfg)
     out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out + err
+    assert proc.returncode == 0, out + err + heartbeat_gaps(run_dir)
     check_quiet_console(out, err, run_dir)
     check_data_parallel_run(run_dir, next((tmp_path / "data").glob("*.h5")))
     assert f"each node {d:g} core and 2.0 GiB, profile thesis (d = {d:g})" in out

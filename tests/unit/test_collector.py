@@ -119,3 +119,31 @@ def test_a_capped_node_is_allowed_silence_in_proportion_to_its_share(tmp_path) -
             client.close()
     assert 0.5 < offered["worker-1"] < 1.5, offered
     assert offered["worker-0"] > 2.0, offered  # 0.5 / 0.25
+
+
+def test_heartbeats_wait_on_no_record_and_their_gaps_are_published(tmp_path) -> None:
+    """A heartbeat is taken while a record's write is stuck (a busy disk must not make a live node look
+    silent); at stop, ``heartbeats.json`` gives each node's heartbeat count, longest gap and slowest call."""
+    import threading
+    import time
+
+    with RunCollector(tmp_path, "s") as coll:
+        client = CollectorClient(coll.address, "s", "worker-0", timeout_s=5)
+        client.heartbeat()
+        time.sleep(0.4)
+        with coll._lock:  # what a record's file write holds while the disk is slow
+            stuck = threading.Thread(target=client.record, args=("ps", {"tau": 0}))
+            stuck.start()
+            start = time.monotonic()
+            assert client.heartbeat() is False
+            took = time.monotonic() - start
+            assert coll.silent_nodes(1.0) == []
+        stuck.join(5)
+        client.close()
+    assert took < 2.0, took  # not the client's 5 s timeout
+    doc = json.loads((tmp_path / "heartbeats.json").read_text())
+    stats = doc["nodes"]["worker-0"]
+    assert stats["heartbeats"] == 2 and stats["failed_calls"] == 0
+    assert 0.4 <= stats["longest_gap_s"] < 2.0 and stats["longest_gap_ended"] > 0
+    assert 0 < stats["slowest_call_s"] < 2.0  # the first call's time, sent with the second
+    assert json.loads((tmp_path / "ps.jsonl").read_text()) == {"tau": 0}
