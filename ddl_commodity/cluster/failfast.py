@@ -96,7 +96,7 @@ class Watchdog:
             node, age = silent[0]
             return self._silence(node, age)
         if lost:
-            return lost_executor_message(lost[0], str(self._tf_status.get("error", "")))
+            return self._lost(lost[0], str(self._tf_status.get("error", "")))
         f = self._collector.first_failure
         if f is not None:
             return blame_lost_ps(f"node {f.message}", self.ps_reachable)
@@ -110,7 +110,7 @@ class Watchdog:
         Spark's error its consequence."""
         lost = self._lost_executor_nodes()
         if lost:  # Spark's own text says only which call failed, or that a re-run task found no TF node
-            return lost_executor_message(lost[0], spark_text)
+            return self._lost(lost[0], spark_text)
         cause = spark_error(spark_text)
         quiet = self._collector.silent_nodes(SUSPECT_SILENCE_S)
         if quiet:
@@ -138,6 +138,18 @@ class Watchdog:
         their turns ``c`` times as often (seen: a 0.4-core node silent 8 s, alive, under a loaded machine)."""
         share = self._task(task).get("cpu_share")
         return self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
+
+    def _lost(self, task: dict, spark_text: str) -> str:
+        """A lost executor's node; when its TF process runs on this machine and went quiet too, what that
+        process is doing. A frozen node's Spark worker misses the master's timeout (``worker_timeout_s``)
+        while its TF process misses ours: either can be noticed first (seen: a frozen PS at 15 s and 15 s)."""
+        import socket
+
+        message = lost_executor_message(task, spark_text)
+        quiet = dict(self._collector.silent_nodes(SUSPECT_SILENCE_S))
+        if task["task"] in quiet and task.get("pid") is not None and task.get("host") == socket.gethostname():
+            message += f"; {process_state(task['pid'])}"
+        return message
 
     def _silence(self, task: str, age: float) -> str:
         """Why ``task`` went silent, as far as the driver can tell: when its process runs on this machine's
@@ -178,14 +190,14 @@ class Watchdog:
 def lost_executor_message(task: dict, spark_text: str) -> str:
     """Name the node of a lost executor, with Spark's reason when its text gives one (137: SIGKILL)."""
     where = f" on {task['node']}" if task.get("node") else ""
-    head = f"node {task['task']} was lost: its Spark executor {task['executor']}{where} exited"
+    head = f"node {task['task']} was lost: its Spark executor {task['executor']}{where}"
     found = re.search(rf"executor {re.escape(str(task['executor']))} exited[^)]*\) Reason: ([^\n]+)", spark_text)
-    if found is None:
-        return head
+    if found is None:  # e.g. its Spark worker missed the master's timeout: gone, not known to have exited
+        return f"{head} is gone"
     reason = found.group(1).strip()
     if reason.endswith("code 137"):
         reason += ": killed by SIGKILL, or by the kernel's OOM killer"
-    return f"{head} ({reason})"
+    return f"{head} exited ({reason})"
 
 
 LOST_PS_MARK = "ParameterServerLost"

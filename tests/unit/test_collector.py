@@ -147,3 +147,37 @@ def test_heartbeats_wait_on_no_record_and_their_gaps_are_published(tmp_path) -> 
     assert 0.4 <= stats["longest_gap_s"] < 2.0 and stats["longest_gap_ended"] > 0
     assert 0 < stats["slowest_call_s"] < 2.0  # the first call's time, sent with the second
     assert json.loads((tmp_path / "ps.jsonl").read_text()) == {"tau": 0}
+
+
+def test_a_lost_executor_whose_process_here_went_quiet_says_what_the_process_does(tmp_path, monkeypatch) -> None:
+    """A frozen node's Spark worker can miss the master's timeout before its TF process misses ours: the
+    lost executor's message then says the process is hung (here: a real child process, stopped)."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from ddl_commodity.cluster import failfast
+    from ddl_commodity.cluster.failfast import Watchdog
+
+    monkeypatch.setattr(failfast, "SUSPECT_SILENCE_S", 0.5)  # not three missed 2 s heartbeats: a test's time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with RunCollector(tmp_path, "s") as coll:
+            client = CollectorClient(coll.address, "s", "ps-0")
+            task = {"task": "ps-0", "node": "node2", "executor": "1", "pid": child.pid,
+                    "host": socket.gethostname()}
+            client.record("tasks", task)
+            client.heartbeat()
+            dog = Watchdog(None, coll, {}, heartbeat_timeout_s=60)
+            assert dog._diagnose([], [task]) == "node ps-0 was lost: its Spark executor 1 on node2 is gone"
+            os.kill(child.pid, signal.SIGSTOP)
+            time.sleep(failfast.SUSPECT_SILENCE_S + 0.2)
+            assert dog._diagnose([], [task]) == ("node ps-0 was lost: its Spark executor 1 on node2 is gone; "
+                                                 "its process is hung (stopped or frozen, not running)")
+            client.close()
+    finally:
+        child.kill()
+        child.wait()

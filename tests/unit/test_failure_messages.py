@@ -75,4 +75,4 @@ def test_a_lost_executor_is_named_by_its_node_with_sparks_reason() -> None:
         "SIGKILL, or by the kernel's OOM killer)")
     # Its feed task re-run on the replacement executor says only "no executor_id file": no reason to give.
     other = {"task": "worker-1", "node": None, "executor": "12"}
-    assert lost_executor_message(other, spark) == "node worker-1 was lost: its Spark executor 12 exited"
+    assert lost_executor_message(other, spark) == "node worker-1 was lost: its Spark executor 12 is gone"
