@@ -74,7 +74,8 @@ class ClusterSettings(Strict):
     the nodes share the machine, unisolated (fastest).
 
     ``heartbeat_timeout_s``: the silence after which a node is taken for lost; a node capped at a share c of
-    a core gets ``heartbeat_timeout_s / c`` (:class:`~ddl_commodity.cluster.failfast.Watchdog`).
+    a core gets ``heartbeat_timeout_s / c``, and a node still in its set-up (before it serves or trains a
+    step) 3 times that (:class:`~ddl_commodity.cluster.failfast.Watchdog`).
     """
 
     master: str = "embedded"

@@ -65,13 +65,14 @@ class RunCollector:
         self._host = host
         self._port = port
         self._lock = threading.Lock()  # records and their files
-        self._liveness_lock = threading.Lock()  # _last_seen, _done, progress, _heartbeats
+        self._liveness_lock = threading.Lock()  # _last_seen, _done, _set_up, progress, _heartbeats
         self._files: dict[str, object] = {}
         self.records: dict[str, list[dict]] = {}
         self.failure = threading.Event()
         self._last_seen: dict[str, float] = {}
         self.progress: dict[str, dict] = {}  # node -> its last heartbeat's progress (e.g. epoch, samples)
         self._done: set[str] = set()
+        self._set_up: set[str] = set()  # nodes that said they serve or train (their set-up is over)
         self._heartbeats: dict[str, dict] = {}  # node -> count, longest gap (s) and its end, slowest call (s)
         self.first_failure: NodeFailure | None = None
         self.aborted = False
@@ -131,6 +132,11 @@ class RunCollector:
     def finish(self) -> None:
         """Tell every node (at its next heartbeat) that the run's work is done and it may return."""
         self.finished = True
+
+    def is_set_up(self, node: str) -> bool:
+        """Has ``node`` said that its set-up is over (it serves, or has trained a step)?"""
+        with self._liveness_lock:
+            return node in self._set_up
 
     def is_done(self, node: str) -> bool:
         """Has ``node`` said goodbye (its work finished normally)?"""
@@ -214,6 +220,8 @@ class RunCollector:
                 self.progress[node] = doc["progress"]
             if doc.get("done"):
                 self._done.add(node)
+            if doc.get("set_up"):
+                self._set_up.add(node)
         return {"ok": True, "abort": self.aborted or self.failure.is_set(), "finished": self.finished}
 
     def _note_heartbeat(self, node: str, now: float, doc: dict) -> None:
@@ -287,13 +295,15 @@ class CollectorClient:
         """Which worker already trained (and recorded) this feed partition, if any."""
         return self._call("TrainedBy", {"feed_epoch": feed_epoch, "shard": shard}).get("worker")
 
-    def heartbeat(self, done: bool = False, progress: dict | None = None) -> bool:
+    def heartbeat(self, done: bool = False, progress: dict | None = None, set_up: bool = True) -> bool:
         """Tell the driver this node is alive (``done``: it finished normally; ``progress``: how far its work
-        is, e.g. ``{"epoch": 2, "samples": 640}``); True when the run is aborted."""
+        is, e.g. ``{"epoch": 2, "samples": 640}``; ``set_up``: it serves or trains, its set-up is over);
+        True when the run is aborted."""
         start = time.monotonic()
         try:
             reply = self._call("Heartbeat", {"node": self.node, "done": done, "progress": progress,
-                                             "last_call_s": self._last_call_s, "failed_calls": self._failed_calls})
+                                             "set_up": set_up, "last_call_s": self._last_call_s,
+                                             "failed_calls": self._failed_calls})
         except Exception:
             self._failed_calls += 1
             raise

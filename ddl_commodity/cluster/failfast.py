@@ -135,9 +135,13 @@ class Watchdog:
     def _allowed_silence_s(self, task: str) -> float:
         """``heartbeat_timeout_s`` for a node of a full core or more; ``heartbeat_timeout_s / c`` for a node
         capped at a share ``c`` of a core (``profile: thesis``: 0.4), whose threads, its heartbeat's too, get
-        their turns ``c`` times as often (seen: a 0.4-core node silent 8 s, alive, under a loaded machine)."""
+        their turns ``c`` times as often (seen: a 0.4-core node silent 8 s, alive, under a loaded machine).
+        ``SET_UP_SILENCE_FACTOR`` times that until the node serves or has trained a step: its set-up (model,
+        traced step, PS or TF server) is where live nodes went silent on a loaded machine (seen: a worker 8.3 s
+        between its first two heartbeats, before any training, its calls fast once made)."""
         share = self._task(task).get("cpu_share")
-        return self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
+        allowed = self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
+        return allowed if self._collector.is_set_up(task) else allowed * SET_UP_SILENCE_FACTOR
 
     def _lost(self, task: dict, spark_text: str) -> str:
         """A lost executor's node; when its TF process runs on this machine and went quiet too, what that
@@ -201,6 +205,8 @@ def lost_executor_message(task: dict, spark_text: str) -> str:
 
 
 LOST_PS_MARK = "ParameterServerLost"
+#: How many times ``heartbeat_timeout_s`` a node may be silent before its set-up is over.
+SET_UP_SILENCE_FACTOR = 3
 #: Silence that, next to a Spark failure, names its node: three missed 2-second heartbeats.
 SUSPECT_SILENCE_S = 6.0
 

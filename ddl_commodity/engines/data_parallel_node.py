@@ -90,6 +90,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
         final_model=final_model_maker(model, experiment, args),
     )
     service.start()
+    runtime.set_up = True
     try:
         # TFoS marks the node 'stopped' when the driver shuts the cluster down, which the driver does only
         # after it has pulled the final weights.
@@ -220,6 +221,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             loss, acc = replica.trainer.train_batch(unflatten(bundle.x[a:a + bs], shapes), y)
             log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
             runtime.progress = {"epoch": bundle.epoch + 1, "samples": log.samples}  # a feed epoch, as printed
+            runtime.set_up = True
             steps += 1
             if every and steps % every == 0:
                 replica.synchronise()

@@ -42,6 +42,7 @@ def serve(spec: dict, ctx: Any, runtime: NodeRuntime) -> None:
     import tensorflow as tf
 
     tf.distribute.Server(tf.train.ClusterSpec(spec), job_name=ctx.job_name, task_index=ctx.task_index, start=True)
+    runtime.set_up = True
     while not runtime.collector.run_finished:
         if ctx.job_name == "ps" and str(ctx.mgr.get("state")) == "'stopped'":
             break
@@ -93,6 +94,7 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
 
     def on_samples(epoch: int, samples: int) -> None:
         runtime.progress = {"epoch": epoch, "samples": samples}  # sent with the heartbeats: the driver's bar
+        runtime.set_up = True
 
     trainer.fit(inputs, labels, train, val, on_epoch, on_samples=on_samples)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),

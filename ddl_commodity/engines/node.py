@@ -104,12 +104,14 @@ class NodeRuntime:
         self.name = f"{job_name}-{task_index}"
         self.collector = CollectorClient(args.collector_address, args.secret, self.name)
         self.progress: dict | None = None  # sent with every heartbeat: the driver's live progress bar
+        # Set once the node serves or has trained a step; until then the watchdog allows it more silence.
+        self.set_up = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat_loop, name="ddl-heartbeat", daemon=True)
 
     def start_heartbeat(self) -> None:
         with contextlib.suppress(Exception):
-            self.collector.heartbeat()  # registers the node before the first interval
+            self.collector.heartbeat(set_up=False)  # registers the node before the first interval
             # Which cluster node (and Spark executor) runs this task: faults and reports name the node.
             self.collector.record("tasks", {"task": self.name, "node": node_name(), "host": socket.gethostname(),
                                             "executor": spark_executor_id(), "pid": os.getpid(),
@@ -122,7 +124,7 @@ class NodeRuntime:
         last_ok = time.monotonic()
         while not self._stop.wait(self.args.heartbeat_s):
             try:
-                if self.collector.heartbeat(progress=self.progress):
+                if self.collector.heartbeat(progress=self.progress, set_up=self.set_up):
                     os._exit(ABORT_EXIT_CODE)
                 last_ok = time.monotonic()
             except Exception:

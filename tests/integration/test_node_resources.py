@@ -24,6 +24,7 @@ from tests.integration.test_redshift_cluster import (
     assert_running,
     check_data_parallel_run,
     check_quiet_console,
+    heartbeat_gaps,
     tiny_config,
     worker_records,
 )
@@ -150,12 +151,6 @@ def node_of(run_dir: Path, task: str, proc: subprocess.Popen, after_epochs: int 
         if task in nodes and len(done) >= after_epochs:
             return nodes[task]
         time.sleep(0.2)
-
-
-def heartbeat_gaps(run_dir: Path) -> str:
-    """The run's ``heartbeats.json``, for a failure's message: which nodes went quiet, when, for how long."""
-    path = run_dir / "heartbeats.json"
-    return f"\nheartbeats.json: {path.read_text()}" if path.is_file() else "\n(no heartbeats.json)"
 
 
 def fault(run_dir: Path, node: str, *action: str) -> None:

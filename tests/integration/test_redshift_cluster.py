@@ -82,6 +82,12 @@ def run_processes(root: Path | None) -> list:
     return found
 
 
+def heartbeat_gaps(run_dir: Path) -> str:
+    """The run's ``heartbeats.json``, for a failure's message: which nodes went quiet, when, for how long."""
+    path = run_dir / "heartbeats.json"
+    return f"\nheartbeats.json: {path.read_text()}" if path.is_file() else "\n(no heartbeats.json)"
+
+
 def assert_running(proc: subprocess.Popen, deadline: float, what: str) -> None:
     """Fail saying ``what`` (with the end of the run's stderr) if ``proc`` has ended or ``deadline`` (monotonic)
     has passed. A run still going is stopped first (SIGTERM stops a run and all it started): a stuck run must

@@ -94,31 +94,35 @@ def test_trained_by_names_the_worker_whose_record_covers_a_feed_partition(tmp_pa
 
 def test_a_capped_node_is_allowed_silence_in_proportion_to_its_share(tmp_path) -> None:
     """The watchdog offers a silent node as lost after ``heartbeat_timeout_s``, a node capped at a share c of
-    a core after ``heartbeat_timeout_s / c`` (its heartbeat thread gets its turns c times as often)."""
+    a core after ``heartbeat_timeout_s / c`` (its heartbeat thread gets its turns c times as often), a node
+    still in its set-up after ``SET_UP_SILENCE_FACTOR`` times the window."""
     import time
 
     from ddl_commodity.cluster.failfast import Watchdog
 
     offered: dict[str, float] = {}
     with RunCollector(tmp_path, "s3cret") as coll:
-        clients = {name: CollectorClient(coll.address, "s3cret", name) for name in ("worker-0", "worker-1")}
+        names = ("worker-0", "worker-1", "worker-2")
+        clients = {name: CollectorClient(coll.address, "s3cret", name) for name in names}
         clients["worker-0"].record("tasks", {"task": "worker-0", "cpu_share": 0.25})
         clients["worker-1"].record("tasks", {"task": "worker-1", "cpu_share": None})
-        for client in clients.values():
-            client.heartbeat()  # then silence
+        clients["worker-2"].record("tasks", {"task": "worker-2", "cpu_share": None})
+        for name, client in clients.items():
+            client.heartbeat(set_up=name != "worker-2")  # then silence
         silent_from = time.monotonic()
         # on_silent returning True: the loss is survivable, so the watchdog needs no Spark context to cancel
         dog = Watchdog(None, coll, {}, heartbeat_timeout_s=0.5,
                        on_silent=lambda node, age: offered.setdefault(node, time.monotonic() - silent_from) > 0)
         dog.start()
         deadline = time.monotonic() + 10
-        while len(offered) < 2 and time.monotonic() < deadline:
+        while len(offered) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         dog.stop()
         for client in clients.values():
             client.close()
     assert 0.5 < offered["worker-1"] < 1.5, offered
     assert offered["worker-0"] > 2.0, offered  # 0.5 / 0.25
+    assert offered["worker-2"] > 1.5, offered  # 0.5 * 3
 
 
 def test_heartbeats_wait_on_no_record_and_their_gaps_are_published(tmp_path) -> None:
