@@ -146,7 +146,7 @@ class Watchdog:
     def _lost(self, task: dict, spark_text: str) -> str:
         """A lost executor's node; when its TF process runs on this machine and went quiet too, what that
         process is doing. A frozen node's Spark worker misses the master's timeout (``worker_timeout_s``)
-        while its TF process misses ours: either can be noticed first (seen: a frozen PS at 15 s and 15 s)."""
+        while its TF process misses ours: either can be noticed first (seen: a frozen PS with both at 15 s)."""
         import socket
 
         message = lost_executor_message(task, spark_text)

@@ -125,8 +125,8 @@ def test_isolation_without_writable_cgroups_is_refused(tmp_path: Path) -> None:
 def fault_run_config(tmp_path: Path, name: str, **training: object) -> dict:
     cfg = tiny_config(tmp_path, **{"data_distribution": "disjoint", "epochs": 6, **training})
     cfg["name"] = name
-    # Below the embedded cluster's 15 s worker timeout, so that a frozen or killed node is told by its
-    # silence before Spark drops its worker (with 15 s and 15 s, Spark was first for both
+    # Well below the embedded cluster's worker timeout, so that a frozen or killed node is told by its
+    # silence before Spark drops its worker (with 15 s and a 15 s worker timeout, Spark was first for both
     # frozen nodes of a suite run, 2026-12-01).
     cfg["cluster"] = {"heartbeat_timeout_s": 8}
     return cfg
