@@ -84,7 +84,7 @@ def experiment_config(spec: dict, work: Path) -> dict:
 
 def run_parameter_server(cfg_doc: dict, work: Path) -> dict:
     """``ddl run`` the experiment; per-worker epoch records from its run directory."""
-    from ddl_commodity.report.curves import load_worker_curves
+    from ddl_commodity.artifacts.curves import load_worker_curves
 
     config = work / "ps.yaml"
     config.write_text(yaml.safe_dump(cfg_doc, sort_keys=False))
@@ -215,11 +215,11 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
     from tensorflowonspark import TFCluster
 
     import benchmarks
-    from ddl_commodity.cluster.feed import end_feed, feed_partition
     from ddl_commodity.cluster.local import LocalStandaloneCluster
-    from ddl_commodity.cluster.spark import tfos_spark_conf
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, shard_assignment
     from ddl_commodity.experiments.registry import experiment_and_config
+    from ddl_commodity.runtime.feed import end_feed, feed_partition
+    from ddl_commodity.runtime.spark import tfos_spark_conf
 
     cloudpickle.register_pickle_by_value(benchmarks)  # the executors cannot import this directory
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -314,7 +314,7 @@ def analyse(runs: dict[str, dict]) -> dict:
     their lowest mean validation loss (the loss target still means something when a short run's accuracy
     has not left zero).
     """
-    from ddl_commodity.report.early_stopping import epochs_to_plateau
+    from ddl_commodity.artifacts.early_stopping import epochs_to_plateau
 
     curves = {name: combine(r["workers"]) for name, r in runs.items()}
     best = {name: max(c["val_accuracy"] for c in curve) for name, curve in curves.items()}

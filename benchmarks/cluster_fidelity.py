@@ -39,8 +39,8 @@ BUSY_LOOP = [sys.executable, "-c", "while True: pass"]
 
 def fairness(seconds: float, state_dir: Path) -> dict:
     """Every node of a 4-node cluster at ``SHARE`` runs a busy loop; what each gets over ``seconds``."""
-    from ddl_commodity.cluster.cgroups import NodeLimits, enter_command
     from ddl_commodity.cluster.local import LocalStandaloneCluster
+    from ddl_commodity.resources.cgroups import NodeLimits, enter_command
 
     with LocalStandaloneCluster(workers=FAIRNESS_NODES - 1, limits=NodeLimits(cpus=SHARE), state_dir=state_dir) as c:
         groups = c.state.groups()

@@ -75,7 +75,7 @@ def _single_command(argv: list[str], share: float | None):
     """``argv`` in a control group of ``share`` cores, with a node's TensorFlow thread counts (None: as is)."""
     if share is None:
         return argv, dict(os.environ), []
-    from ddl_commodity.cluster.cgroups import NodeLimits, create_node_groups, enter_command
+    from ddl_commodity.resources.cgroups import NodeLimits, create_node_groups, enter_command
 
     groups = create_node_groups(uuid.uuid4().hex[:12], {"single": NodeLimits(cpus=share)})
     threads = str(max(1, int(np.ceil(share))))
@@ -99,7 +99,7 @@ class _Run:
 
     def result(self) -> dict:
         """Wait for the run; its per-epoch statistics and wall time."""
-        from ddl_commodity.cluster.cgroups import remove_groups
+        from ddl_commodity.resources.cgroups import remove_groups
 
         try:
             output, _ = self.proc.communicate(timeout=3600)

@@ -12,16 +12,16 @@ by side in one run:
 * **(a) Spark input** - a real TFoS cluster (``TFCluster.run``, ``InputMode.SPARK``, one worker, no PS) on a
   Spark standalone cluster of one 1-core worker started with
   :class:`~ddl_commodity.cluster.local.LocalStandaloneCluster`, fed as the toolkit feeds
-  (:func:`ddl_commodity.cluster.feed.feed_partition`: TFoS's ``cluster.train`` without TensorFlow in the
+  (:func:`ddl_commodity.runtime.feed.feed_partition`: TFoS's ``cluster.train`` without TensorFlow in the
   feeding Python worker, and seeing the queue drained at once instead of TFoS's 1 s sleeps):
 
   - ``records``: one spectrum per RDD record, ``(x, y)``, as TFoS's examples do; the worker asks
     ``DataFeed.next_batch(batch_size)`` and stacks the items;
   - ``bundles``: our feeding (:mod:`ddl_commodity.data.rdd`): whole mini-batches per record, as the
     redshift experiment runs (``epoch_feed_rdd``, ``feed_bundle_batches`` batches per bundle), read as its
-    workers read them (:class:`ddl_commodity.cluster.feed.Prefetched`: a thread takes the next bundles off
+    workers read them (:class:`ddl_commodity.runtime.feed.Prefetched`: a thread takes the next bundles off
     the queue while the model trains), their arrays through shared memory
-    (:class:`ddl_commodity.cluster.feed.SharedItems`).
+    (:class:`ddl_commodity.runtime.feed.SharedItems`).
 
   Both RDDs come from the same cached ``zipWithIndex`` records; the records have one partition per epoch,
   the bundles one partition holding every epoch (as the experiment feeds a run).
@@ -158,8 +158,8 @@ def tensorflow_input(spec: dict, h5_path: Path) -> dict:
 
 def spark_worker(args: dict, ctx: Any) -> None:
     """TFoS ``main_fun`` of the single worker: train each phase's samples, write its timing, then drain."""
-    from ddl_commodity.cluster.feed import Prefetched
     from ddl_commodity.data.rdd import Bundle
+    from ddl_commodity.runtime.feed import Prefetched
 
     spec, bs = args["spec"], args["spec"]["batch_size"]
     feed = ctx.get_data_feed(train_mode=True)
@@ -232,9 +232,9 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
     from tensorflowonspark import TFCluster
 
     import benchmarks
-    from ddl_commodity.cluster.feed import end_feed
     from ddl_commodity.cluster.local import LocalStandaloneCluster
     from ddl_commodity.data.rdd import epoch_feed_rdd, indexed_chunks, indexed_records, shard_assignment
+    from ddl_commodity.runtime.feed import end_feed
 
     # The executors cannot import this directory: ship spark_worker and its helpers by value.
     cloudpickle.register_pickle_by_value(benchmarks)
@@ -298,7 +298,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
 
 def _feed_phase(phase: str, rdd, cluster, result_dir: Path, workers: int) -> dict:
     """Feed one phase to every worker once all have built and warmed their model; their results combined."""
-    from ddl_commodity.cluster.feed import SHARED_MEMORY, feed_partition
+    from ddl_commodity.runtime.feed import SHARED_MEMORY, feed_partition
 
     for i in range(workers):
         _wait_for(result_dir / f"ready-{phase}-{i}.json", RESULT_WAIT_S)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ddl_commodity.errors import DdlError, UserInputError
-from ddl_commodity.report.scales import SCALES
+from ddl_commodity.reproduce.runsets import SCALES
 
 EPILOG = """examples:
   ddl data redshift --samples 5000 --seed 1 --out data/redshift-5k.h5
@@ -375,8 +375,8 @@ def _status_line(row: dict, mb: int) -> str:
 def _cluster_up(args: argparse.Namespace) -> int:
     """``ddl cluster up``: namespace nodes when asked and possible, loopback process nodes otherwise."""
     from ddl_commodity.cluster import local
-    from ddl_commodity.cluster.profiles import cluster_limits
     from ddl_commodity.errors import UserInputError
+    from ddl_commodity.resources.profiles import cluster_limits
 
     worker, master, profile = cluster_limits(args.profile, args.node_cpus, args.node_memory, args.master_cpus,
                                              args.master_memory)
@@ -422,8 +422,8 @@ def _cluster_submit(args: argparse.Namespace, state) -> int:
     import yaml
 
     from ddl_commodity.cluster import local, netns
-    from ddl_commodity.cluster.cgroups import enter_command
     from ddl_commodity.experiments.registry import load_config
+    from ddl_commodity.resources.cgroups import enter_command
     from ddl_commodity.runs import new_run_id
 
     cfg = load_config(args.config)  # bad configs stop here, exit code 2
@@ -532,9 +532,9 @@ def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False, progres
     """spark-submit the experiment's job, on an embedded cluster when the config asks for one. ``progress``:
     live bars (``None``: if stdout is a terminal; the job's own stdout is a pipe through the JVM)."""
 
-    from ddl_commodity.cluster.cgroups import enter_command
-    from ddl_commodity.cluster.jvm import jvm_options, spark_home
     from ddl_commodity.errors import RunFailed, short_error
+    from ddl_commodity.resources.cgroups import enter_command
+    from ddl_commodity.runtime.jvm import jvm_options, spark_home
 
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
                SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
@@ -625,7 +625,7 @@ def _nodes_out_of_memory(cluster) -> str:
 
 def _embedded_cluster(cfg, run_dir: Path):
     from ddl_commodity.cluster.local import LocalStandaloneCluster
-    from ddl_commodity.cluster.profiles import cluster_limits
+    from ddl_commodity.resources.profiles import cluster_limits
 
     c = cfg.cluster
     worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
@@ -667,7 +667,7 @@ def print_summary(run_dir: Path, summary: dict, extra: list[str]) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from ddl_commodity.planner.console import run_plan
+    from ddl_commodity.planner.command import run_plan
 
     with _native_noise_dropped():
         return run_plan(args.config, args.profile, args.bandwidth, args.workers, args.latency_ms / 1000, args.out,
@@ -678,13 +678,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ddl_commodity.report.run_report import write_run_report
 
     if (args.run_dir / "reproduce.json").is_file():
-        from ddl_commodity.report.reproduction_report import write_reproduction_report
+        from ddl_commodity.reproduce.report import write_reproduction_report
 
         path = write_reproduction_report(args.run_dir)
         print((path.parent / "report.md").read_text())
         print(f"report: {path}")
         if args.publish:
-            from ddl_commodity.report.reproduction_report import publish
+            from ddl_commodity.reproduce.report import publish
 
             print(f"published: {publish(args.run_dir, args.publish)}")
         return 0
@@ -707,12 +707,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ddl_commodity.report.reproduce import reproduce
-    from ddl_commodity.report.reproduction_report import write_reproduction_report
+    from ddl_commodity.reproduce.report import write_reproduction_report
+    from ddl_commodity.reproduce.runner import reproduce
 
     out = args.out or Path("runs") / f"reproduce-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.profile:
-        from ddl_commodity.cluster.profiles import load_profile
+        from ddl_commodity.resources.profiles import load_profile
 
         load_profile(args.profile)  # a bad name ends here, exit 2, before any run
     if args.budget is not None and not args.budget > 0:

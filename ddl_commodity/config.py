@@ -75,7 +75,7 @@ class ClusterSettings(Strict):
 
     ``heartbeat_timeout_s``: the silence after which a node is taken for lost; a node capped at a share c of
     a core gets ``heartbeat_timeout_s / c``, and a node still in its set-up (before it serves or trains a
-    step) 3 times that (:class:`~ddl_commodity.cluster.failfast.Watchdog`).
+    step) 3 times that (:class:`~ddl_commodity.runtime.failfast.Watchdog`).
     """
 
     master: str = "embedded"

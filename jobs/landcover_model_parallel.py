@@ -5,7 +5,7 @@
 ``ddl run CONFIG`` does the same on the embedded local cluster.
 """
 
-from ddl_commodity.engines.job import main
+from ddl_commodity.launch.job import main
 
 if __name__ == "__main__":
     raise SystemExit(main("landcover_model_parallel"))

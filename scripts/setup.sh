@@ -53,7 +53,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   spark=$(.venv/bin/python -c 'import tomllib; print(next(d for d in tomllib.load(open("pyproject.toml", "rb"))
     ["project"]["dependencies"] if d.startswith("pyspark")))')
   .venv/bin/python -m pip install -q --disable-pip-version-check "$spark" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  .venv/bin/python -m ddl_commodity.cluster.jvm >/dev/null 2>&1 &
+  .venv/bin/python -m ddl_commodity.runtime.jvm >/dev/null 2>&1 &
   archive=$!
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   wait "$archive" || true
@@ -64,5 +64,5 @@ sys.exit(any(u.find_spec(m) is None for m in ("ddl_commodity", "tensorflow", "te
   echo "$want" > "$stamp"
 fi
 
-# Spark's JVMs start on ~40% less CPU from a class-data archive built once per machine (ddl_commodity/cluster/jvm.py).
-.venv/bin/python -m ddl_commodity.cluster.jvm | sed 's/^/[setup] /' >&2
+# Spark's JVMs start on ~40% less CPU from a class-data archive built once per machine (ddl_commodity/runtime/jvm.py).
+.venv/bin/python -m ddl_commodity.runtime.jvm | sed 's/^/[setup] /' >&2

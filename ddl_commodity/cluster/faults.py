@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddl_commodity.cluster.cgroups import CgroupsUnavailable
 from ddl_commodity.cluster.local import LocalClusterState, write_state
 from ddl_commodity.errors import UserInputError
+from ddl_commodity.resources.cgroups import CgroupsUnavailable
 
 ACTIONS = ("freeze", "thaw", "partition", "heal", "slow")
 

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import psutil
 
-from ddl_commodity.cluster.cgroups import (
+from ddl_commodity.errors import DdlError, UserInputError
+from ddl_commodity.resources.cgroups import (
     CgroupsUnavailable,
     NodeGroup,
     NodeLimits,
@@ -41,8 +42,8 @@ from ddl_commodity.cluster.cgroups import (
     remove_abandoned_groups,
     remove_groups,
 )
-from ddl_commodity.cluster.feed import remove_files_of
-from ddl_commodity.cluster.jvm import (
+from ddl_commodity.runtime.feed import remove_files_of
+from ddl_commodity.runtime.jvm import (
     SMALL_JVM_OPTIONS,
     daemon_command,
     daemon_environment,
@@ -50,7 +51,6 @@ from ddl_commodity.cluster.jvm import (
     jvm_options,
     spark_home,
 )
-from ddl_commodity.errors import DdlError, UserInputError
 
 CLUSTER_TAG = "DDL_CLUSTER_ID"
 NODE_TAG = "DDL_NODE"
@@ -115,7 +115,7 @@ class LocalClusterState:
     netns: bool = False
     bandwidth: str | None = None
     latency: str | None = None
-    #: One :class:`~ddl_commodity.cluster.cgroups.NodeGroup` dict per node (empty: cgroups unavailable).
+    #: One :class:`~ddl_commodity.resources.cgroups.NodeGroup` dict per node (empty: cgroups unavailable).
     cgroups: list[dict] = field(default_factory=list)
     #: The profile the cluster was started from (``configs/clusters/<name>.yaml``) and its time dilation.
     profile: str | None = None
@@ -203,8 +203,8 @@ class LocalStandaloneCluster:
     :mod:`ddl_commodity.cluster.netns`. ``host`` is then ignored: every node listens on its own address.
 
     ``limits`` (workers) and ``master_limits`` (node0; default: the workers') give each node a CPU share and a
-    memory cap in its own control group (:mod:`ddl_commodity.cluster.cgroups`); asked for where no writable
-    cgroup exists, :class:`~ddl_commodity.cluster.cgroups.CgroupsUnavailable` (exit 2). Without limits the
+    memory cap in its own control group (:mod:`ddl_commodity.resources.cgroups`); asked for where no writable
+    cgroup exists, :class:`~ddl_commodity.resources.cgroups.CgroupsUnavailable` (exit 2). Without limits the
     nodes still get (unlimited) groups where possible, for per-node accounting and node faults.
     ``worker_timeout_s``: how long the master waits for a silent worker before it drops it.
     """
@@ -669,7 +669,7 @@ def node_status(state: LocalClusterState, sample_s: float = 1.0) -> list[dict]:
 
 def _group_counters(groups: dict[str, NodeGroup]) -> dict[str, tuple]:
     """``{node: (usage, cumulative run-queue delay of its threads)}``, for the groups that can be read."""
-    from ddl_commodity.cluster.cgroups import run_delay_seconds
+    from ddl_commodity.resources.cgroups import run_delay_seconds
 
     out = {}
     for name, g in groups.items():

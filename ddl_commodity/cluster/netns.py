@@ -387,7 +387,7 @@ def node_command(namespace: str | None, argv: Sequence[str]) -> list[str]:
     """``argv`` prefixed so that it runs inside ``namespace`` (unchanged for a loopback node: None)."""
     if namespace is None:
         return list(argv)
-    from ddl_commodity.cluster.cgroups import remount_script
+    from ddl_commodity.resources.cgroups import remount_script
 
     ip = ip_binary()
     if ip is None:

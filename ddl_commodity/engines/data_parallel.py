@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from ddl_commodity.config import RunConfig
-from ddl_commodity.engines.session import TfosSession
 from ddl_commodity.engines.single import print_epoch
 from ddl_commodity.errors import RunFailed, UserInputError
 from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.runtime.session import TfosSession
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,8 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
     ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
     from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
-    from ddl_commodity.engines.node import FaultInjection
     from ddl_commodity.engines.progress import EpochBar
+    from ddl_commodity.runtime.node import FaultInjection
 
     t = cfg.training
     x_all = data.flat()
@@ -123,9 +123,9 @@ def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | N
 def _final(cfg: RunConfig, data: Dataset, run_dir: Path, made: dict, model_file: bytes,
            losses: _WorkerLossHandler | None, live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
     """Save the global model the PS made, and build this engine's summary sections."""
+    from ddl_commodity.artifacts.curves import load_worker_curves
     from ddl_commodity.engines.distribution_check import check_distribution
     from ddl_commodity.engines.scoring import prefixed
-    from ddl_commodity.report.curves import load_worker_curves
     from ddl_commodity.runs import read_jsonl
 
     (run_dir / "model.keras").write_bytes(model_file)

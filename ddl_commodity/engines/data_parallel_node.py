@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from ddl_commodity.cluster.cgroups import own_node_group
-from ddl_commodity.cluster.feed import Prefetched
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
-from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
 from ddl_commodity.engines.scoring import prefixed
 from ddl_commodity.experiments.api import Experiment, unflatten
+from ddl_commodity.resources.cgroups import own_node_group
+from ddl_commodity.runtime.feed import Prefetched
+from ddl_commodity.runtime.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
 
 PS_STREAM = "ps"
 
@@ -103,7 +103,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
 def final_model_maker(model, experiment: Experiment, args: NodeArgs):
     """The PS service's ``final_model``: the global weights in ``model``, saved as a ``.keras`` file and scored
     on the validation set the workers score on. Made here, where TensorFlow is loaded anyway, so that the
-    driver never imports it (:mod:`ddl_commodity.engines.tfos_import`)."""
+    driver never imports it (:mod:`ddl_commodity.runtime.tfos_import`)."""
 
     def make(weights: list[np.ndarray]) -> tuple[dict, bytes]:
         from pyspark import SparkFiles

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from ddl_commodity.config import RunConfig
-from ddl_commodity.engines.session import TfosSession
 from ddl_commodity.engines.single import print_epoch
 from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.runtime.session import TfosSession
 
 DEFAULT_MONITOR_INTERVAL_S = 1.0
 
@@ -70,9 +70,9 @@ def _save_final_model(run_dir: Path) -> dict:
 
 def _sections(experiment: Experiment, cfg: RunConfig, run_dir: Path, scheme) -> dict:
     """Per-node measurements over the steady epochs next to the shape-computed bytes per step."""
+    from ddl_commodity.artifacts.curves import load_worker_curves
     from ddl_commodity.models.splits import boundary_traffic
     from ddl_commodity.monitor.metrics import compare_traffic, measured_per_step, node_rows
-    from ddl_commodity.report.curves import load_worker_curves
 
     records = [r for rs in load_worker_curves(run_dir).values() for r in rs]
     # The first epoch carries graph set-up and function registration: measure from the second on.

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from ddl_commodity.config import RunConfig
-from ddl_commodity.engines.node import NodeArgs, NodeRuntime, node_session
 from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.runtime.node import NodeArgs, NodeRuntime, node_session
 
 
 def main_fun(args: NodeArgs, ctx: Any) -> None:

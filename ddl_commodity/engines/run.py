@@ -60,8 +60,8 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
 def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Dataset, final: dict,
               seconds: float) -> RunSummary:
     """What every run's summary has: per-worker results, epochs to plateau per criterion, curves."""
-    from ddl_commodity.report.curves import load_worker_curves, plot_curves
-    from ddl_commodity.report.early_stopping import epochs_to_plateau
+    from ddl_commodity.artifacts.curves import load_worker_curves, plot_curves
+    from ddl_commodity.artifacts.early_stopping import epochs_to_plateau
 
     curves = load_worker_curves(run_dir)
     plateau = {
@@ -86,7 +86,7 @@ def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Datas
 def cluster_section(cfg: RunConfig, wall_seconds: float) -> dict:
     """``{"cluster": ...}``: the profile and node limits the run asked for, d, and its wall time in cluster
     seconds (measured x d, the time the emulated cluster would take); empty for an unisolated run."""
-    from ddl_commodity.cluster.profiles import cluster_limits
+    from ddl_commodity.resources.profiles import cluster_limits
 
     c = cfg.cluster
     if not (c.profile or c.node_cpus or c.node_memory or c.master_cpus or c.master_memory):
@@ -100,9 +100,9 @@ def cluster_section(cfg: RunConfig, wall_seconds: float) -> dict:
 
 def monitoring_sections(run_dir: Path, title: str) -> dict:
     """For a run whose nodes were sampled: ``nodes/<node>.csv``, ``nodes.png`` and whole-run averages."""
+    from ddl_commodity.artifacts.nodes import plot_node_metrics
     from ddl_commodity.monitor.metrics import node_averages, node_rows
     from ddl_commodity.monitor.sampler import write_node_csvs
-    from ddl_commodity.report.nodes import plot_node_metrics
 
     rows = node_rows(run_dir)
     if not rows:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ddl_commodity.artifacts.tensorboard import RunBoard
 from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.training import Trainer
 from ddl_commodity.experiments.api import Dataset, Experiment
-from ddl_commodity.report.tensorboard import RunBoard
 from ddl_commodity.runs import write_jsonl_atomic
 
 

@@ -42,7 +42,7 @@ def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> 
 
 def keras_file_bytes(model: keras.Model) -> bytes:
     """``model`` saved as a ``.keras`` file, as bytes: what a node sends for the driver to write as
-    ``model.keras`` (the driver loads no TensorFlow, :mod:`ddl_commodity.engines.tfos_import`)."""
+    ``model.keras`` (the driver loads no TensorFlow, :mod:`ddl_commodity.runtime.tfos_import`)."""
     import tempfile
     from pathlib import Path
 

@@ -152,7 +152,7 @@ class Experiment:
 
     def at_scale(self, raw: dict, scale: str) -> dict:
         """The raw config resized for ``ddl reproduce --scale <scale>`` (``smoke``: seconds, ``small``: minutes,
-        ``thesis``: the thesis's sizes; see :mod:`ddl_commodity.report.scales`). Unchanged by default."""
+        ``thesis``: the thesis's sizes; see :mod:`ddl_commodity.reproduce.runsets`). Unchanged by default."""
         return raw
 
     # -- used by the engines -------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ddl_commodity.cluster.profiles import load_profile
 from ddl_commodity.config import RunConfig, merge, read_yaml, validate
 from ddl_commodity.errors import ConfigError
 from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.resources.profiles import load_profile
 
 #: name -> "module:Class"; imported on first use so that loading one experiment never imports another's code.
 _BUILTIN = {

@@ -14,7 +14,7 @@ in and out. Network bytes come from the best source available, recorded in every
   totals never go backwards.
 
 CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
-limits or a profile, or the node's container; :mod:`ddl_commodity.cluster.cgroups`), so they cover every
+limits or a profile, or the node's container; :mod:`ddl_commodity.resources.cgroups`), so they cover every
 process of the node (its Spark executor JVM too): ``cpu_percent`` is then a % of the node's own CPU share
 (100 = the node used all it may), ``memory_bytes`` / ``memory_limit`` the group's usage against its cap.
 Without a group they cover this process and its children, and ``cpu_percent`` is a % of one core.
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import psutil
 
-from ddl_commodity.cluster.cgroups import container_group, in_container, own_node_group
 from ddl_commodity.monitor.tcp import proc_entries, tcp_bytes_by_socket
+from ddl_commodity.resources.cgroups import container_group, in_container, own_node_group
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
           "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",

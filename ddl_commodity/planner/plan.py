@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddl_commodity.cluster.netns import TBF_BURST_S
-from ddl_commodity.cluster.profiles import load_profile, rate_bps
 from ddl_commodity.config import RunConfig
 from ddl_commodity.errors import ConfigError, UserInputError
 from ddl_commodity.experiments.api import Experiment
@@ -22,6 +21,7 @@ from ddl_commodity.models.splits import SplitScheme, available_schemes, load_sch
 from ddl_commodity.planner.costs import LayerCosts
 from ddl_commodity.planner.search import Found, Problem, best_placement
 from ddl_commodity.planner.simulate import ClusterModel, StepPrediction, predict_step
+from ddl_commodity.resources.profiles import load_profile, rate_bps
 
 #: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
 UNSHAPED_BPS = 10e9

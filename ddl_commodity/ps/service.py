@@ -35,7 +35,7 @@ class ParameterServerService:
     """Serve pull / push / finish / stats for one run, and ``final`` when given ``final_model``.
 
     ``final_model`` turns the current global weights into the run's final model file and its scores, on the
-    PS node: the driver then needs no TensorFlow (:mod:`ddl_commodity.engines.tfos_import`).
+    PS node: the driver then needs no TensorFlow (:mod:`ddl_commodity.runtime.tfos_import`).
     """
 
     def __init__(

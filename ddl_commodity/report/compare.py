@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from ddl_commodity.artifacts.curves import load_worker_curves
 from ddl_commodity.errors import UserInputError
-from ddl_commodity.report.curves import load_worker_curves
 from ddl_commodity.runs import write_bytes_atomic
 
 #: Final metrics shown first, in this order; every other ``final.val_*`` key follows.

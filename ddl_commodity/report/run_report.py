@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ddl_commodity.artifacts.curves import load_worker_curves, plot_curves
+from ddl_commodity.artifacts.tensorboard import BOARD_DIR, rebuild_board
 from ddl_commodity.errors import DdlError, UserInputError
 from ddl_commodity.experiments.api import Experiment
-from ddl_commodity.report.curves import load_worker_curves, plot_curves
 from ddl_commodity.report.node_tables import node_sections
-from ddl_commodity.report.tensorboard import BOARD_DIR, rebuild_board
 from ddl_commodity.runs import write_bytes_atomic
 from ddl_commodity.summary import RunSummary
 

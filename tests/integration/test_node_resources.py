@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ddl_commodity.cluster import cgroups
 from ddl_commodity.cluster.local import read_state
-from ddl_commodity.cluster.profiles import load_profile
+from ddl_commodity.resources import cgroups
+from ddl_commodity.resources.profiles import load_profile
 from ddl_commodity.runs import read_jsonl
 from tests.integration.test_redshift_cluster import (
     assert_no_leftover_processes,

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from ddl_commodity.cluster.local import read_state
-from ddl_commodity.report import scales
+from ddl_commodity.reproduce import runsets
 from ddl_commodity.runs import read_jsonl
 from tests.browser import find_browser, inspect_page, screenshot
 from tests.integration.test_redshift_cluster import (
@@ -39,7 +39,7 @@ from tests.integration.test_redshift_cluster import (
 # One module fixture runs every run these tests read: the module stays on one xdist worker.
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("smoke")]
 
-SMOKE_RUNS = scales.get("smoke").runs
+SMOKE_RUNS = runsets.get("smoke").runs
 #: What the standing cluster's own processes run.
 DAEMONS = ("org.apache.spark.deploy.master.Master", "org.apache.spark.deploy.worker.Worker")
 

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from ddl_commodity.cluster import cgroups
 from ddl_commodity.errors import UserInputError
+from ddl_commodity.resources import cgroups
 
 _REASON = cgroups.unavailable_reason()
 needs_cgroups = pytest.mark.skipif(_REASON is not None, reason=f"no writable cgroups: {_REASON}")

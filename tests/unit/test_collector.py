@@ -7,7 +7,7 @@ import json
 import grpc
 import pytest
 
-from ddl_commodity.cluster.collector import CollectorClient, RunCollector
+from ddl_commodity.runtime.collector import CollectorClient, RunCollector
 
 
 def test_records_failures_and_abort(tmp_path) -> None:
@@ -98,7 +98,7 @@ def test_a_capped_node_is_allowed_silence_in_proportion_to_its_share(tmp_path) -
     still in its set-up after ``SET_UP_SILENCE_FACTOR`` times the window."""
     import time
 
-    from ddl_commodity.cluster.failfast import Watchdog
+    from ddl_commodity.runtime.failfast import Watchdog
 
     offered: dict[str, float] = {}
     with RunCollector(tmp_path, "s3cret") as coll:
@@ -163,8 +163,8 @@ def test_a_lost_executor_whose_process_here_went_quiet_says_what_the_process_doe
     import sys
     import time
 
-    from ddl_commodity.cluster import failfast
-    from ddl_commodity.cluster.failfast import Watchdog
+    from ddl_commodity.runtime import failfast
+    from ddl_commodity.runtime.failfast import Watchdog
 
     monkeypatch.setattr(failfast, "SUSPECT_SILENCE_S", 0.5)  # not three missed 2 s heartbeats: a test's time
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

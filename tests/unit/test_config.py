@@ -29,7 +29,7 @@ def test_all_shipped_configs_load(repo: Path) -> None:
 
 
 def test_shipped_cluster_profiles_load(repo: Path) -> None:
-    from ddl_commodity.cluster.profiles import load_profile
+    from ddl_commodity.resources.profiles import load_profile
 
     files = sorted((repo / "configs" / "clusters").glob("*.yaml"))
     assert [f.stem for f in files] == ["thesis"]

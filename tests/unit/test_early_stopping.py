@@ -7,7 +7,7 @@ import types
 import numpy as np
 import pytest
 
-from ddl_commodity.report.early_stopping import epochs_to_plateau
+from ddl_commodity.artifacts.early_stopping import epochs_to_plateau
 
 
 def keras_epochs(values: list[float], monitor: str, patience: int, min_delta: float) -> int | None:

@@ -10,8 +10,8 @@ import struct
 import termios
 import time
 
-from ddl_commodity.cluster.collector import CollectorClient, RunCollector
 from ddl_commodity.engines.progress import EpochBar
+from ddl_commodity.runtime.collector import CollectorClient, RunCollector
 
 
 def test_heartbeat_progress_draws_a_bar_on_a_terminal(tmp_path) -> None:

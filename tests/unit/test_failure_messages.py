@@ -8,8 +8,8 @@ import time
 
 import psutil
 
-from ddl_commodity.cluster.failfast import process_state
 from ddl_commodity.errors import short_error
+from ddl_commodity.runtime.failfast import process_state
 
 NODE_TRACEBACK = """RunFailed: distributed run failed: node worker-1 on vm (pid 13796) raised RuntimeError:
 Traceback (most recent call last):
@@ -54,7 +54,7 @@ def test_a_silent_process_is_told_dead_hung_or_running() -> None:
 
 
 def test_the_exception_line_of_a_multi_line_message() -> None:
-    from ddl_commodity.cluster.failfast import exception_line
+    from ddl_commodity.runtime.failfast import exception_line
 
     tb = ("Traceback (most recent call last):\n  File \"util.py\", line 94, in read_executor_id\n"
           "    raise Exception(msg)\nException: No executor_id file found on this node, please ensure that:\n"
@@ -64,7 +64,7 @@ def test_the_exception_line_of_a_multi_line_message() -> None:
 
 
 def test_a_lost_executor_is_named_by_its_node_with_sparks_reason() -> None:
-    from ddl_commodity.cluster.failfast import lost_executor_message
+    from ddl_commodity.runtime.failfast import lost_executor_message
 
     spark = ("Job aborted due to stage failure: Task 1 in stage 3.0 failed 1 times, most recent failure: Lost task "
              "1.0 in stage 3.0 (TID 8) (127.0.0.1 executor 2): ExecutorLostFailure (executor 2 exited caused by one "

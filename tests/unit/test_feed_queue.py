@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from ddl_commodity.cluster import feed
 from ddl_commodity.data.rdd import Bundle
+from ddl_commodity.runtime import feed
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_a_feeder_hung_up_on_mid_feed_removes_its_files(node, tmp_path) -> None:
     code = textwrap.dedent(f"""
         import os, signal
         import numpy as np
-        from ddl_commodity.cluster import feed
+        from ddl_commodity.runtime import feed
         from ddl_commodity.data.rdd import Bundle
 
         signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as PySpark's daemon sets it in its workers (nohup: ignored)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ddl_commodity.cluster.jvm import (
+from ddl_commodity.runtime.jvm import (
     class_data_archive,
     daemon_command,
     daemon_environment,

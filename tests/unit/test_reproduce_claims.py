@@ -3,7 +3,7 @@ arithmetic behind Figs 6.5 and 6.7 from the runs' shapes and measured step times
 
 from __future__ import annotations
 
-from ddl_commodity.report.claims import PLATEAU, fig_5_4, fig_6_5, fig_6_7
+from ddl_commodity.reproduce.claims import PLATEAU, fig_5_4, fig_6_5, fig_6_7
 
 
 def summary(wall_seconds: float, plateau: dict[str, int | None], epochs: int = 10) -> dict:
@@ -74,7 +74,7 @@ def test_merging_worker_names_the_tensors_it_sends() -> None:
 
 
 def test_model_vs_data_parallel_says_where_the_workers_cpu_and_memory_went() -> None:
-    from ddl_commodity.report.claims import model_vs_data_parallel
+    from ddl_commodity.reproduce.claims import model_vs_data_parallel
 
     def run(cpu: float, rss: float, main: float, jvm: float) -> dict:
         worker = {"cpu_percent_mean": cpu, "rss_mb_mean": 100.0, "memory_mb_mean": rss,

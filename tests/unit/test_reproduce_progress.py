@@ -6,7 +6,7 @@ import time
 
 
 def test_progress_predicts_each_run_from_its_config_then_its_experiment() -> None:
-    from ddl_commodity.report.reproduce import _time_left, predicted_seconds
+    from ddl_commodity.reproduce.runner import _time_left, predicted_seconds
 
     state = {"experiments": {"redshift-5k-same-1w": {"state": "succeeded", "seconds": 120.0},
                              "landcover-batch10": {"state": "failed", "seconds": 240.0},
@@ -21,7 +21,7 @@ def test_progress_predicts_each_run_from_its_config_then_its_experiment() -> Non
 
 
 def test_a_run_past_the_budget_is_cut_with_its_prediction() -> None:
-    from ddl_commodity.report.reproduce import _over_budget
+    from ddl_commodity.reproduce.runner import _over_budget
 
     state = {"experiments": {"landcover-batch50": {"state": "succeeded", "seconds": 600.0}}}
     assert _over_budget(state, "landcover-fig6_7", 30.0, elapsed=19 * 60) is None        # 19 + 10 <= 30
@@ -33,7 +33,7 @@ def test_a_run_past_the_budget_is_cut_with_its_prediction() -> None:
 
 
 def test_a_failed_experiment_keeps_the_error_line_not_the_log_pointer() -> None:
-    from ddl_commodity.report.reproduce import _first_error
+    from ddl_commodity.reproduce.runner import _first_error
 
     stderr = "error: node worker-1 stopped responding\n(full error: runs/x/status.json; logs: runs/x/job.log)\n"
     assert _first_error(stderr) == "error: node worker-1 stopped responding"
@@ -45,7 +45,7 @@ def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> Non
     With M = 3 they differ, and so does any other setting."""
     import yaml
 
-    from ddl_commodity.report.reproduce import _identical_run
+    from ddl_commodity.reproduce.runner import _identical_run
 
     def doc(name: str, distribution: str, workers: int, epochs: int = 20) -> dict:
         return {"experiment": "redshift_data_parallel", "name": name, "seed": 2,

@@ -8,8 +8,8 @@ import pytest
 
 from ddl_commodity.errors import UserInputError
 from ddl_commodity.experiments.registry import parse_config
-from ddl_commodity.report.reproduce import _placed, experiment_set, reproduce, resized_config, where_and_when
-from ddl_commodity.report.scales import CLAIM_RUNS, SCALES, config_and_seed, get
+from ddl_commodity.reproduce.runner import _placed, experiment_set, reproduce, resized_config, where_and_when
+from ddl_commodity.reproduce.runsets import CLAIM_RUNS, SCALES, config_and_seed, get
 
 
 @pytest.mark.parametrize("scale", list(SCALES))

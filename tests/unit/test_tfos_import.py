@@ -20,9 +20,10 @@ def test_a_data_parallel_driver_loads_no_tensorflow(tmp_path) -> None:
     TensorBoard event files of the nodes' records, the engine's driver module."""
     out = python(f"""
         import sys
-        from ddl_commodity.engines import data_parallel, session
-        from ddl_commodity.engines.tfos_import import import_tfcluster
-        from ddl_commodity.report.tensorboard import RunBoard
+        from ddl_commodity.engines import data_parallel
+        from ddl_commodity.runtime import session
+        from ddl_commodity.runtime.tfos_import import import_tfcluster
+        from ddl_commodity.artifacts.tensorboard import RunBoard
 
         tfcluster = import_tfcluster()
         assert tfcluster.InputMode.SPARK == 1
@@ -38,7 +39,7 @@ def test_a_data_parallel_driver_loads_no_tensorflow(tmp_path) -> None:
 def test_the_stand_in_imports_the_real_module_when_read() -> None:
     out = python("""
         import sys
-        from ddl_commodity.engines.tfos_import import DeferredModule
+        from ddl_commodity.runtime.tfos_import import DeferredModule
 
         stand_in = sys.modules["colorsys"] = DeferredModule("colorsys")
         import colorsys  # what TFoS's `import tensorflow as tf` gets
@@ -53,14 +54,14 @@ def test_the_stand_in_imports_the_real_module_when_read() -> None:
 def test_executors_import_tensorflow_without_matplotlib() -> None:
     """The executors' pyspark daemon (``spark.python.daemon.module``) refuses matplotlib only while TensorFlow is
     being imported: Keras takes it as absent; a later import of matplotlib works."""
-    from ddl_commodity.cluster.spark import tfos_spark_conf
     from ddl_commodity.config import RunConfig
+    from ddl_commodity.runtime.spark import tfos_spark_conf
 
     cfg = RunConfig.model_validate({"experiment": "x", "training": {"mode": "distributed", "workers": 1}})
-    assert tfos_spark_conf(cfg).get("spark.python.daemon.module") == "ddl_commodity.cluster.pyspark_daemon"
+    assert tfos_spark_conf(cfg).get("spark.python.daemon.module") == "ddl_commodity.runtime.pyspark_daemon"
     out = python("""
         import sys
-        from ddl_commodity.cluster.pyspark_daemon import install
+        from ddl_commodity.runtime.pyspark_daemon import install
 
         install()
         import tensorflow

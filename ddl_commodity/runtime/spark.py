@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ddl_commodity.cluster.jvm import SMALL_JVM_OPTIONS, jvm_options
+from ddl_commodity.runtime.jvm import SMALL_JVM_OPTIONS, jvm_options
 
 if TYPE_CHECKING:
     from pyspark import SparkConf
@@ -50,8 +50,8 @@ def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
         "spark.executorEnv.TF_CPP_MIN_LOG_LEVEL": "2",
         "spark.executorEnv.PYTHONUNBUFFERED": "1",
         # pyspark's daemon with an import hook: TensorFlow's import on the nodes skips matplotlib (0.45 CPU-s
-        # per node; ddl_commodity/cluster/pyspark_daemon.py).
-        "spark.python.daemon.module": "ddl_commodity.cluster.pyspark_daemon",
+        # per node; ddl_commodity/runtime/pyspark_daemon.py).
+        "spark.python.daemon.module": "ddl_commodity.runtime.pyspark_daemon",
     }
     for key, value in settings.items():
         conf.setIfMissing(key, value)

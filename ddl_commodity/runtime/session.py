@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ddl_commodity.config import RunConfig, config_to_dict
-from ddl_commodity.engines.node import NodeArgs
 from ddl_commodity.errors import RunFailed, UserInputError
 from ddl_commodity.runs import record_cluster_info, set_status
+from ddl_commodity.runtime.node import NodeArgs
 
 
 class TfosSession:
@@ -50,10 +50,10 @@ class TfosSession:
     def __enter__(self) -> TfosSession:
         from pyspark import SparkContext
 
-        from ddl_commodity.cluster.collector import RunCollector
-        from ddl_commodity.cluster.feed import SHARED_MEMORY
-        from ddl_commodity.cluster.spark import tfos_spark_conf
-        from ddl_commodity.report.tensorboard import RunBoard
+        from ddl_commodity.artifacts.tensorboard import RunBoard
+        from ddl_commodity.runtime.collector import RunCollector
+        from ddl_commodity.runtime.feed import SHARED_MEMORY
+        from ddl_commodity.runtime.spark import tfos_spark_conf
 
         self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
         self.secret = secrets.token_urlsafe(24)
@@ -81,9 +81,9 @@ class TfosSession:
               on_silent: Callable[[str, float], bool] | None = None, files: tuple[Path, ...] = ()) -> Any:
         """Check executors, ship ``files`` and the experiment's code, start the watchdog, then TFoS in
         ``input_mode`` ``spark`` (Spark feeds the workers) or ``tensorflow`` (nodes read their own data)."""
-        from ddl_commodity.cluster.failfast import Watchdog, require_executors
-        from ddl_commodity.engines.tfos_import import import_tfcluster
         from ddl_commodity.experiments.registry import experiment_code_archive
+        from ddl_commodity.runtime.failfast import Watchdog, require_executors
+        from ddl_commodity.runtime.tfos_import import import_tfcluster
 
         TFCluster = import_tfcluster()
         self.watchdog = Watchdog(self.sc, self.collector, TFCluster.tf_status, self.cfg.cluster.heartbeat_timeout_s,
@@ -135,8 +135,8 @@ class TfosSession:
     def feed(self, rdd: Any, timeout_s: float) -> None:
         """Feed every partition of ``rdd`` to the worker node its task lands on (TFoS's ``TFCluster.train``
         for one epoch, without TensorFlow in the feeding Python workers, large items through shared memory:
-        :mod:`ddl_commodity.cluster.feed`)."""
-        from ddl_commodity.cluster.feed import feed_partition
+        :mod:`ddl_commodity.runtime.feed`)."""
+        from ddl_commodity.runtime.feed import feed_partition
 
         rdd.foreachPartition(feed_partition(self.cluster.cluster_info, timeout_s, shared_root=self.shared_root))
 
@@ -145,7 +145,7 @@ class TfosSession:
 
         ``workers``: how many worker executors still take tasks (fewer after a tolerated loss).
         """
-        from ddl_commodity.cluster.feed import end_feed
+        from ddl_commodity.runtime.feed import end_feed
 
         if workers is None:
             workers = sum(n["job_name"] not in ("ps", "evaluator") for n in self.cluster.cluster_info)
@@ -190,8 +190,8 @@ class TfosSession:
             time.sleep(0.2)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
-        from ddl_commodity.cluster.failfast import spark_error
-        from ddl_commodity.cluster.feed import remove_orphaned
+        from ddl_commodity.runtime.failfast import spark_error
+        from ddl_commodity.runtime.feed import remove_orphaned
 
         failure = None
         if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddl_commodity.cluster.collector import CollectorClient
+from ddl_commodity.runtime.collector import CollectorClient
 
 ABORT_EXIT_CODE = 75
 
@@ -67,7 +67,7 @@ class NodeArgs:
 def node_name() -> str | None:
     """The cluster node this process runs on: the toolkit's own clusters tag every process (``DDL_NODE``);
     a container of the compose cluster is a node, named by its hostname. None elsewhere."""
-    from ddl_commodity.cluster.cgroups import in_container
+    from ddl_commodity.resources.cgroups import in_container
 
     return os.environ.get("DDL_NODE") or (socket.gethostname() if in_container() else None)
 

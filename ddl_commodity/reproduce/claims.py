@@ -2,7 +2,7 @@
 
 A claim is a dict: ``what`` (the claim and its figure), ``thesis`` (its value), ``ours``, ``verdict``
 (``agree``, ``partly``, ``no`` or ``not measured``; never forced) and ``why`` (the numbers behind ours).
-Summaries are keyed by run name (:mod:`ddl_commodity.report.scales`); a seeded repetition of a cell
+Summaries are keyed by run name (:mod:`ddl_commodity.reproduce.runsets`); a seeded repetition of a cell
 (``-seed<k>``) adds to its spread.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 
-from ddl_commodity.report.scales import config_and_seed
+from ddl_commodity.reproduce.runsets import config_and_seed
 
 PLATEAU = "accuracy/patience=1/min_delta=0.001"
 MB = 1e6

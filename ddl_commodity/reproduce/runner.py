@@ -1,5 +1,5 @@
-"""``ddl reproduce``: run the thesis's experiment set at one of the sizes of :mod:`~ddl_commodity.report.scales`,
-then a report that sets our numbers beside the thesis's (:mod:`~ddl_commodity.report.reproduction_report`).
+"""``ddl reproduce``: run the thesis's experiment set at one of the sizes of :mod:`~ddl_commodity.reproduce.runsets`,
+then a report that sets our numbers beside the thesis's (:mod:`~ddl_commodity.reproduce.report`).
 
 A reproduction directory::
 
@@ -30,8 +30,8 @@ import yaml
 
 from ddl_commodity.config import STANDALONE_URL
 from ddl_commodity.errors import UserInputError
-from ddl_commodity.report import scales
-from ddl_commodity.report.scales import THESIS_CONFIGS, config_and_seed
+from ddl_commodity.reproduce import runsets
+from ddl_commodity.reproduce.runsets import THESIS_CONFIGS, config_and_seed
 from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
 
 
@@ -52,7 +52,7 @@ def resized_config(run: str, scale: str) -> dict:
 
 
 def experiment_set(scale: str, only: str | None) -> list[str]:
-    names = list(scales.get(scale).runs)
+    names = list(runsets.get(scale).runs)
     if only:
         names = [n for n in names if fnmatch.fnmatch(n, only)]
         if not names:
@@ -71,7 +71,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             thesis submitted its experiments to its one cluster of PCs; None: an embedded cluster per run.
     """
     names = experiment_set(scale, only)
-    spec = scales.get(scale)
+    spec = runsets.get(scale)
     if master is not None and not STANDALONE_URL.match(master):
         raise UserInputError(f"--master must be a standalone cluster's URL like spark://host:7077, got {master!r}")
     if master and profile:
@@ -132,7 +132,7 @@ def where_and_when(profile: str | None, master: str | None = None) -> dict:
                    if line.startswith("MemTotal:")), None) if Path("/proc/meminfo").is_file() else None
     dilation = None
     if profile:
-        from ddl_commodity.cluster.profiles import load_profile
+        from ddl_commodity.resources.profiles import load_profile
 
         dilation = load_profile(profile).resolve().dilation
     return {"command": " ".join(["ddl", *sys.argv[1:]]) if sys.argv[0].endswith(("ddl", "cli.py")) else None,

@@ -1,7 +1,7 @@
 """The report of a ``ddl reproduce`` directory: ``report/report.md`` and ``report/index.html`` with PNG figures.
 
 It says where and when the set ran (command, commit, machine, profile and d), every claim with our value, a
-verdict and the measurement behind it (:mod:`~ddl_commodity.report.claims`), Tables 5.1/5.2, the per-node
+verdict and the measurement behind it (:mod:`~ddl_commodity.reproduce.claims`), Tables 5.1/5.2, the per-node
 tables of the model-parallel runs, which runs were cut or failed and why, and every run's figures.
 """
 
@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ddl_commodity.report.claims import claims, plateau_rows
+from ddl_commodity.reproduce.claims import claims, plateau_rows
 from ddl_commodity.runs import write_bytes_atomic
 
 

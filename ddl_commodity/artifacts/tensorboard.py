@@ -9,7 +9,7 @@ record), and rebuilt from the run's JSON lines by ``ddl report`` when they are m
 Written with TensorBoard's own record framing and protos into plain local files, without TensorFlow:
 TensorBoard's ``EventFileWriter`` opens its file through ``tf.io.gfile``, which imports TensorFlow whenever
 it is installed (2.8 CPU-s and ~400 MB in a driver that otherwise runs none, see
-:mod:`ddl_commodity.engines.tfos_import`).
+:mod:`ddl_commodity.runtime.tfos_import`).
 """
 
 from __future__ import annotations

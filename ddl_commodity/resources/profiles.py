@@ -15,9 +15,9 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from ddl_commodity.cluster.cgroups import NodeLimits, parse_size
 from ddl_commodity.config import Strict, read_yaml
 from ddl_commodity.errors import ConfigError, UserInputError
+from ddl_commodity.resources.cgroups import NodeLimits, parse_size
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "configs" / "clusters"
 _RATE_UNITS = {"kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
