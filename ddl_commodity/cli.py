@@ -6,19 +6,12 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (config, data, arguments), 13
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import re
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from ddl_commodity.errors import DdlError, UserInputError
+from ddl_commodity.errors import DdlError, RunFailed, UserInputError, short_error
 from ddl_commodity.reproduce.runsets import SCALES
 
 EPILOG = """examples:
@@ -157,9 +150,13 @@ def _add_fault_parser(cl_sub) -> None:
 def _add_run_parser(sub) -> None:
     run = sub.add_parser(
         "run", help="run an experiment from a YAML config",
-        description="Validate CONFIG, prepare its data, and run it: in this process for mode: single, "
-        "under spark-submit otherwise (on an embedded local cluster that is started and stopped around the "
-        "run when cluster.master is 'embedded'). Results go to runs/<run-id>/.",
+        description="Validate CONFIG, prepare its data, and run it with the driver in this process (as "
+        "ddl_commodity.run does from Python), on an embedded local cluster started and stopped around the run "
+        "when cluster.master is 'embedded'. Results go to runs/<run-id>/.",
+        epilog="examples:\n  ddl run configs/quickstart.yaml\n"
+        "  ddl run configs/thesis/redshift-5k-disjoint-3w.yaml --master spark://head:7077\n"
+        "  ddl run --resume runs/<run-id>",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("config", type=Path, nargs="?", help="experiment YAML (see configs/)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
@@ -168,6 +165,8 @@ def _add_run_parser(sub) -> None:
     run.add_argument("--run-id", help="name of the run directory (default: time-name-random)")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bars (default: only on a terminal)")
+    run.add_argument("--spark-submit", action="store_true",
+                     help="start the driver under spark-submit (jobs/experiment.py) in a child process instead")
 
 
 def _add_plan_parser(sub) -> None:
@@ -245,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return handlers[args.command](args)
+    except RunFailed as err:
+        print(f"error: {_failure_text(err)}", file=sys.stderr)
+        return err.exit_code
     except DdlError as err:
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)
@@ -253,6 +255,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _failure_text(err: RunFailed) -> str:
+    """The failure in one line (a node's traceback reduced to its exception), a line per node the kernel's
+    OOM killer hit, and where the whole story is."""
+    lines = [short_error(str(err))] + [f.detail for f in err.failures if f.cause == "out_of_memory"]
+    if err.run_dir is not None:
+        logs = [str(p) for p in (err.run_dir / n for n in ("job.log", "driver.log", "cluster")) if p.exists()]
+        lines.append(f"(full error: {err.run_dir / 'status.json'}; logs: {', '.join(logs)})")
+    return "\n".join(lines)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -418,258 +430,67 @@ def _limits_text(node: dict) -> str:
 
 
 def _cluster_submit(args: argparse.Namespace, state) -> int:
-    """``ddl cluster submit``: ``ddl run --master`` on node0, interface counters read around it."""
-    import yaml
+    """``ddl cluster submit``: the run on the standing cluster, its driver belonging to the master node (its
+    control group; on a namespace cluster it is reached over the host's bridge), interface counters read
+    around it."""
+    from ddl_commodity.cluster import netns
+    from ddl_commodity.launch.api import DriverPlacement, run
 
-    from ddl_commodity.cluster import local, netns
-    from ddl_commodity.experiments.registry import load_config
-    from ddl_commodity.resources.cgroups import enter_command
-    from ddl_commodity.runs import new_run_id
-
-    cfg = load_config(args.config)  # bad configs stop here, exit code 2
-    run_id = args.run_id or new_run_id(cfg.name)
-    run_dir = Path(cfg.output.runs_dir) / run_id
     master = state.nodes[0] if state.nodes else {"name": "node0", "address": state.host}
-    # The job reads its config from the file, so the cluster goes into a copy of it: nodes must reach the
-    # driver and the PS at their own addresses, not at the config's (loopback) cluster.host.
-    raw = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-    raw.setdefault("cluster", {}).update(master=state.master_url, host=master["address"])
-    if state.profile:  # the run records the profile (and d) of the cluster it ran on
-        raw["cluster"]["profile"] = state.profile
-    config_copy = args.state_dir / f"submit-{run_id}.yaml"
-    config_copy.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    load_config(config_copy)
-    # The driver belongs to the master node: it carries the node's tags (CPU/memory attribution, `down`
-    # stops it) and, in a namespace, listens on the node's address.
-    env = dict(os.environ, **{local.CLUSTER_TAG: state.cluster_id, local.NODE_TAG: master["name"],
-                              "SPARK_LOCAL_IP": master["address"]})
-    argv = [sys.executable, "-m", "ddl_commodity.cli", "run", str(config_copy), "--master", state.master_url,
-            "--run-id", run_id, "--no-progress"]
+    host = netns.BRIDGE_ADDRESS if state.netns else master["address"]
+    # Nodes reach the driver and the PS at the cluster's addresses, not at the config's (loopback) cluster.host;
+    # the run records the profile (and d) of the cluster it ran on.
+    overrides = {"cluster": {"host": host, **({"profile": state.profile} if state.profile else {})}}
     before = netns.counters_snapshot(state.nodes) if state.netns else {}
-    # Into node0's group first: `ip netns exec` remounts /sys, hiding the cgroup files from what it runs.
-    proc = subprocess.run(enter_command(state.groups().get(master["name"]),
-                                        netns.node_command(master.get("namespace"), argv)), env=env, check=False)
-    if state.netns and run_dir.is_dir():
-        nodes = [dict(n, roles=["master", "driver"] if n["role"] == "master" else ["spark-worker"])
-                 for n in state.nodes]
-        path = netns.record_run_traffic(run_dir, nodes, before, netns.counters_snapshot(state.nodes))
+    summary = run(args.config, master=state.master_url, run_id=args.run_id, overrides=overrides, progress=False,
+                  driver=DriverPlacement(host, state.groups().get(master["name"])))
+    _print_summary(summary)
+    if state.netns:
+        nodes = [dict(n, roles=["master"] if n["role"] == "master" else ["spark-worker"]) for n in state.nodes]
+        path = netns.record_run_traffic(summary.run_dir, nodes, before, netns.counters_snapshot(state.nodes))
         print(f"per-node traffic: {path}")
-    return proc.returncode
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from ddl_commodity.engines.data_parallel import resume_point
-    from ddl_commodity.engines.run import run_experiment
-    from ddl_commodity.errors import UserInputError
-    from ddl_commodity.experiments.registry import load
-    from ddl_commodity.runs import create_run_dir
-
-    overrides = {"cluster": {"master": args.master}} if args.master else None
-    if (args.config is None) == (args.resume is None):
-        raise UserInputError("give either CONFIG or --resume RUN_DIR")
-    config_path = args.resume / "config.yaml" if args.resume else args.config
-    with _native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
-        experiment, cfg = load(config_path, overrides)
-        experiment.dataset(cfg, progress=args.progress)  # data errors end here, before any cluster starts
-    if args.resume:
-        run_dir = args.resume
-        if (run_dir / "summary.json").exists():
-            raise UserInputError(f"{run_dir}: this run already finished; nothing to resume")
-        resumed = resume_point(cfg, run_dir)
-        print(f"resuming {run_dir} from PS version {resumed['from_version']} (feed epoch "
-              f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
-    else:
-        run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, args.run_id)
-        print(f"run {run_dir}: {experiment.describe(cfg)}", flush=True)
-    try:
-        if cfg.training.engine == "single":
-            summary = run_experiment(experiment, cfg, run_dir, progress=args.progress)
-        else:
-            _submit(cfg, config_path, run_dir, resume=args.resume is not None, progress=args.progress)
-            summary = json.loads((run_dir / "summary.json").read_text())
-    except KeyboardInterrupt as err:
-        from ddl_commodity.runs import set_status
-
-        set_status(run_dir, "failed", error=f"interrupted ({err or 'SIGINT'})")
-        raise
-    print_summary(run_dir, summary, experiment.console_lines(summary))
     return 0
 
 
-#: Lines TensorFlow's native code (absl, oneDNN, XLA) writes to fd 2 when it loads: noise on a console.
-_NATIVE_NOISE = re.compile(r"^(I0000 |W0000 |WARNING: All log messages before absl"
-                           r"|To enable the following instructions: |.*oneDNN custom operations)")
+def cmd_run(args: argparse.Namespace) -> int:
+    from ddl_commodity.launch.api import run
+
+    summary = run(args.config, master=args.master, run_id=args.run_id, resume=args.resume,
+                  progress=args.progress, spark_submit=args.spark_submit)
+    _print_summary(summary)
+    return 0
 
 
-@contextlib.contextmanager
-def _native_noise_dropped() -> Iterator[None]:
-    """Run the block with fd 2 in a temporary file, then pass on everything but TensorFlow's native start-up
-    lines (a warning or an error still reaches the console; the run's own logs take the rest later)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines():
-                if not _NATIVE_NOISE.match(line):
-                    print(line, file=sys.stderr)
+def _print_summary(summary) -> None:
+    """What a finished run prints under its progress lines: per-worker results, the final model's score, the
+    experiment's own lines, the data distribution's check and where the results are."""
+    from ddl_commodity.experiments.registry import view_of
 
-
-def _job_file() -> Path:
-    job = Path(__file__).resolve().parent.parent / "jobs" / "experiment.py"
-    if not job.is_file():
-        raise DdlError(f"{job} not found: `ddl run` needs a source checkout (pip install -e .)")
-    return job
-
-
-def _submit(cfg, config_path: Path, run_dir: Path, resume: bool = False, progress: bool | None = None) -> None:
-    """spark-submit the experiment's job, on an embedded cluster when the config asks for one. ``progress``:
-    live bars (``None``: if stdout is a terminal; the job's own stdout is a pipe through the JVM)."""
-
-    from ddl_commodity.errors import RunFailed, short_error
-    from ddl_commodity.resources.cgroups import enter_command
-    from ddl_commodity.runtime.jvm import jvm_options, spark_home
-
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
-               SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
-    with contextlib.ExitStack() as stack:
-        master, driver_group, cluster = cfg.cluster.master, None, None
-        if master == "embedded":
-            cluster = _embedded_cluster(cfg, run_dir)
-            t0 = time.monotonic()
-            stack.enter_context(cluster)
-            master = cluster.master_url
-            driver_group = cluster.state.groups().get("node0")  # the driver runs on the master's PC
-            print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {master} "
-                  f"({cfg.embedded_spark_workers} workers{_isolation_text(cluster)})", flush=True)
-        cmd = enter_command(driver_group, [str(spark_home() / "bin" / "spark-submit"), "--master", master,
-                                           "--driver-memory", cfg.cluster.driver_memory,
-                                           # A driver out of heap kills Spark's scheduler thread and leaves
-                                           # the run waiting for ever (seen: an 85 MB feed task at 1g): exit.
-                                           "--driver-java-options", f"{jvm_options()} -XX:+ExitOnOutOfMemoryError",
-                                           str(_job_file()), str(config_path), "--run-dir", str(run_dir),
-                                           "--errors-to-log"])
-        if cfg.cluster.master != "embedded":  # an override by `ddl run --master` must reach the job too
-            cmd += ["--master", cfg.cluster.master]
-        if resume:
-            cmd.append("--resume")
-        if progress or (progress is None and sys.stdout.isatty()):
-            cmd.append("--progress")
-        with open(run_dir / "driver.log", "ab") as log:
-            proc = _run_driver(cmd, env, log, run_dir)
-        # Read before the cluster (and its groups) goes away: which node's cap the kernel enforced.
-        out_of_memory = _nodes_out_of_memory(cluster)
-    if proc.returncode != 0:
-        status = json.loads((run_dir / "status.json").read_text())
-        logs = [str(p) for p in (run_dir / "job.log", run_dir / "driver.log", run_dir / "cluster") if p.exists()]
-        raise RunFailed(f"{short_error(status.get('error', 'spark-submit failed'))}{out_of_memory}\n"
-                        f"(full error: {run_dir / 'status.json'}; logs: {', '.join(logs)})")
-
-
-DRIVER_GRACE_S = 10.0
-
-
-def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> subprocess.CompletedProcess:
-    """spark-submit ``cmd`` and wait; once the job has marked the run failed, give it ``DRIVER_GRACE_S`` to
-    exit, then end it: Spark's own stop waits for the executors of a hung or cut-off node (60 s and more)."""
-    started = time.time()
-    failed_at = None
-    with subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=log) as proc:
-        try:
-            while proc.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=0.5)
-                if failed_at is None and _failed_since(run_dir, started):
-                    failed_at = time.monotonic()
-                if failed_at is not None and time.monotonic() - failed_at > DRIVER_GRACE_S:
-                    proc.terminate()
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=5)
-                    proc.kill()
-        except BaseException:  # Ctrl-C, SIGTERM: the driver goes first, then the cluster
-            proc.kill()
-            raise
-    return subprocess.CompletedProcess(cmd, 1 if failed_at is not None else proc.returncode)
-
-
-def _failed_since(run_dir: Path, since: float) -> bool:
-    """The run's status says failed, written after ``since`` (a resumed run's old status does not count)."""
-    try:
-        status = json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return status.get("state") == "failed" and status.get("time", 0.0) >= since
-
-
-def _nodes_out_of_memory(cluster) -> str:
-    """A sentence naming every node whose memory cap made the kernel kill a process (``""`` if none)."""
-    if cluster is None or cluster.state is None:
-        return ""
-    lines = []
-    for name, group in cluster.state.groups().items():
-        try:
-            usage = group.usage()
-        except OSError:
-            continue
-        if usage.oom_kills and usage.memory_limit:
-            lines.append(f"\nnode {name} reached its memory cap ({usage.memory_limit / 2**30:.2f} GiB): the kernel's "
-                         f"OOM killer ended {usage.oom_kills} process(es) there (out of memory)")
-    return "".join(lines)
-
-
-def _embedded_cluster(cfg, run_dir: Path):
-    from ddl_commodity.cluster.local import LocalStandaloneCluster
-    from ddl_commodity.resources.profiles import cluster_limits
-
-    c = cfg.cluster
-    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
-    return LocalStandaloneCluster(
-        workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host, state_dir=run_dir / "cluster",
-        startup_timeout_s=c.startup_timeout_s, limits=worker, master_limits=master,
-        profile=profile.name if profile else None, dilation=profile.dilation if profile else None)
-
-
-def _isolation_text(cluster) -> str:
-    state = cluster.state
-    if not state.isolated:
-        return ""
-    node = state.nodes[-1]
-    cpus = f"{node['cpus']:g} core" if node.get("cpus") else "all cores"
-    memory = f"{node['memory'] / 2**30:.1f} GiB" if node.get("memory") else "no memory cap"
-    profile = f", profile {state.profile} (d = {state.dilation:g})" if state.profile else ""
-    return f", each node {cpus} and {memory}{profile}"
-
-
-def print_summary(run_dir: Path, summary: dict, extra: list[str]) -> None:
-    cluster = summary.get("cluster") or {}
+    doc = summary.to_dict()
+    cluster = doc.get("cluster") or {}
     dilated = f" ({cluster['wall_cluster_seconds']:.0f} cluster s at d = {cluster['dilation']:g})" \
         if cluster.get("wall_cluster_seconds") else ""
-    print(f"\n{summary['name']}: {summary['description']}; {summary['wall_seconds']:.0f} s{dilated}")
-    for name, w in summary["workers"].items():
-        print(f"  {name:10s} epochs {w['epochs']:3d}  loss {w['final_loss']:.4f}  accuracy {w['final_accuracy']:.4f}")
-    final = summary.get("final", {})
+    print(f"\n{summary.name}: {summary.description}; {summary.wall_seconds:.0f} s{dilated}")
+    for name, w in summary.workers.items():
+        print(f"  {name:10s} epochs {w.epochs:3d}  loss {w.final_loss:.4f}  accuracy {w.final_accuracy:.4f}")
+    final = summary.final
     if final.get("val_accuracy") is not None:
         print(f"  final model: validation loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}")
-    for line in extra:
+    for line in view_of(summary.experiment).console_lines(doc):
         print(line)
-    check = summary.get("data_distribution_check")
+    check = doc.get("data_distribution_check")
     if check:
         verdict = "confirmed by index digests" if check["consistent"] else "NOT confirmed: " + "; ".join(
             check["problems"])
         print(f"  data distribution '{check['mode']}': {verdict}")
-    print(f"results: {run_dir}")
+    print(f"results: {summary.run_dir}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from ddl_commodity.launch.logs import native_noise_dropped
     from ddl_commodity.planner.command import run_plan
 
-    with _native_noise_dropped():
+    with native_noise_dropped():
         return run_plan(args.config, args.profile, args.bandwidth, args.workers, args.latency_ms / 1000, args.out,
                         args.refresh)
 

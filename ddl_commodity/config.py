@@ -157,14 +157,14 @@ class DataSettingsBase(Strict):
     cache_dir: Path = Path("data")
 
 
-TrainingMode = Literal["data_parallel", "model_parallel", "single", "distributed"]
+TrainingMode = Literal["data_parallel", "model_parallel", "single"]
 
 
 class TrainingSettingsBase(Strict):
     """How a model is trained; an experiment narrows ``mode`` to the modes it supports.
 
-    ``single``: one process, no Spark (the thesis's baseline). ``data_parallel`` (``distributed`` is its
-    chapter 5 name): TFoS Spark input, the model replicated on ``workers`` workers, synchronised through the
+    ``single``: one process, no Spark (the thesis's baseline). ``data_parallel`` (chapter 5's "distributed"
+    CNN): TFoS Spark input, the model replicated on ``workers`` workers, synchronised through the
     staleness-weighted PS (``ps`` section); ``data_distribution`` gives every worker the whole training set
     each epoch (``same``) or its own 1/M shard (``disjoint``). ``model_parallel``: TFoS TensorFlow input,
     the model's blocks placed on workers by ``split`` (a name in ``configs/splits/`` or a path), weights on
@@ -197,8 +197,8 @@ class TrainingSettingsBase(Strict):
 
     @property
     def engine(self) -> str:
-        """``data_parallel``, ``model_parallel`` or ``single`` (``distributed`` is data parallel)."""
-        return "data_parallel" if self.mode == "distributed" else self.mode
+        """``data_parallel``, ``model_parallel`` or ``single``: the engine that trains the run."""
+        return self.mode
 
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"

@@ -49,19 +49,25 @@ class RunSummary:
     final: dict = field(default_factory=dict)
     curves: str | None = None
     sections: dict = field(default_factory=dict)
+    #: Where the run's files are (not written into ``summary.json``: a run directory may be moved).
+    run_dir: Path | None = None
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sections"}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_WRITTEN}
         out["workers"] = {k: asdict(v) for k, v in self.workers.items()}
         return {**out, **self.sections}
 
     @classmethod
-    def from_dict(cls, doc: dict) -> RunSummary:
-        known = {f.name for f in fields(cls)} - {"sections"}
+    def from_dict(cls, doc: dict, run_dir: Path | None = None) -> RunSummary:
+        known = {f.name for f in fields(cls)} - _NOT_WRITTEN
         kwargs = {k: v for k, v in doc.items() if k in known}
         kwargs["workers"] = {k: WorkerSummary(**v) for k, v in doc.get("workers", {}).items()}
-        return cls(**kwargs, sections={k: v for k, v in doc.items() if k not in known})
+        return cls(**kwargs, sections={k: v for k, v in doc.items() if k not in known},
+                   run_dir=Path(run_dir) if run_dir is not None else None)
 
     @classmethod
     def read(cls, run_dir: Path) -> RunSummary:
-        return cls.from_dict(json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")))
+        return cls.from_dict(json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8")), run_dir)
+
+
+_NOT_WRITTEN = {"sections", "run_dir"}

@@ -2,7 +2,7 @@
 
     spark-submit --master spark://HOST:7077 jobs/experiment.py CONFIG.yaml [--run-dir DIR]
 
-``ddl run CONFIG`` does the same on the embedded local cluster.
+``ddl run CONFIG`` runs the same in its own process; ``ddl run CONFIG --spark-submit`` through this file.
 """
 
 from ddl_commodity.launch.job import main

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 
 class Bundle(NamedTuple):
-    """One feed record: ``x`` (b, bands) float32, ``y`` (b,) int32, ``index`` (b,) int64 global rows."""
+    """One feed record: ``x`` (b, bands) float32, ``y`` (b,) the labels' dtype (int32 classes or float32
+    targets), ``index`` (b,) int64 global rows."""
 
     epoch: int
     shard: int
@@ -57,7 +58,8 @@ def shard_assignment(num_rows: int, train_index: np.ndarray, workers: int, seed:
 
 
 class Chunk(NamedTuple):
-    """Consecutive rows as arrays: ``index`` (n,) int64 global rows, ``x`` (n, d) float32, ``y`` (n,) int32."""
+    """Consecutive rows as arrays: ``index`` (n,) int64 global rows, ``x`` (n, d) float32, ``y`` (n,) in the
+    labels' dtype (int32 classes or float32 targets, as the data file's rows were given)."""
 
     index: np.ndarray
     x: np.ndarray
@@ -104,7 +106,7 @@ def _pack(records: Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]) -> Itera
     if rows:
         yield Chunk(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
                     np.stack([r[1][0] for r in rows]).astype(np.float32, copy=False),
-                    np.fromiter((r[1][1] for r in rows), dtype=np.int32, count=len(rows)))
+                    np.stack([r[1][1] for r in rows]))  # the labels' own dtype: classes or float targets
 
 
 def _select(chunk: Chunk, shards: np.ndarray, shard: int | None) -> Chunk:

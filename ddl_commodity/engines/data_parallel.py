@@ -20,15 +20,18 @@ from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.single import print_epoch
 from ddl_commodity.errors import RunFailed, UserInputError
 from ddl_commodity.experiments.api import Dataset, Experiment
-from ddl_commodity.runtime.session import TfosSession
+from ddl_commodity.experiments.registry import view_of
+from ddl_commodity.runtime.session import SparkSource, TfosSession
 
 log = logging.getLogger(__name__)
 
 
 def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
-          resumed: dict | None = None, progress: bool | None = None) -> tuple[dict, dict]:
+          resumed: dict | None = None, progress: bool | None = None,
+          spark: SparkSource | None = None) -> tuple[dict, dict]:
     """Run the cluster; return the final global model's metrics and the summary sections of this engine.
-    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
+    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal); ``spark``: where the
+    SparkContext comes from (:class:`~ddl_commodity.runtime.session.TfosSession`)."""
     from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
     from ddl_commodity.engines.progress import EpochBar
@@ -40,9 +43,9 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
     np.savez(val_file, x=x_all[data.validation_index], y=data.labels[data.validation_index])
     preload = _surviving_records(run_dir, resumed) if resumed else None
     first_epoch = resumed["first_epoch"] if resumed else 0
-    on_record = _EpochPrinter(t.epochs, experiment.validation_curve)
+    on_record = _EpochPrinter(t.epochs, view_of(experiment).validation_curve)
     with (tempfile.TemporaryDirectory(prefix="ddl-feed-") as feed_dir,
-          TfosSession(cfg, run_dir, "distributed run", on_record=on_record, preload=preload) as session):
+          TfosSession(cfg, run_dir, "distributed run", on_record, preload, spark) as session):
         sc = session.sc
         losses = _WorkerLossHandler(session, cfg) if t.tolerate_worker_loss else None
         # ~8 MiB of rows per task: each task costs ~0.1 s (1 MiB slices made numbering 42 MB of patches take

@@ -48,9 +48,10 @@ def ps_address(tfos_address: str, cfg: RunConfig) -> str:
 
 
 def build_model(experiment: Experiment, cfg: RunConfig):
+    from ddl_commodity.engines.scoring import Objective
     from ddl_commodity.engines.training import compile_for_training
 
-    return compile_for_training(experiment.build_model(cfg), cfg.training)
+    return compile_for_training(experiment.build_model(cfg), cfg.training, Objective.of(experiment, cfg))
 
 
 def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
@@ -87,7 +88,7 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
     host, port = ps_address(ctx.cluster_spec["ps"][0], cfg).rsplit(":", 1)
     service = ParameterServerService(
         server, args.secret, host=host, port=int(port), max_message_bytes=cfg.ps.max_message_mb * 2**20,
-        final_model=final_model_maker(model, experiment, args),
+        final_model=final_model_maker(model, experiment, cfg, args),
     )
     service.start()
     runtime.set_up = True
@@ -100,10 +101,13 @@ def run_parameter_server(experiment: Experiment, cfg: RunConfig, args: NodeArgs,
         service.stop()
 
 
-def final_model_maker(model, experiment: Experiment, args: NodeArgs):
+def final_model_maker(model, experiment: Experiment, cfg: RunConfig, args: NodeArgs):
     """The PS service's ``final_model``: the global weights in ``model``, saved as a ``.keras`` file and scored
-    on the validation set the workers score on. Made here, where TensorFlow is loaded anyway, so that the
-    driver never imports it (:mod:`ddl_commodity.runtime.tfos_import`)."""
+    (with the experiment's loss and metrics) on the validation set the workers score on. Made here, where
+    TensorFlow is loaded anyway, so that the driver never imports it (:mod:`ddl_commodity.runtime.tfos_import`)."""
+    from ddl_commodity.engines.scoring import Objective
+
+    objective = Objective.of(experiment, cfg)
 
     def make(weights: list[np.ndarray]) -> tuple[dict, bytes]:
         from pyspark import SparkFiles
@@ -114,7 +118,7 @@ def final_model_maker(model, experiment: Experiment, args: NodeArgs):
         model.set_weights(weights)
         validation = np.load(SparkFiles.get(args.validation_file))
         x_val = unflatten(validation["x"], [tuple(s) for s in args.input_shapes])
-        scores = score_model(model, x_val, validation["y"], experiment.validation_metrics)
+        scores = score_model(model, x_val, validation["y"], objective)
         return {"scores": scores}, keras_file_bytes(model)
 
     return make
@@ -141,7 +145,8 @@ class _Checkpointer:
 
 
 class _EpochLog:
-    """Running training loss/accuracy, the indices seen and the time spent training during one worker epoch.
+    """Running training loss/accuracy (``None`` for a model that does not classify), the indices seen and the
+    time spent training during one worker epoch.
 
     ``started`` is when the previous epoch ended, so ``seconds`` includes waiting for this epoch's data;
     ``train_seconds`` counts only the training steps (and mid-epoch pushes): a fast worker waiting for a
@@ -151,16 +156,20 @@ class _EpochLog:
     def __init__(self) -> None:
         self.indices: list[np.ndarray] = []
         self.loss_sum = 0.0
-        self.correct_sum = 0.0
+        self.correct_sum: float | None = 0.0
         self.samples = 0
         self.started = time.monotonic()
         self.train_seconds = 0.0
 
-    def add(self, index: np.ndarray, loss: float, accuracy: float, n: int) -> None:
+    def add(self, index: np.ndarray, loss: float, accuracy: float | None, n: int) -> None:
         self.indices.append(index)
         self.loss_sum += loss * n
-        self.correct_sum += accuracy * n
+        self.correct_sum = None if accuracy is None or self.correct_sum is None else self.correct_sum + accuracy * n
         self.samples += n
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.correct_sum is None else self.correct_sum / self.samples
 
 
 class _Replica:
@@ -175,8 +184,10 @@ class _Replica:
         from ddl_commodity.engines.training import Trainer
         from ddl_commodity.ps import ParameterServerClient
 
+        from ddl_commodity.engines.scoring import Objective
+
         self.model = experiment.build_model(cfg)
-        self.trainer = Trainer(self.model, cfg.training, seed=cfg.seed, metrics=experiment.validation_metrics)
+        self.trainer = Trainer(self.model, cfg.training, seed=cfg.seed, objective=Objective.of(experiment, cfg))
         self.client = ParameterServerClient(ps_address(ctx.cluster_spec["ps"][0], cfg), args.secret,
                                             worker=ctx.task_index, timeout=cfg.ps.push_timeout_s)
         self.client.wait_ready(timeout=cfg.cluster.startup_timeout_s)
@@ -219,7 +230,7 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             y = bundle.y[a:a + bs]
             t0 = time.perf_counter()
             loss, acc = replica.trainer.train_batch(unflatten(bundle.x[a:a + bs], shapes), y)
-            log.add(bundle.index[a:a + bs], float(loss), float(acc), len(y))
+            log.add(bundle.index[a:a + bs], loss, acc, len(y))
             runtime.progress = {"epoch": bundle.epoch + 1, "samples": log.samples}  # a feed epoch, as printed
             runtime.set_up = True
             steps += 1
@@ -270,7 +281,7 @@ def _end_epoch(replica: _Replica, log: _EpochLog, bundle: Bundle, epoch_no: int,
     seen = np.concatenate(log.indices)
     return {
         "worker": name, "epoch": epoch_no, "shard": bundle.shard, "feed_epoch": bundle.epoch,
-        "loss": log.loss_sum / log.samples, "accuracy": log.correct_sum / log.samples,
+        "loss": log.loss_sum / log.samples, "accuracy": log.accuracy,
         **prefixed(own, "val_"), **prefixed(adopted, "global_val_"), "samples": log.samples,
         "index_count": int(np.unique(seen).size),
         "index_digest": index_digest(seen), "base_version": base, "ps_version": replica.version,

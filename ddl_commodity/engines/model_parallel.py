@@ -16,15 +16,17 @@ from pathlib import Path
 from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.single import print_epoch
 from ddl_commodity.experiments.api import Dataset, Experiment
-from ddl_commodity.runtime.session import TfosSession
+from ddl_commodity.experiments.registry import view_of
+from ddl_commodity.runtime.session import SparkSource, TfosSession
 
 DEFAULT_MONITOR_INTERVAL_S = 1.0
 
 
 def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
-          progress: bool | None = None) -> tuple[dict, dict]:
+          progress: bool | None = None, spark: SparkSource | None = None) -> tuple[dict, dict]:
     """Run the cluster until the input node has trained every epoch; final metrics and summary sections.
-    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal)."""
+    ``progress``: a live bar within epochs (``None``: only if stdout is a terminal); ``spark``: where the
+    SparkContext comes from (:class:`~ddl_commodity.runtime.session.TfosSession`)."""
     from ddl_commodity.engines.model_parallel_node import main_fun
     from ddl_commodity.engines.progress import EpochBar
     from ddl_commodity.engines.training import samples_per_epoch
@@ -34,9 +36,9 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
 
     def on_record(stream: str, r: dict) -> None:
         if stream.startswith("workers/"):
-            print_epoch(r, cfg.training.epochs, experiment.validation_curve)
+            print_epoch(r, cfg.training.epochs, view_of(experiment).validation_curve)
 
-    with TfosSession(cfg, run_dir, "model-parallel run", on_record=on_record) as session:
+    with TfosSession(cfg, run_dir, "model-parallel run", on_record=on_record, spark=spark) as session:
         args = session.node_args(
             data_file=data.path.name, layers=dict(scheme.layers), variables=scheme.variables,
             input_node=scheme.input,

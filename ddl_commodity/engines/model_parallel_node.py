@@ -71,6 +71,7 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     from pyspark import SparkFiles
 
     from ddl_commodity.data.split import train_validation_split
+    from ddl_commodity.engines.scoring import Objective
     from ddl_commodity.engines.training import Trainer
     from ddl_commodity.models.placement import Placement, device_of
 
@@ -82,10 +83,9 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     train, val = train_validation_split(len(labels), cfg.data.validation_fraction, cfg.seed)
     placement = Placement({k: device_of(v) for k, v in args.layers.items()}, device_of(args.variables))
     trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed,
-                      metrics=experiment.validation_metrics)
+                      objective=Objective.of(experiment, cfg))
     stream = f"workers/{runtime.name}"
-
-    labels = np.asarray(labels, dtype=np.int32)
+    labels = np.asarray(labels, dtype=experiment.label_dtype)  # class indices, or float targets
 
     def on_epoch(r) -> None:
         if r.epoch == 1:

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ddl_commodity.config import FaultSettings, RunConfig, config_to_dict
 from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.experiments.registry import view_of
 from ddl_commodity.runs import record_outcome, set_status, write_yaml_atomic
 from ddl_commodity.summary import RunSummary, WorkerSummary
 
+if TYPE_CHECKING:
+    from ddl_commodity.runtime.session import SparkSource
+
 
 def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progress: bool | None = None,
-                   resume: bool = False) -> dict:
+                   resume: bool = False, spark: SparkSource | None = None) -> dict:
     """Train as ``cfg.training.mode`` says and return the summary (also written to ``summary.json``).
 
-    ``resume``: continue a failed data-parallel run in ``run_dir`` from its last PS checkpoint.
+    Args:
+        progress: live bars within epochs (``None``: only if stdout is a terminal).
+        resume: continue a failed data-parallel run in ``run_dir`` from its last PS checkpoint.
+        spark: where a distributed run's SparkContext comes from (default: this process's).
     """
     from ddl_commodity.engines import data_parallel, model_parallel, single
 
@@ -40,11 +48,11 @@ def run_experiment(experiment: Experiment, cfg: RunConfig, run_dir: Path, progre
         if engine == "single":
             final = single.train_single(experiment, cfg, data, run_dir, progress=progress)
         elif engine == "data_parallel":
-            final, sections = data_parallel.train(experiment, cfg, data, run_dir, resumed, progress)
+            final, sections = data_parallel.train(experiment, cfg, data, run_dir, resumed, progress, spark)
             if cfg.training.baseline:
                 single.train_single(experiment, cfg, data, run_dir, save_model=False)
         else:
-            final, sections = model_parallel.train(experiment, cfg, data, run_dir, progress)
+            final, sections = model_parallel.train(experiment, cfg, data, run_dir, progress, spark)
         summary = summarize(experiment, cfg, run_dir, data, final, time.time() - started)
         summary.sections.update(monitoring_sections(run_dir, f"{cfg.name}: {summary.description}"))
         summary.sections.update(sections)
@@ -74,7 +82,7 @@ def summarize(experiment: Experiment, cfg: RunConfig, run_dir: Path, data: Datas
     description = experiment.describe(cfg)
     if curves:
         plot_curves(curves, run_dir / "curves.png", title=f"{cfg.name}: {description}",
-                    validation=experiment.validation_curve)
+                    validation=view_of(experiment).validation_curve)
     workers = {name: WorkerSummary.of(recs) for name, recs in curves.items()}
     return RunSummary(
         name=cfg.name, experiment=cfg.experiment, mode=cfg.training.mode, description=description,

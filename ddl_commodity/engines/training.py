@@ -6,6 +6,10 @@ the optimizer where the weights live, or every layer's saved activations travel 
 the client, Fig 6.3 default scheme, batch 50). So :class:`Trainer`'s step takes gradients with
 ``tf.gradients`` (which puts each gradient op on its forward op's device) inside a ``tf.function`` and
 applies them under the variable device. The single-machine engine runs the same loop without placement.
+
+The loss is the experiment's (:class:`~ddl_commodity.engines.scoring.Objective`): the thesis's softmax
+cross-entropy on integer classes by default, or any Keras loss on float targets; a model that does not classify
+records no accuracy (``None``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ddl_commodity.config import OPTIMIZERS, TrainingSettingsBase
-from ddl_commodity.engines.scoring import EVAL_BATCH, ExtraMetrics, model_inputs, prefixed, scores_from_probs
+from ddl_commodity.engines.scoring import EVAL_BATCH, Objective, model_inputs, prefixed, scores
 from ddl_commodity.models.placement import device_scope
 
 if TYPE_CHECKING:
@@ -33,10 +37,13 @@ def get_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer
     return getattr(keras.optimizers, OPTIMIZERS[name])(learning_rate=learning_rate)
 
 
-def compile_for_training(model: keras.Model, training: TrainingSettingsBase) -> keras.Model:
-    """Compile with sparse categorical cross-entropy and accuracy, the thesis's two curves (Figs 5.3, 5.6)."""
+def compile_for_training(model: keras.Model, training: TrainingSettingsBase,
+                         objective: Objective | None = None) -> keras.Model:
+    """Compile with the objective's loss, and accuracy for a classifier; by default sparse categorical
+    cross-entropy and accuracy, the thesis's two curves (Figs 5.3, 5.6)."""
+    objective = objective or Objective()
     model.compile(optimizer=get_optimizer(training.optimizer, training.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss=objective.loss, metrics=["accuracy"] if objective.classification else [])
     return model
 
 
@@ -54,11 +61,12 @@ def keras_file_bytes(model: keras.Model) -> bytes:
 
 @dataclass
 class EpochResult:
-    """One epoch of :meth:`Trainer.fit`; ``validation`` holds :mod:`~ddl_commodity.engines.scoring`'s scores."""
+    """One epoch of :meth:`Trainer.fit`; ``validation`` holds :mod:`~ddl_commodity.engines.scoring`'s scores;
+    ``accuracy`` is ``None`` for a model that does not classify."""
 
     epoch: int
     loss: float
-    accuracy: float
+    accuracy: float | None
     validation: dict[str, float]
     samples: int
     steps: int
@@ -79,24 +87,25 @@ class Trainer:
     """Trains ``model`` (already placed, variables on ``variables``) with the config's optimizer.
 
     Args:
-        model: a Keras model taking a list of input batches, ending in a softmax.
+        model: a Keras model taking a list of input batches, ending in the head the objective's loss expects
+            (a softmax for the default).
         training: the config's ``training`` section (optimizer, rate, batch size, epochs, steps cap).
         variables: the device that holds the weights (model parallel), or ``None``.
         seed: shuffling seed.
-        metrics: the experiment's extra validation metrics (``Experiment.validation_metrics``).
+        objective: the experiment's loss, task and extra validation metrics (:meth:`Objective.of`); the
+            thesis's classifier by default.
     """
 
     def __init__(self, model: keras.Model, training: TrainingSettingsBase, variables: str | None = None,
-                 seed: int = 0, metrics: ExtraMetrics | None = None) -> None:
-        import keras
+                 seed: int = 0, objective: Objective | None = None) -> None:
         import tensorflow as tf
 
         self.model, self.training, self.variables, self.seed = model, training, variables, seed
-        self.metrics = metrics
+        self.objective = objective or Objective()
         self.optimizer = get_optimizer(training.optimizer, training.learning_rate)
         with self._on_variables():
             self.optimizer.build(self.model.trainable_variables)
-        self._loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        self._loss = self.objective.batch_loss()
         self._train_step = tf.function(self._train_step_fn)
         self._eval_step = tf.function(self._eval_step_fn)
 
@@ -106,28 +115,34 @@ class Trainer:
     def _train_step_fn(self, inputs, y):
         import tensorflow as tf
 
-        probs = self.model(model_inputs(inputs), training=True)
+        outputs = self.model(model_inputs(inputs), training=True)
         n = tf.cast(tf.shape(y)[0], tf.float32)
-        loss = self._loss(y, probs) / n
+        loss = tf.cast(self._loss(y, outputs), tf.float32)  # the batch mean, as model.fit reduces it
         variables = self.model.trainable_variables
         grads = tf.gradients(loss, [v.value for v in variables])  # colocated with the forward ops
         with self._on_variables():
             self.optimizer.apply(grads, variables)
-        return loss * n, _correct(probs, y)
+        correct = _correct(outputs, y) if self.objective.classification else tf.constant(0.0)
+        return loss * n, correct
 
     def _eval_step_fn(self, inputs):
         return self.model(model_inputs(inputs), training=False)
 
-    def train_batch(self, inputs: Sequence[np.ndarray], labels: np.ndarray) -> tuple[float, float]:
-        """One compiled train step on one batch (one array per model input): its mean loss and accuracy."""
+    def train_batch(self, inputs: Sequence[np.ndarray], labels: np.ndarray) -> tuple[float, float | None]:
+        """One compiled train step on one batch (one array per model input): its mean loss and accuracy
+        (``None`` for a model that does not classify)."""
         loss, correct = self._train_step(tuple(inputs), labels)
-        return float(loss) / len(labels), float(correct) / len(labels)
+        return float(loss) / len(labels), self._accuracy(float(correct), len(labels))
+
+    def _accuracy(self, correct: float, samples: int) -> float | None:
+        return correct / samples if self.objective.classification else None
 
     def train_epoch(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray,
                     rng: np.random.Generator, bar: Callable[[int], None] | None = None
-                    ) -> tuple[float, float, int, int, float, float]:
-        """One pass over ``index`` (or ``steps_per_epoch`` batches); returns loss, accuracy, samples, steps,
-        start and end time of the training part. ``bar`` is told of every step's samples."""
+                    ) -> tuple[float, float | None, int, int, float, float]:
+        """One pass over ``index`` (or ``steps_per_epoch`` batches); returns loss, accuracy (``None`` for a model
+        that does not classify), samples, steps, start and end time of the training part. ``bar`` is told of
+        every step's samples."""
         bs = self.training.batch_size
         order = rng.permutation(index)
         batches = [order[a:a + bs] for a in range(0, len(order), bs)]
@@ -144,15 +159,15 @@ class Trainer:
             seen += len(idx)
             if bar is not None:
                 bar(len(idx))
-        return loss_sum / seen, correct / seen, seen, len(batches), start, time.time()
+        return loss_sum / seen, self._accuracy(correct, seen), seen, len(batches), start, time.time()
 
     def evaluate(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray) -> dict[str, float]:
         """Scores of the rows ``index`` (empty when there are none), computed where the model is placed."""
         if not len(index):
             return {}
-        probs = np.concatenate([np.asarray(self._eval_step(tuple(x[index[a:a + EVAL_BATCH]] for x in inputs)))
-                                for a in range(0, len(index), EVAL_BATCH)])
-        return scores_from_probs(probs, labels[index], self.metrics)
+        outputs = np.concatenate([np.asarray(self._eval_step(tuple(x[index[a:a + EVAL_BATCH]] for x in inputs)))
+                                  for a in range(0, len(index), EVAL_BATCH)])
+        return scores(outputs, labels[index], self.objective)
 
     def op_devices(self, inputs: Sequence[np.ndarray], labels: np.ndarray, layers: list[str]) -> dict[str, list[str]]:
         """Layer -> the devices of every op of its forward and backward pass in the compiled training step:

@@ -1,3 +1,3 @@
-"""Experiments: what is trained (config schema, data, model, blocks), never how. See :mod:`.api` for the
-interface, :mod:`.registry` for lookup by name or dotted path; the thesis's two are :mod:`.redshift` and
-:mod:`.landcover`."""
+"""Experiments: what is trained (config schema, data, model, blocks, loss and metrics), never how. See :mod:`.api`
+for the interface, :mod:`.view` for how an experiment's runs are shown, :mod:`.registry` for lookup by name or
+dotted path; the thesis's two are :mod:`.redshift` and :mod:`.landcover`."""

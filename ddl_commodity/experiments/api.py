@@ -1,11 +1,14 @@
 """The experiment API: what an experiment is, as opposed to how it is trained.
 
 An :class:`Experiment` declares a config schema (a :class:`~ddl_commodity.config.RunConfig` subclass), where
-its data come from, and a Keras model with named layers grouped into blocks. The engines
+its data come from, a Keras model with named layers grouped into blocks, and the loss it is trained with (a
+softmax classifier's by default; any compiled Keras loss, e.g. a regression head's). The engines
 (:mod:`ddl_commodity.engines`) train it single machine, data parallel with the staleness-weighted PS, or
 model parallel with a split scheme over its blocks, and know no experiment by name. Name it in a YAML file
 by dotted path (``experiment: mypkg.module:MyExperiment``); the toolkit's own are registered by name in
-:mod:`ddl_commodity.experiments.registry`. ``examples/waves.py`` is a complete one in under 60 lines.
+:mod:`ddl_commodity.experiments.registry`. ``examples/waves.py`` is a complete one in under 60 lines,
+``examples/redshift_regression.py`` a regression. How runs are shown is an
+:class:`~ddl_commodity.experiments.view.ExperimentView`'s business, which an experiment may name.
 """
 
 from __future__ import annotations
@@ -19,18 +22,23 @@ import numpy as np
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.errors import ConfigError, DataError
+from ddl_commodity.experiments.view import ExperimentView
 from ddl_commodity.models.placement import BlockGraph, Placement, device_scope, functional_graph, place_functional
 from ddl_commodity.models.splits import SplitScheme, load_scheme
 
 if TYPE_CHECKING:
     import keras
 
+#: The loss of an experiment that declares none: a softmax over the classes, integer labels.
+CLASSIFIER_LOSS = "sparse_categorical_crossentropy"
+
 
 @dataclass(frozen=True)
 class Dataset:
-    """A run's data: one array per model input and integer labels, split into training and validation rows.
+    """A run's data: one array per model input and the labels (targets), split into training and validation rows.
 
-    Shapes: ``inputs[i]`` is ``(N, *input_shape_i)``, ``labels`` ``(N,)``; the two index arrays hold rows.
+    Shapes: ``inputs[i]`` is ``(N, *input_shape_i)``, ``labels`` ``(N,)``, int32 class indices for a classifier,
+    float32 targets otherwise (:attr:`Experiment.classification`); the two index arrays hold rows.
     """
 
     path: Path
@@ -66,7 +74,8 @@ def unflatten(x: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
 
 class Experiment:
     """Base class of every experiment. Subclasses set ``config_class`` and implement the three methods in the
-    first group; the others have defaults that fit a functional Keras model.
+    first group; the others have defaults that fit a functional Keras softmax classifier. A regression sets
+    ``classification = False`` and returns its loss from :meth:`loss`.
 
     Layers belong to blocks by name: ``<block>_<anything>`` is in ``<block>``, a name without ``_`` is a
     block of its own (override :meth:`blocks` for another grouping). Split schemes place blocks on nodes.
@@ -77,8 +86,11 @@ class Experiment:
     config_class: ClassVar[type[RunConfig]] = RunConfig
     #: The training modes this experiment supports (``training.mode``).
     modes: ClassVar[tuple[str, ...]] = ("single", "data_parallel", "model_parallel")
-    #: The per-epoch record key and axis label of the validation panel of ``curves.png``.
-    validation_curve: ClassVar[tuple[str, str]] = ("val_accuracy", "validation accuracy")
+    #: True: integer class labels, top-1 accuracy recorded; False: float targets, no accuracy (``None``).
+    classification: ClassVar[bool] = True
+    #: How runs are shown (curves, console, reports, ``ddl reproduce`` sizes); see
+    #: :func:`~ddl_commodity.experiments.registry.view_of`.
+    view: ClassVar[type[ExperimentView]] = ExperimentView
 
     # -- what a subclass provides -------------------------------------------------------------------
     def data_file(self, cfg: RunConfig, progress: bool | None = None) -> Path:
@@ -86,12 +98,26 @@ class Experiment:
         raise NotImplementedError
 
     def load(self, cfg: RunConfig, path: Path) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        """``(inputs, labels)`` from ``path``: one array per model input, integer labels ``(N,)``."""
+        """``(inputs, labels)`` from ``path``: one array per model input, labels ``(N,)`` (integer classes, or
+        float targets if the experiment does not classify)."""
         raise NotImplementedError
 
     def build_model(self, cfg: RunConfig) -> keras.Model:
-        """The uncompiled model, seeded from ``cfg.seed``: it ends in a softmax over the classes."""
+        """The uncompiled model, seeded from ``cfg.seed``: a softmax over the classes for the default loss, or
+        the head :meth:`loss` expects (e.g. ``Dense(1)`` for a regression)."""
         raise NotImplementedError
+
+    # -- what is trained for -------------------------------------------------------------------------
+    def loss(self, cfg: RunConfig) -> str | keras.losses.Loss:
+        """The Keras loss the model is trained and scored with: a name ``keras.losses.get`` knows (``"mse"``,
+        ``"huber"``), a ``keras.losses.Loss`` or a function ``(y_true, y_pred) -> (N,)`` losses. Called only
+        where TensorFlow runs (the nodes, the single-machine process), never on the driver."""
+        return CLASSIFIER_LOSS
+
+    @property
+    def label_dtype(self) -> type[np.number]:
+        """int32 class indices for a classifier, float32 targets otherwise: what labels are fed as."""
+        return np.int32 if self.classification else np.float32
 
     # -- defaults ------------------------------------------------------------------------------------
     def blocks(self, cfg: RunConfig) -> dict[str, list[str]]:
@@ -133,27 +159,15 @@ class Experiment:
         return (f"model parallel, scheme {s.name} ({s.figure or s.source}), {t.workers} workers + PS, "
                 f"batch {t.batch_size}")
 
-    def validation_metrics(self, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Metrics beyond loss and top-1 accuracy from the class probabilities ``(N, C)`` of the validation rows
-        and their labels ``(N,)``; recorded every epoch as ``val_<name>`` (none by default)."""
+    def validation_metrics(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Metrics beyond the loss (and a classifier's top-1 accuracy) from the model's outputs for the validation
+        rows (``(N, C)`` class probabilities, or e.g. ``(N, 1)`` estimates) and their labels ``(N,)``; recorded
+        every epoch as ``val_<name>`` (none by default)."""
         return {}
 
     def summary_sections(self, cfg: RunConfig, run_dir: Path, dataset: Dataset) -> dict:
         """Extra top-level keys of ``summary.json`` (none by default)."""
         return {}
-
-    def report_lines(self, summary: dict) -> list[str]:
-        """Extra Markdown lines of ``ddl report`` for a run of this experiment (none by default)."""
-        return []
-
-    def console_lines(self, summary: dict) -> list[str]:
-        """Extra lines of the summary ``ddl run`` prints at the end (none by default)."""
-        return []
-
-    def at_scale(self, raw: dict, scale: str) -> dict:
-        """The raw config resized for ``ddl reproduce --scale <scale>`` (``smoke``: seconds, ``small``: minutes,
-        ``thesis``: the thesis's sizes; see :mod:`ddl_commodity.reproduce.runsets`). Unchanged by default."""
-        return raw
 
     # -- used by the engines -------------------------------------------------------------------------
     def check(self, cfg: RunConfig) -> None:
@@ -179,6 +193,6 @@ class Experiment:
             raise DataError(f"{path}: {len(train)} training samples are too few for {t.workers} workers")
         if t.engine != "data_parallel" and t.steps_per_epoch is None and len(train) < 2 * t.batch_size:
             raise DataError(f"{path}: {len(train)} training samples are too few for batch size {t.batch_size}")
-        return Dataset(path, tuple(inputs), np.asarray(labels, dtype=np.int32), train, val)
+        return Dataset(path, tuple(inputs), np.asarray(labels, dtype=self.label_dtype), train, val)
 
 

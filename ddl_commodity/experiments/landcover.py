@@ -1,10 +1,11 @@
 """The land-cover experiment (thesis chapter 6): Houston (GRSS DFC 2018) or synthetic scenes cut into 25x25
 multimodal patches, the two-branch 3D CNN of Fig 6.3(a), trained on one machine, model parallel with a split
-scheme (Figs 6.3(b)-6.18) or data parallel for 6.3.5's comparison (``experiment: landcover_model_parallel``).
+scheme (Figs 6.3(b)-6.18) or data parallel for 6.3.5's comparison (``experiment: landcover``). How
+``ddl reproduce`` sizes its runs is :class:`LandcoverView`.
 
 Example (``configs/landcover-quick.yaml``)::
 
-    experiment: landcover_model_parallel
+    experiment: landcover
     name: landcover-quick
     data: {synthetic_scale: 0.1, patches_per_class: 40}
     training: {mode: model_parallel, split: default, epochs: 2, batch_size: 50}
@@ -29,6 +30,7 @@ from ddl_commodity.config import (
 from ddl_commodity.data.houston import NUM_CLASSES
 from ddl_commodity.data.patches import DEFAULT_HSI_BANDS
 from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.experiments.view import ExperimentView
 from ddl_commodity.models.placement import BlockGraph, Placement
 
 #: ``ddl reproduce --scale thesis`` measures every land-cover run over at least this many training steps after
@@ -105,7 +107,7 @@ class LandcoverTrainingSettings(TrainingSettingsBase):
 
 
 class LandcoverConfig(RunConfig):
-    experiment: Literal["landcover_model_parallel"] = "landcover_model_parallel"
+    experiment: Literal["landcover"] = "landcover"
     name: str = Field("landcover", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     data: HoustonDataSettings = HoustonDataSettings()
     model: MultimodalModelSettings = MultimodalModelSettings()
@@ -123,9 +125,31 @@ def model_spec(cfg: LandcoverConfig):
                           dropout=m.dropout, seed=cfg.seed)
 
 
+class LandcoverView(ExperimentView):
+    """The generic curves and lines; ``ddl reproduce``'s sizes of the chapter 6 runs."""
+
+    def at_scale(self, raw: dict, scale: str) -> dict:
+        data, t = raw.setdefault("data", {}), raw.setdefault("training", {})
+        if scale == "small":
+            data.update(synthetic_scale=0.1, patches_per_class=min(40, data.get("patches_per_class", 400)))
+            t.update(epochs=min(t.get("epochs", 10), 3), steps_per_epoch=20)
+        elif scale == "smoke":  # every code path, nothing worth reading
+            # Large enough for what the suite checks on these runs (tests/integration/test_reproduce_smoke.py:
+            # the loss falls; busy and idle nodes and the bytes per step told apart); one batch size, so that
+            # Fig 6.5's three runs are one.
+            data.update(synthetic_scale=0.05, patches_per_class=60)
+            raw["model"] = {"rgb_filters": [8, 16, 16], "hsi_filters": [8, 16, 32], "fc_units": [128, 64]}
+            raw["monitor"] = {"interval_s": 0.5}
+            t.update(epochs=2, batch_size=50)
+        elif scale == "thesis":
+            t.update(steady_state_epochs(data, t, STEADY_STEPS))
+        return raw
+
+
 class LandcoverExperiment(Experiment):
-    name = "landcover_model_parallel"
+    name = "landcover"
     config_class = LandcoverConfig
+    view = LandcoverView
 
     def data_file(self, cfg: LandcoverConfig, progress: bool | None = None) -> Path:
         """The patch file: ``data.patches``, or cut (from the scene, or a cached synthetic one) if missing."""
@@ -183,20 +207,3 @@ class LandcoverExperiment(Experiment):
             s = self.scheme(cfg)
             return f"model parallel, scheme {s.name} ({s.figure}), {t.workers} workers + PS, batch {t.batch_size}"
         return super().describe(cfg)
-
-    def at_scale(self, raw: dict, scale: str) -> dict:
-        data, t = raw.setdefault("data", {}), raw.setdefault("training", {})
-        if scale == "small":
-            data.update(synthetic_scale=0.1, patches_per_class=min(40, data.get("patches_per_class", 400)))
-            t.update(epochs=min(t.get("epochs", 10), 3), steps_per_epoch=20)
-        elif scale == "smoke":  # every code path, nothing worth reading
-            # Large enough for what the suite checks on these runs (tests/integration/test_reproduce_smoke.py:
-            # the loss falls; busy and idle nodes and the bytes per step told apart); one batch size, so that
-            # Fig 6.5's three runs are one.
-            data.update(synthetic_scale=0.05, patches_per_class=60)
-            raw["model"] = {"rgb_filters": [8, 16, 16], "hsi_filters": [8, 16, 32], "fc_units": [128, 64]}
-            raw["monitor"] = {"interval_s": 0.5}
-            t.update(epochs=2, batch_size=50)
-        elif scale == "thesis":
-            t.update(steady_state_epochs(data, t, STEADY_STEPS))
-        return raw

@@ -1,12 +1,13 @@
 """The redshift experiment (thesis chapter 5): simulated galaxy spectra, the 1D CNN of Fig 5.1, trained on
-one machine or data parallel with the staleness-weighted PS (``experiment: redshift_data_parallel``).
+one machine or data parallel with the staleness-weighted PS (``experiment: redshift``). How its runs are shown
+(the redshift errors against the trivial estimator, ``ddl reproduce`` sizes) is :class:`RedshiftView`.
 
 Example (``configs/quickstart.yaml``)::
 
-    experiment: redshift_data_parallel
+    experiment: redshift
     name: quickstart
     data: {samples: 2000}
-    training: {workers: 2, epochs: 4, data_distribution: disjoint}
+    training: {mode: data_parallel, workers: 2, epochs: 4, data_distribution: disjoint}
     ps: {s: 2, staleness: inverse}
 """
 
@@ -20,6 +21,7 @@ from pydantic import Field, field_validator
 
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict, TrainingSettingsBase
 from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.experiments.view import ExperimentView
 
 
 class SimulatorSettings(Strict):
@@ -64,72 +66,24 @@ class RedshiftModelSettings(Strict):
 
 
 class RedshiftTrainingSettings(TrainingSettingsBase):
-    """``distributed`` is chapter 5's name for data parallel; ``single`` is its "sequential CNN"."""
+    """``data_parallel`` is chapter 5's "distributed" CNN; ``single`` is its "sequential CNN"."""
 
-    mode: Literal["distributed", "data_parallel", "single"] = "distributed"
+    mode: Literal["data_parallel", "single"] = "data_parallel"
 
 
 class RedshiftConfig(RunConfig):
     """A whole chapter 5 experiment."""
 
-    experiment: Literal["redshift_data_parallel"] = "redshift_data_parallel"
+    experiment: Literal["redshift"] = "redshift"
     data: RedshiftDataSettings = RedshiftDataSettings()
     model: RedshiftModelSettings = RedshiftModelSettings()
     training: RedshiftTrainingSettings = RedshiftTrainingSettings()
 
 
-class RedshiftExperiment(Experiment):
-    name = "redshift_data_parallel"
-    config_class = RedshiftConfig
-    modes = ("single", "data_parallel")
+class RedshiftView(ExperimentView):
+    """The redshift errors astronomers read, beside the trivial estimator's; ``ddl reproduce``'s sizes."""
+
     validation_curve = ("val_dz_median", "median |dz|/(1+z)")
-
-    def data_file(self, cfg: RedshiftConfig, progress: bool | None = None) -> Path:
-        """``data.path``, or the cached simulation for (samples, seed), simulated first if missing."""
-        from ddl_commodity.data.redshift import GENERATOR_VERSION, SimulatorConfig, write_redshift_h5
-
-        if cfg.data.path is not None:
-            return Path(cfg.data.path)
-        path = Path(cfg.data.cache_dir) / f"redshift-n{cfg.data.samples}-s{cfg.seed}-v{GENERATOR_VERSION}.h5"
-        if not path.is_file():
-            s = cfg.data.simulator
-            sim = SimulatorConfig(z_distribution=s.z_distribution, magnitude_mean=s.magnitude_mean,
-                                  magnitude_std=s.magnitude_std, noise=s.noise)
-            write_redshift_h5(path, cfg.data.samples, cfg.seed, sim, progress=progress)
-        return path
-
-    def load(self, cfg: RedshiftConfig, path: Path) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        from ddl_commodity.data.redshift import load_redshift_h5
-
-        data = load_redshift_h5(path)
-        return (data.spectra,), data.label
-
-    def build_model(self, cfg: RedshiftConfig):
-        from ddl_commodity.models.redshift_cnn import build_redshift_cnn
-
-        m = cfg.model
-        return build_redshift_cnn(m.filters, m.kernel_size, m.dropout, seed=cfg.seed)
-
-    def describe(self, cfg: RedshiftConfig) -> str:
-        t = cfg.training
-        if t.engine == "single":
-            return "single machine (sequential CNN)"
-        return f"{t.workers} workers, {t.data_distribution} data, s={cfg.ps.s}, lambda={cfg.ps.staleness}"
-
-    def validation_metrics(self, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """The redshift errors astronomers read (:mod:`ddl_commodity.data.redshift_metrics`)."""
-        from ddl_commodity.data.redshift_metrics import redshift_metrics
-
-        return redshift_metrics(probs, labels)
-
-    def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset) -> dict:
-        """``trivial_estimator``: always the training set's median z, scored on the validation rows."""
-        from ddl_commodity.data.redshift_metrics import trivial_metrics
-
-        if not len(dataset.validation_index):
-            return {}
-        return {"trivial_estimator": trivial_metrics(dataset.labels[dataset.train_index],
-                                                     dataset.labels[dataset.validation_index])}
 
     def console_lines(self, summary: dict) -> list[str]:
         final, trivial = summary.get("final", {}), summary.get("trivial_estimator")
@@ -177,3 +131,57 @@ class RedshiftExperiment(Experiment):
             data["samples"], model["filters"], model["dropout"] = 400, [2, 2], 0.0
             training.update(epochs=3, batch_size=16)
         return raw  # thesis: configs/thesis/ holds the thesis's sizes already (5K spectra, 20 epochs)
+
+
+class RedshiftExperiment(Experiment):
+    name = "redshift"
+    config_class = RedshiftConfig
+    modes = ("single", "data_parallel")
+    view = RedshiftView
+
+    def data_file(self, cfg: RedshiftConfig, progress: bool | None = None) -> Path:
+        """``data.path``, or the cached simulation for (samples, seed), simulated first if missing."""
+        from ddl_commodity.data.redshift import GENERATOR_VERSION, SimulatorConfig, write_redshift_h5
+
+        if cfg.data.path is not None:
+            return Path(cfg.data.path)
+        path = Path(cfg.data.cache_dir) / f"redshift-n{cfg.data.samples}-s{cfg.seed}-v{GENERATOR_VERSION}.h5"
+        if not path.is_file():
+            s = cfg.data.simulator
+            sim = SimulatorConfig(z_distribution=s.z_distribution, magnitude_mean=s.magnitude_mean,
+                                  magnitude_std=s.magnitude_std, noise=s.noise)
+            write_redshift_h5(path, cfg.data.samples, cfg.seed, sim, progress=progress)
+        return path
+
+    def load(self, cfg: RedshiftConfig, path: Path) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        from ddl_commodity.data.redshift import load_redshift_h5
+
+        data = load_redshift_h5(path)
+        return (data.spectra,), data.label
+
+    def build_model(self, cfg: RedshiftConfig):
+        from ddl_commodity.models.redshift_cnn import build_redshift_cnn
+
+        m = cfg.model
+        return build_redshift_cnn(m.filters, m.kernel_size, m.dropout, seed=cfg.seed)
+
+    def describe(self, cfg: RedshiftConfig) -> str:
+        t = cfg.training
+        if t.engine == "single":
+            return "single machine (sequential CNN)"
+        return f"{t.workers} workers, {t.data_distribution} data, s={cfg.ps.s}, lambda={cfg.ps.staleness}"
+
+    def validation_metrics(self, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """The redshift errors astronomers read (:mod:`ddl_commodity.data.redshift_metrics`)."""
+        from ddl_commodity.data.redshift_metrics import redshift_metrics
+
+        return redshift_metrics(probs, labels)
+
+    def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset) -> dict:
+        """``trivial_estimator``: always the training set's median z, scored on the validation rows."""
+        from ddl_commodity.data.redshift_metrics import trivial_metrics
+
+        if not len(dataset.validation_index):
+            return {}
+        return {"trivial_estimator": trivial_metrics(dataset.labels[dataset.train_index],
+                                                     dataset.labels[dataset.validation_index])}

@@ -14,15 +14,21 @@ from pathlib import Path
 from ddl_commodity.config import RunConfig, merge, read_yaml, validate
 from ddl_commodity.errors import ConfigError
 from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.experiments.view import ExperimentView, LossView
 from ddl_commodity.resources.profiles import load_profile
 
 #: name -> "module:Class"; imported on first use so that loading one experiment never imports another's code.
 _BUILTIN = {
-    "redshift_data_parallel": "ddl_commodity.experiments.redshift:RedshiftExperiment",
-    "landcover_model_parallel": "ddl_commodity.experiments.landcover:LandcoverExperiment",
+    "redshift": "ddl_commodity.experiments.redshift:RedshiftExperiment",
+    "landcover": "ddl_commodity.experiments.landcover:LandcoverExperiment",
 }
 #: What a config without an ``experiment`` key runs (chapter 5's, as before the registry existed).
-DEFAULT_EXPERIMENT = "redshift_data_parallel"
+DEFAULT_EXPERIMENT = "redshift"
+#: Former names: an experiment is named for what is trained, ``training.mode`` says how. A config is refused
+#: with the new name; a run directory of before the rename is still shown (:func:`view_of`).
+RENAMED = {"redshift_data_parallel": "redshift", "landcover_model_parallel": "landcover"}
+#: Former ``training.mode`` names.
+RENAMED_MODES = {"distributed": "data_parallel"}
 
 
 def names() -> list[str]:
@@ -44,13 +50,29 @@ def _import(path: str, source: str) -> type[Experiment]:
 
 
 def get(name: str, source: str = "<config>") -> Experiment:
-    """The experiment registered as ``name``, or the class at dotted path ``module:Class``."""
+    """The experiment registered as ``name``, or the class at dotted path ``module:Class``; a former name is a
+    one-line :class:`ConfigError` that names the new one."""
+    if name in RENAMED:
+        raise ConfigError(f"{source}: experiment {name!r} was renamed: use {RENAMED[name]!r} (training.mode says how)")
     if name in _BUILTIN:
         return _import(_BUILTIN[name], source)()
     if ":" in name:
         return _import(name, source)()
     raise ConfigError(f"{source}: invalid configuration\n  experiment: unknown experiment {name!r} "
                       f"(known: {', '.join(names())}; or give module.path:ClassName)")
+
+
+def view_of(experiment: Experiment | str) -> ExperimentView:
+    """How ``experiment``'s runs are shown: its :attr:`~Experiment.view`, or for one that names none and does not
+    classify, :class:`~ddl_commodity.experiments.view.LossView`. By name (a run directory's ``experiment``) a
+    former name still resolves, so runs of before a rename are shown as they were; another unknown or
+    unimportable name is a :class:`ConfigError`."""
+    if isinstance(experiment, str):
+        experiment = get(RENAMED.get(experiment, experiment))
+    cls = experiment.view
+    if cls is ExperimentView and not experiment.classification:
+        cls = LossView
+    return cls()
 
 
 def experiment_and_config(raw: object, source: str = "<config>", check: bool = True) -> tuple[Experiment, RunConfig]:
@@ -61,6 +83,9 @@ def experiment_and_config(raw: object, source: str = "<config>", check: bool = T
     raw = {"experiment": DEFAULT_EXPERIMENT, **raw}
     if not isinstance(raw["experiment"], str):
         raise ConfigError(f"{source}: invalid configuration\n  experiment: must be a name or module:Class")
+    mode = raw["training"].get("mode") if isinstance(raw.get("training"), dict) else None
+    if isinstance(mode, str) and mode in RENAMED_MODES:
+        raise ConfigError(f"{source}: training.mode {mode!r} was renamed: use {RENAMED_MODES[mode]!r}")
     experiment = get(raw["experiment"], source)
     cfg = validate(experiment.config_class, raw, source)
     if not check:

@@ -1,5 +1,5 @@
-"""The body of every ``jobs/*.py`` entry point (what spark-submit runs): parse arguments, load the config,
-run the experiment through its engine, report."""
+"""The body of ``jobs/experiment.py``, the driver spark-submit runs: parse arguments, load the config, run the
+experiment through its engine in spark-submit's SparkContext, report."""
 
 from __future__ import annotations
 
@@ -14,23 +14,16 @@ from ddl_commodity.errors import DdlError, short_error
 from ddl_commodity.runs import create_run_dir
 
 
-def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
-    """``experiment``: the only experiment this entry point accepts (``None``: any)."""
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=f"jobs/{experiment or 'experiment'}.py",
-        description=f"Run {f'the {experiment}' if experiment else 'an'} experiment under spark-submit (or let "
-        "`ddl run` do it).",
-    )
+        prog="jobs/experiment.py",
+        description="Run an experiment as the driver spark-submit started (`ddl run --spark-submit` does the same "
+        "for you): spark-submit --master spark://HOST:7077 jobs/experiment.py CONFIG.yaml")
     parser.add_argument("config", type=Path, help="experiment YAML file (see configs/)")
     parser.add_argument("--run-dir", type=Path, help="existing or new run directory (default: a new one)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the failed run in --run-dir from its last PS checkpoint")
-    parser.add_argument("--master", help="spark://HOST:PORT the job runs on, overriding the config's cluster.master "
-                        "(`ddl run --master` passes it; spark-submit's own --master only picks the cluster)")
-    parser.add_argument("--errors-to-log", action="store_true",
-                        help="write a failure only to the run's status and job.log (`ddl run` prints it itself)")
-    parser.add_argument("--progress", action="store_true",
-                        help="live progress bars on stdout (`ddl run` passes it when its own stdout is a terminal)")
+    parser.add_argument("--progress", action="store_true", help="live progress bars on stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console, log = sys.stderr, None
@@ -38,10 +31,7 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
         from ddl_commodity.engines.run import run_experiment
         from ddl_commodity.experiments.registry import load
 
-        exp, cfg = load(args.config, {"cluster": {"master": args.master}} if args.master else None)
-        if experiment is not None and cfg.experiment != experiment:
-            print(f"error: {args.config} is a {cfg.experiment} config, not {experiment}", file=sys.stderr)
-            return 2
+        exp, cfg = load(args.config)
         run_dir = args.run_dir
         if run_dir is None or not run_dir.exists():
             run_dir = create_run_dir(
@@ -53,8 +43,7 @@ def main(experiment: str | None = None, argv: list[str] | None = None) -> int:
     except DdlError as err:
         if log is not None:
             logging.getLogger(__name__).error("%s", err)
-        if not (args.errors_to_log and log is not None):
-            print(f"error: {short_error(str(err))}" + (f" (log: {log})" if log else ""), file=console)
+        print(f"error: {short_error(str(err))}" + (f" (log: {log})" if log else ""), file=console)
         return getattr(err, "exit_code", 1)
     print(f"run finished: {run_dir} ({summary['wall_seconds']:.0f} s)")
     return 0

@@ -126,17 +126,17 @@ def _profile_layer(layer, inputs, needs_input_gradient: bool) -> tuple[float, fl
 
 def profile(config_path: str, batch: int) -> LayerCosts:
     """Profile every layer of the config's model, and its whole training step, on this process's threads."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
-    from ddl_commodity.engines.scoring import model_inputs
+    from ddl_commodity.engines.scoring import Objective, model_inputs
     from ddl_commodity.engines.training import compile_for_training, get_optimizer
     from ddl_commodity.experiments.registry import load
 
     experiment, cfg = load(config_path)
     graph = experiment.block_graph(cfg)
-    model = compile_for_training(experiment.build_model(cfg), cfg.training)
+    objective = Objective.of(experiment, cfg)
+    model = compile_for_training(experiment.build_model(cfg), cfg.training, objective)
     rng = np.random.default_rng(0)
     x = model_inputs(tuple(rng.standard_normal((batch, *shape)).astype("float32")
                            for shape in experiment.input_shapes(cfg)))
@@ -148,8 +148,8 @@ def profile(config_path: str, batch: int) -> LayerCosts:
                                                        any(src not in graph.inputs for src in preds))
     optimizer = get_optimizer(cfg.training.optimizer, cfg.training.learning_rate)
     optimizer.build(model.trainable_variables)
-    labels = np.zeros(batch, dtype="int32")
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    labels = np.zeros(batch, dtype=experiment.label_dtype)  # class 0, or a target of 0: the values cost nothing
+    loss_fn = objective.batch_loss()
 
     @tf.function
     def step():

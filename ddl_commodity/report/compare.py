@@ -56,13 +56,13 @@ def load_run(run_dir: Path) -> RunView:
 
 def _validation_curve(config: dict[str, object]) -> tuple[str, str]:
     from ddl_commodity.errors import DdlError
-    from ddl_commodity.experiments.api import Experiment
-    from ddl_commodity.experiments.registry import get
+    from ddl_commodity.experiments.registry import view_of
+    from ddl_commodity.experiments.view import ExperimentView
 
     try:
-        return get(str(config.get("experiment"))).validation_curve
+        return view_of(str(config.get("experiment"))).validation_curve
     except DdlError:  # a user's experiment not importable here: the generic panel
-        return Experiment.validation_curve
+        return ExperimentView.validation_curve
 
 
 def comparison_table(runs: list[RunView]) -> list[str]:

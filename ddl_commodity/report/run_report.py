@@ -8,7 +8,7 @@ from pathlib import Path
 from ddl_commodity.artifacts.curves import load_worker_curves, plot_curves
 from ddl_commodity.artifacts.tensorboard import BOARD_DIR, rebuild_board
 from ddl_commodity.errors import DdlError, UserInputError
-from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.experiments.view import ExperimentView
 from ddl_commodity.report.node_tables import node_sections
 from ddl_commodity.runs import write_bytes_atomic
 from ddl_commodity.summary import RunSummary
@@ -45,13 +45,13 @@ def per_epoch_table(curves: dict[str, list[dict]], validation: tuple[str, str] |
     return lines
 
 
-def _experiment(summary: RunSummary) -> Experiment | None:
-    from ddl_commodity.experiments.registry import get
+def _view(summary: RunSummary) -> ExperimentView:
+    from ddl_commodity.experiments.registry import view_of
 
     try:
-        return get(summary.experiment)
+        return view_of(summary.experiment)
     except DdlError:  # a user's experiment that cannot be imported here: the generic report still stands
-        return None
+        return ExperimentView()
 
 
 def write_run_report(run_dir: Path) -> Path:
@@ -64,8 +64,8 @@ def write_run_report(run_dir: Path) -> Path:
     summary = RunSummary.read(run_dir)
     doc = summary.to_dict()
     curves = load_worker_curves(run_dir)
-    experiment = _experiment(summary)
-    validation = (experiment or Experiment).validation_curve
+    view = _view(summary)
+    validation = view.validation_curve
     if curves:
         plot_curves(curves, run_dir / "curves.png", title=summary.description, validation=validation)
         if not (run_dir / BOARD_DIR).is_dir():  # a run from before the event files existed
@@ -86,7 +86,7 @@ def write_run_report(run_dir: Path) -> Path:
                   + ("confirmed by the workers' index digests." if check["consistent"]
                      else "**not confirmed**: " + "; ".join(check["problems"]))]
     lines += node_sections(doc)
-    lines += experiment.report_lines(doc) if experiment else []
+    lines += view.report_lines(doc)
     out = run_dir / "report.md"
     write_bytes_atomic(out, ("\n".join(lines) + "\n").encode())
     return out

@@ -16,6 +16,7 @@ prediction; re-running with the same ``--out`` (and a larger ``--budget``) conti
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import os
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from ddl_commodity.config import STANDALONE_URL
-from ddl_commodity.errors import UserInputError
+from ddl_commodity.errors import DdlError, UserInputError, short_error
 from ddl_commodity.reproduce import runsets
 from ddl_commodity.reproduce.runsets import THESIS_CONFIGS, config_and_seed
 from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
@@ -37,14 +38,14 @@ from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
 
 def resized_config(run: str, scale: str) -> dict:
     """The config of ``run`` (a ``configs/thesis/`` name, maybe with ``-seed<k>``) resized for ``scale``."""
-    from ddl_commodity.experiments.registry import DEFAULT_EXPERIMENT, get
+    from ddl_commodity.experiments.registry import DEFAULT_EXPERIMENT, get, view_of
 
     config, seed = config_and_seed(run)
     path = THESIS_CONFIGS / f"{config}.yaml"
     if not path.is_file():
         raise UserInputError(f"{run}: no {path.name} in {THESIS_CONFIGS}")
     doc = yaml.safe_load(path.read_text())
-    doc = get(doc.get("experiment", DEFAULT_EXPERIMENT)).at_scale(doc, scale)
+    doc = view_of(get(doc.get("experiment", DEFAULT_EXPERIMENT), str(path))).at_scale(doc, scale)
     if seed is not None:
         doc["seed"] = seed
     doc["name"] = run
@@ -172,17 +173,26 @@ def _identical_run(state: dict, doc: dict) -> str | None:
 
 
 def _run(name: str, doc: dict, out: Path) -> dict:
+    """One run of the set, in this process; its console lines go to ``<out>/logs/<name>.log``."""
+    from ddl_commodity.launch.api import run
+
     cfg_path = out / "configs" / f"{name}.yaml"
     write_bytes_atomic(cfg_path, yaml.safe_dump(doc, sort_keys=False).encode())
     run_dir = out / "runs" / name
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an earlier attempt that did not succeed
+    console = out / "logs" / f"{name}.log"
+    console.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "run", str(cfg_path), "--run-id", name,
-                           "--no-progress"], capture_output=True, text=True, check=False)
-    ok = proc.returncode == 0 and (run_dir / "summary.json").is_file()
+    error = None
+    with open(console, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream):
+        try:
+            run(cfg_path, run_id=name, progress=False)
+        except DdlError as err:
+            error = short_error(str(err))
+    ok = error is None and (run_dir / "summary.json").is_file()
     return {"config": str(cfg_path), "run_dir": str(run_dir), "seconds": round(time.monotonic() - t0, 1),
-            "state": "succeeded" if ok else "failed", "error": None if ok else _first_error(proc.stderr)}
+            "state": "succeeded" if ok else "failed", "error": None if ok else error or "no summary written"}
 
 
 def predicted_seconds(state: dict, name: str) -> tuple[float, str] | None:
@@ -217,10 +227,3 @@ def _time_left(state: dict, remaining: list[str], started: float) -> str:
         return elapsed + ")"
     known = [p[0] for p in predicted if p]
     return f"{elapsed}, about {sum(known) / len(known) * len(todo) / 60:.0f} min left)"
-
-
-def _first_error(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    return next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "?")
-
-

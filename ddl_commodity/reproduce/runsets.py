@@ -1,6 +1,6 @@
 """The sizes of ``ddl reproduce``: which of the thesis's experiments run, with which seeds, on which cluster
-profile, in what time budget, and how each experiment's config is resized (by the experiment's own
-:meth:`~ddl_commodity.experiments.api.Experiment.at_scale`).
+profile, in what time budget, and how each experiment's config is resized (by the experiment's view,
+:meth:`~ddl_commodity.experiments.view.ExperimentView.at_scale`).
 
 A run of a set is named after its config in ``configs/thesis/``; a repetition with another seed adds
 ``-seed<k>`` (``redshift-5k-same-3w-seed2``). Lists are in priority order: a scale with a budget runs the

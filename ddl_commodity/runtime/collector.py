@@ -22,11 +22,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from ddl_commodity.errors import NodeFailure
 from ddl_commodity.ps.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from ddl_commodity.ps.wire import WireFormatError, decode_message, encode_message
 from ddl_commodity.rpc import SECRET_METADATA, channel_options, require_secret, start_server
@@ -34,13 +34,6 @@ from ddl_commodity.rpc import SECRET_METADATA, channel_options, require_secret, 
 SERVICE = "ddl.RunCollector"
 HEARTBEATS_FILE = "heartbeats.json"
 _STREAM = re.compile(r"^(ps|placement|tasks|workers/[A-Za-z0-9_.-]+|nodes/[A-Za-z0-9_.-]+)$")
-
-
-@dataclass(frozen=True)
-class NodeFailure:
-    node: str
-    message: str
-    at: float
 
 
 class RunCollector:
@@ -206,7 +199,7 @@ class RunCollector:
     def _on_fail(self, doc: dict, context: grpc.ServicerContext) -> dict:
         with self._lock:
             if self.first_failure is None:
-                self.first_failure = NodeFailure(str(doc.get("node")), str(doc.get("message")), time.time())
+                self.first_failure = NodeFailure(str(doc.get("node")), "raised", f"node {doc.get('message')}")
         self.failure.set()
         return {"ok": True, "abort": True}
 

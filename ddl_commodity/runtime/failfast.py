@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ddl_commodity.errors import UserInputError
+from ddl_commodity.errors import NodeFailure, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Watchdog:
         self._tolerated: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ddl-watchdog", daemon=True)
-        self._message = ""
+        self._failure: NodeFailure | None = None
         self.ps_reachable: Callable[[], bool] | None = None  # set once the PS address is known
 
     def start(self) -> None:
@@ -82,13 +82,14 @@ class Watchdog:
     def stop(self) -> None:
         self._stop.set()
 
-    def failure_message(self) -> str:
-        if self._message:
-            return self._message
+    def failure(self) -> NodeFailure | None:
+        """The failure that ended the run, once one has: decided by this watchdog, or a node's report."""
+        if self._failure is not None:
+            return self._failure
         f = self._collector.first_failure
-        return blame_lost_ps(f"node {f.message}", self.ps_reachable) if f is not None else ""
+        return blame_lost_ps(f, self.ps_reachable) if f is not None else None
 
-    def _diagnose(self, silent: list[tuple[str, float]], lost: list[dict]) -> str:
+    def _diagnose(self, silent: list[tuple[str, float]], lost: list[dict]) -> NodeFailure:
         """What failed, decided when the failure is seen and before the jobs are cancelled: the cancel stops
         the PS task too, so a check of the PS made later finds it gone, and a worker whose push lost the PS
         in the cancel reports a consequence (seen: a killed worker blamed on the PS)."""
@@ -99,10 +100,10 @@ class Watchdog:
             return self._lost(lost[0], str(self._tf_status.get("error", "")))
         f = self._collector.first_failure
         if f is not None:
-            return blame_lost_ps(f"node {f.message}", self.ps_reachable)
+            return blame_lost_ps(f, self.ps_reachable)
         return self.explain(str(self._tf_status.get("error", "")))
 
-    def explain(self, spark_text: str) -> str:
+    def explain(self, spark_text: str) -> NodeFailure:
         """Spark's error, or the node that caused it. Spark can fail before the heartbeat timeout: a lost
         machine's executor is noticed in seconds, and its feed task may be re-run where no TF node lives (on
         the executor Spark starts in its place, or on the compose cluster's spare worker). A node whose
@@ -114,8 +115,9 @@ class Watchdog:
         cause = spark_error(spark_text)
         quiet = self._collector.silent_nodes(SUSPECT_SILENCE_S)
         if quiet:
-            return f"{self._silence(*quiet[0])} (then Spark: {exception_line(cause)})"
-        return cause
+            silence = self._silence(*quiet[0])
+            return NodeFailure(silence.node, silence.cause, f"{silence.detail} (then Spark: {exception_line(cause)})")
+        return NodeFailure(None, "spark", cause)
 
     def _lost_executor_nodes(self) -> list[dict]:
         """The ``tasks`` records of TF nodes whose Spark executor is no longer among the application's
@@ -143,7 +145,7 @@ class Watchdog:
         allowed = self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
         return allowed if self._collector.is_set_up(task) else allowed * SET_UP_SILENCE_FACTOR
 
-    def _lost(self, task: dict, spark_text: str) -> str:
+    def _lost(self, task: dict, spark_text: str) -> NodeFailure:
         """A lost executor's node; when its TF process runs on this machine and went quiet too, what that
         process is doing. A frozen node's Spark worker misses the master's timeout (``worker_timeout_s``)
         while its TF process misses ours: either can be noticed first (seen: a frozen PS with both at 15 s)."""
@@ -153,9 +155,9 @@ class Watchdog:
         quiet = dict(self._collector.silent_nodes(SUSPECT_SILENCE_S))
         if task["task"] in quiet and task.get("pid") is not None and task.get("host") == socket.gethostname():
             message += f"; {process_state(task['pid'])}"
-        return message
+        return NodeFailure(task["task"], "lost", message)
 
-    def _silence(self, task: str, age: float) -> str:
+    def _silence(self, task: str, age: float) -> NodeFailure:
         """Why ``task`` went silent, as far as the driver can tell: when its process runs on this machine's
         kernel (the embedded and namespace clusters: the task reported this host), dead and hung are told
         apart; a container or another PC has its own process ids."""
@@ -165,8 +167,8 @@ class Watchdog:
         where = f" on {rec['node']}" if rec.get("node") else ""
         head = f"node {task} stopped responding (no heartbeat for {age:.0f} s){where}"
         if rec.get("pid") is None or rec.get("host") != socket.gethostname():
-            return f"{head}: hung, killed or lost, or its link is down"
-        return f"{head}: {process_state(rec['pid'])}"
+            return NodeFailure(task, "silent", f"{head}: hung, killed or lost, or its link is down")
+        return NodeFailure(task, "silent", f"{head}: {process_state(rec['pid'])}")
 
     def _loop(self) -> None:
         for polls in itertools.count(1):
@@ -184,7 +186,7 @@ class Watchdog:
             lost = self._lost_executor_nodes() if self._on_silent is None and polls % 4 == 0 else []
             failed = self._collector.failure.is_set() or "error" in self._tf_status or silent or lost
             if failed:
-                self._message = self._diagnose(silent, lost)
+                self._failure = self._diagnose(silent, lost)
                 log.error("a node failed; cancelling the Spark jobs")
                 self._collector.abort()
                 self._sc.cancelAllJobs()
@@ -211,19 +213,22 @@ SET_UP_SILENCE_FACTOR = 3
 SUSPECT_SILENCE_S = 6.0
 
 
-def blame_lost_ps(message: str, ps_reachable: Callable[[], bool] | None, ps_node: str = "ps-0") -> str:
+def blame_lost_ps(failure: NodeFailure, ps_reachable: Callable[[], bool] | None,
+                  ps_node: str = "ps-0") -> NodeFailure:
     """Name the parameter server when a worker failed only because it lost the PS (the PS cannot say so).
 
     The driver checks for itself that the PS no longer answers before blaming it; otherwise the worker's
     own report stands.
     """
+    message = failure.detail
     if LOST_PS_MARK not in message or ps_reachable is None or ps_reachable():
-        return message
+        return failure
     first = message.splitlines()[0].removeprefix("node ").split(" raised")[0]
     detail = [ln for ln in message.splitlines() if f"{LOST_PS_MARK}: " in ln]
     detail = detail[-1].split(f"{LOST_PS_MARK}: ", 1)[1] if detail else ""
-    return (f"node {ps_node} (the parameter server) died or its machine was lost: the driver cannot reach it "
-            f"either (its process was killed, e.g. SIGKILL or out of memory). {first} noticed first: {detail}")
+    return NodeFailure(ps_node, "lost", f"node {ps_node} (the parameter server) died or its machine was lost: the "
+                       f"driver cannot reach it either (its process was killed, e.g. SIGKILL or out of memory). "
+                       f"{first} noticed first: {detail}")
 
 
 def process_state(pid: int) -> str:

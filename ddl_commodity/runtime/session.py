@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ddl_commodity.config import RunConfig, config_to_dict
-from ddl_commodity.errors import RunFailed, UserInputError
+from ddl_commodity.errors import NodeFailure, RunFailed, UserInputError
 from ddl_commodity.runs import record_cluster_info, set_status
 from ddl_commodity.runtime.node import NodeArgs
 
@@ -29,6 +29,8 @@ class TfosSession:
 
     Args:
         cfg: the run's config (``cluster`` section, ``tf_nodes``).
+        spark: where the run's SparkContext comes from and how it ends (default: this process's, made from the
+            run's Spark settings if there is none, and stopped after the run).
         run_dir: where the collector writes the nodes' records.
         label: how failures are introduced ("distributed run failed: ...").
         on_record: called with ``(stream, record)`` for every record a node sends (progress lines); every record
@@ -40,22 +42,21 @@ class TfosSession:
 
     def __init__(self, cfg: RunConfig, run_dir: Path, label: str,
                  on_record: Callable[[str, dict], None] | None = None,
-                 preload: dict[str, list[dict]] | None = None) -> None:
+                 preload: dict[str, list[dict]] | None = None, spark: SparkSource | None = None) -> None:
         self.cfg, self.run_dir, self.label = cfg, Path(run_dir), label
+        self._spark = spark or ProcessContext()
         self._on_record, self._preload = on_record, preload or {}
         self.cluster: Any = None
         self.watchdog: Any = None
         self._workers_stopped = False
 
     def __enter__(self) -> TfosSession:
-        from pyspark import SparkContext
-
         from ddl_commodity.artifacts.tensorboard import RunBoard
         from ddl_commodity.runtime.collector import RunCollector
         from ddl_commodity.runtime.feed import SHARED_MEMORY
         from ddl_commodity.runtime.spark import tfos_spark_conf
 
-        self.sc = SparkContext.getOrCreate(tfos_spark_conf(self.cfg))
+        self.sc = self._spark.open(tfos_spark_conf(self.cfg))
         self.secret = secrets.token_urlsafe(24)
         self.shared_root = str(SHARED_MEMORY / f"ddl-feed-{secrets.token_hex(6)}")
         host = self.sc.getConf().get("spark.driver.host", self.cfg.cluster.host)
@@ -86,6 +87,7 @@ class TfosSession:
         from ddl_commodity.runtime.tfos_import import import_tfcluster
 
         TFCluster = import_tfcluster()
+        TFCluster.tf_status.clear()  # TFoS keeps it per process: an earlier run's error must not end this one
         self.watchdog = Watchdog(self.sc, self.collector, TFCluster.tf_status, self.cfg.cluster.heartbeat_timeout_s,
                                  on_silent=on_silent)
         require_executors(self.sc, self.cfg)
@@ -106,7 +108,7 @@ class TfosSession:
         """Raise if a node failed (for engines that wait in a loop rather than in a Spark job)."""
         from tensorflowonspark import TFCluster
 
-        if self.collector.failure.is_set() or "error" in TFCluster.tf_status or self.watchdog.failure_message():
+        if self.collector.failure.is_set() or "error" in TFCluster.tf_status or self.watchdog.failure() is not None:
             raise RunFailed("a node failed")
 
     def watched(self, call: Callable[[], Any], name: str) -> Any:
@@ -197,9 +199,9 @@ class TfosSession:
         if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):
             # TFoS calls sys.exit(1) when a node fails during start-up: SystemExit is a failure too.
             if self.watchdog is None:
-                failure = spark_error(str(exc))
+                failure = NodeFailure(None, "spark", spark_error(str(exc)))
             else:
-                failure = self.watchdog.failure_message() or self.watchdog.explain(str(exc))
+                failure = self.watchdog.failure() or self.watchdog.explain(str(exc))
         if self.watchdog is not None:
             self.watchdog.stop()
         if self.cluster is not None:  # failed mid-run
@@ -218,8 +220,34 @@ class TfosSession:
         if failure is not None:
             # Said before stopping Spark: with a node hung (frozen) or cut off, SparkContext.stop waits for
             # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.
-            set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}")
-        self.sc.stop()
+            set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}",
+                       failures=[failure.to_dict()])
+        self._spark.close(self.sc)
         if failure is not None:
-            raise RunFailed(f"{self.label} failed: {failure}") from None
+            raise RunFailed(f"{self.label} failed: {failure}", [failure]) from None
         return False
+
+
+class SparkSource(Protocol):
+    """Where a run's SparkContext comes from (:meth:`open`, with the run's Spark settings) and how it ends."""
+
+    def open(self, conf: Any) -> Any: ...
+
+    def close(self, sc: Any) -> None: ...
+
+
+class ProcessContext:
+    """The SparkContext of this process: ``sc`` when given (the caller's; it stays up after the run), else the
+    active one or one made from the run's settings (spark-submit's driver), stopped after the run."""
+
+    def __init__(self, sc: Any = None) -> None:
+        self._given = sc
+
+    def open(self, conf: Any) -> Any:
+        from pyspark import SparkContext
+
+        return self._given if self._given is not None else SparkContext.getOrCreate(conf)
+
+    def close(self, sc: Any) -> None:
+        if self._given is None:
+            sc.stop()

@@ -19,7 +19,7 @@ def test_records_failures_and_abort(tmp_path) -> None:
         assert client.heartbeat() is False
         client.fail("worker-0 raised ValueError:\nTraceback ...")
         assert coll.failure.is_set() and coll.first_failure.node == "worker-0"
-        assert "Traceback" in coll.first_failure.message
+        assert "Traceback" in coll.first_failure.detail and coll.first_failure.cause == "raised"
         assert client.heartbeat() is True  # nodes learn that the run is over
         assert (tmp_path / "ps.jsonl.partial").is_file() and not (tmp_path / "ps.jsonl").exists()
         client.close()

@@ -32,14 +32,6 @@ def test_a_run_past_the_budget_is_cut_with_its_prediction() -> None:
     assert _over_budget(state, "redshift-5k-single", 1.0, elapsed=10**6) is None         # nothing to predict from
 
 
-def test_a_failed_experiment_keeps_the_error_line_not_the_log_pointer() -> None:
-    from ddl_commodity.reproduce.runner import _first_error
-
-    stderr = "error: node worker-1 stopped responding\n(full error: runs/x/status.json; logs: runs/x/job.log)\n"
-    assert _first_error(stderr) == "error: node worker-1 stopped responding"
-    assert _first_error("") == "?"
-
-
 def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> None:
     """With M = 1 both distributions feed the whole training set in the same order: the second cell is a twin.
     With M = 3 they differ, and so does any other setting."""
@@ -48,7 +40,7 @@ def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> Non
     from ddl_commodity.reproduce.runner import _identical_run
 
     def doc(name: str, distribution: str, workers: int, epochs: int = 20) -> dict:
-        return {"experiment": "redshift_data_parallel", "name": name, "seed": 2,
+        return {"experiment": "redshift", "name": name, "seed": 2,
                 "training": {"workers": workers, "epochs": epochs, "data_distribution": distribution}}
 
     state: dict = {"experiments": {}}

@@ -1,0 +1,205 @@
+"""``ddl_commodity.run``: one call runs an experiment, from Python or from ``ddl run``.
+
+    import ddl_commodity
+
+    summary = ddl_commodity.run("configs/quickstart.yaml")              # an embedded local cluster
+    summary = ddl_commodity.run("my.yaml", master="spark://head:7077")  # your PCs
+    print(summary.final["val_accuracy"])
+
+The config is read and validated once, its data prepared (bad input ends here, before any cluster starts),
+then the run goes to its engine: in this process for ``mode: single``; otherwise with a SparkContext on a
+driver JVM of its own (or the caller's ``spark``), on an embedded cluster started and stopped around the run
+when ``cluster.master`` is ``embedded``. A failure raises :class:`~ddl_commodity.errors.RunFailed` whose
+``failures`` name the nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddl_commodity.config import RunConfig, config_to_dict, merge, read_yaml
+from ddl_commodity.errors import RunFailed, UserInputError
+from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.resources.cgroups import NodeGroup
+from ddl_commodity.runs import create_run_dir, set_status, write_yaml_atomic
+from ddl_commodity.summary import RunSummary
+
+ConfigSource = str | Path | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class DriverPlacement:
+    """Where a run's driver belongs on a standing cluster.
+
+    Args:
+        host: the address the executors reach the driver at (``spark.driver.host``).
+        group: the control group of the node the driver runs on (its CPU and memory count there).
+    """
+
+    host: str | None = None
+    group: NodeGroup | None = None
+
+
+def run(config: ConfigSource | None = None, *, master: str | None = None, run_id: str | None = None,
+        resume: str | Path | None = None, spark: Any = None, progress: bool | None = None,
+        spark_submit: bool = False, overrides: Mapping[str, Any] | None = None,
+        driver: DriverPlacement | None = None) -> RunSummary:
+    """Run an experiment and return its summary (also in ``<run dir>/summary.json``).
+
+    Args:
+        config: a YAML file, or the config itself as a mapping (what the YAML would hold).
+        master: the Spark master to run on (``spark://host:7077``) instead of the config's ``cluster.master``;
+            ``embedded`` starts a local cluster around the run.
+        run_id: the run directory's name under ``output.runs_dir`` (default: time, name and a random tag).
+        resume: a failed data-parallel run's directory, continued from its last PS checkpoint (with no
+            ``config``: the run's own is used).
+        spark: a ``SparkSession`` or ``SparkContext`` of yours to run on; it stays up afterwards. Make it with
+            :func:`spark_conf` so the run's Spark settings are in it.
+        progress: live progress bars (``None``: only when stdout is a terminal).
+        spark_submit: start the driver under ``spark-submit`` in a child process instead of in this one.
+        overrides: nested keys merged over the config before it is validated.
+        driver: where the driver belongs on a standing cluster (``ddl cluster submit``).
+
+    Returns:
+        The run's :class:`~ddl_commodity.summary.RunSummary`.
+
+    Raises:
+        UserInputError: a bad config or data set (nothing is started; exit code 2 on the command line).
+        RunFailed: the run failed; ``failures`` lists :class:`~ddl_commodity.errors.NodeFailure` s.
+    """
+    from ddl_commodity.launch.logs import native_noise_dropped
+
+    run_dir = Path(resume) if resume is not None else None
+    experiment, cfg = resolve(config, run_dir, master, overrides)
+    with native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
+        experiment.dataset(cfg, progress=progress)  # data errors end here, before any cluster starts
+    run_dir = _open_run_dir(cfg, run_dir, run_id, experiment)
+    try:
+        if cfg.training.engine == "single":
+            from ddl_commodity.engines.run import run_experiment
+
+            doc = run_experiment(experiment, cfg, run_dir, progress=progress)
+        elif spark_submit:
+            _submitted(cfg, run_dir, resume is not None, progress, driver)
+            return RunSummary.read(run_dir)
+        else:
+            doc = _distributed(experiment, cfg, run_dir, resume is not None, progress, spark, driver)
+    except RunFailed as err:
+        err.run_dir = run_dir
+        raise
+    except KeyboardInterrupt as err:
+        set_status(run_dir, "failed", error=f"interrupted ({err or 'SIGINT'})")
+        raise
+    return RunSummary.from_dict(doc, run_dir)
+
+
+def resolve(config: ConfigSource | None, resume: Path | None = None, master: str | None = None,
+            overrides: Mapping[str, Any] | None = None) -> tuple[Experiment, RunConfig]:
+    """The experiment and its validated config: from ``config``, or a resumed run's own."""
+    from ddl_commodity.experiments.registry import experiment_and_config
+
+    if (config is None) == (resume is None):
+        raise UserInputError("give either a config or a run directory to resume")
+    source = resume / "config.yaml" if resume is not None else config
+    raw = dict(source) if isinstance(source, Mapping) else read_yaml(source)
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{source}: the top level must be a mapping of keys")
+    extra = merge(dict(overrides or {}), {"cluster": {"master": master}} if master else {})
+    return experiment_and_config(merge(raw, extra) if extra else raw,
+                                 "<config>" if isinstance(source, Mapping) else str(source))
+
+
+def spark_conf(config: ConfigSource) -> Any:
+    """The ``SparkConf`` a run of ``config`` needs (one core per executor, worker reuse, timeouts...): make
+    your own SparkContext from it (``.setMaster(url)``) to pass as ``run(..., spark=sc)``."""
+    from ddl_commodity.runtime.spark import tfos_spark_conf
+
+    return tfos_spark_conf(resolve(config)[1])
+
+
+def _open_run_dir(cfg: RunConfig, resume: Path | None, run_id: str | None, experiment: Experiment) -> Path:
+    if resume is None:
+        run_dir = create_run_dir(cfg.output.runs_dir, cfg.name, run_id)
+        print(f"run {run_dir}: {experiment.describe(cfg)}", flush=True)
+        return run_dir
+    from ddl_commodity.engines.data_parallel import resume_point
+
+    if (resume / "summary.json").exists():
+        raise UserInputError(f"{resume}: this run already finished; nothing to resume")
+    resumed = resume_point(cfg, resume)
+    print(f"resuming {resume} from PS version {resumed['from_version']} (feed epoch "
+          f"{resumed['first_epoch'] + 1} of {cfg.training.epochs})", flush=True)
+    return resume
+
+
+def _distributed(experiment: Experiment, cfg: RunConfig, run_dir: Path, resume: bool, progress: bool | None,
+                 spark: Any, driver: DriverPlacement | None) -> dict:
+    """The run with its driver in this process, on the caller's SparkContext or a driver JVM of its own."""
+    from ddl_commodity.engines.run import run_experiment
+    from ddl_commodity.launch.driver import DriverJvm
+    from ddl_commodity.launch.logs import run_logged_to
+    from ddl_commodity.runtime.session import ProcessContext
+
+    driver = driver or DriverPlacement()
+    with contextlib.ExitStack() as stack:
+        state = None
+        if spark is not None:
+            source = ProcessContext(getattr(spark, "sparkContext", spark))
+        else:
+            master, group = cfg.cluster.master, driver.group
+            if master == "embedded":
+                state = stack.enter_context(_embedded(cfg, run_dir))
+                master, group = state.master_url, state.groups().get("node0")  # the driver on the master's PC
+            source = DriverJvm(master, cfg.cluster.driver_memory, run_dir / "driver.log", driver.host, group)
+        try:
+            with run_logged_to(run_dir / "job.log"):
+                return run_experiment(experiment, cfg, run_dir, progress=progress, resume=resume, spark=source)
+        except RunFailed as err:
+            _raise_with_memory_kills(err, state)
+
+
+def _raise_with_memory_kills(err: RunFailed, state: Any) -> None:
+    """Re-raise ``err`` naming every node whose memory cap the kernel enforced (read while the cluster is up)."""
+    from ddl_commodity.launch.embedded import out_of_memory_failures
+
+    killed = out_of_memory_failures(state)
+    if not killed:
+        raise err
+    raise RunFailed(str(err), [*err.failures, *killed]) from None
+
+
+@contextlib.contextmanager
+def _embedded(cfg: RunConfig, run_dir: Path):
+    """The embedded cluster, up for the block; says how long it took to start and what its nodes are."""
+    import time
+
+    from ddl_commodity.launch.embedded import embedded_cluster, isolation_text
+
+    t0 = time.monotonic()
+    with embedded_cluster(cfg, run_dir) as cluster:
+        print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {cluster.master_url} "
+              f"({cfg.embedded_spark_workers} workers{isolation_text(cluster.state)})", flush=True)
+        yield cluster.state
+
+
+def _submitted(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool | None,
+               driver: DriverPlacement | None) -> None:
+    """The run under spark-submit: the validated config goes to the job as the run's ``config.yaml``."""
+    from ddl_commodity.launch.submit import submit
+
+    config_file = run_dir / "config.yaml"
+    if not resume:
+        write_yaml_atomic(config_file, config_to_dict(cfg))
+    with contextlib.ExitStack() as stack:
+        master, group, state = cfg.cluster.master, (driver or DriverPlacement()).group, None
+        if master == "embedded":
+            state = stack.enter_context(_embedded(cfg, run_dir))
+            master, group = state.master_url, state.groups().get("node0")
+        try:
+            submit(master, cfg.cluster.driver_memory, config_file, run_dir, resume, progress, group)
+        except RunFailed as err:
+            _raise_with_memory_kills(err, state)

@@ -1,0 +1,94 @@
+"""A run's driver under ``spark-submit`` in a child process, as a user on a real cluster would start it by hand
+(``spark-submit --master URL jobs/experiment.py CONFIG``): ``run(..., spark_submit=True)``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ddl_commodity.errors import DdlError, RunFailed, failures_of
+from ddl_commodity.resources.cgroups import NodeGroup, enter_command
+
+#: Once the job has marked its run failed, how long its driver may take to exit before it is ended.
+DRIVER_GRACE_S = 10.0
+
+
+def job_file() -> Path:
+    """``jobs/experiment.py`` of this source checkout."""
+    job = Path(__file__).resolve().parents[2] / "jobs" / "experiment.py"
+    if not job.is_file():
+        raise DdlError(f"{job} not found: spark-submit runs need a source checkout (pip install -e .)")
+    return job
+
+
+def submit(master: str, driver_memory: str, config_file: Path, run_dir: Path, resume: bool = False,
+           progress: bool | None = None, group: NodeGroup | None = None) -> None:
+    """spark-submit ``jobs/experiment.py`` for ``config_file`` into ``run_dir`` and wait for it.
+
+    Args:
+        master: the Spark master URL.
+        progress: live bars (``None``: if stdout is a terminal; the job's stdout is a pipe through the JVM).
+        group: the control group the driver runs in (the master node's).
+
+    Raises:
+        RunFailed: with the failures the job recorded in the run's ``status.json``.
+    """
+    from ddl_commodity.runtime.jvm import jvm_options, spark_home
+
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master, "--driver-memory", driver_memory,
+           # A driver out of heap kills Spark's scheduler thread and leaves the run waiting for ever: exit.
+           "--driver-java-options", f"{jvm_options()} -XX:+ExitOnOutOfMemoryError",
+           str(job_file()), str(config_file), "--run-dir", str(run_dir)]
+    if resume:
+        cmd.append("--resume")
+    if progress or (progress is None and sys.stdout.isatty()):
+        cmd.append("--progress")
+    with open(run_dir / "driver.log", "ab") as log:
+        returncode = _run_driver(enter_command(group, cmd), env, log, run_dir)
+    if returncode != 0:
+        status = _status(run_dir)
+        raise RunFailed(str(status.get("error", "spark-submit failed")).removeprefix("RunFailed: "),
+                        failures_of(status.get("failures")))
+
+
+def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> int:
+    """Run ``cmd`` and wait; once the job has marked the run failed, give it ``DRIVER_GRACE_S`` to exit, then
+    end it: Spark's own stop waits for the executors of a hung or cut-off node (60 s and more)."""
+    started = time.time()
+    failed_at = None
+    with subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=log) as proc:
+        try:
+            while proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.5)
+                if failed_at is None and _failed_since(run_dir, started):
+                    failed_at = time.monotonic()
+                if failed_at is not None and time.monotonic() - failed_at > DRIVER_GRACE_S:
+                    proc.terminate()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=5)
+                    proc.kill()
+        except BaseException:  # Ctrl-C, SIGTERM: the driver goes first, then the cluster
+            proc.kill()
+            raise
+    return 1 if failed_at is not None else proc.returncode
+
+
+def _status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _failed_since(run_dir: Path, since: float) -> bool:
+    """The run's status says failed, written after ``since`` (a resumed run's old status does not count)."""
+    status = _status(run_dir)
+    return status.get("state") == "failed" and status.get("time", 0.0) >= since
