@@ -430,23 +430,25 @@ def _limits_text(node: dict) -> str:
 
 
 def _cluster_submit(args: argparse.Namespace, state) -> int:
-    """``ddl cluster submit``: the run on the standing cluster, its driver belonging to the master node (its
-    control group; on a namespace cluster it is reached over the host's bridge), interface counters read
-    around it."""
+    """``ddl cluster submit``: the run on the standing cluster with its driver on the master node, as on the
+    thesis's cluster (in its control group and, on a namespace cluster, in its network); interface counters
+    read around it."""
     from ddl_commodity.cluster import netns
     from ddl_commodity.launch.api import DriverPlacement, run
 
     master = state.nodes[0] if state.nodes else {"name": "node0", "address": state.host}
-    host = netns.BRIDGE_ADDRESS if state.netns else master["address"]
-    # Nodes reach the driver and the PS at the cluster's addresses, not at the config's (loopback) cluster.host;
+    # Nodes reach the driver and the PS at the master's address, not at the config's (loopback) cluster.host;
     # the run records the profile (and d) of the cluster it ran on.
-    overrides = {"cluster": {"host": host, **({"profile": state.profile} if state.profile else {})}}
+    overrides = {"cluster": {"host": master["address"], **({"profile": state.profile} if state.profile else {})}}
     before = netns.counters_snapshot(state.nodes) if state.netns else {}
+    if master.get("namespace"):
+        netns.enter(master["namespace"])  # before the run starts a thread: every one of them lives there
     summary = run(args.config, master=state.master_url, run_id=args.run_id, overrides=overrides, progress=False,
-                  driver=DriverPlacement(host, state.groups().get(master["name"])))
+                  driver=DriverPlacement(master["address"], state.groups().get(master["name"])))
     _print_summary(summary)
     if state.netns:
-        nodes = [dict(n, roles=["master"] if n["role"] == "master" else ["spark-worker"]) for n in state.nodes]
+        nodes = [dict(n, roles=["master", "driver"] if n["role"] == "master" else ["spark-worker"])
+                 for n in state.nodes]
         path = netns.record_run_traffic(summary.run_dir, nodes, before, netns.counters_snapshot(state.nodes))
         print(f"per-node traffic: {path}")
     return 0

@@ -110,7 +110,8 @@ def record_outcome(run_dir: Path, produce_summary: Callable[[], dict]) -> dict:
     try:
         summary = produce_summary()
     except BaseException as err:
-        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}")
+        failures = {"failures": [f.to_dict() for f in err.failures]} if getattr(err, "failures", None) else {}
+        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", **failures)
         raise
     write_json_atomic(Path(run_dir) / "summary.json", summary)
     set_status(run_dir, "succeeded")

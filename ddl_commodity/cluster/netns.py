@@ -398,6 +398,22 @@ def node_command(namespace: str | None, argv: Sequence[str]) -> list[str]:
     return [ip, "netns", "exec", namespace, "sh", "-c", remount + '; exec "$@"', "ddl-node", *argv]
 
 
+def enter(namespace: str) -> None:
+    """Move the calling thread into ``namespace``'s network, and with it every thread and child process it
+    starts afterwards (call it before any other thread exists to move the whole process). Unlike ``ip netns
+    exec`` it leaves ``/sys`` as it is, so the process can still join a node's control group."""
+    import ctypes
+
+    clone_newnet = 0x40000000
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, clone_newnet) != 0:
+            raise NetnsError(f"cannot enter network namespace {namespace}: {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
 def run_in_node(namespace: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
     """``subprocess.run`` of ``argv`` inside a node's namespace; keyword arguments go to ``subprocess.run``."""
     kwargs.setdefault("check", False)

@@ -37,9 +37,9 @@ def seconds_from_fault_to(finished: float, run_dir: Path) -> float:
     return finished - max(r["time"] for r in read_jsonl(run_dir / "workers" / "worker-1.jsonl"))
 
 
-@pytest.mark.parametrize("repetition", [1, 2, 3])
+@pytest.mark.parametrize("repetition", [1, 2])
 def test_killed_worker_fails_fast_every_time(tmp_path: Path, repetition: int) -> None:
-    """Three times in one session: exit 1 within 60 s of the SIGKILL, and no process of the run survives."""
+    """Twice here and once from Python below: exit 1 within 60 s of the SIGKILL, no process of the run left."""
     cfg = fault_config(tmp_path, f"kill-{repetition}")
     cfg["faults"] = {"worker": 1, "epoch": 2, "kind": "sigkill"}
     proc, run_dir = ddl_run(tmp_path, cfg)
@@ -50,6 +50,46 @@ def test_killed_worker_fails_fast_every_time(tmp_path: Path, repetition: int) ->
     assert "its process is gone (killed" in proc.stderr, proc.stderr + heartbeat_gaps(run_dir)
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
     assert not (run_dir / "summary.json").exists()
+    assert seconds_from_fault_to(finished, run_dir) < 60
+    assert_no_leftover_processes(tmp_path)
+
+
+#: A plain Python process running a config through the library call; a failure printed as JSON.
+PYTHON_RUN = """
+import json, sys
+import ddl_commodity
+from ddl_commodity.errors import RunFailed
+try:
+    ddl_commodity.run(sys.argv[1], run_id=sys.argv[2], progress=False)
+except RunFailed as err:
+    print(json.dumps({"failures": [f.to_dict() for f in err.failures], "run_dir": str(err.run_dir)}))
+    sys.exit(1)
+"""
+
+
+def test_killed_worker_from_python_raises_run_failed_naming_it(tmp_path: Path) -> None:
+    """The same fault through ``ddl_commodity.run`` in a plain ``python`` process (embedded cluster): a
+    ``RunFailed`` whose first failure is worker-1, silent because its process is gone."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = fault_config(tmp_path, "kill-python")
+    cfg["faults"] = {"worker": 1, "epoch": 2, "kind": "sigkill"}
+    path = tmp_path / "kill-python.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-c", PYTHON_RUN, str(path), "kill-python"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=420, check=False)
+    finished = time.time()
+    run_dir = tmp_path / "runs" / "kill-python"
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    failed = json.loads(proc.stdout.strip().splitlines()[-1])
+    first = failed["failures"][0]
+    assert (first["node"], first["cause"]) == ("worker-1", "silent"), (failed, heartbeat_gaps(run_dir))
+    assert "its process is gone (killed" in first["detail"], first
+    assert failed["run_dir"] == str(run_dir)
+    assert json.loads((run_dir / "status.json").read_text())["failures"] == failed["failures"][:1]
     assert seconds_from_fault_to(finished, run_dir) < 60
     assert_no_leftover_processes(tmp_path)
 

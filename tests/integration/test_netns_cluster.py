@@ -22,6 +22,7 @@ import yaml
 
 from ddl_commodity.cluster import netns
 from ddl_commodity.cluster.local import read_state, tagged_processes
+from tests.process_tree import ddl_processes, run_watched
 
 REPO = Path(__file__).resolve().parents[2]
 _REASON = netns.netns_unavailable_reason()
@@ -275,10 +276,10 @@ def test_quickstart_on_the_netns_cluster_records_per_node_traffic(cluster) -> No
     config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
     config["data"]["samples"], config["training"]["epochs"] = 2000, 2  # traffic is what is checked here
     (cwd / "quickstart-small.yaml").write_text(yaml.safe_dump(config))
-    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "cluster", "submit",
-                           str(cwd / "quickstart-small.yaml"), "--run-id", "qs"],
-                          cwd=cwd, capture_output=True, text=True, timeout=360, check=False)
+    proc, started = run_watched([sys.executable, "-m", "ddl_commodity.cli", "cluster", "submit",
+                                 str(cwd / "quickstart-small.yaml"), "--run-id", "qs"], cwd=cwd, timeout=360)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not ddl_processes(started), ddl_processes(started)  # the driver runs in the submitting process
     run_dir = cwd / "runs" / "qs"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["workers"]) == {"worker-0", "worker-1"}

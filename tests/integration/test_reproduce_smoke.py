@@ -35,6 +35,7 @@ from tests.integration.test_redshift_cluster import (
     check_data_parallel_run,
     run_processes,
 )
+from tests.process_tree import ddl_processes, run_watched
 
 # One module fixture runs every run these tests read: the module stays on one xdist worker.
 pytestmark = [pytest.mark.cluster, pytest.mark.xdist_group("smoke")]
@@ -88,9 +89,10 @@ def smoke(cluster: tuple[Path, str]) -> Path:
     tmp, master = cluster
     # 30 min: the set alone takes about 4 min on 2 cores and 6 on a VM half as fast; beside the rest of
     # the suite about 15 there (2026-12-01: 892 s once, over 900 s the next time).
-    proc = ddl("reproduce", "--scale", "smoke", "--master", master, "--out", str(tmp / "repro"), cwd=tmp,
-               timeout=1800)
+    proc, started = run_watched([sys.executable, "-m", "ddl_commodity.cli", "reproduce", "--scale", "smoke",
+                                 "--master", master, "--out", str(tmp / "repro")], cwd=tmp, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not ddl_processes(started), ddl_processes(started)  # every run in the reproduce process itself
     # A quiet console: one line per run and the report's path; TensorFlow's lines stay in each run's logs.
     assert "oneDNN" not in proc.stdout + proc.stderr and "absl" not in proc.stderr, proc.stderr[-3000:]
     # No TensorFlow in `ddl run`'s driver (it logs this line as it loads): the split is checked against the
@@ -105,15 +107,21 @@ def smoke(cluster: tuple[Path, str]) -> Path:
 @pytest.fixture(scope="module")
 def runs(smoke: Path) -> dict[str, dict]:
     """The set's default-scheme and data-parallel land-cover runs, and the default run's config on the
-    ``single`` scheme, on the same cluster."""
+    ``single`` scheme, on the same cluster, run from a plain Python process through ``ddl_commodity.run``."""
     dirs = {role: smoke / "runs" / name for role, name in LANDCOVER.items()}
     doc = yaml.safe_load((smoke / "configs" / f"{LANDCOVER['default']}.yaml").read_text())
     doc["name"], doc["training"]["split"] = "mp-single", "single"
     doc["output"]["runs_dir"] = str(smoke.parent / "runs")
     config = smoke.parent / "mp-single.yaml"
     config.write_text(yaml.safe_dump(doc))
-    proc = ddl("run", str(config), "--run-id", "mp-single", "--no-progress", cwd=smoke.parent, timeout=600)
+    code = ("import sys, ddl_commodity\n"
+            "summary = ddl_commodity.run(sys.argv[1], run_id='mp-single')\n"
+            "print(type(summary).__name__, summary.run_dir, summary.mode, 'worker-0' in summary.workers)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(config)], cwd=smoke.parent, capture_output=True,
+                          text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1] == (f"RunSummary {smoke.parent / 'runs' / 'mp-single'} model_parallel "
+                                            "True"), proc.stdout[-3000:]
     dirs["single"] = smoke.parent / "runs" / "mp-single"
     assert_only_the_daemons_left(smoke.parent)
     return {role: {"dir": d, "summary": json.loads((d / "summary.json").read_text())} for role, d in dirs.items()}
