@@ -387,23 +387,18 @@ def _status_line(row: dict, mb: int) -> str:
 def _cluster_up(args: argparse.Namespace) -> int:
     """``ddl cluster up``: namespace nodes when asked and possible, loopback process nodes otherwise."""
     from ddl_commodity.cluster import local
-    from ddl_commodity.errors import UserInputError
-    from ddl_commodity.resources.profiles import cluster_limits
 
-    worker, master, profile = cluster_limits(args.profile, args.node_cpus, args.node_memory, args.master_cpus,
-                                             args.master_memory)
+    resources, profile = local.node_resource_options(args.profile, args.node_cpus, args.node_memory,
+                                                     args.master_cpus, args.master_memory)
     nodes = args.nodes or (profile.nodes if profile else 5)
     if nodes < 2:
         raise UserInputError("--nodes must be at least 2 (a master and one worker)")
     if args.cores < 1:
         raise UserInputError("--cores must be at least 1")
-    if (args.bandwidth or args.latency) and not args.netns:
-        raise UserInputError("--bandwidth/--latency shape namespace links: add --netns")
     bandwidth = args.bandwidth or (profile.bandwidth if profile and args.netns else None)
     t0 = time.monotonic()
     kwargs = {"workers": nodes - 1, "cores": args.cores, "memory": args.memory, "host": args.host,
-              "state_dir": args.state_dir, "limits": worker, "master_limits": master,
-              "profile": profile.name if profile else None, "dilation": profile.dilation if profile else None}
+              "state_dir": args.state_dir, **resources}
     try:
         state = local.LocalStandaloneCluster(**kwargs, netns=args.netns, bandwidth=bandwidth,
                                              latency=args.latency).start()

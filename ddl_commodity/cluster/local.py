@@ -42,6 +42,8 @@ from ddl_commodity.resources.cgroups import (
     remove_abandoned_groups,
     remove_groups,
 )
+from ddl_commodity.resources.profiles import ResolvedProfile, cluster_limits
+from ddl_commodity.runs import write_json_atomic
 from ddl_commodity.runtime.feed import remove_files_of
 from ddl_commodity.runtime.jvm import (
     SMALL_JVM_OPTIONS,
@@ -129,9 +131,6 @@ class LocalClusterState:
     def isolated(self) -> bool:
         return any(n.get("cpus") is not None or n.get("memory") is not None for n in self.nodes)
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
-
     @classmethod
     def from_json(cls, text: str) -> LocalClusterState:
         return cls(**json.loads(text))
@@ -188,6 +187,16 @@ def kill_processes(procs: list[psutil.Process], grace_s: float = 5.0) -> int:
             p.kill()
     psutil.wait_procs(alive, timeout=grace_s)
     return len(procs)
+
+
+def node_resource_options(profile: str | None, node_cpus: float | None = None, node_memory: str | None = None,
+                          master_cpus: float | None = None, master_memory: str | None = None,
+                          ) -> tuple[dict, ResolvedProfile | None]:
+    """:class:`LocalStandaloneCluster`'s node-resource arguments (limits, master limits, profile, d) for a
+    profile with per-node options over it, and the resolved profile (``None`` without one)."""
+    worker, master, resolved = cluster_limits(profile, node_cpus, node_memory, master_cpus, master_memory)
+    return {"limits": worker, "master_limits": master, "profile": resolved.name if resolved else None,
+            "dilation": resolved.dilation if resolved else None}, resolved
 
 
 class LocalStandaloneCluster:
@@ -562,11 +571,7 @@ class LocalStandaloneCluster:
 
 def write_state(state: LocalClusterState, state_dir: Path = DEFAULT_STATE_DIR) -> None:
     """Write ``<state_dir>/cluster.json`` atomically."""
-    state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / "cluster.json.tmp"
-    tmp.write_text(state.to_json())
-    os.replace(tmp, state_dir / "cluster.json")
+    write_json_atomic(Path(state_dir) / "cluster.json", asdict(state))
 
 
 def read_state(state_dir: Path = DEFAULT_STATE_DIR) -> LocalClusterState | None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ddl_commodity.errors import DdlError, UserInputError
+from ddl_commodity.runs import write_json_atomic
 
 SUBNET_PREFIX = "10.77.0"
 BRIDGE_ADDRESS = f"{SUBNET_PREFIX}.1"
@@ -464,9 +465,4 @@ def record_run_traffic(
         out["nodes"][name] = {"namespace": n.get("namespace"), "address": n["address"],
                               "interface": n.get("interface", NODE_INTERFACE), "roles": node_roles,
                               "rx_bytes": rx1 - rx0, "tx_bytes": tx1 - tx0}
-    path = run_dir / "nodes" / "traffic.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out, indent=2))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(run_dir / "nodes" / "traffic.json", out)

@@ -57,7 +57,14 @@ def redshift_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def trivial_metrics(train_labels: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLASSES) -> dict:
-    """The trivial estimator, always the training set's median z, scored on ``labels``: what a model must beat."""
+    """The trivial estimator, always the training set's median z, scored on ``labels``: what a model must beat.
+    Labels are classes ``(N,)``; the true z is their class centre."""
     centres = class_centres(num_classes)
-    z = float(np.median(centres[np.asarray(train_labels, np.int64)]))
-    return {"z": z, **point_metrics(np.full(len(labels), z), centres[np.asarray(labels, np.int64)])}
+    return trivial_z_metrics(centres[np.asarray(train_labels, np.int64)], centres[np.asarray(labels, np.int64)])
+
+
+def trivial_z_metrics(train_z: np.ndarray, z_true: np.ndarray) -> dict:
+    """:func:`trivial_metrics` for redshifts themselves (a regression's targets), both shapes ``(N,)``:
+    ``z`` (the training median) and its :func:`point_metrics` on ``z_true``."""
+    z = float(np.median(np.asarray(train_z, np.float64)))
+    return {"z": z, **point_metrics(np.full(len(z_true), z), np.asarray(z_true, np.float64))}

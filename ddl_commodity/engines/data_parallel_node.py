@@ -7,7 +7,6 @@ and synchronises with the PS at every epoch end (or every ``push_every_steps`` s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
@@ -21,7 +20,7 @@ from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
 from ddl_commodity.engines.scoring import prefixed
 from ddl_commodity.experiments.api import Experiment, unflatten
-from ddl_commodity.resources.cgroups import own_node_group
+from ddl_commodity.resources.cgroups import own_node_group, private_memory_group
 from ddl_commodity.runtime.feed import Prefetched
 from ddl_commodity.runtime.node import NodeArgs, NodeRuntime, node_session, spark_executor_id
 
@@ -181,10 +180,9 @@ class _Replica:
     """
 
     def __init__(self, experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime):
+        from ddl_commodity.engines.scoring import Objective
         from ddl_commodity.engines.training import Trainer
         from ddl_commodity.ps import ParameterServerClient
-
-        from ddl_commodity.engines.scoring import Objective
 
         self.model = experiment.build_model(cfg)
         self.trainer = Trainer(self.model, cfg.training, seed=cfg.seed, objective=Objective.of(experiment, cfg))
@@ -320,7 +318,7 @@ def exhaust_memory(headroom: int = OOM_HEADROOM) -> None:
     if cap is not None:  # a node with a memory cap: allocate past the node's cap, as a leaking model would
         headroom, cgroup = cap, node.dirs.get("memory", node.dirs.get("unified"))
     else:
-        cgroup = _private_memory_cgroup(psutil.Process().memory_info().rss + headroom)
+        cgroup = private_memory_group(psutil.Process().memory_info().rss + headroom)
     if cgroup is None:
         vms = psutil.Process().memory_info().vms
         resource.setrlimit(resource.RLIMIT_AS, (vms + headroom, resource.RLIM_INFINITY))
@@ -335,40 +333,3 @@ def exhaust_memory(headroom: int = OOM_HEADROOM) -> None:
         raise MemoryError(f"out of memory after allocating {allocated / 2**20:.0f} MiB "
                           f"(address space capped at {headroom / 2**20:.0f} MiB above use)") from None
     raise RuntimeError(f"fault injection: the OOM killer did not end the process (cgroup {cgroup})")
-
-
-def _private_memory_cgroup(limit: int) -> str | None:
-    """Move this process into a new memory cgroup limited to ``limit`` bytes; its path, or None if impossible.
-
-    A small shell loop removes the cgroup once the process has left it (it cannot do so itself: it is killed).
-    """
-    import subprocess
-    from pathlib import Path
-
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):  # cgroup v1
-            root, limit_files = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes",)
-            break
-    else:  # cgroup v2: one hierarchy, controllers listed in cgroup.controllers
-        path = next((ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
-                     if ln.startswith("0::")), None)
-        root, limit_files = Path("/sys/fs/cgroup"), ("memory.max", "memory.swap.max")
-        if path is None or "memory" not in (root / "cgroup.controllers").read_text(errors="ignore").split():
-            return None
-    group = root / path.lstrip("/") / f"ddl-oom-{os.getpid()}"
-    try:
-        group.mkdir()
-        for name in limit_files:
-            (group / name).write_text("0" if name == "memory.swap.max" else str(limit))
-        subprocess.Popen(  # bounded: gives up after 10 minutes
-            ["sh", "-c", 'for i in $(seq 50); do [ -s "$1/cgroup.procs" ] && break; sleep 0.1; done; '
-                         'for i in $(seq 3000); do [ -s "$1/cgroup.procs" ] || break; sleep 0.2; done; rmdir "$1"',
-             "ddl-oom-cleanup", str(group)],
-            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        (group / "cgroup.procs").write_text(str(os.getpid()))
-    except OSError:
-        with contextlib.suppress(OSError):
-            group.rmdir()
-        return None
-    return str(group)

@@ -94,16 +94,25 @@ class DriverJvm:
 
 
 @contextlib.contextmanager
-def stderr_to(path: Path) -> Iterator[None]:
-    """File descriptor 2 appends to ``path`` inside the block (what child processes started in it inherit)."""
+def fd2_to(fd: int) -> Iterator[None]:
+    """File descriptor 2 is ``fd`` inside the block (what child processes started in it inherit)."""
     sys.stderr.flush()
     saved = os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
     try:
-        os.dup2(fd, 2)
         yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """File descriptor 2 appends to ``path`` inside the block."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        with fd2_to(fd):
+            yield
+    finally:
         os.close(fd)

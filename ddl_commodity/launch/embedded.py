@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ddl_commodity.cluster.local import LocalClusterState, LocalStandaloneCluster
+from ddl_commodity.cluster.local import LocalClusterState, LocalStandaloneCluster, node_resource_options
 from ddl_commodity.config import RunConfig
 from ddl_commodity.errors import NodeFailure
-from ddl_commodity.resources.profiles import cluster_limits
 
 
 def embedded_cluster(cfg: RunConfig, run_dir: Path) -> LocalStandaloneCluster:
     """The cluster ``cfg.cluster`` asks for (workers, memory, node limits or profile), its state in the run."""
     c = cfg.cluster
-    worker, master, profile = cluster_limits(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
-    return LocalStandaloneCluster(
-        workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host, state_dir=run_dir / "cluster",
-        startup_timeout_s=c.startup_timeout_s, limits=worker, master_limits=master,
-        profile=profile.name if profile else None, dilation=profile.dilation if profile else None)
+    resources, _ = node_resource_options(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
+    return LocalStandaloneCluster(workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host,
+                                  state_dir=run_dir / "cluster", startup_timeout_s=c.startup_timeout_s, **resources)
 
 
 def isolation_text(state: LocalClusterState) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ddl_commodity.launch.driver import stderr_to
+from ddl_commodity.launch.driver import fd2_to, stderr_to
 
 #: Lines TensorFlow's native code (absl, oneDNN, XLA) writes to fd 2 when it loads: noise on a console.
 _NATIVE_NOISE = re.compile(r"^(I0000 |W0000 |WARNING: All log messages before absl"
@@ -23,16 +22,11 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def native_noise_dropped() -> Iterator[None]:
     """Run the block with fd 2 in a temporary file, then pass on everything but TensorFlow's native start-up
     lines (a warning or an error still reaches the console; the run's own logs take the rest later)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
         try:
-            yield
+            with fd2_to(captured.fileno()):
+                yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             captured.seek(0)
             for line in captured.read().decode(errors="replace").splitlines():
                 if not _NATIVE_NOISE.match(line):

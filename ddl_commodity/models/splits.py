@@ -23,6 +23,7 @@ plus each node's weight reads from and gradient writes to the variable node.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def boundary_traffic(scheme: SplitScheme, graph: BlockGraph, batch: int) -> dict
     for src, dst in graph.edges:
         if where[src] == where[dst]:
             continue
-        n = batch * _prod(graph.shapes[src]) * FLOAT_BYTES
+        n = batch * math.prod(graph.shapes[src]) * FLOAT_BYTES
         crossings.append(Crossing(src, where[src], where[dst], n, 0 if src in graph.inputs else n))
     per_node: dict[str, dict[str, int]] = {}
 
@@ -189,10 +190,3 @@ def boundary_traffic(scheme: SplitScheme, graph: BlockGraph, batch: int) -> dict
         "weight_bytes_per_step": sum(2 * v for v in weights.values()),
         "per_node": per_node,
     }
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out

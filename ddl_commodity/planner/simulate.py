@@ -18,6 +18,7 @@ cache effects.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -174,7 +175,7 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
     for src, dst in graph.edges:
         preds.setdefault(dst, []).append(src)
         succs.setdefault(src, []).append(dst)
-    act = {name: costs.batch * _prod(shape) * FLOAT_BYTES for name, shape in graph.shapes.items()}
+    act = {name: costs.batch * math.prod(shape) * FLOAT_BYTES for name, shape in graph.shapes.items()}
     g = _StepGraph(cluster)
     begin = [g.compute(entry, costs.client_s, [])]  # the loop's own work: feeding the batch, the loss, dispatch
     done = dict.fromkeys(graph.inputs, begin)
@@ -210,13 +211,6 @@ def node_memory(graph: BlockGraph, costs: LayerCosts, on: Mapping[str, str], var
     for layer in graph.layers:
         node = on[layer]
         trainable, total = graph.weights.get(layer, (0, 0))
-        held = 2 * costs.batch * _prod(graph.shapes[layer]) + trainable + total
+        held = 2 * costs.batch * math.prod(graph.shapes[layer]) + trainable + total
         mem[node] = mem.get(node, cluster.base_bytes) + held * FLOAT_BYTES
     return mem
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    out = 1
-    for d in shape:
-        out *= d
-    return out

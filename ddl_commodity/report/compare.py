@@ -13,6 +13,7 @@ import yaml
 from ddl_commodity.artifacts.curves import load_worker_curves
 from ddl_commodity.errors import UserInputError
 from ddl_commodity.runs import write_bytes_atomic
+from ddl_commodity.summary import RunSummary
 
 #: Final metrics shown first, in this order; every other ``final.val_*`` key follows.
 _HEADLINE = ("wall_seconds", "val_loss", "val_accuracy")
@@ -47,10 +48,10 @@ def load_run(run_dir: Path) -> RunView:
     if not (run_dir / "config.yaml").is_file():
         raise UserInputError(f"{run_dir}: not a run directory (no config.yaml)")
     config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {})
-    status_file, summary_file = run_dir / "status.json", run_dir / "summary.json"
+    status_file = run_dir / "status.json"
     status = json.loads(status_file.read_text())["state"] if status_file.is_file() else "unknown"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    final = {"wall_seconds": summary.get("wall_seconds"), **summary.get("final", {})}
+    summary = RunSummary.read(run_dir) if (run_dir / "summary.json").is_file() else None
+    final = {"wall_seconds": summary.wall_seconds, **summary.final} if summary else {"wall_seconds": None}
     return RunView(run_dir.name, config, status, final, load_worker_curves(run_dir), _validation_curve(config))
 
 

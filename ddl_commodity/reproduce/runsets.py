@@ -86,8 +86,3 @@ def config_and_seed(run: str) -> tuple[str, int | None]:
     """``redshift-5k-same-3w-seed2`` -> (``redshift-5k-same-3w``, 2); a plain name keeps its config's seed."""
     m = _SEEDED.match(run)
     return (m["config"], int(m["seed"])) if m else (run, None)
-
-
-def seeds_of(run: str, names: list[str] | tuple[str, ...]) -> list[str]:
-    """``run`` and its seeded repetitions among ``names``."""
-    return [n for n in names if config_and_seed(n)[0] == run]

@@ -203,6 +203,38 @@ def own_cgroups(proc_cgroup: Path = Path("/proc/self/cgroup")) -> dict[str, str]
     return out
 
 
+def private_memory_group(limit: int, root: Path = CGROUP_ROOT) -> Path | None:
+    """Move this process into a new child of its own memory cgroup (v1 or v2) limited to ``limit`` bytes; the
+    group's directory, or None where that is impossible. A small shell loop removes the group once the process
+    has left it (it cannot do so itself: it is killed)."""
+    import subprocess
+
+    own = own_cgroups()
+    if "memory" in own and (root / "memory").is_dir():  # v1
+        parent, limits = root / "memory" / own["memory"].lstrip("/"), {"memory.limit_in_bytes": str(limit)}
+    else:  # v2: one hierarchy, its controllers listed in cgroup.controllers
+        controllers = root / "cgroup.controllers"
+        if "unified" not in own or not controllers.is_file() or "memory" not in controllers.read_text().split():
+            return None
+        parent, limits = root / own["unified"].lstrip("/"), {"memory.max": str(limit), "memory.swap.max": "0"}
+    group = parent / f"ddl-oom-{os.getpid()}"
+    try:
+        group.mkdir()
+        for name, value in limits.items():
+            (group / name).write_text(value)
+        subprocess.Popen(  # bounded: gives up after 10 minutes
+            ["sh", "-c", 'for i in $(seq 50); do [ -s "$1/cgroup.procs" ] && break; sleep 0.1; done; '
+                         'for i in $(seq 3000); do [ -s "$1/cgroup.procs" ] || break; sleep 0.2; done; rmdir "$1"',
+             "ddl-oom-cleanup", str(group)],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return None
+    return group
+
+
 _NODE_PATH_RE = re.compile(r"^(.*/ddl-[0-9a-f]{12}/[^/]+)")
 
 

@@ -163,6 +163,7 @@ def test_a_lost_executor_whose_process_here_went_quiet_says_what_the_process_doe
     import sys
     import time
 
+    from ddl_commodity.errors import NodeFailure
     from ddl_commodity.runtime import failfast
     from ddl_commodity.runtime.failfast import Watchdog
 
@@ -176,11 +177,13 @@ def test_a_lost_executor_whose_process_here_went_quiet_says_what_the_process_doe
             client.record("tasks", task)
             client.heartbeat()
             dog = Watchdog(None, coll, {}, heartbeat_timeout_s=60)
-            assert dog._diagnose([], [task]) == "node ps-0 was lost: its Spark executor 1 on node2 is gone"
+            assert dog._diagnose([], [task]) == NodeFailure(
+                "ps-0", "lost", "node ps-0 was lost: its Spark executor 1 on node2 is gone")
             os.kill(child.pid, signal.SIGSTOP)
             time.sleep(failfast.SUSPECT_SILENCE_S + 0.2)
-            assert dog._diagnose([], [task]) == ("node ps-0 was lost: its Spark executor 1 on node2 is gone; "
-                                                 "its process is hung (stopped or frozen, not running)")
+            assert dog._diagnose([], [task]).detail == (
+                "node ps-0 was lost: its Spark executor 1 on node2 is gone; "
+                "its process is hung (stopped or frozen, not running)")
             client.close()
     finally:
         child.kill()

@@ -15,12 +15,14 @@ from ddl_commodity.report.compare import flatten
 def make_run(root: Path, name: str, batch: int, val_loss: float, epochs: int = 3) -> Path:
     run = root / name
     (run / "workers").mkdir(parents=True)
-    config = {"experiment": "redshift_data_parallel", "name": "quickstart", "seed": 7,
+    config = {"experiment": "redshift", "name": "quickstart", "seed": 7,
               "training": {"workers": 2, "batch_size": batch, "epochs": epochs}, "ps": {"s": 2}}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     (run / "status.json").write_text(json.dumps({"state": "succeeded"}))
-    (run / "summary.json").write_text(json.dumps({"wall_seconds": 80.5, "final": {
-        "val_loss": val_loss, "val_accuracy": 0.2, "val_dz_median": 0.004, "ps_version": 3}}))
+    (run / "summary.json").write_text(json.dumps({
+        "name": "quickstart", "experiment": "redshift", "mode": "data_parallel", "description": "2 workers",
+        "data": "data.h5", "wall_seconds": 80.5, "final": {
+            "val_loss": val_loss, "val_accuracy": 0.2, "val_dz_median": 0.004, "ps_version": 3}}))
     for w in ("worker-0", "worker-1"):
         lines = [json.dumps({"worker": w, "epoch": e, "loss": 7.0 - e, "accuracy": 0.1 * e, "val_dz_median": 0.1 / e})
                  for e in range(1, epochs + 1)]
