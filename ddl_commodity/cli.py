@@ -52,7 +52,13 @@ def _add_data_parser(sub) -> None:
     )
     red.add_argument("--samples", type=int, required=True, help="number of spectra to simulate")
     red.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
-    red.add_argument("--out", type=Path, required=True, help="output HDF5 file (written atomically)")
+    red.add_argument("--out", type=Path, required=True,
+                     help="output: an HDF5 file, or with --format parquet a new directory (written atomically)")
+    red.add_argument("--format", choices=["h5", "parquet"], default="h5",
+                     help="h5: one HDF5 file (datasets spectra, z, label); parquet: a directory of Parquet files "
+                     "with the global row index as column `row` (default h5)")
+    red.add_argument("--rows-per-file", type=int, default=4096, metavar="N",
+                     help="with --format parquet: rows per Parquet file (default 4096)")
     red.add_argument("--z-distribution", choices=["uniform", "beta"], default="uniform")
     red.add_argument("--magnitude-mean", type=float, default=21.0)
     red.add_argument("--magnitude-std", type=float, default=1.0)
@@ -274,7 +280,7 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def cmd_data(args: argparse.Namespace) -> int:
     if args.dataset == "houston":
         return cmd_data_houston(args)
-    from ddl_commodity.data.redshift import SimulatorConfig, write_redshift_h5
+    from ddl_commodity.data.redshift import SimulatorConfig, write_redshift_h5, write_redshift_parquet
     from ddl_commodity.errors import UserInputError
 
     if args.samples < 1:
@@ -285,7 +291,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserInputError(str(err)) from None
     t0 = time.monotonic()
-    path = write_redshift_h5(args.out, args.samples, args.seed, sim)
+    if args.format == "parquet":
+        if args.rows_per_file < 1:
+            raise UserInputError("--rows-per-file must be at least 1")
+        path = write_redshift_parquet(args.out, args.samples, args.seed, args.rows_per_file, sim)
+    else:
+        path = write_redshift_h5(args.out, args.samples, args.seed, sim)
     print(f"wrote {args.samples} spectra to {path} in {time.monotonic() - t0:.1f} s")
     return 0
 

@@ -258,3 +258,28 @@ def load_redshift_h5(path: str | Path) -> RedshiftData:
         raise DataError(f"{path}: labels must be in 0..{NUM_CLASSES - 1}, found {label.min()}..{label.max()}")
     grid = np.asarray(attrs.get("wavelength_um", wavelength_grid()))
     return RedshiftData(spectra, z, label, grid, attrs)
+
+
+#: The columns of a redshift data set in Parquet (:mod:`ddl_commodity.data.parquet`), besides ``row``.
+PARQUET_COLUMNS = {"spectrum": (NUM_BANDS,), "z": (), "label": ()}
+
+
+def write_redshift_parquet(out: str | Path, num_samples: int, seed: int, rows_per_file: int,
+                           config: SimulatorConfig = SimulatorConfig(), progress: bool | None = None) -> Path:
+    """The spectra :func:`write_redshift_h5` writes for the same seed, as a Parquet data set in directory
+    ``out``: ``rows_per_file`` rows per file, columns ``row`` (the global index), ``spectrum`` (1800 float32),
+    ``z`` (float64) and ``label`` (int32)."""
+    from tqdm.auto import tqdm
+
+    from ddl_commodity.data.parquet import write_parquet
+
+    if num_samples < 1:
+        raise DataError(f"{out}: num_samples must be at least 1, got {num_samples}")
+    with tqdm(total=num_samples, unit="spectra", desc=f"simulating {Path(out).name}",
+              disable=None if progress is None else not progress) as bar:
+        def blocks() -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            for start, (x, z, label) in _blocks(num_samples, seed, config):
+                bar.update(len(z))
+                yield start, {"spectrum": x.astype(np.float32, copy=False), "z": z, "label": label}
+
+        return write_parquet(out, blocks(), rows_per_file)
