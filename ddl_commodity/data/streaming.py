@@ -1,0 +1,119 @@
+"""Spark-input feeding from a data set larger than one machine: whole pieces to shards, bundles streamed.
+
+With rows in memory (:mod:`ddl_commodity.data.rdd`) a shard is any seeded 1/M of the rows. A Parquet data set
+(:mod:`ddl_commodity.data.parquet`) is read where it lies, so a shard is made of whole pieces (row groups): a
+worker's feed task then reads its shard's pieces and nothing else, one piece at a time, and no task holds
+more than a few pieces whatever the data set's size. The validation rows are whole pieces too, the same for
+every worker, read by the nodes that score them.
+
+The global row index stays each row's identity: the shards come out as the same per-row array
+:func:`~ddl_commodity.data.rdd.shard_assignment` gives (-1 for validation rows), so the index digests prove
+which distribution ran exactly as for rows in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ddl_commodity.data.parquet import ROW, Column, Piece, read_piece
+from ddl_commodity.data.rdd import Bundle
+from ddl_commodity.errors import DataError
+
+#: Pieces whose rows are shuffled together while streaming: the shuffle's reach, and what a feed task holds.
+SHUFFLE_WINDOW = 4
+
+
+def piece_shards(pieces: Sequence[Piece], workers: int, validation_fraction: float, seed: int
+                 ) -> tuple[np.ndarray, list[int]]:
+    """Deal whole pieces to validation and to ``workers`` shards.
+
+    A seeded permutation of the pieces is walked once: the first pieces go to validation until it holds
+    ``validation_fraction`` of the rows, every later one to the shard with the fewest rows so far, so shards
+    differ by at most about one piece.
+
+    Args:
+        pieces: the data set's pieces, in global row order (:func:`~ddl_commodity.data.parquet.pieces`).
+        workers: M, the number of shards.
+        validation_fraction: the share of rows held out, in [0, 0.5].
+        seed: the run's seed.
+
+    Returns:
+        ``(shard of every row (n,) int16, -1 for validation; positions in ``pieces`` of the validation pieces)``.
+
+    Raises:
+        DataError: fewer training pieces than shards (the data set needs more, smaller row groups).
+    """
+    rows = np.array([p.rows for p in pieces], dtype=np.int64)
+    order = np.random.default_rng([seed, 0x5EED]).permutation(len(pieces))
+    wanted = round(float(rows.sum()) * validation_fraction)
+    if len(pieces) < workers + (1 if wanted else 0):
+        raise DataError(f"{pieces[0].path if pieces else 'the data set'}: {len(pieces)} row groups cannot make "
+                        f"{workers} shards{' and a validation set' if wanted else ''}: write the data set with "
+                        "smaller row groups")
+    validation: list[int] = []
+    held = 0
+    while held < wanted and len(validation) < len(pieces) - workers:
+        validation.append(int(order[len(validation)]))
+        held += rows[validation[-1]]
+    training = order[len(validation):]
+    load = np.zeros(workers, dtype=np.int64)
+    shard = np.full(int(rows.sum()), -1, dtype=np.int16)
+    for i in training:
+        m = int(np.argmin(load))
+        shard[pieces[i].first_row:pieces[i].first_row + pieces[i].rows] = m
+        load[m] += rows[i]
+    return shard, sorted(validation)
+
+
+def pieces_of(pieces: Sequence[Piece], shards: np.ndarray, shard: int | None) -> list[Piece]:
+    """The pieces of one shard (``shard`` None: every training piece)."""
+    of = [int(shards[p.first_row]) for p in pieces]
+    return [p for p, s in zip(pieces, of, strict=True) if (s >= 0 if shard is None else s == shard)]
+
+
+def piece_rows(piece: Piece, inputs: Sequence[Column], label: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(index (n,) int64, x (n, d) float32 with the inputs flattened side by side, y (n,))`` of one piece."""
+    got = read_piece(piece, [*inputs, label])
+    x = np.concatenate([got[c.name].reshape(len(got[ROW]), -1) for c in inputs], axis=1).astype(np.float32)
+    return got[ROW], x, got[label.name]
+
+
+def stream_bundles(pieces: Sequence[Piece], inputs: Sequence[Column], label: Column, epochs: range, shard: int,
+                   bundle_size: int, seed: int, window: int = SHUFFLE_WINDOW,
+                   read: Callable[[Piece], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+                   ) -> Iterator[Bundle]:
+    """Every epoch's bundles of ``pieces`` for feed slot ``shard``, read piece by piece.
+
+    Each epoch visits the pieces in a seeded order and shuffles the rows of ``window`` pieces at a time (the
+    streaming form of Keras's per-epoch shuffle); the last bundle of an epoch has ``last=True``.
+
+    Args:
+        pieces: what this slot trains on in every epoch.
+        inputs: the input columns, flattened into ``x`` in this order; ``label``: the target column.
+        epochs: the feed epochs to stream; ``shard``: the slot, part of the shuffle's seed and every bundle.
+        bundle_size: rows per bundle; ``seed``: the run's seed.
+        window: pieces shuffled together (what the task holds at once).
+        read: reads one piece (default :func:`piece_rows` on ``inputs`` and ``label``).
+    """
+    read = read or (lambda p: piece_rows(p, inputs, label))
+    for epoch in epochs:
+        rng = np.random.default_rng([seed, epoch, shard])
+        order = rng.permutation(len(pieces))
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for start in range(0, len(order), window):
+            pending = [_joined(pending + [read(pieces[i]) for i in order[start:start + window]])]
+            index, x, y = pending[0]
+            rows = rng.permutation(len(index))
+            whole = len(rows) - len(rows) % bundle_size
+            final = start + window >= len(order)
+            for a in range(0, len(rows) if final else whole, bundle_size):
+                take = rows[a:a + bundle_size]
+                yield Bundle(epoch, shard, final and a + bundle_size >= len(rows), index[take], x[take], y[take])
+            keep = rows[whole:] if not final else rows[:0]
+            pending = [(index[keep], x[keep], y[keep])]
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
