@@ -55,7 +55,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install -q --disable-pip-version-check "$spark" 2>&1 | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -m ddl_commodity.runtime.jvm >/dev/null 2>&1 &
   archive=$!
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,docs]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   wait "$archive" || true
   # Installed, not imported: importing TensorFlow here cost 3 s of every fresh set-up.
   .venv/bin/python -c 'import importlib.util as u, sys

@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+# The documentation site: a broken link or anchor, a page left out of the navigation, a stale placeholder fail it.
+site=$(mktemp -d)
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
+rm -rf "$site"
 status=0
 .venv/bin/python -m pytest -q -m "not serial" -n 3 --dist loadgroup "$@" || status=$?
 serial=0
