@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ddl_commodity.errors import UserInputError
+from ddl_commodity.models.placement import BlockGraph
+from ddl_commodity.planner.errors import PlanError, one_line, write_log
 from ddl_commodity.planner.plan import Target
 from ddl_commodity.planner.simulate import StepPrediction
+
+if TYPE_CHECKING:
+    from ddl_commodity.config import RunConfig
+    from ddl_commodity.experiments.api import Experiment
 
 GB = 2**30
 MB = 1e6
@@ -60,31 +69,68 @@ def detail(blocks: dict[str, str], p: StepPrediction) -> list[str]:
 
 def run_plan(config: Path, profile: str | None, bandwidth: str | None, workers: int | None, latency_s: float,
              out: Path | None, refresh: bool) -> int:
+    """``ddl plan``: print and write the predictions for ``config`` on the target cluster; exit code 0.
+
+    Args:
+        config: the experiment YAML; profile, bandwidth, workers, latency_s: the target cluster
+            (:func:`~ddl_commodity.planner.plan.target_cluster`); out: where the split (model parallel) or the
+            predictions (data parallel) go; refresh: profile the layers again.
+
+    Raises:
+        PlanError: one line for whatever stops the plan: a bad config, split or profile, a model that does not
+            build or run; an unexpected exception's traceback goes to a log file the line names.
+    """
+    from ddl_commodity.planner.costs import CACHE_DIR
+
+    try:
+        return _plan(config, profile, bandwidth, workers, latency_s, out, refresh)
+    except PlanError:
+        raise
+    except UserInputError as err:  # a config error lists its problems on lines of their own
+        raise PlanError(one_line(str(err))) from None
+    except Exception as err:
+        log = write_log(CACHE_DIR / f"plan-{config.stem}.log", traceback.format_exc())
+        raise PlanError(f"ddl plan {config}: {one_line(err)} (traceback: {log})") from err
+
+
+def _plan(config: Path, profile: str | None, bandwidth: str | None, workers: int | None, latency_s: float,
+          out: Path | None, refresh: bool) -> int:
     from ddl_commodity.experiments.registry import load
     from ddl_commodity.planner.costs import layer_costs
-
-    experiment, cfg = load(config)
     from ddl_commodity.planner.plan import target_cluster
 
+    experiment, cfg = load(config)
     target = target_cluster(cfg, profile, bandwidth, workers, latency_s)
-    graph = experiment.block_graph(cfg)
+    graph, loss = _model_and_loss(experiment, cfg, config)
     t = cfg.training
     print(f"plan: {config} ({cfg.experiment}, batch {t.batch_size})\ncluster: {target.label}")
     t0 = time.monotonic()
-    costs = layer_costs(config, graph, t.batch_size, t.optimizer, refresh=refresh)
-    print(f"layer costs: one core, batch {t.batch_size}: a whole step {1000 * costs.step_s:.1f} ms "
-          f"({time.monotonic() - t0:.1f} s to get)")
+    costs = layer_costs(config, graph, t.batch_size, t.optimizer, loss, refresh=refresh)
+    print(f"layer costs: one core, batch {t.batch_size}, loss {loss.split('{')[0]}: a whole step "
+          f"{1000 * costs.step_s:.1f} ms ({time.monotonic() - t0:.1f} s to get)")
     doc = {"config": str(config), "experiment": cfg.experiment, "batch": t.batch_size, "cluster": target.label,
            "costs": costs.to_dict(), "latency_s": latency_s}
     if t.engine == "model_parallel":
         doc.update(_model_parallel(experiment, cfg, costs, target, config, profile, bandwidth, out))
     else:
-        doc.update(_data_parallel(experiment, cfg, costs, target))
+        doc.update(_data_parallel(experiment, cfg, graph, costs, target))
     json_path = (out or Path(f"{cfg.name}-split.yaml")).with_suffix(".json") if t.engine == "model_parallel" \
         else (out or Path(f"{cfg.name}-plan.json")).with_suffix(".json")
     _write(json_path, json.dumps(doc, indent=1))
     print(f"predictions: {json_path}")
     return 0
+
+
+def _model_and_loss(experiment: Experiment, cfg: RunConfig, config: Path) -> tuple[BlockGraph, str]:
+    """The model's block graph and its loss (:func:`~ddl_commodity.planner.costs.describe_loss`), both from the
+    user's code: a model or loss that does not build is a :class:`PlanError`."""
+    from ddl_commodity.planner.costs import describe_loss
+
+    try:
+        return experiment.block_graph(cfg), describe_loss(experiment.loss(cfg))
+    except Exception as err:
+        raise PlanError(f"{config}: the model or loss of experiment {cfg.experiment} cannot be built: "
+                        f"{one_line(err)}") from err
 
 
 def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profile, bandwidth, out) -> dict:
@@ -112,10 +158,9 @@ def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profil
                         "seconds": round(took, 3), **prediction_dict(found.prediction, d)}}
 
 
-def _data_parallel(experiment, cfg, costs, target: Target) -> dict:
+def _data_parallel(experiment, cfg, graph: BlockGraph, costs, target: Target) -> dict:
     from ddl_commodity.planner.plan import feeding_efficiency, predict_data_parallel
 
-    graph = experiment.block_graph(cfg)
     weights = sum(total for _, total in graph.weights.values())
     samples = len(experiment.dataset(cfg, progress=False).train_index)
     shipped = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "feeding.json"
