@@ -64,13 +64,13 @@ TARGET_FRACTIONS = (0.9, 1.0)
 def experiment_config(spec: dict, work: Path) -> dict:
     """The redshift experiment both runs share (a ``ddl run`` YAML document)."""
     return {
-        "experiment": "redshift_data_parallel",
+        "experiment": "redshift",
         "name": "bench-async-vs-allreduce",
         "description": "Benchmark 3: staleness-weighted PS side of the comparison",
         "seed": spec["seed"],
         "data": {"samples": spec["samples"], "validation_fraction": 0.1, "cache_dir": str(work / "data")},
         "model": {"filters": list(spec["filters"]), "kernel_size": 8, "dropout": spec["dropout"]},
-        "training": {"mode": "distributed", "workers": spec["workers"], "epochs": spec["epochs"],
+        "training": {"mode": "data_parallel", "workers": spec["workers"], "epochs": spec["epochs"],
                      "batch_size": spec["batch_size"], "learning_rate": spec["learning_rate"],
                      "data_distribution": "disjoint", "baseline": False},
         "ps": {"s": spec["s"], "staleness": spec["staleness"]},

@@ -64,10 +64,10 @@ def fairness(seconds: float, state_dir: Path) -> dict:
 
 def redshift_config(workers: int, profile: str | None, spec: dict, tmp: Path) -> dict:
     return {
-        "experiment": "redshift_data_parallel", "name": f"{workers}w-{profile or 'unisolated'}", "seed": 7,
+        "experiment": "redshift", "name": f"{workers}w-{profile or 'unisolated'}", "seed": 7,
         "data": {"samples": spec["samples"], "validation_fraction": 0.1, "cache_dir": str(tmp / "data")},
         "model": {"filters": [4, 4], "kernel_size": 8, "dropout": 0.1},
-        "training": {"mode": "distributed", "workers": workers, "epochs": spec["epochs"], "batch_size": 32,
+        "training": {"mode": "data_parallel", "workers": workers, "epochs": spec["epochs"], "batch_size": 32,
                      "learning_rate": 0.001, "data_distribution": "same"},
         "ps": {"s": workers, "staleness": "inverse"},
         "cluster": {"profile": profile} if profile else {},

@@ -5,7 +5,7 @@ with ``ddl run``:
 
 * **single** - ``training.mode: single``: one process, its own compiled train step over NumPy arrays in
   memory, scored on the validation rows after every epoch;
-* **worker** - ``training.mode: distributed`` with one worker (s = 1): the whole data-parallel path, Spark
+* **worker** - ``training.mode: data_parallel`` with one worker (s = 1): the whole data-parallel path, Spark
   input (the feed's bundles through shared memory), the staleness-weighted PS (a push and a pull every epoch)
   and the worker's two scores per epoch (its own replica, then the global model it adopted).
 
@@ -44,15 +44,15 @@ SHARE = 0.4  # d of the thesis profile on a 2-core machine; the single process g
 
 
 def run_config(mode: str, profile: str | None, spec: dict, tmp: Path) -> dict:
-    """The redshift config of one side: ``single`` or a one-worker ``distributed`` run."""
+    """The redshift config of one side: ``single`` or a one-worker ``data_parallel`` run."""
     return {
-        "experiment": "redshift_data_parallel", "name": f"{mode}-{profile or 'unisolated'}", "seed": 7,
+        "experiment": "redshift", "name": f"{mode}-{profile or 'unisolated'}", "seed": 7,
         "data": {"samples": spec["samples"], "validation_fraction": 0.1, "cache_dir": str(tmp / "data")},
         "model": {"filters": spec["filters"], "kernel_size": 8, "dropout": 0.0},
         "training": {"mode": mode, "workers": 1, "epochs": spec["epochs"], "batch_size": spec["batch_size"],
                      "learning_rate": 0.001, "data_distribution": "same"},
         "ps": {"s": 1, "staleness": "inverse"},
-        "cluster": {"profile": profile} if profile and mode == "distributed" else {},
+        "cluster": {"profile": profile} if profile and mode == "data_parallel" else {},
         "output": {"runs_dir": str(tmp / "runs")},
     }
 
@@ -117,7 +117,7 @@ def side_by_side(profile: str, spec: dict, tmp: Path, label: str = "") -> tuple[
     """Both sides at once, each on its own share (measured one after the other, the machine's speed moved by
     15% between them): the single run starts once the distributed one has its TFoS nodes, so that their
     training overlaps."""
-    worker = _Run("distributed", profile, spec, tmp, label)
+    worker = _Run("data_parallel", profile, spec, tmp, label)
     try:
         deadline = time.monotonic() + 600
         while not (worker.run_dir / "cluster_info.json").exists() and worker.proc.poll() is None:
@@ -161,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         for i in range(1, spec["pairs"] + 1):
             runs[f"single/thesis/{i}"], runs[f"worker/thesis/{i}"] = side_by_side("thesis", spec, tmp, f"-{i}")
-        for mode in ("single", "distributed"):  # unisolated, both would share the cores: one after the other
-            runs[f"{'worker' if mode == 'distributed' else mode}/unisolated"] = _Run(mode, None, spec, tmp).result()
+        for mode in ("single", "data_parallel"):  # unisolated, both would share the cores: one after the other
+            runs[f"{'worker' if mode == 'data_parallel' else mode}/unisolated"] = _Run(mode, None, spec, tmp).result()
         for key, r in runs.items():
             print(f"{key}: {r}", flush=True)
     by_pair = {k: [ratio(runs, f"thesis/{i}", k) for i in range(1, spec["pairs"] + 1)] for k in ("epoch", "train")}

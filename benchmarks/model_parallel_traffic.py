@@ -28,7 +28,7 @@ QUICK_SCHEMES = ("default",)
 
 def run_config(tmp: Path, scheme: str, batch: int, steps: int) -> dict:
     return {
-        "experiment": "landcover_model_parallel", "name": f"traffic-{scheme}", "seed": 5,
+        "experiment": "landcover", "name": f"traffic-{scheme}", "seed": 5,
         "data": {"synthetic_scale": 0.05, "patches_per_class": 60, "validation_fraction": 0.1,
                  "cache_dir": str(tmp / "data")},
         "training": {"mode": "model_parallel", "split": scheme, "workers": 3, "epochs": 2, "batch_size": batch,

@@ -36,7 +36,7 @@ LATENCY_S = 0.0005
 
 def landcover_config(tmp: Path, split: str, epochs: int, rate: str = "") -> dict:
     return {
-        "experiment": "landcover_model_parallel", "name": f"plan-{Path(split).stem}-{rate}".rstrip("-"), "seed": 3,
+        "experiment": "landcover", "name": f"plan-{Path(split).stem}-{rate}".rstrip("-"), "seed": 3,
         "data": {"synthetic_scale": 0.1, "patches_per_class": 40, "validation_fraction": 0.2,
                  "cache_dir": str(tmp / "data")},
         "training": {"mode": "model_parallel", "split": split, "workers": 3, "epochs": epochs, "batch_size": 50},

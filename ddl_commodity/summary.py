@@ -16,7 +16,7 @@ class WorkerSummary:
 
     epochs: int
     final_loss: float
-    final_accuracy: float
+    final_accuracy: float | None  # None for a regression
     final_val_accuracy: float | None = None
     epoch_seconds_mean: float | None = None
     train_seconds_mean: float | None = None

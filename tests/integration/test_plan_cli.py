@@ -70,10 +70,10 @@ def test_plan_predicts_every_scheme_and_writes_a_better_split(tmp_path: Path) ->
 
 
 def test_plan_of_a_data_parallel_config_predicts_epochs_per_worker_count(tmp_path: Path) -> None:
-    cfg = {"experiment": "redshift_data_parallel", "name": "dp", "seed": 1,
+    cfg = {"experiment": "redshift", "name": "dp", "seed": 1,
            "data": {"samples": 400, "validation_fraction": 0.1, "cache_dir": str(tmp_path / "data")},
            "model": {"filters": [2, 2], "dropout": 0.0},
-           "training": {"mode": "distributed", "workers": 2, "epochs": 2, "batch_size": 16,
+           "training": {"mode": "data_parallel", "workers": 2, "epochs": 2, "batch_size": 16,
                         "data_distribution": "disjoint"}}
     path = tmp_path / "dp.yaml"
     path.write_text(yaml.safe_dump(cfg))

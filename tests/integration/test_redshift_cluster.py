@@ -29,12 +29,12 @@ SEED = 11
 
 def tiny_config(tmp_path: Path, **training: object) -> dict:
     return {
-        "experiment": "redshift_data_parallel",
+        "experiment": "redshift",
         "name": "it",
         "seed": SEED,
         "data": {"samples": 240, "validation_fraction": 0.1, "cache_dir": str(tmp_path / "data")},
         "model": {"filters": [2, 2], "dropout": 0.0},
-        "training": {"mode": "distributed", "workers": 2, "epochs": 3, "batch_size": 16,
+        "training": {"mode": "data_parallel", "workers": 2, "epochs": 3, "batch_size": 16,
                      "learning_rate": 0.003, **training},
         "ps": {"s": 2, "staleness": "inverse"},
         "output": {"runs_dir": str(tmp_path / "runs")},

@@ -169,12 +169,12 @@ def test_epoch_overhead_reads_both_kinds_of_run(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 2 epochs"):
         epoch_stats(worker[:1])
     spec = {"samples": 400, "epochs": 2, "batch_size": 32, "filters": [2, 2]}
-    for mode, profile in [("single", "thesis"), ("distributed", "thesis"), ("distributed", None)]:
+    for mode, profile in [("single", "thesis"), ("data_parallel", "thesis"), ("data_parallel", None)]:
         path = tmp_path / f"{mode}-{profile}.yaml"
         path.write_text(yaml.safe_dump(run_config(mode, profile, spec, tmp_path)))
         cfg = load_config(path)  # what `ddl run` validates
         assert cfg.training.mode == mode and cfg.training.workers == 1 and cfg.ps.s == 1
-        assert cfg.cluster.profile == (profile if mode == "distributed" else None)
+        assert cfg.cluster.profile == (profile if mode == "data_parallel" else None)
 
 
 def test_feeding_combines_trainers_side_by_side() -> None:

@@ -87,7 +87,7 @@ def test_overrides_merge_nested(tmp_path: Path) -> None:
 
 
 def test_duplicate_keys_are_refused_with_their_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "experiment: redshift_data_parallel\nname: a\nexperiment: landcover_model_parallel\n")
+    path = write(tmp_path, "experiment: redshift\nname: a\nexperiment: landcover\n")
     with pytest.raises(ConfigError, match=r"duplicate key 'experiment' on line 3 \(first on line 1\)"):
         load_config(path)
     nested = write(tmp_path, "training:\n  epochs: 2\n  workers: 2\n  epochs: 3\n", "n.yaml")

@@ -14,7 +14,7 @@ from ddl_commodity.experiments.registry import load_config
 
 def write(tmp_path: Path, doc: dict) -> Path:
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"experiment": "landcover_model_parallel", **doc}))
+    path.write_text(yaml.safe_dump({"experiment": "landcover", **doc}))
     return path
 
 

@@ -80,10 +80,10 @@ def test_scores_match_keras_loss_and_accuracy() -> None:
 @pytest.mark.parametrize(("model", "says"), [(0.0004, "193x smaller"), (0.0565, "1.4x smaller"),
                                              (0.075, "NOT clearly better"), (0.2, "NOT clearly better")])
 def test_console_verdict_against_the_trivial_estimator(model: float, says: str) -> None:
-    from ddl_commodity.experiments.registry import get
+    from ddl_commodity.experiments.registry import view_of
 
     summary = {"final": {"val_dz_median": model, "val_dz_nmad": 0.1, "val_outlier_fraction": 0.1,
                          "val_within_1": 0.5},
                "trivial_estimator": {"z": 1.4, "dz_median": 0.0772, "dz_nmad": 0.12, "outlier_fraction": 0.1}}
-    lines = get("redshift_data_parallel").console_lines(summary)
+    lines = view_of("redshift").console_lines(summary)
     assert len(lines) == 3 and says in lines[-1], lines

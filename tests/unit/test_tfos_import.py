@@ -57,7 +57,7 @@ def test_executors_import_tensorflow_without_matplotlib() -> None:
     from ddl_commodity.config import RunConfig
     from ddl_commodity.runtime.spark import tfos_spark_conf
 
-    cfg = RunConfig.model_validate({"experiment": "x", "training": {"mode": "distributed", "workers": 1}})
+    cfg = RunConfig.model_validate({"experiment": "x", "training": {"mode": "data_parallel", "workers": 1}})
     assert tfos_spark_conf(cfg).get("spark.python.daemon.module") == "ddl_commodity.runtime.pyspark_daemon"
     out = python("""
         import sys
