@@ -113,7 +113,7 @@ def _grid_ratio(coarse: float, fine: float, what: str) -> int:
     ratio = coarse / fine
     if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
         raise DataError(f"{what}: pixel size ratio {coarse}/{fine} is not a whole number")
-    return int(round(ratio))
+    return round(ratio)
 
 
 def _offset(src_transform, gt_transform, what: str) -> tuple[int, int]:
@@ -122,7 +122,7 @@ def _offset(src_transform, gt_transform, what: str) -> tuple[int, int]:
     row = (src_transform.f - gt_transform.f) / gt_transform.e
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         raise DataError(f"{what}: not aligned with the ground-truth grid (offset {row:.3f}, {col:.3f} pixels)")
-    return int(round(row)), int(round(col))
+    return round(row), round(col)
 
 
 class RgbMosaic:
@@ -308,7 +308,8 @@ def synthetic_class_map(shape: tuple[int, int], rng: np.random.Generator) -> np.
     return out
 
 
-def write_synthetic_scene(out_dir: Path, scale: float = 0.1, seed: int = 0, progress: bool | None = None) -> HoustonFiles:
+def write_synthetic_scene(out_dir: Path, scale: float = 0.1, seed: int = 0,
+                          progress: bool | None = None) -> HoustonFiles:
     """Write a synthetic scene with the contest's layout into ``out_dir`` (which must not exist yet).
 
     Files: ``synthetic_HSI.hdr`` + ``synthetic_HSI`` (ENVI, 50 bands, float32), ``UH_NAD83_<x>_<y>.tif`` x 4

@@ -22,6 +22,7 @@ ran.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +80,7 @@ def indexed_records(sc: SparkContext, spectra: np.ndarray, labels: np.ndarray, s
         np.save(Path(workdir) / name, array)
         sc.addFile(str(Path(workdir) / name))
     bounds = np.linspace(0, len(labels), slices + 1, dtype=np.int64)
-    ranges = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    ranges = [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
     rows = sc.parallelize(ranges, len(ranges)).flatMap(_row_reader(*names))
     return rows.zipWithIndex().map(lambda r: (r[1], r[0]))
 

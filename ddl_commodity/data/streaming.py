@@ -25,46 +25,49 @@ from ddl_commodity.errors import DataError
 SHUFFLE_WINDOW = 4
 
 
-def piece_shards(pieces: Sequence[Piece], workers: int, validation_fraction: float, seed: int
-                 ) -> tuple[np.ndarray, list[int]]:
-    """Deal whole pieces to validation and to ``workers`` shards.
+def validation_pieces(pieces: Sequence[Piece], validation_fraction: float, seed: int, keep: int = 1) -> list[int]:
+    """Positions in ``pieces`` of the validation pieces: a seeded permutation's first pieces, until they hold
+    ``validation_fraction`` of the rows, leaving at least ``keep`` pieces for training. The same for every
+    number of workers (the held-out rows never change within a run, whoever is lost)."""
+    rows = [p.rows for p in pieces]
+    wanted = round(sum(rows) * validation_fraction)
+    order = np.random.default_rng([seed, 0x5EED]).permutation(len(pieces))
+    chosen: list[int] = []
+    held = 0
+    while held < wanted and len(chosen) < len(pieces) - keep:
+        chosen.append(int(order[len(chosen)]))
+        held += rows[chosen[-1]]
+    if wanted and not chosen:
+        raise DataError(f"{pieces[0].path if pieces else 'the data set'}: {len(pieces)} row group(s) leave none for "
+                        "validation: write the data set with smaller row groups")
+    return sorted(chosen)
 
-    A seeded permutation of the pieces is walked once: the first pieces go to validation until it holds
-    ``validation_fraction`` of the rows, every later one to the shard with the fewest rows so far, so shards
-    differ by at most about one piece.
 
-    Args:
-        pieces: the data set's pieces, in global row order (:func:`~ddl_commodity.data.parquet.pieces`).
-        workers: M, the number of shards.
-        validation_fraction: the share of rows held out, in [0, 0.5].
-        seed: the run's seed.
+def piece_shards(pieces: Sequence[Piece], validation: Sequence[int], workers: int, seed: int) -> np.ndarray:
+    """Deal the training pieces (all but the positions ``validation``) whole to ``workers`` shards.
+
+    A seeded permutation of them is walked once, each piece going to the shard with the fewest rows so far,
+    so shards differ by at most about one piece.
 
     Returns:
-        ``(shard of every row (n,) int16, -1 for validation; positions in ``pieces`` of the validation pieces)``.
+        The shard of every row, ``(n,)`` int16, -1 for validation rows (as
+        :func:`~ddl_commodity.data.rdd.shard_assignment`).
 
     Raises:
         DataError: fewer training pieces than shards (the data set needs more, smaller row groups).
     """
-    rows = np.array([p.rows for p in pieces], dtype=np.int64)
-    order = np.random.default_rng([seed, 0x5EED]).permutation(len(pieces))
-    wanted = round(float(rows.sum()) * validation_fraction)
-    if len(pieces) < workers + (1 if wanted else 0):
-        raise DataError(f"{pieces[0].path if pieces else 'the data set'}: {len(pieces)} row groups cannot make "
-                        f"{workers} shards{' and a validation set' if wanted else ''}: write the data set with "
-                        "smaller row groups")
-    validation: list[int] = []
-    held = 0
-    while held < wanted and len(validation) < len(pieces) - workers:
-        validation.append(int(order[len(validation)]))
-        held += rows[validation[-1]]
-    training = order[len(validation):]
+    held_out = set(validation)
+    training = [i for i in range(len(pieces)) if i not in held_out]
+    if len(training) < workers:
+        raise DataError(f"{pieces[0].path if pieces else 'the data set'}: {len(training)} training row groups "
+                        f"cannot make {workers} shards: write the data set with smaller row groups")
     load = np.zeros(workers, dtype=np.int64)
-    shard = np.full(int(rows.sum()), -1, dtype=np.int16)
-    for i in training:
+    shard = np.full(sum(p.rows for p in pieces), -1, dtype=np.int16)
+    for i in np.random.default_rng([seed, workers]).permutation(training):
         m = int(np.argmin(load))
         shard[pieces[i].first_row:pieces[i].first_row + pieces[i].rows] = m
-        load[m] += rows[i]
-    return shard, sorted(validation)
+        load[m] += pieces[i].rows
+    return shard
 
 
 def pieces_of(pieces: Sequence[Piece], shards: np.ndarray, shard: int | None) -> list[Piece]:

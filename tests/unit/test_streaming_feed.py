@@ -11,7 +11,7 @@ import pytest
 from ddl_commodity.data.parquet import Column, Piece, pieces
 from ddl_commodity.data.rdd import index_digest
 from ddl_commodity.data.redshift import NUM_BANDS, write_redshift_parquet
-from ddl_commodity.data.streaming import piece_shards, pieces_of, stream_bundles
+from ddl_commodity.data.streaming import piece_shards, pieces_of, stream_bundles, validation_pieces
 from ddl_commodity.errors import DataError
 
 
@@ -23,18 +23,23 @@ def synthetic(rows: list[int]) -> list[Piece]:
 
 def test_pieces_go_whole_to_validation_and_balanced_shards() -> None:
     found = synthetic([100] * 19 + [37])
-    shards, validation = piece_shards(found, workers=3, validation_fraction=0.1, seed=4)
+    validation = validation_pieces(found, 0.1, seed=4)
+    shards = piece_shards(found, validation, workers=3, seed=4)
     assert len(shards) == 1937 and validation == sorted(validation)
     assert sum(found[i].rows for i in validation) >= round(1937 * 0.1)
+    assert all((shards[found[i].first_row:found[i].first_row + found[i].rows] == -1).all() for i in validation)
     for p in found:  # a piece is never split
         assert len(set(shards[p.first_row:p.first_row + p.rows].tolist())) == 1
     held = [int((shards == m).sum()) for m in range(3)]
     assert max(held) - min(held) <= 100 and sum(held) + int((shards == -1).sum()) == 1937
-    again, _ = piece_shards(found, workers=3, validation_fraction=0.1, seed=4)
-    assert np.array_equal(shards, again)
-    assert not np.array_equal(shards, piece_shards(found, 3, 0.1, seed=5)[0])
-    with pytest.raises(DataError, match="3 row groups cannot make 3 shards and a validation set"):
-        piece_shards(synthetic([10, 10, 10]), workers=3, validation_fraction=0.2, seed=0)
+    assert np.array_equal(shards, piece_shards(found, validation, workers=3, seed=4))
+    assert validation_pieces(found, 0.1, seed=5) != validation
+    two = piece_shards(found, validation, workers=2, seed=4)  # fewer live workers: the same rows held out
+    assert np.array_equal(two == -1, shards == -1) and set(two.tolist()) == {-1, 0, 1}
+    with pytest.raises(DataError, match="leave none for validation"):
+        validation_pieces(synthetic([10]), 0.2, seed=0)
+    with pytest.raises(DataError, match="2 training row groups cannot make 3 shards"):
+        piece_shards(synthetic([10, 10, 10]), [0], workers=3, seed=0)
 
 
 def test_every_row_once_per_epoch_from_a_window_of_pieces() -> None:
@@ -64,7 +69,8 @@ def test_every_row_once_per_epoch_from_a_window_of_pieces() -> None:
 def test_a_parquet_shard_streams_exactly_its_rows(tmp_path: Path) -> None:
     write_redshift_parquet(tmp_path / "red", 400, seed=2, rows_per_file=50)
     found = pieces(str(tmp_path / "red"))
-    shards, validation = piece_shards(found, workers=2, validation_fraction=0.1, seed=9)
+    validation = validation_pieces(found, 0.1, seed=9)
+    shards = piece_shards(found, validation, workers=2, seed=9)
     spectrum, label = Column("spectrum", (NUM_BANDS,)), Column("label", (), "int32")
     for m in (0, 1):
         mine = pieces_of(found, shards, m)
