@@ -372,8 +372,9 @@ def _cluster_status(state) -> int:
           f" {'wait%':>6s} {'mem MB / cap':>14s} {'rx MB':>8s} {'tx MB':>8s} {'rx MB/s':>8s} {'tx MB/s':>8s}")
     for row in local.node_status(state):
         print("  " + _status_line(row, mb))
-    print("  share: CPU cores the node may use; cpu%: of its share (of one core without one); wait%: time its "
-          "threads waited for a CPU (run-queue delay, throttling included), % of wall time")
+    print("  share: CPU cores the node may use; cpu%: of its share (of one core without one); wait%: CPU wait, "
+          "0-100: % of the node's time (as the PC it stands for, slowed to its share d) in which a thread of it "
+          "waited for a CPU; the throttling that slows the PC to d is not waiting")
     for app in status.get("activeapps", []):
         print(f"  app {app.get('name')} ({app.get('id')}) {app.get('state')}")
     return 0
@@ -480,10 +481,13 @@ def _print_summary(summary) -> None:
         if cluster.get("wall_cluster_seconds") else ""
     print(f"\n{summary.name}: {summary.description}; {summary.wall_seconds:.0f} s{dilated}")
     for name, w in summary.workers.items():
-        print(f"  {name:10s} epochs {w.epochs:3d}  loss {w.final_loss:.4f}  accuracy {w.final_accuracy:.4f}")
+        accuracy = f"  accuracy {w.final_accuracy:.4f}" if w.final_accuracy is not None else ""  # none: regression
+        print(f"  {name:10s} epochs {w.epochs:3d}  loss {w.final_loss:.4f}{accuracy}")
     final = summary.final
     if final.get("val_accuracy") is not None:
         print(f"  final model: validation loss {final['val_loss']:.4f}, accuracy {final['val_accuracy']:.4f}")
+    elif final.get("val_loss") is not None:
+        print(f"  final model: validation loss {final['val_loss']:.4f}")
     for line in view_of(summary.experiment).console_lines(doc):
         print(line)
     check = doc.get("data_distribution_check")

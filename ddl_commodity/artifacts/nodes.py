@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ddl_commodity.monitor.cpu_wait import upgrade_row
+
 
 def rates(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(time since first sample, per-second rate) of a cumulative counter."""
@@ -34,13 +36,14 @@ def plot_node_metrics(rows: dict[str, list[dict]], out: Path, title: str = "") -
     for node, rs in sorted(rows.items()):
         t = np.array([r["time"] for r in rs]) - t0
         axes[0].plot(t, [r["cpu_percent"] for r in rs], label=node)
-        axes[1].plot(t, [r.get("cpu_wait_percent", r["iowait_percent"]) for r in rs], label=node)
+        waits = [upgrade_row(r)["cpu_wait_percent"] for r in rs]
+        axes[1].plot(t, [np.nan if w is None else w for w in waits], label=node)
         axes[2].plot(t, [(r.get("memory_bytes") or r["rss_bytes"]) / 2**20 for r in rs], label=node)
         for ax, key in ((axes[3], "net_rx_bytes"), (axes[4], "net_tx_bytes")):
             tr, v = rates(rs, key)
             ax.plot(tr + (rs[0]["time"] - t0), v / 1e6, label=node)
     shared = all(r.get("cpu_share") is not None for rs in rows.values() for r in rs)
-    labels = ("CPU % of the node's share" if shared else "CPU % (of one core)", "CPU wait % (run-queue delay)",
+    labels = ("CPU % of the node's share" if shared else "CPU % (of one core)", "CPU wait % (0-100)",
               "node memory (MB)", "network in (MB/s)", "network out (MB/s)")
     for ax, label in zip(axes, labels, strict=True):
         ax.set_ylabel(label)

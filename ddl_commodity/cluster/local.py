@@ -684,15 +684,20 @@ def _group_counters(groups: dict[str, NodeGroup]) -> dict[str, tuple]:
 
 
 def _group_row(group: NodeGroup, before: tuple, after: tuple) -> dict:
-    """A node's share, CPU % of that share, CPU wait % (run-queue delay, summed over its threads), throttled %
-    and memory against its cap, between two readings."""
+    """A node's share, CPU % of that share, CPU wait % (0-100, :mod:`ddl_commodity.monitor.cpu_wait`), run-queue
+    delay % (summed over its threads), throttled % and memory against its cap, between two readings."""
+    from ddl_commodity.monitor.cpu_wait import cpu_wait_percent
+
     (u0, d0), (u1, d1) = before, after
     dt = max(u1.time - u0.time, 1e-6)
     share = None
     with contextlib.suppress(OSError, ValueError):
         share = group.cpus()
-    waited = sum(v - d0.get(tid, v) for tid, v in d1.items())  # includes throttled time (see monitor.sampler)
-    return {"cpu_share": share, "cpu_percent_of_share": 100.0 * (u1.cpu_seconds - u0.cpu_seconds) / dt / (share or 1.0),
-            "cpu_wait_percent": 100.0 * waited / dt,
+    # A thread born between the readings waited only since its start, as the group's CPU counter counts it.
+    waited = sum(v - d0.get(tid, 0.0) for tid, v in d1.items())
+    used = u1.cpu_seconds - u0.cpu_seconds
+    return {"cpu_share": share, "cpu_percent_of_share": 100.0 * used / dt / (share or 1.0),
+            "cpu_wait_percent": cpu_wait_percent(waited, used, dt, share),
+            "run_queue_delay_percent": 100.0 * waited / dt,
             "throttled_percent": 100.0 * (u1.throttled_seconds - u0.throttled_seconds) / dt,
             "memory_bytes": u1.memory_bytes, "memory_limit": u1.memory_limit, "frozen": group.frozen()}

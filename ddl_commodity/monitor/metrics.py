@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ddl_commodity.monitor.cpu_wait import WAIT_KEYS, upgrade_row
+
 
 def node_rows(run_dir: Path) -> dict[str, list[dict]]:
     """Sampler rows per node from ``nodes/<node>.jsonl`` (batches as the nodes sent them)."""
@@ -63,17 +65,19 @@ def compare_traffic(measured: dict[str, dict], computed: dict) -> dict[str, dict
 
 
 def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per node over the whole run: mean and peak CPU % (of the node's share when it has one), mean CPU wait
-    (per node, see :mod:`ddl_commodity.monitor.sampler`), mean and peak RSS, mean and peak memory of the node's
-    group and its cap, mean MB/s in and out (the quantities of Figs 6.9, 6.12, 6.21-6.28)."""
+    """Per node over the whole run: mean and peak CPU % (of the node's share when it has one), mean and peak CPU
+    wait with the run-queue delay and throttling beside it (:mod:`ddl_commodity.monitor.cpu_wait`; rows sampled
+    before it was defined are recomputed), mean and peak RSS, mean and peak memory of the node's group and its
+    cap, mean MB/s in and out (the quantities of Figs 6.9, 6.12, 6.21-6.28)."""
     out = {}
     for node, rs in rows.items():
+        rs = [upgrade_row(r) for r in rs]
         span = rs[-1]["time"] - rs[0]["time"] if len(rs) > 1 else 0.0
         cpu = [r["cpu_percent"] for r in rs[1:]] or [0.0]
         out[node] = {
             "cpu_percent_mean": float(np.mean(cpu)), "cpu_percent_max": float(np.max(cpu)),
             "iowait_percent_mean": float(np.mean([r["iowait_percent"] for r in rs])),
-            "cpu_wait_percent_mean": float(np.mean([r.get("cpu_wait_percent") or 0.0 for r in rs[1:]] or [0.0])),
+            **_waits(rs[1:]),
             "cpu_share": rs[-1].get("cpu_share"),
             "memory_mb_max": _max_mb(rs, "memory_bytes"),
             "memory_mb_mean": _mean_mb(rs, "memory_bytes"),
@@ -86,6 +90,44 @@ def node_averages(rows: dict[str, list[dict]]) -> dict[str, dict]:
             **_parts(rs),
         }
     return out
+
+
+def _waits(rows: list[dict]) -> dict:
+    """Whole-run CPU wait (mean and peak; None when a row could not give it), run-queue delay and throttling
+    (means), all % (:mod:`ddl_commodity.monitor.cpu_wait`), over the rows that hold rates (all but the first)."""
+    waits = [r.get("cpu_wait_percent") for r in rows] or [0.0]
+    known = None not in waits
+    return {"cpu_wait_percent_mean": float(np.mean(waits)) if known else None,
+            "cpu_wait_percent_max": float(np.max(waits)) if known else None,
+            "run_queue_delay_percent_mean": float(np.mean([r.get("run_queue_delay_percent") or 0.0 for r in rows]
+                                                          or [0.0])),
+            "throttled_percent_mean": float(np.mean([r.get("throttled_percent") or 0.0 for r in rows] or [0.0]))}
+
+
+def refresh_waits(summary: dict, run_dir: Path) -> dict:
+    """A summary whose node averages predate the CPU wait of :mod:`ddl_commodity.monitor.cpu_wait`, with the
+    wait figures recomputed from the run's stored samples (``nodes/*.jsonl`` or ``nodes/*.csv``) where they are
+    there; otherwise the summary as it is (its old figure then reads as run-queue delay, see
+    :func:`~ddl_commodity.monitor.cpu_wait.wait_columns`).
+
+    Args:
+        summary: a run's ``summary.json``, read.
+        run_dir: the run's directory (its ``nodes/`` may be gone, as in published runs).
+
+    Returns:
+        ``summary``, or a copy with new ``node_averages`` entries for the nodes whose samples were found.
+    """
+    from ddl_commodity.monitor.sampler import read_node_csvs
+
+    averages = summary.get("node_averages") or {}
+    if all(a.get("run_queue_delay_percent_mean") is not None for a in averages.values()):
+        return summary
+    rows = node_rows(run_dir) or read_node_csvs(Path(run_dir) / "nodes")
+    fresh = node_averages({n: rs for n, rs in rows.items() if n in averages})
+    if not fresh:
+        return summary
+    updated = {n: {**a, **{k: fresh[n][k] for k in WAIT_KEYS}} if n in fresh else a for n, a in averages.items()}
+    return {**summary, "node_averages": updated}
 
 
 def _parts(rows: list[dict]) -> dict:

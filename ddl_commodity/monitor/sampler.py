@@ -1,7 +1,7 @@
 """Per-node resource sampler: what the thesis read from Ganglia, one row per node every second.
 
 A row holds the node's CPU use (% of one core, and cumulative CPU seconds of the node's process and its
-children), the machine's CPU wait (iowait %), the node's resident memory and its cumulative network bytes
+children), its CPU wait, the machine's iowait %, the node's resident memory and its cumulative network bytes
 in and out. Network bytes come from the best source available, recorded in every row as ``net_method``:
 
 * ``netns-interface``: the node lives in its own network namespace (``ddl cluster up --netns``), so the
@@ -19,12 +19,12 @@ process of the node (its Spark executor JVM too): ``cpu_percent`` is then a % of
 (100 = the node used all it may), ``memory_bytes`` / ``memory_limit`` the group's usage against its cap.
 Without a group they cover this process and its children, and ``cpu_percent`` is a % of one core.
 
-``cpu_wait_percent`` is the per-node analogue of the "CPU wio" Ganglia showed the thesis: the time the
-node's runnable threads spent waiting for a CPU (run-queue delay, ``/proc/<pid>/task/*/schedstat``), summed
-over its threads, as a % of wall time: 100 = on average one thread of the node was ready to run and could
-not. That delay includes the time the node's group was throttled for exceeding its share: measured here, a
-busy loop at a 0.2 share waited 0.80 of wall time while ``cpu.stat`` counted 0.68 throttled, so adding the
-throttled time as well would count it twice; it is reported on its own as ``throttled_percent``.
+``cpu_wait_percent`` is the per-node analogue of the "CPU wio" Ganglia showed the thesis, 0-100: the share
+of the node's time (as the PC it stands for) in which a thread of it waited for a CPU, from the run-queue
+delay of its threads (``/proc/<pid>/task/*/schedstat``) less the throttling its CPU share imposes to slow it
+down to its PC (:mod:`ddl_commodity.monitor.cpu_wait` defines it). Beside it: ``run_queue_delay_percent``,
+that delay summed over the node's threads as a % of wall time (it grows with their number), and
+``throttled_percent``, the group's ``cpu.stat`` throttled time as a % of wall time (summed over host CPUs).
 ``iowait_percent`` is Linux's machine-wide iowait, kept for comparison: the same on every node of a
 one-machine cluster.
 
@@ -50,12 +50,13 @@ from pathlib import Path
 
 import psutil
 
+from ddl_commodity.monitor.cpu_wait import cpu_wait_percent
 from ddl_commodity.monitor.tcp import proc_entries, tcp_bytes_by_socket
 from ddl_commodity.resources.cgroups import container_group, in_container, own_node_group
 
 FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_bytes", "net_rx_bytes",
-          "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "throttled_percent", "memory_bytes",
-          "memory_limit")
+          "net_tx_bytes", "net_method", "cpu_share", "cpu_wait_percent", "run_queue_delay_percent",
+          "throttled_percent", "memory_bytes", "memory_limit")
 
 # A rate over less than a few CFS periods is not a rate of the share: a window of a few ms can catch a whole
 # period's quota spent on both cores (seen: 435 % of a 0.4 share, on the sample taken at stop). Rates are
@@ -76,6 +77,7 @@ class Sample:
     net_method: str
     cpu_share: float | None = None
     cpu_wait_percent: float = 0.0
+    run_queue_delay_percent: float = 0.0
     throttled_percent: float = 0.0
     memory_bytes: int | None = None
     memory_limit: int | None = None
@@ -269,14 +271,15 @@ class NodeSampler:
         pids = self._node_pids(procs)
         waited, by_part = self._threads.update(pids)
         now, counters, share, memory = self._node_counters(procs, waited)
-        percent = wait = throttled = 0.0
+        percent = wait = delay = throttled = 0.0
         if self._earlier:
             then, before = next((e for e in reversed(self._earlier) if now - e[0] >= MIN_RATE_WINDOW_S),
                                 self._earlier[0])
             if now > then:
-                cpu_d, wait, throttled = (100.0 * (a - b) / (now - then)
-                                          for a, b in zip(counters, before, strict=True))
-                percent = cpu_d / (share or 1.0)
+                used, waited_d, throttled_d = (a - b for a, b in zip(counters, before, strict=True))
+                percent, delay, throttled = (100.0 * v / (now - then) for v in (used, waited_d, throttled_d))
+                percent /= share or 1.0
+                wait = cpu_wait_percent(waited_d, used, now - then, share)
         self._earlier = [*self._earlier[-1:], (now, counters)]
         cpu = counters[0]
         sys_now = psutil.cpu_times()
@@ -289,8 +292,10 @@ class NodeSampler:
         else:
             rx, tx = self._tcp.update({p.pid for p in procs})
         return Sample(now, self.node, round(max(percent, 0.0), 2), round(cpu, 3), round(max(iowait, 0.0), 2),
-                      int(rss), rx, tx, self.method, share, round(max(wait, 0.0), 2), round(max(throttled, 0.0), 2),
-                      **memory, cpu_seconds_by_part=by_part, pss_bytes_by_part=self._pss_by_part(pids))
+                      int(rss), rx, tx, self.method, share, cpu_wait_percent=round(wait, 2),
+                      run_queue_delay_percent=round(max(delay, 0.0), 2),
+                      throttled_percent=round(max(throttled, 0.0), 2), **memory, cpu_seconds_by_part=by_part,
+                      pss_bytes_by_part=self._pss_by_part(pids))
 
     def start(self) -> NodeSampler:
         self._rows.append(asdict(self.sample()))
@@ -335,6 +340,39 @@ def write_node_csvs(records: list[dict], out_dir: Path) -> list[Path]:
         w.writerows(sorted(rows, key=lambda r: r["time"]))
         paths.append(write_bytes_atomic(Path(out_dir) / f"{node}.csv", buf.getvalue().encode()))
     return paths
+
+
+_TEXT_FIELDS = ("node", "net_method")
+
+
+def read_node_csvs(nodes_dir: Path) -> dict[str, list[dict]]:
+    """Sampler rows per node from the ``<node>.csv`` files :func:`write_node_csvs` wrote.
+
+    Args:
+        nodes_dir: a run's ``nodes`` directory.
+
+    Returns:
+        ``{node: rows in time order}``, numbers parsed, empty cells None; empty when there are no CSVs.
+    """
+    import csv
+
+    def cell(key: str, text: str | None) -> object:
+        if key in _TEXT_FIELDS or text is None:
+            return text
+        if text == "":
+            return None
+        for kind in (int, float):
+            with contextlib.suppress(ValueError):
+                return kind(text)
+        return text
+
+    out: dict[str, list[dict]] = {}
+    for path in sorted(Path(nodes_dir).glob("*.csv")):
+        with path.open(newline="") as f:
+            rows = [{k: cell(k, v) for k, v in r.items()} for r in csv.DictReader(f)]
+        if rows:
+            out[path.stem] = sorted(rows, key=lambda r: r["time"])
+    return out
 
 
 def counters_at(rows: list[dict], t: float, key: str) -> float:

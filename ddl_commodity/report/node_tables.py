@@ -3,6 +3,8 @@ bytes the split scheme implies from tensor shapes, and whole-run node averages (
 
 from __future__ import annotations
 
+from ddl_commodity.monitor.cpu_wait import LEGEND, wait_columns
+
 
 def _mb(v: float | None) -> str:
     return "-" if v is None else f"{v / 1e6:.2f}"
@@ -40,20 +42,36 @@ def scheme_table(summaries: list[dict]) -> list[str]:
 
 
 def averages_table(summary: dict) -> list[str]:
-    """Whole-run means per node (Figs 6.21-6.28): CPU (of the node's share when it has one), CPU wait per
-    node and the machine's iowait, memory (group peak / cap when the node has a group), MB/s in and out."""
-    lines = ["| node | share (cores) | CPU % mean / max | CPU wait % | machine iowait % | RSS MB mean / max "
-             "| node memory MB peak / cap | in MB/s | out MB/s |", "|---" * 9 + "|"]
+    """Whole-run means per node (Figs 6.21-6.28): CPU (of the node's share when it has one), CPU wait per node
+    (mean / peak, 0-100) with the run-queue delay beside it, the machine's iowait, memory (group peak / cap when
+    the node has a group), MB/s in and out. A run summarised before CPU wait was defined shows no CPU wait, and
+    a note under the table says its run-queue delay is the number its report printed as CPU wait."""
+    lines = ["| node | share (cores) | CPU % mean / max | CPU wait % mean / max | run-queue delay % (sum over "
+             "threads) | machine iowait % | RSS MB mean / max | node memory MB peak / cap | in MB/s | out MB/s |",
+             "|---" * 10 + "|"]
+    old = False
     for node, a in sorted(summary.get("node_averages", {}).items()):
         rx = "-" if a["rx_mb_per_s"] is None else f"{a['rx_mb_per_s']:.2f}"
         tx = "-" if a["tx_mb_per_s"] is None else f"{a['tx_mb_per_s']:.2f}"
         share = "-" if a.get("cpu_share") is None else f"{a['cpu_share']:g}"
         peak, cap = a.get("memory_mb_max"), a.get("memory_limit_mb")
         memory = "-" if peak is None else f"{peak:.0f} / {'none' if cap is None else f'{cap:.0f}'}"
-        lines.append(f"| {node} | {share} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | "
-                     f"{a.get('cpu_wait_percent_mean', 0.0):.1f} | {a['iowait_percent_mean']:.1f} | "
+        wait, wait_max, delay = wait_columns(a)
+        old = old or a.get("run_queue_delay_percent_mean") is None
+        waits = "-" if wait is None else f"{wait:.1f} / " + ("-" if wait_max is None else f"{wait_max:.0f}")
+        lines.append(f"| {node} | {share} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | {waits} | "
+                     f"{'-' if delay is None else f'{delay:.1f}'} | {a['iowait_percent_mean']:.1f} | "
                      f"{a['rss_mb_mean']:.0f} / {a['rss_mb_max']:.0f} | {memory} | {rx} | {tx} |")
+    if old:
+        lines += ["", OLD_WAIT_NOTE]
     return lines
+
+
+#: Under the table of a run summarised before CPU wait was defined, whose samples are not at hand.
+OLD_WAIT_NOTE = ("This run was summarised before CPU wait was defined per node (0-100) and its samples are not here "
+                 "to recompute it: its run-queue delay column is the number its report printed as \"CPU wait\", "
+                 "the run-queue delay summed over the node's threads, which grows with their number and is not "
+                 "comparable with the thesis's CPU wait.")
 
 
 def parts_table(summary: dict) -> list[str]:
@@ -85,9 +103,9 @@ def node_sections(summary: dict) -> list[str]:
     if summary.get("node_averages"):
         lines += ["", "## Per node, whole run (thesis Figs 6.21-6.28)", ""]
         lines += ["CPU % is of the node's own share when it has one (a profile or node limits), else of one "
-                  "core. CPU wait is per node: the time its threads waited for a CPU (run-queue delay, summed over "
-                  "threads, including the time its share was exhausted), as % of wall time; the machine's iowait "
-                  "is the same on every node.", ""]
+                  f"core. {LEGEND}. Run-queue delay: the time the node's threads waited for a CPU, summed over "
+                  "them, as % of wall time (the share's throttling included). The machine's iowait is the same on "
+                  "every node.", ""]
         lines += averages_table(summary)
         if parts := parts_table(summary):
             lines += ["", "Where each node's CPU seconds and memory went: its TF process's Python main thread (the "

@@ -16,13 +16,16 @@ from ddl_commodity.runs import write_bytes_atomic
 
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
-    """``reproduce.json`` and the summary of every run that succeeded, by run name."""
+    """``reproduce.json`` and the summary of every run that succeeded, by run name; the CPU wait of runs
+    summarised before it was defined is recomputed from their samples where these are kept."""
+    from ddl_commodity.monitor.metrics import refresh_waits
+
     state = json.loads((Path(out) / "reproduce.json").read_text())
     summaries = {}
     for name, e in state["experiments"].items():
         path = Path(e["run_dir"] or "-") / "summary.json"
         if e["state"] == "succeeded" and path.is_file():
-            summaries[name] = json.loads(path.read_text())
+            summaries[name] = refresh_waits(json.loads(path.read_text()), path.parent)
     return state, summaries
 
 
