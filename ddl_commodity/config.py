@@ -151,10 +151,15 @@ class MonitorSettings(Strict):
 
 
 class DataSettingsBase(Strict):
-    """What every experiment's ``data`` section has: the held-out fraction and where generated data is cached."""
+    """What every experiment's ``data`` section has: the held-out fraction, where generated data is cached, and
+    a data set the executors read where it lies (``source``)."""
 
-    validation_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    validation_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of the rows held out for validation")
     cache_dir: Path = Path("data")
+    source: str | None = Field(None, description=(
+        "a Parquet data set the executors read themselves (a directory, a glob, or a URI: file://, hdfs://, "
+        "s3a://; written by `ddl data ... --format parquet`): the driver reads only the files' footers, each "
+        "worker its shard's row groups. Data-parallel runs only."))
 
 
 TrainingMode = Literal["data_parallel", "model_parallel", "single"]

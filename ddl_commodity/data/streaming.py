@@ -14,12 +14,16 @@ which distribution ran exactly as for rows in memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ddl_commodity.data.parquet import ROW, Column, Piece, read_piece
 from ddl_commodity.data.rdd import Bundle
 from ddl_commodity.errors import DataError
+
+if TYPE_CHECKING:
+    from pyspark import RDD, SparkContext
 
 #: Pieces whose rows are shuffled together while streaming: the shuffle's reach, and what a feed task holds.
 SHUFFLE_WINDOW = 4
@@ -120,3 +124,28 @@ def stream_bundles(pieces: Sequence[Piece], inputs: Sequence[Column], label: Col
 
 def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
+
+
+def piece_feed_rdd(sc: SparkContext, pieces: Sequence[Piece], shards: np.ndarray, workers: int, epochs: int,
+                   distribution: str, bundle_size: int, seed: int, inputs: Sequence[Column], label: Column,
+                   first_epoch: int = 0) -> RDD:
+    """The training feed of epochs ``first_epoch`` to ``epochs - 1`` read from ``pieces``: ``workers``
+    partitions, partition m streaming slot m's bundles (its shard's pieces for ``disjoint``, every training
+    piece for ``same``), as :func:`~ddl_commodity.data.rdd.epoch_feed_rdd` lays them out for rows in memory.
+    Its tasks read the pieces themselves: nothing but the pieces' names travels from the driver."""
+    if distribution not in ("same", "disjoint"):
+        raise ValueError(f"unknown data distribution {distribution!r}")
+    parts = []
+    for m in range(workers):
+        mine = pieces_of(pieces, shards, None if distribution == "same" else m)
+        stream = _streamer(mine, tuple(inputs), label, range(first_epoch, epochs), m, bundle_size, seed)
+        parts.append(sc.parallelize([m], 1).mapPartitions(stream))
+    return sc.union(parts)
+
+
+def _streamer(pieces: list[Piece], inputs: tuple[Column, ...], label: Column, epochs: range, shard: int,
+              bundle_size: int, seed: int) -> Callable[[Iterator[int]], Iterator[Bundle]]:
+    def stream(_: Iterator[int]) -> Iterator[Bundle]:
+        return stream_bundles(pieces, inputs, label, epochs, shard, bundle_size, seed)
+
+    return stream

@@ -19,60 +19,106 @@ import numpy as np
 from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.single import print_epoch
 from ddl_commodity.errors import RunFailed, UserInputError
-from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.experiments.api import Dataset, Experiment, SourceData
 from ddl_commodity.experiments.registry import view_of
 from ddl_commodity.runtime.session import SparkSource, TfosSession
 
 log = logging.getLogger(__name__)
 
 
-def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
+def train(experiment: Experiment, cfg: RunConfig, data: Dataset | SourceData, run_dir: Path,
           resumed: dict | None = None, progress: bool | None = None,
           spark: SparkSource | None = None) -> tuple[dict, dict]:
     """Run the cluster; return the final global model's metrics and the summary sections of this engine.
     ``progress``: a live bar within epochs (``None``: only if stdout is a terminal); ``spark``: where the
     SparkContext comes from (:class:`~ddl_commodity.runtime.session.TfosSession`)."""
-    from ddl_commodity.data.rdd import indexed_chunks
     from ddl_commodity.engines.data_parallel_node import main_fun, ps_address
     from ddl_commodity.engines.progress import EpochBar
     from ddl_commodity.runtime.node import FaultInjection
 
     t = cfg.training
-    x_all = data.flat()
-    val_file = run_dir / "validation.npz"
-    np.savez(val_file, x=x_all[data.validation_index], y=data.labels[data.validation_index])
+    rows = RowsWhereTheyLie(data) if isinstance(data, SourceData) else RowsInMemory(data, run_dir)
     preload = _surviving_records(run_dir, resumed) if resumed else None
     first_epoch = resumed["first_epoch"] if resumed else 0
     on_record = _EpochPrinter(t.epochs, view_of(experiment).validation_curve)
     with (tempfile.TemporaryDirectory(prefix="ddl-feed-") as feed_dir,
           TfosSession(cfg, run_dir, "distributed run", on_record, preload, spark) as session):
-        sc = session.sc
         losses = _WorkerLossHandler(session, cfg) if t.tolerate_worker_loss else None
-        # ~8 MiB of rows per task: each task costs ~0.1 s (1 MiB slices made numbering 42 MB of patches take
-        # 7 s instead of 2.4 s), and a task holds its rows in memory.
-        slices = max(sc.defaultParallelism, int(x_all.nbytes // (8 * 2**20)) + 1)
-        chunks = indexed_chunks(sc, x_all, data.labels, slices, Path(feed_dir))
-        files = [val_file] + ([run_dir / "checkpoints" / "ps.npz"] if resumed else [])
+        rows.prepare(session.sc, Path(feed_dir))
+        files = rows.files + ((run_dir / "checkpoints" / "ps.npz",) if resumed else ())
         args = session.node_args(
-            validation_file=val_file.name, input_shapes=tuple(data.input_shapes),
-            fault=FaultInjection(**cfg.faults.model_dump()), first_epoch=first_epoch,
-            resume_checkpoint="ps.npz" if resumed else "",
-            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else 0.0)
-        cluster = session.start(main_fun, args, "spark", files=tuple(files),
-                                on_silent=losses.on_silent if losses else None)
+            input_shapes=tuple(data.input_shapes), fault=FaultInjection(**cfg.faults.model_dump()),
+            first_epoch=first_epoch, resume_checkpoint="ps.npz" if resumed else "",
+            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else 0.0, **rows.validation_args())
+        cluster = session.start(main_fun, args, "spark", files=files, on_silent=losses.on_silent if losses else None)
         ps_node = next(n for n in cluster.cluster_info if n["job_name"] == "ps")
         ps_addr = ps_address(f"{ps_node['host']}:{ps_node['port']}", cfg)
         session.watchdog.ps_reachable = lambda: _ps_reachable(ps_addr, session.secret)
         per_epoch = len(data.train_index) * (t.workers if t.data_distribution == "same" else 1)
         with EpochBar(session.collector, per_epoch, t.epochs, enabled=progress):
-            live_per_epoch = _feed(session, chunks, data, cfg, losses, ps_addr, first_epoch)
+            live_per_epoch = _feed(session, rows, data, cfg, losses, ps_addr, first_epoch)
             made, model_file = _finish(session, cfg, losses, ps_addr)
         session.shutdown(cfg.ps.push_timeout_s + 120)
     return _final(cfg, data, run_dir, made, model_file, losses, live_per_epoch)
 
 
-def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _WorkerLossHandler | None,
-          ps_addr: str, first_epoch: int) -> dict[int, int]:
+class RowsInMemory:
+    """Rows the driver loaded (:class:`Dataset`): Spark ships them to the executors as files, numbers them with
+    ``zipWithIndex`` there (Fig 5.2) and caches them in chunks; the validation rows travel as a file."""
+
+    def __init__(self, data: Dataset, run_dir: Path) -> None:
+        self.data, self.validation_file = data, run_dir / "validation.npz"
+        self.files: tuple[Path, ...] = (self.validation_file,)
+        self.chunks = None
+
+    def prepare(self, sc, workdir: Path) -> None:
+        from ddl_commodity.data.rdd import indexed_chunks
+
+        x_all, index = self.data.flat(), self.data.validation_index
+        np.savez(self.validation_file, x=x_all[index], y=self.data.labels[index])
+        # ~8 MiB of rows per task: each task costs ~0.1 s (1 MiB slices made numbering 42 MB of patches take
+        # 7 s instead of 2.4 s), and a task holds its rows in memory.
+        slices = max(sc.defaultParallelism, int(x_all.nbytes // (8 * 2**20)) + 1)
+        # Cached: every feed job reads it (one per epoch when worker loss is tolerated).
+        self.chunks = indexed_chunks(sc, x_all, self.data.labels, slices, workdir).cache()
+
+    def validation_args(self) -> dict:
+        return {"validation_file": self.validation_file.name}
+
+    def feed_rdd(self, sc, shards: np.ndarray, workers: int, start: int, end: int, cfg: RunConfig):
+        from ddl_commodity.data.rdd import epoch_feed_rdd
+
+        t = cfg.training
+        return epoch_feed_rdd(sc, self.chunks, shards, workers, end, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=start)
+
+
+class RowsWhereTheyLie:
+    """A data set the executors read (:class:`SourceData`): each feed task streams its shard's pieces from
+    the source, and every node reads the validation pieces itself; the driver handles no rows."""
+
+    files: tuple[Path, ...] = ()
+
+    def __init__(self, data: SourceData) -> None:
+        self.data = data
+
+    def prepare(self, sc, workdir: Path) -> None:
+        """Nothing to ship: the pieces are read where they lie."""
+
+    def validation_args(self) -> dict:
+        return {"validation_pieces": tuple(self.data.validation_pieces),
+                "validation_columns": (*self.data.inputs, self.data.label)}
+
+    def feed_rdd(self, sc, shards: np.ndarray, workers: int, start: int, end: int, cfg: RunConfig):
+        from ddl_commodity.data.streaming import piece_feed_rdd
+
+        t, d = cfg.training, self.data
+        return piece_feed_rdd(sc, d.pieces, shards, workers, end, t.data_distribution,
+                              t.batch_size * t.feed_bundle_batches, cfg.seed, d.inputs, d.label, first_epoch=start)
+
+
+def _feed(session: TfosSession, rows: RowsInMemory | RowsWhereTheyLie, data: Dataset | SourceData, cfg: RunConfig,
+          losses: _WorkerLossHandler | None, ps_addr: str, first_epoch: int) -> dict[int, int]:
     """Feed every epoch: one Spark job for all of them, or, when worker loss is tolerated, one per epoch.
 
     A job has one partition per worker (:func:`~ddl_commodity.data.rdd.epoch_feed_rdd`): its M tasks start
@@ -84,10 +130,7 @@ def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _
     disjoint shard per live worker), so no data is dropped and no partition waits for a worker that is gone.
     Returns {feed epoch: workers fed}.
     """
-    from ddl_commodity.data.rdd import epoch_feed_rdd, shard_assignment
-
-    t, sc = cfg.training, session.sc
-    chunks = chunks.cache()  # every feed job reads it (one per epoch when worker loss is tolerated)
+    t = cfg.training
     if losses is not None:
         losses.ps_address = ps_addr
     jobs = [(e, e + 1) for e in range(first_epoch, t.epochs)] if losses else [(first_epoch, t.epochs)]
@@ -97,9 +140,7 @@ def _feed(session: TfosSession, chunks, data: Dataset, cfg: RunConfig, losses: _
         if losses is not None:
             losses.feed_epoch = start
         plan.update(dict.fromkeys(range(start, end), live))
-        shards = shard_assignment(data.num_rows, data.train_index, live, cfg.seed)
-        feed = epoch_feed_rdd(sc, chunks, shards, live, end, t.data_distribution,
-                              t.batch_size * t.feed_bundle_batches, cfg.seed, first_epoch=start)
+        feed = rows.feed_rdd(session.sc, data.shards(live, cfg.seed), live, start, end, cfg)
         session.feed(feed, timeout_s=cfg.ps.push_timeout_s + 60)
     return plan
 
@@ -123,7 +164,7 @@ def _finish(session: TfosSession, cfg: RunConfig, losses: _WorkerLossHandler | N
     return session.watched(final_from_ps, "final-model")
 
 
-def _final(cfg: RunConfig, data: Dataset, run_dir: Path, made: dict, model_file: bytes,
+def _final(cfg: RunConfig, data: Dataset | SourceData, run_dir: Path, made: dict, model_file: bytes,
            losses: _WorkerLossHandler | None, live_per_epoch: dict[int, int]) -> tuple[dict, dict]:
     """Save the global model the PS made, and build this engine's summary sections."""
     from ddl_commodity.artifacts.curves import load_worker_curves

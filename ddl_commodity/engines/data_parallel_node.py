@@ -109,18 +109,32 @@ def final_model_maker(model, experiment: Experiment, cfg: RunConfig, args: NodeA
     objective = Objective.of(experiment, cfg)
 
     def make(weights: list[np.ndarray]) -> tuple[dict, bytes]:
-        from pyspark import SparkFiles
-
         from ddl_commodity.engines.scoring import score_model
         from ddl_commodity.engines.training import keras_file_bytes
 
         model.set_weights(weights)
-        validation = np.load(SparkFiles.get(args.validation_file))
-        x_val = unflatten(validation["x"], [tuple(s) for s in args.input_shapes])
-        scores = score_model(model, x_val, validation["y"], objective)
+        x_val, y_val = validation_rows(args)
+        scores = score_model(model, x_val, y_val, objective)
         return {"scores": scores}, keras_file_bytes(model)
 
     return make
+
+
+def validation_rows(args: NodeArgs) -> tuple[list[np.ndarray], np.ndarray]:
+    """The validation rows as the model's inputs and their labels: from the file the driver shipped, or read
+    by this node from the data set's validation pieces."""
+    shapes = [tuple(s) for s in args.input_shapes]
+    if args.validation_pieces:
+        from ddl_commodity.data.streaming import piece_rows
+
+        *inputs, label = args.validation_columns
+        parts = [piece_rows(p, inputs, label) for p in args.validation_pieces]
+        x, y = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+        return unflatten(x, shapes), y
+    from pyspark import SparkFiles
+
+    validation = np.load(SparkFiles.get(args.validation_file))
+    return unflatten(validation["x"], shapes), validation["y"]
 
 
 class _Checkpointer:
@@ -206,12 +220,9 @@ class _Replica:
 
 def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime) -> None:
     """Train on fed bundles; synchronise with the PS at every epoch end (or every ``push_every_steps``)."""
-    from pyspark import SparkFiles
-
     replica = _Replica(experiment, cfg, args, ctx, runtime)
-    validation = np.load(SparkFiles.get(args.validation_file))
+    x_val, y_val = validation_rows(args)
     shapes = [tuple(s) for s in args.input_shapes]
-    x_val, y_val = unflatten(validation["x"], shapes), validation["y"]
     bs, every = cfg.training.batch_size, cfg.training.push_every_steps
     epoch_no, steps, log, skipping = args.first_epoch, 0, _EpochLog(), False
     feed = Prefetched(ctx.get_data_feed(train_mode=True))

@@ -21,7 +21,7 @@ def check_distribution(
     which a worker was lost (``losses``), a live worker may have re-run the dead one's partition, and a shard
     the dead worker took with it is reported under ``lost_shards`` rather than as a problem.
     """
-    from ddl_commodity.data.rdd import index_digest, shard_assignment
+    from ddl_commodity.data.rdd import index_digest
 
     live_per_epoch, losses = live_per_epoch or {}, losses or []
     m = cfg.training.workers
@@ -32,7 +32,7 @@ def check_distribution(
             if cfg.training.data_distribution == "same":
                 expected_by_count[count] = dict.fromkeys(range(count), index_digest(data.train_index))
             else:
-                shards = shard_assignment(data.num_rows, data.train_index, count, cfg.seed)
+                shards = data.shards(count, cfg.seed)
                 expected_by_count[count] = {k: index_digest(np.flatnonzero(shards == k)) for k in range(count)}
         return expected_by_count[count]
 

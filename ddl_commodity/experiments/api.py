@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from ddl_commodity.config import RunConfig
+from ddl_commodity.data.parquet import Column, Piece
 from ddl_commodity.data.split import train_validation_split
 from ddl_commodity.errors import ConfigError, DataError
 from ddl_commodity.experiments.view import ExperimentView
@@ -55,11 +56,67 @@ class Dataset:
     def input_shapes(self) -> list[tuple[int, ...]]:
         return [tuple(a.shape[1:]) for a in self.inputs]
 
+    def shards(self, workers: int, seed: int) -> np.ndarray:
+        """The shard (0..M-1) of every row for ``workers`` shards, -1 for validation rows (Fig 5.2)."""
+        from ddl_commodity.data.rdd import shard_assignment
+
+        return shard_assignment(self.num_rows, self.train_index, workers, seed)
+
     def flat(self) -> np.ndarray:
         """``(N, D)`` float32, every input flattened and concatenated: Spark-input feeding ships one array per
         sample; :func:`unflatten` restores the inputs on the worker."""
         n = self.num_rows
         return np.concatenate([a.reshape(n, -1) for a in self.inputs], axis=1).astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """A data set the executors read where it lies (``data.source``): the driver knows its pieces (row groups,
+    from the files' footers), never its rows. Training and validation are whole pieces
+    (:mod:`ddl_commodity.data.streaming`).
+
+    Args:
+        path: the source as configured (a directory, glob or URI).
+        pieces: every row group, in global row order.
+        inputs: the input columns, fed flattened in this order; ``label``: the target column.
+        validation: positions in ``pieces`` of the validation pieces.
+    """
+
+    path: str
+    pieces: tuple[Piece, ...]
+    inputs: tuple[Column, ...]
+    label: Column
+    validation: tuple[int, ...]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
+
+    @property
+    def input_shapes(self) -> list[tuple[int, ...]]:
+        return [c.shape for c in self.inputs]
+
+    @property
+    def validation_pieces(self) -> list[Piece]:
+        return [self.pieces[i] for i in self.validation]
+
+    @property
+    def train_index(self) -> np.ndarray:
+        """The training rows' global indices, ``(n,)`` int64 (8 bytes a row: indices, not rows)."""
+        held_out = set(self.validation)
+        spans = [np.arange(p.first_row, p.first_row + p.rows) for i, p in enumerate(self.pieces) if i not in held_out]
+        return np.concatenate(spans) if spans else np.empty(0, np.int64)
+
+    @property
+    def validation_index(self) -> np.ndarray:
+        spans = [np.arange(p.first_row, p.first_row + p.rows) for p in self.validation_pieces]
+        return np.concatenate(spans) if spans else np.empty(0, np.int64)
+
+    def shards(self, workers: int, seed: int) -> np.ndarray:
+        """The shard of every row for ``workers`` shards of whole pieces, -1 for validation rows."""
+        from ddl_commodity.data.streaming import piece_shards
+
+        return piece_shards(self.pieces, self.validation, workers, seed)
 
 
 def unflatten(x: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
@@ -165,7 +222,13 @@ class Experiment:
         every epoch as ``val_<name>`` (none by default)."""
         return {}
 
-    def summary_sections(self, cfg: RunConfig, run_dir: Path, dataset: Dataset) -> dict:
+    def columns(self, cfg: RunConfig) -> tuple[tuple[Column, ...], Column]:
+        """``(input columns, label column)`` of this experiment's data in Parquet (``data.source``): one column
+        per model input, in the model's order, and the target."""
+        raise ConfigError(f"data.source: {self.name or type(self).__name__} declares no Parquet columns "
+                          "(Experiment.columns)")
+
+    def summary_sections(self, cfg: RunConfig, run_dir: Path, dataset: Dataset | SourceData) -> dict:
         """Extra top-level keys of ``summary.json`` (none by default)."""
         return {}
 
@@ -181,8 +244,11 @@ class Experiment:
             except ConfigError as err:
                 raise ConfigError(f"training.split: {err}") from None
 
-    def dataset(self, cfg: RunConfig, progress: bool | None = None) -> Dataset:
-        """Data file, arrays and the seeded train/validation split; too little data is a :class:`DataError`."""
+    def dataset(self, cfg: RunConfig, progress: bool | None = None) -> Dataset | SourceData:
+        """Data file, arrays and the seeded train/validation split; too little data is a :class:`DataError`.
+        With ``data.source``, the data set's pieces only, checked against :meth:`columns` (:class:`SourceData`)."""
+        if cfg.data.source is not None:
+            return self._source_data(cfg)
         path = self.data_file(cfg, progress)
         inputs, labels = self.load(cfg, path)
         if any(len(a) != len(labels) for a in inputs):
@@ -195,4 +261,16 @@ class Experiment:
             raise DataError(f"{path}: {len(train)} training samples are too few for batch size {t.batch_size}")
         return Dataset(path, tuple(inputs), np.asarray(labels, dtype=self.label_dtype), train, val)
 
+    def _source_data(self, cfg: RunConfig) -> SourceData:
+        from ddl_commodity.data.parquet import pieces
+        from ddl_commodity.data.streaming import piece_shards, validation_pieces
 
+        if cfg.training.engine != "data_parallel":
+            raise ConfigError(f"data.source: a Parquet data set is read by data-parallel runs, not "
+                              f"{cfg.training.mode!r} ones")
+        inputs, label = self.columns(cfg)
+        found = tuple(pieces(cfg.data.source, [*inputs, label]))
+        validation = tuple(validation_pieces(found, cfg.data.validation_fraction, cfg.seed,
+                                             keep=cfg.training.workers))
+        piece_shards(found, validation, cfg.training.workers, cfg.seed)  # too few row groups ends here
+        return SourceData(cfg.data.source, found, tuple(inputs), label, validation)

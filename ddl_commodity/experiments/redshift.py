@@ -20,6 +20,8 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict, TrainingSettingsBase
+from ddl_commodity.data.parquet import Column
+from ddl_commodity.data.redshift import NUM_BANDS
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.experiments.view import ExperimentView
 
@@ -177,11 +179,16 @@ class RedshiftExperiment(Experiment):
 
         return redshift_metrics(probs, labels)
 
+    def columns(self, cfg: RedshiftConfig) -> tuple[tuple[Column, ...], Column]:
+        """A Parquet data set of ``ddl data redshift --format parquet``: the spectrum in, the class out."""
+        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("label", (), "int32")
+
     def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset) -> dict:
-        """``trivial_estimator``: always the training set's median z, scored on the validation rows."""
+        """``trivial_estimator``: always the training set's median z, scored on the validation rows (rows the
+        driver holds: not for a data set the executors read)."""
         from ddl_commodity.data.redshift_metrics import trivial_metrics
 
-        if not len(dataset.validation_index):
+        if not len(dataset.validation_index) or not hasattr(dataset, "labels"):
             return {}
         return {"trivial_estimator": trivial_metrics(dataset.labels[dataset.train_index],
                                                      dataset.labels[dataset.validation_index])}
