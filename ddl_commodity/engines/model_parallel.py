@@ -88,7 +88,7 @@ def _sections(experiment: Experiment, cfg: RunConfig, run_dir: Path, scheme) -> 
         "nodes": measured,
         "traffic_check": compare_traffic(measured, computed),
         "boundary_bytes_per_step": computed,
-        "iowait_note": "CPU wait is machine-wide on a one-machine cluster (same value for every node)",
+        "iowait_note": "iowait is machine-wide on a one-machine cluster (same value for every node)",
     }
 
 

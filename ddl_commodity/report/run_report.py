@@ -9,6 +9,7 @@ from ddl_commodity.artifacts.curves import load_worker_curves, plot_curves
 from ddl_commodity.artifacts.tensorboard import BOARD_DIR, rebuild_board
 from ddl_commodity.errors import DdlError, UserInputError
 from ddl_commodity.experiments.view import ExperimentView
+from ddl_commodity.monitor.metrics import refresh_waits
 from ddl_commodity.report.node_tables import node_sections
 from ddl_commodity.runs import write_bytes_atomic
 from ddl_commodity.summary import RunSummary
@@ -62,7 +63,7 @@ def write_run_report(run_dir: Path) -> Path:
     if not (run_dir / "summary.json").is_file():
         raise UserInputError(f"{run_dir}: no summary.json; the run did not finish (see its status.json)")
     summary = RunSummary.read(run_dir)
-    doc = summary.to_dict()
+    doc = refresh_waits(summary.to_dict(), run_dir)  # a run of before CPU wait was 0-100: recomputed
     curves = load_worker_curves(run_dir)
     view = _view(summary)
     validation = view.validation_curve
