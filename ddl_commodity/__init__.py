@@ -13,11 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.2.0"
-__all__ = ["run", "spark_conf"]
+__all__ = ["predict", "run", "spark_conf"]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: every Spark executor imports this package, and needs none of the driver's code.
+    if name == "predict":
+        from ddl_commodity.launch.predict import predict
+
+        return predict
     if name in __all__:
         from ddl_commodity.launch import api
 

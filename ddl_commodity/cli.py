@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{data,cluster,run,plan,report,compare,reproduce}")
-    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_plan_parser,
+                                metavar="{data,cluster,run,predict,plan,report,compare,reproduce}")
+    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_predict_parser, _add_plan_parser,
                 _add_report_parsers):
         add(sub)
     return parser
@@ -175,6 +175,22 @@ def _add_run_parser(sub) -> None:
                      help="start the driver under spark-submit (jobs/experiment.py) in a child process instead")
 
 
+def _add_predict_parser(sub) -> None:
+    pred = sub.add_parser(
+        "predict", help="score a Parquet data set with a run's final model, on the cluster",
+        description="Score DATA with the final model of RUN on the executors (one model load per executor, one "
+        "row group per task) and write Parquet files into OUT: column `row` (the global index) and the "
+        "experiment's predictions (a classifier's class and probability, a regression's value; redshift adds "
+        "z). Runs on the run's cluster (an embedded one is started and stopped) or --master.",
+        epilog="example: ddl predict runs/<run-id> --data data/redshift-100k --out predictions/redshift-100k",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pred.add_argument("run_dir", type=Path, metavar="RUN", help="a finished run's directory (its model.keras)")
+    pred.add_argument("--data", required=True, metavar="SOURCE",
+                      help="Parquet data set: a directory, a glob, or file://, hdfs://, s3a://")
+    pred.add_argument("--out", type=Path, required=True, help="a new directory for the predictions")
+    pred.add_argument("--master", help="Spark master to score on (default: the run's cluster.master)")
+
+
 def _add_plan_parser(sub) -> None:
     plan = sub.add_parser(
         "plan", help="predict a split's step time, CPU, memory and traffic, and find a better split",
@@ -243,8 +259,8 @@ def _add_report_parsers(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "plan": cmd_plan, "report": cmd_report,
-                "compare": cmd_compare, "reproduce": cmd_reproduce}
+    handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "predict": cmd_predict, "plan": cmd_plan,
+                "report": cmd_report, "compare": cmd_compare, "reproduce": cmd_reproduce}
     # `kill`, a CI timeout or a scheduler sends SIGTERM: unwind like Ctrl-C, so that an embedded cluster, a
     # spark-submit child and the run's status are cleaned up instead of orphaned.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -467,6 +483,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run(args.config, master=args.master, run_id=args.run_id, resume=args.resume,
                   progress=args.progress, spark_submit=args.spark_submit)
     _print_summary(summary)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ddl_commodity.launch.predict import predict
+
+    done = predict(args.run_dir, args.data, args.out, master=args.master)
+    print(f"scored {done['rows']} rows of {args.data} with {args.run_dir}'s model in {done['seconds']:.0f} s: "
+          f"{done['out']} ({done['files']} files)")
     return 0
 
 

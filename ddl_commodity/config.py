@@ -43,12 +43,18 @@ class ParameterServerSettings(Strict):
     ``staleness`` names a function of :data:`ddl_commodity.ps.staleness.STALENESS_FUNCTIONS`.
     """
 
-    s: int = Field(1, ge=1)
-    staleness: str = "inverse"
-    decay: float = Field(0.5, gt=0.0, le=1.0)
-    push_timeout_s: float = Field(900.0, gt=0.0)
-    max_message_mb: int = Field(512, ge=1, le=2047)
-    checkpoint_every: int | None = Field(None, ge=1)  # write a checkpoint every K applied aggregates
+    s: int = Field(1, ge=1, description="updates the PS waits for before it applies them, at most M (eq. 5.1's s; "
+                   "s = M: synchronous averaging, s = 1: plain asynchronous SGD)")
+    staleness: str = Field("inverse", description="lambda(tau) of eq. 5.1, the weight of an update tau versions "
+                           "stale: `constant` 1, `inverse` 1/(1+tau), `exponential` decay^tau")
+    decay: float = Field(0.5, gt=0.0, le=1.0, description="the base of `exponential` staleness, lambda(tau) = "
+                         "decay^tau (eq. 5.1); the other functions ignore it")
+    push_timeout_s: float = Field(900.0, gt=0.0, description="seconds a worker's push may wait for the aggregate "
+                                  "it belongs to before the run fails; the feed's and shutdown's waits derive from it")
+    max_message_mb: int = Field(512, ge=1, le=2047, description="largest PS message in MiB (a pushed dW, a pulled "
+                                "W); a longer one is refused before it is read")
+    checkpoint_every: int | None = Field(None, ge=1, description="write a PS checkpoint every K applied aggregates, "
+                                         "which `ddl run --resume` continues from; null: none")
 
     @field_validator("staleness")
     @classmethod
@@ -78,20 +84,36 @@ class ClusterSettings(Strict):
     step) 3 times that (:class:`~ddl_commodity.runtime.failfast.Watchdog`).
     """
 
-    master: str = "embedded"
-    spark_workers: int | None = Field(None, ge=1, le=64)
-    worker_memory: str = "2g"
-    executor_memory: str = "1g"
-    driver_memory: str = "1g"  # the driver JVM's heap (Spark's default); data-parallel feeds pass through it
-    host: str = "127.0.0.1"
-    startup_timeout_s: float = Field(120.0, gt=0.0)
-    failure_timeout_s: float = Field(60.0, gt=0.0)
-    heartbeat_timeout_s: float = Field(15.0, gt=0.0)
-    profile: str | None = Field(None, pattern=r"^[\w./-]+$")
-    node_cpus: float | None = Field(None, gt=0.0, le=64.0)
-    node_memory: str | None = None
-    master_cpus: float | None = Field(None, gt=0.0, le=64.0)
-    master_memory: str | None = None
+    master: str = Field("embedded", description="`embedded`: a Spark standalone cluster started on this machine "
+                        "for the run; or a running standalone master, `spark://host:7077` (thesis chapter 4)")
+    spark_workers: int | None = Field(None, ge=1, le=64, description="Spark workers the embedded cluster starts, "
+                                      "one 1-core executor each; null: one per TF node (1 PS + M workers)")
+    worker_memory: str = Field("2g", description="memory each embedded Spark worker offers its executors, a size "
+                               "such as 512m or 2g")
+    executor_memory: str = Field("1g", description="each Spark executor JVM's heap (`spark.executor.memory`), a "
+                                 "size such as 512m or 1g")
+    driver_memory: str = Field("1g", description="the driver JVM's heap (`spark.driver.memory`, Spark's default "
+                               "1g); data-parallel feeds pass through it")
+    host: str = Field("127.0.0.1", description="the address the embedded cluster, the driver and the PS listen on "
+                      "(loopback: no traffic leaves the machine)")
+    startup_timeout_s: float = Field(120.0, gt=0.0, description="seconds the cluster's daemons, the executors and "
+                                     "the TF nodes may take to start before the run fails")
+    failure_timeout_s: float = Field(60.0, gt=0.0, description="seconds of grace around an ending run: a node "
+                                     "exits when the driver has not answered for half of it, and a model-parallel "
+                                     "shutdown may take it plus 120 s")
+    heartbeat_timeout_s: float = Field(15.0, gt=0.0, description="seconds of heartbeat silence after which a node "
+                                       "is taken for lost (divided by a CPU share below one core; 3x in set-up)")
+    profile: str | None = Field(None, pattern=r"^[\w./-]+$", description="the PCs the nodes emulate, "
+                                "`configs/clusters/<name>.yaml` or a path (`thesis`: chapter 4's five 1-core 2 GB "
+                                "PCs, scaled by d); null: unisolated nodes")
+    node_cpus: float | None = Field(None, gt=0.0, le=64.0, description="CPU share of each node in cores (0.4: 40 "
+                                    "ms of every 100 ms), over the profile's; null: the profile's, or unlimited")
+    node_memory: str | None = Field(None, description="memory cap of each node (its control group), a size such "
+                                    "as 2g, over the profile's; null: the profile's, or none")
+    master_cpus: float | None = Field(None, gt=0.0, le=64.0, description="CPU share of node0, the master where the "
+                                      "driver runs, in cores; null: as `node_cpus`")
+    master_memory: str | None = Field(None, description="memory cap of node0, the master where the driver runs; "
+                                      "null: as `node_memory`")
 
     @field_validator("master")
     @classmethod
@@ -113,9 +135,13 @@ class ClusterSettings(Strict):
 class EarlyStoppingCriterion(Strict):
     """One (monitor, patience, min_delta) triple, as Keras's ``EarlyStopping`` reads them (Tables 5.1, 5.2)."""
 
-    monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = "accuracy"
-    patience: int = Field(1, ge=0)
-    min_delta: float = Field(0.0, ge=0.0)
+    monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = Field(
+        "accuracy", description="the per-epoch curve watched (the thesis watches training `accuracy`, Tables 5.1, "
+        "5.2, and the loss for Fig 5.5)")
+    patience: int = Field(1, ge=0, description="epochs without improvement after which the curve counts as "
+                          "plateaued (Table 5.1: 1, Table 5.2: 3)")
+    min_delta: float = Field(0.0, ge=0.0, description="the least change that counts as an improvement (Table 5.1: "
+                             "0.001, Table 5.2: 0.0001)")
 
 
 THESIS_CRITERIA = (
@@ -134,20 +160,25 @@ class FaultSettings(Strict):
     ``worker: -1`` (default) injects nothing.
     """
 
-    worker: int = Field(-1, ge=-1)
-    epoch: int = Field(1, ge=1)
-    kind: Literal["exception", "sigkill", "oom"] = "exception"
-    ps_kill_at_version: int | None = Field(None, ge=1)  # the PS kills itself right after applying this version
+    worker: int = Field(-1, ge=-1, description="index of the worker that fails; -1: no fault")
+    epoch: int = Field(1, ge=1, description="the epoch (1-based) at whose start that worker fails")
+    kind: Literal["exception", "sigkill", "oom"] = Field(
+        "exception", description="how it fails: `exception` raises, `sigkill` kills its own process, `oom` "
+        "allocates until the kernel's OOM killer ends it")
+    ps_kill_at_version: int | None = Field(None, ge=1, description="the PS kills itself right after applying this "
+                                           "version (a test of checkpoints and `--resume`); null: never")
 
 
 class OutputSettings(Strict):
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = Field(Path("runs"), description="where run directories go, `<runs_dir>/<run-id>/`, relative "
+                           "to the working directory")
 
 
 class MonitorSettings(Strict):
     """The per-node sampler (the thesis's Ganglia): one row per node every ``interval_s``."""
 
-    interval_s: float = Field(1.0, ge=0.1, le=60.0)
+    interval_s: float = Field(1.0, ge=0.1, le=60.0, description="seconds between two samples of every node's CPU, "
+                              "CPU wait, memory and network (the Ganglia plots of Figs 6.5-6.28)")
 
 
 class DataSettingsBase(Strict):
@@ -155,7 +186,8 @@ class DataSettingsBase(Strict):
     a data set the executors read where it lies (``source``)."""
 
     validation_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of the rows held out for validation")
-    cache_dir: Path = Path("data")
+    cache_dir: Path = Field(Path("data"), description="where generated data (simulated spectra, synthetic "
+                            "scenes, patch files) is cached, relative to the working directory")
     source: str | None = Field(None, description=(
         "a Parquet data set the executors read themselves (a directory, a glob, or a URI: file://, hdfs://, "
         "s3a://; written by `ddl data ... --format parquet`): the driver reads only the files' footers, each "
@@ -181,19 +213,31 @@ class TrainingSettingsBase(Strict):
     live workers, one Spark job per epoch. A worker's *exception* still ends the run.
     """
 
-    mode: TrainingMode = "data_parallel"
-    workers: int = Field(2, ge=1, le=64)
-    epochs: int = Field(5, ge=1, le=10_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
-    learning_rate: float = Field(1e-3, gt=0.0, le=10.0)
-    optimizer: str = "adam"
-    data_distribution: Literal["same", "disjoint"] = "disjoint"
-    push_every_steps: int | None = Field(None, ge=1)
-    feed_bundle_batches: int = Field(4, ge=1, le=1024)
-    steps_per_epoch: int | None = Field(None, ge=1)  # cap, for quick runs; None = the whole training set
-    split: str = "default"
-    baseline: bool = False
-    tolerate_worker_loss: bool = False
+    mode: TrainingMode = Field("data_parallel", description="`single` (one process, the thesis's baseline), "
+                               "`data_parallel` (chapter 5) or `model_parallel` (chapter 6)")
+    workers: int = Field(2, ge=1, le=64, description="M, the TF worker tasks of a distributed run besides the PS "
+                         "task (Fig 5.3: 1 to 3)")
+    epochs: int = Field(5, ge=1, le=10_000, description="passes over the training data (per worker, data parallel)")
+    batch_size: int = Field(64, ge=1, le=65_536, description="samples per training step (per worker, data "
+                            "parallel)")
+    learning_rate: float = Field(1e-3, gt=0.0, le=10.0, description="the optimizer's learning rate")
+    optimizer: str = Field("adam", description="the Keras optimizer, by name")
+    data_distribution: Literal["same", "disjoint"] = Field(
+        "disjoint", description="data parallel: each worker trains on the whole training set every epoch (`same`) "
+        "or on its own 1/M shard (`disjoint`), the two cases of Fig 5.3")
+    push_every_steps: int | None = Field(None, ge=1, description="data parallel: synchronise with the PS every K "
+                                         "training steps instead of at each epoch's end; null: once per epoch "
+                                         "(thesis 5.2.2)")
+    feed_bundle_batches: int = Field(4, ge=1, le=1024, description="data parallel: mini-batches per bundle, the "
+                                     "record Spark feeds a worker (the RDD bundles of Fig 5.2)")
+    steps_per_epoch: int | None = Field(None, ge=1, description="single and model parallel: a cap on training "
+                                        "steps per epoch, for quick runs; null: the whole training set")
+    split: str = Field("default", description="model parallel: the split scheme that places the model's blocks on "
+                       "workers, a name in `configs/splits/` or a path")
+    baseline: bool = Field(False, description="data parallel: also train the single-machine baseline (the "
+                           "thesis's \"sequential CNN\", Figs 5.3, 5.6) in the same run")
+    tolerate_worker_loss: bool = Field(False, description="data parallel: a worker whose process dies is dropped "
+                                       "and the run goes on with the others; a worker's exception still ends it")
 
     @field_validator("optimizer")
     @classmethod
@@ -212,18 +256,27 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class RunConfig(Strict):
     """The root of every experiment YAML file: the shared sections. Experiments add data, model, training."""
 
-    experiment: str
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "experiment"
-    description: str = ""
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    data: DataSettingsBase = DataSettingsBase()
-    training: TrainingSettingsBase = TrainingSettingsBase()
-    ps: ParameterServerSettings = ParameterServerSettings()
-    cluster: ClusterSettings = ClusterSettings()
-    early_stopping: tuple[EarlyStoppingCriterion, ...] = THESIS_CRITERIA
-    monitor: MonitorSettings | None = None
-    output: OutputSettings = OutputSettings()
-    faults: FaultSettings = FaultSettings()
+    experiment: str = Field(description="what is trained: a registered name (`redshift`: thesis chapter 5, "
+                            "`landcover`: chapter 6) or `package.module:Class` for your own")
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="the run's name: it starts the run directory's "
+                               "name and names the Spark application")] = "experiment"
+    description: str = Field("", description="free text about the run, kept in its `config.yaml`")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of generated data, the validation split, the "
+                      "shards, shuffling and the initial weights")
+    data: DataSettingsBase = Field(DataSettingsBase(), description="where the data come from")
+    training: TrainingSettingsBase = Field(TrainingSettingsBase(), description="how the model is trained")
+    ps: ParameterServerSettings = Field(ParameterServerSettings(), description="the staleness-weighted parameter "
+                                        "server of data-parallel runs (thesis eq. 5.1)")
+    cluster: ClusterSettings = Field(ClusterSettings(), description="where a distributed run executes: the Spark "
+                                     "master and the nodes (thesis chapter 4)")
+    early_stopping: tuple[EarlyStoppingCriterion, ...] = Field(
+        THESIS_CRITERIA, description="the criteria epochs to a plateau are counted by, per worker (Tables 5.1, "
+        "5.2, Figs 5.4, 5.5); default: the thesis's two")
+    monitor: MonitorSettings | None = Field(None, description="per-node CPU, memory and network sampling (the "
+                                            "thesis's Ganglia, Figs 6.5-6.28); null: off")
+    output: OutputSettings = Field(OutputSettings(), description="where the run's directory goes")
+    faults: FaultSettings = Field(FaultSettings(), description="fault injection, for tests of fail-fast "
+                                  "behaviour; off by default")
 
     @property
     def tf_nodes(self) -> int:

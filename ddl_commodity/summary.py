@@ -1,6 +1,6 @@
 """``summary.json`` as a type: what every run's summary holds, so reports read it without knowing which
 experiment or engine wrote it. Engine- and experiment-specific parts travel in :attr:`RunSummary.sections`
-and are written as top-level keys, as before the type existed."""
+and are written as top-level keys."""
 
 from __future__ import annotations
 

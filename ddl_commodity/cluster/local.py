@@ -57,9 +57,9 @@ from ddl_commodity.runtime.jvm import (
 CLUSTER_TAG = "DDL_CLUSTER_ID"
 NODE_TAG = "DDL_NODE"
 DEFAULT_STATE_DIR = Path(".cluster")
-#: Not 15 s: on a loaded 2-core machine a master once heard none of its 3 new workers for 15 s, dropped them
-#: all and failed a run at its first job (2026-12-01); 30 s is still above the 15 s heartbeat window, so a
-#: hung node is told by its own silence first.
+#: Not 15 s: on a loaded 2-core machine a master can hear nothing of its new workers for 15 s, drop them all
+#: and fail a run at its first job; 30 s is still above the 15 s heartbeat window, so a hung node is told by
+#: its own silence first.
 WORKER_TIMEOUT_S = 30
 
 
@@ -88,8 +88,7 @@ def started_ports(log: Path) -> dict[str, int]:
     """Port per service (``sparkMaster``, ``MasterUI``, ``WorkerUI``, ...) as a daemon's log says it bound it.
 
     A port chosen free can be taken by another process before the daemon binds it; Spark then takes the
-    next one (seen under the parallel test suite: the master's UI on 36962, not 36961, and a start that
-    waited 120 s on the wrong port)."""
+    next one, and a start that waited on the port chosen would wait out its whole timeout."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
@@ -623,7 +622,7 @@ def node_status(state: LocalClusterState, sample_s: float = 1.0) -> list[dict]:
     resident memory, and for namespace nodes the interface byte counters and rates over ``sample_s``.
 
     A capped node spends its quota in bursts, one per 100 ms CFS period, so a window catches up to one
-    period's quota more or less than its share: +-10 % of the share over 1 s (123 % was read over 0.5 s).
+    period's quota more or less than its share: +-10 % of the share over 1 s, and twice that over 0.5 s.
     """
     from ddl_commodity.cluster.netns import counters_snapshot
 

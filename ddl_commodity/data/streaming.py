@@ -80,11 +80,13 @@ def pieces_of(pieces: Sequence[Piece], shards: np.ndarray, shard: int | None) ->
     return [p for p, s in zip(pieces, of, strict=True) if (s >= 0 if shard is None else s == shard)]
 
 
-def piece_rows(piece: Piece, inputs: Sequence[Column], label: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(index (n,) int64, x (n, d) float32 with the inputs flattened side by side, y (n,))`` of one piece."""
-    got = read_piece(piece, [*inputs, label])
+def piece_rows(piece: Piece, inputs: Sequence[Column], label: Column | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(index (n,) int64, x (n, d) float32 with the inputs flattened side by side, y (n,))`` of one piece
+    (``y`` None without a ``label``: data to score)."""
+    got = read_piece(piece, [*inputs, *([label] if label else [])])
     x = np.concatenate([got[c.name].reshape(len(got[ROW]), -1) for c in inputs], axis=1).astype(np.float32)
-    return got[ROW], x, got[label.name]
+    return got[ROW], x, got[label.name] if label else None
 
 
 def stream_bundles(pieces: Sequence[Piece], inputs: Sequence[Column], label: Column, epochs: range, shard: int,

@@ -76,8 +76,8 @@ class RowsInMemory:
 
         x_all, index = self.data.flat(), self.data.validation_index
         np.savez(self.validation_file, x=x_all[index], y=self.data.labels[index])
-        # ~8 MiB of rows per task: each task costs ~0.1 s (1 MiB slices made numbering 42 MB of patches take
-        # 7 s instead of 2.4 s), and a task holds its rows in memory.
+        # ~8 MiB of rows per task: each task costs ~0.1 s (1 MiB slices would make numbering the rows about
+        # three times slower), and a task holds its rows in memory.
         slices = max(sc.defaultParallelism, int(x_all.nbytes // (8 * 2**20)) + 1)
         # Cached: every feed job reads it (one per epoch when worker loss is tolerated).
         self.chunks = indexed_chunks(sc, x_all, self.data.labels, slices, workdir).cache()
@@ -123,7 +123,7 @@ def _feed(session: TfosSession, rows: RowsInMemory | RowsWhereTheyLie, data: Dat
 
     A job has one partition per worker (:func:`~ddl_commodity.data.rdd.epoch_feed_rdd`): its M tasks start
     together on the M idle one-core worker executors, one each. In one job, a worker goes from one epoch to
-    the next without waiting for a Spark job to start (0.2-0.4 s per epoch, measured) or for the slowest
+    the next without waiting for a Spark job to start (0.2-0.4 s per epoch) or for the slowest
     worker's epoch, as the thesis's asynchronous PS assumes. A tolerated loss needs an epoch per job: the
     lost worker's task is re-run on a live executor, which must then train one epoch of the lost shard, not
     all that were left; and from the next epoch the training set is dealt among the live workers (a

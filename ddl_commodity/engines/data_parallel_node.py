@@ -138,7 +138,7 @@ def validation_rows(args: NodeArgs) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 class _Checkpointer:
-    """Send the PS state to the driver every ``every`` versions (issue 5: lose at most K updates)."""
+    """Send the PS state to the driver every ``every`` versions: a failed run loses at most K updates."""
 
     def __init__(self, every: int | None, runtime: NodeRuntime) -> None:
         self.every, self.runtime = every, runtime
@@ -189,8 +189,8 @@ class _Replica:
     """A worker's model and its link to the PS: pull, train, push ``dW = W_pulled - W_local``, adopt.
 
     It trains with the single-machine engine's compiled step (:class:`~ddl_commodity.engines.training.Trainer`),
-    not Keras's ``train_on_batch``, whose metric bookkeeping made every step about 10% slower (measured, 113
-    steps of the redshift CNN): a worker's epoch is then comparable with a single machine's step for step.
+    not Keras's ``train_on_batch``, whose metric bookkeeping makes every step about 10% slower: a worker's
+    epoch is then comparable with a single machine's step for step.
     """
 
     def __init__(self, experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any, runtime: NodeRuntime):
@@ -255,8 +255,8 @@ def run_worker(experiment: Experiment, cfg: RunConfig, args: NodeArgs, ctx: Any,
             log = _EpochLog()
             if epoch_no == cfg.training.epochs and not cfg.training.tolerate_worker_loss:
                 # Fed in one job, a slower worker may still have epochs to push: with s < M its pushes must
-                # not wait for this one's (seen: a push timed out while the two faster workers, done, waited
-                # for the job's end). With an epoch per job a survivor may yet train a lost worker's partition.
+                # not wait for this one's, or a push times out while the faster workers, done, wait for the
+                # job's end. With an epoch per job a survivor may yet train a lost worker's partition.
                 replica.client.finish()
     replica.client.finish()  # the server ignores a second finish
     replica.client.close()

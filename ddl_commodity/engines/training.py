@@ -2,8 +2,8 @@
 
 Model parallelism needs more than ``model.fit``: the backward pass must run where the forward pass ran and
 the optimizer where the weights live, or every layer's saved activations travel to the client and the
-"distributed" model is computed on one node (measured: 48 MB per step out of the HSI worker and 6x its CPU on
-the client, Fig 6.3 default scheme, batch 50). So :class:`Trainer`'s step takes gradients with
+"distributed" model is computed on one node (Fig 6.3's default scheme at batch 50: 48 MB per step out of the
+HSI worker and 6x its CPU on the client). So :class:`Trainer`'s step takes gradients with
 ``tf.gradients`` (which puts each gradient op on its forward op's device) inside a ``tf.function`` and
 applies them under the variable device. The single-machine engine runs the same loop without placement.
 

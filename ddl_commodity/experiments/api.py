@@ -228,6 +228,14 @@ class Experiment:
         raise ConfigError(f"data.source: {self.name or type(self).__name__} declares no Parquet columns "
                           "(Experiment.columns)")
 
+    def predictions(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """What ``ddl predict`` writes for the model's outputs ``(N, C)`` (or ``(N, 1)``): a classifier's most
+        probable ``class`` and its ``probability``; otherwise the ``value`` estimated. Columns of ``(N,)``."""
+        if self.classification:
+            best = outputs.argmax(axis=1).astype(np.int32)
+            return {"class": best, "probability": outputs[np.arange(len(best)), best].astype(np.float32)}
+        return {"value": outputs.reshape(len(outputs), -1)[:, 0].astype(np.float32)}
+
     def summary_sections(self, cfg: RunConfig, run_dir: Path, dataset: Dataset | SourceData) -> dict:
         """Extra top-level keys of ``summary.json`` (none by default)."""
         return {}

@@ -34,7 +34,7 @@ from ddl_commodity.experiments.view import ExperimentView
 from ddl_commodity.models.placement import BlockGraph, Placement
 
 #: ``ddl reproduce --scale thesis`` measures every land-cover run over at least this many training steps after
-#: its first epoch (which carries graph set-up): issue 13's steady-state window.
+#: its first epoch (which carries graph set-up): the steady-state window its figures are read over.
 STEADY_STEPS = 150
 
 
@@ -59,12 +59,18 @@ class HoustonDataSettings(DataSettingsBase):
     ``synthetic_scale`` generated with the run's seed; both are cached under ``cache_dir``.
     """
 
-    scene: Path | None = None
-    patches: Path | None = None
-    synthetic_scale: float = Field(0.1, gt=0.0, le=1.0)
-    patches_per_class: int = Field(400, ge=1, le=100_000)
-    patch_size: int = Field(25, ge=3, le=101)
-    hsi_bands: tuple[int, ...] = DEFAULT_HSI_BANDS
+    scene: Path | None = Field(None, description="a directory with the GRSS DFC 2018 Houston rasters (thesis "
+                               "6.1); null: a synthetic scene of the same layout")
+    patches: Path | None = Field(None, description="an existing patch file (`ddl data houston --patches`); null: "
+                                 "cut patches from the scene")
+    synthetic_scale: float = Field(0.1, gt=0.0, le=1.0, description="the synthetic scene's extent as a share of "
+                                   "the contest scene's (1.0: 601 x 2384 HSI pixels)")
+    patches_per_class: int = Field(400, ge=1, le=100_000, description="patches drawn per class 1..20 (thesis "
+                                   "6.2.1: 400, 8,000 in all)")
+    patch_size: int = Field(25, ge=3, le=101, description="side of a patch in ground-truth pixels, odd (thesis "
+                            "6.2.1: 25)")
+    hsi_bands: tuple[int, ...] = Field(DEFAULT_HSI_BANDS, description="0-based indices of the HSI bands kept, of "
+                                       "50 (thesis 6.2.2: 11, unnamed; default: evenly spaced)")
 
     @field_validator("patch_size")
     @classmethod
@@ -84,10 +90,14 @@ class HoustonDataSettings(DataSettingsBase):
 class MultimodalModelSettings(Strict):
     """Sizes of the Fig 6.3(a) network (see ``models.multimodal_cnn``; the thesis does not give them)."""
 
-    rgb_filters: tuple[int, int, int] = (16, 32, 32)
-    hsi_filters: tuple[int, int, int] = (16, 32, 64)
-    fc_units: tuple[int, int] = (256, 128)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    rgb_filters: tuple[int, int, int] = Field((16, 32, 32), description="filter counts of the RGB branch's three "
+                                              "Conv3D blocks (Fig 6.3(a))")
+    hsi_filters: tuple[int, int, int] = Field((16, 32, 64), description="filter counts of the HSI branch's three "
+                                              "Conv3D blocks (Fig 6.3(a))")
+    fc_units: tuple[int, int] = Field((256, 128), description="units of the two fully connected layers after the "
+                                      "fusion (Fig 6.3(a))")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="dropout rate after each branch and between the fully "
+                           "connected layers")
 
     @field_validator("rgb_filters", "hsi_filters", "fc_units")
     @classmethod
@@ -100,20 +110,31 @@ class MultimodalModelSettings(Strict):
 class LandcoverTrainingSettings(TrainingSettingsBase):
     """``model_parallel`` (default), ``single`` (Fig 6.4's non-distributed curve) or ``data_parallel`` (6.3.5)."""
 
-    mode: Literal["model_parallel", "single", "data_parallel"] = "model_parallel"
-    workers: int = Field(3, ge=1, le=16)
-    epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(50, ge=1, le=8192)
+    mode: Literal["model_parallel", "single", "data_parallel"] = Field(
+        "model_parallel", description="`model_parallel`: a split scheme (Figs 6.3(b)-6.18); `single`: Fig 6.4's "
+        "non-distributed curve; `data_parallel`: 6.3.5's comparison")
+    workers: int = Field(3, ge=1, le=16, description="M, the TF worker tasks besides the PS task (the thesis's "
+                         "schemes use 3, Fig 6.3(b))")
+    epochs: int = Field(10, ge=1, le=10_000, description="passes over the training patches (Fig 6.4: 10)")
+    batch_size: int = Field(50, ge=1, le=8192, description="patches per training step (Fig 6.5 compares 10, 50 "
+                            "and 200)")
 
 
 class LandcoverConfig(RunConfig):
-    experiment: Literal["landcover"] = "landcover"
-    name: str = Field("landcover", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    data: HoustonDataSettings = HoustonDataSettings()
-    model: MultimodalModelSettings = MultimodalModelSettings()
-    training: LandcoverTrainingSettings = LandcoverTrainingSettings()
-    monitor: MonitorSettings | None = MonitorSettings()
-    ps: ParameterServerSettings = ParameterServerSettings(s=2)  # data_parallel only
+    experiment: Literal["landcover"] = Field("landcover", description="this experiment: land-cover "
+                                             "classification of multimodal patches (thesis chapter 6)")
+    name: str = Field("landcover", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="the run's name: it "
+                      "starts the run directory's name and names the Spark application")
+    data: HoustonDataSettings = Field(HoustonDataSettings(), description="where the patches come from (thesis "
+                                      "6.1, 6.2.1)")
+    model: MultimodalModelSettings = Field(MultimodalModelSettings(), description="the multimodal 3D CNN's sizes "
+                                           "(thesis 6.2.2, Fig 6.3(a))")
+    training: LandcoverTrainingSettings = Field(LandcoverTrainingSettings(), description="how it is trained: "
+                                                "model parallel, one machine or data parallel")
+    monitor: MonitorSettings | None = Field(MonitorSettings(), description="per-node sampling, on by default: the "
+                                            "Ganglia figures of chapter 6 (Figs 6.5-6.28); null: off")
+    ps: ParameterServerSettings = Field(ParameterServerSettings(s=2), description="the PS of `data_parallel` runs "
+                                        "(6.3.5); model-parallel runs keep every weight on the PS task")
 
 
 def model_spec(cfg: LandcoverConfig):

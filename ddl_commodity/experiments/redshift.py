@@ -29,10 +29,12 @@ from ddl_commodity.experiments.view import ExperimentView
 class SimulatorSettings(Strict):
     """Spectrum simulator knobs (thesis 5.1); passed to ``data.redshift.SimulatorConfig``."""
 
-    z_distribution: Literal["uniform", "beta"] = "uniform"
-    magnitude_mean: float = 21.0
-    magnitude_std: float = Field(1.0, ge=0.0)
-    noise: bool = True
+    z_distribution: Literal["uniform", "beta"] = Field(
+        "uniform", description="how redshifts spread over [1, 1.8): `uniform`, or `beta` (more low-z galaxies)")
+    magnitude_mean: float = Field(21.0, description="mean apparent magnitude of the galaxies, within 18-24 "
+                                  "(higher: fainter galaxies, noisier spectra)")
+    magnitude_std: float = Field(1.0, ge=0.0, description="standard deviation of the apparent magnitude")
+    noise: bool = Field(True, description="add sky-dominated Gaussian noise (the thesis's noisy data, 5.3)")
 
 
 class RedshiftDataSettings(DataSettingsBase):
@@ -42,9 +44,12 @@ class RedshiftDataSettings(DataSettingsBase):
     generates ``samples`` spectra with ``seed`` (and caches them under ``cache_dir``).
     """
 
-    path: Path | None = None
-    samples: int = Field(2000, ge=10, le=10_000_000)
-    simulator: SimulatorSettings = SimulatorSettings()
+    path: Path | None = Field(None, description="an HDF5 file of spectra written by `ddl data redshift`; null: "
+                              "simulate `samples` spectra with the run's seed")
+    samples: int = Field(2000, ge=10, le=10_000_000, description="spectra simulated when `path` is null (thesis "
+                         "5.3: 5K and 15K)")
+    simulator: SimulatorSettings = Field(SimulatorSettings(), description="the spectrum simulator's settings "
+                                         "(thesis 5.1)")
 
 
 class RedshiftModelSettings(Strict):
@@ -55,9 +60,11 @@ class RedshiftModelSettings(Strict):
     comfortably and that makes one PS update ~46 MB, the order of traffic the thesis discusses.
     """
 
-    filters: tuple[int, int] = (8, 8)
-    kernel_size: int = Field(8, ge=1, le=256)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    filters: tuple[int, int] = Field((8, 8), description="filter counts of the two Conv1D layers (Fig 5.1; not "
+                                     "given by the thesis)")
+    kernel_size: int = Field(8, ge=1, le=256, description="kernel length of both Conv1D layers (Fig 5.1: 8)")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout rate before the dense layer (Fig 5.1; not "
+                           "given by the thesis)")
 
     @field_validator("filters")
     @classmethod
@@ -70,16 +77,22 @@ class RedshiftModelSettings(Strict):
 class RedshiftTrainingSettings(TrainingSettingsBase):
     """``data_parallel`` is chapter 5's "distributed" CNN; ``single`` is its "sequential CNN"."""
 
-    mode: Literal["data_parallel", "single"] = "data_parallel"
+    mode: Literal["data_parallel", "single"] = Field(
+        "data_parallel", description="`data_parallel`: chapter 5's distributed CNN (Figs 5.3-5.6); `single`: its "
+        "sequential CNN")
 
 
 class RedshiftConfig(RunConfig):
     """A whole chapter 5 experiment."""
 
-    experiment: Literal["redshift"] = "redshift"
-    data: RedshiftDataSettings = RedshiftDataSettings()
-    model: RedshiftModelSettings = RedshiftModelSettings()
-    training: RedshiftTrainingSettings = RedshiftTrainingSettings()
+    experiment: Literal["redshift"] = Field("redshift", description="this experiment: redshift estimation from "
+                                            "spectra (thesis chapter 5)")
+    data: RedshiftDataSettings = Field(RedshiftDataSettings(), description="where the spectra come from (thesis "
+                                       "5.1)")
+    model: RedshiftModelSettings = Field(RedshiftModelSettings(), description="the 1D CNN's sizes (thesis 5.2.1, "
+                                         "Fig 5.1)")
+    training: RedshiftTrainingSettings = Field(RedshiftTrainingSettings(), description="how it is trained: one "
+                                               "machine or data parallel (thesis 5.2.2)")
 
 
 class RedshiftView(ExperimentView):
@@ -125,8 +138,8 @@ class RedshiftView(ExperimentView):
     def at_scale(self, raw: dict, scale: str) -> dict:
         data, model, training = (raw.setdefault(k, {}) for k in ("data", "model", "training"))
         if scale == "small":
-            # 1,000 spectra at batch 64 left a disjoint-shard worker 5 steps per epoch: no curve plateaued within
-            # 8 epochs. 2,000 at batch 32 give it ~19 steps, enough for Tables 5.1/5.2 to measure something.
+            # 1,000 spectra at batch 64 leave a disjoint-shard worker 5 steps per epoch, too few for a curve to
+            # plateau within 8 epochs; 2,000 at batch 32 give it ~19, enough for Tables 5.1/5.2 to measure.
             data["samples"], model["filters"] = 2000, [4, 4]
             training.update(epochs=16, batch_size=32)
         elif scale == "smoke":  # every code path, nothing worth reading
@@ -178,6 +191,14 @@ class RedshiftExperiment(Experiment):
         from ddl_commodity.data.redshift_metrics import redshift_metrics
 
         return redshift_metrics(probs, labels)
+
+    def predictions(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """The most probable class, its probability, and the redshift it stands for (its bin's centre)."""
+        from ddl_commodity.data.redshift_metrics import class_centres
+
+        out = super().predictions(outputs)
+        out["z"] = class_centres(outputs.shape[1])[out["class"]].astype(np.float32)
+        return out
 
     def columns(self, cfg: RedshiftConfig) -> tuple[tuple[Column, ...], Column]:
         """A Parquet data set of ``ddl data redshift --format parquet``: the spectrum in, the class out."""

@@ -22,7 +22,7 @@ _BUILTIN = {
     "redshift": "ddl_commodity.experiments.redshift:RedshiftExperiment",
     "landcover": "ddl_commodity.experiments.landcover:LandcoverExperiment",
 }
-#: What a config without an ``experiment`` key runs (chapter 5's, as before the registry existed).
+#: What a config without an ``experiment`` key runs (chapter 5's: the key is optional).
 DEFAULT_EXPERIMENT = "redshift"
 #: Former names: an experiment is named for what is trained, ``training.mode`` says how. A config is refused
 #: with the new name; a run directory of before the rename is still shown (:func:`view_of`).

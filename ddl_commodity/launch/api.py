@@ -141,6 +141,7 @@ def _distributed(experiment: Experiment, cfg: RunConfig, run_dir: Path, resume: 
     """The run with its driver in this process, on the caller's SparkContext or a driver JVM of its own."""
     from ddl_commodity.engines.run import run_experiment
     from ddl_commodity.launch.driver import DriverJvm
+    from ddl_commodity.launch.embedded import started
     from ddl_commodity.launch.logs import run_logged_to
     from ddl_commodity.runtime.session import ProcessContext
 
@@ -152,7 +153,7 @@ def _distributed(experiment: Experiment, cfg: RunConfig, run_dir: Path, resume: 
         else:
             master, group = cfg.cluster.master, driver.group
             if master == "embedded":
-                state = stack.enter_context(_embedded(cfg, run_dir))
+                state = stack.enter_context(started(cfg, run_dir))
                 master, group = state.master_url, state.groups().get("node0")  # the driver on the master's PC
             source = DriverJvm(master, cfg.cluster.driver_memory, run_dir / "driver.log", driver.host, group)
         try:
@@ -172,23 +173,10 @@ def _raise_with_memory_kills(err: RunFailed, state: Any) -> None:
     raise RunFailed(str(err), [*err.failures, *killed]) from None
 
 
-@contextlib.contextmanager
-def _embedded(cfg: RunConfig, run_dir: Path):
-    """The embedded cluster, up for the block; says how long it took to start and what its nodes are."""
-    import time
-
-    from ddl_commodity.launch.embedded import embedded_cluster, isolation_text
-
-    t0 = time.monotonic()
-    with embedded_cluster(cfg, run_dir) as cluster:
-        print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {cluster.master_url} "
-              f"({cfg.embedded_spark_workers} workers{isolation_text(cluster.state)})", flush=True)
-        yield cluster.state
-
-
 def _submitted(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool | None,
                driver: DriverPlacement | None) -> None:
     """The run under spark-submit: the validated config goes to the job as the run's ``config.yaml``."""
+    from ddl_commodity.launch.embedded import started
     from ddl_commodity.launch.submit import submit
 
     config_file = run_dir / "config.yaml"
@@ -197,7 +185,7 @@ def _submitted(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool | Non
     with contextlib.ExitStack() as stack:
         master, group, state = cfg.cluster.master, (driver or DriverPlacement()).group, None
         if master == "embedded":
-            state = stack.enter_context(_embedded(cfg, run_dir))
+            state = stack.enter_context(started(cfg, run_dir))
             master, group = state.master_url, state.groups().get("node0")
         try:
             submit(master, cfg.cluster.driver_memory, config_file, run_dir, resume, progress, group)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ddl_commodity.cluster.local import LocalClusterState, LocalStandaloneCluster, node_resource_options
@@ -15,6 +18,17 @@ def embedded_cluster(cfg: RunConfig, run_dir: Path) -> LocalStandaloneCluster:
     resources, _ = node_resource_options(c.profile, c.node_cpus, c.node_memory, c.master_cpus, c.master_memory)
     return LocalStandaloneCluster(workers=cfg.embedded_spark_workers, memory=c.worker_memory, host=c.host,
                                   state_dir=run_dir / "cluster", startup_timeout_s=c.startup_timeout_s, **resources)
+
+
+@contextlib.contextmanager
+def started(cfg: RunConfig, run_dir: Path) -> Iterator[LocalClusterState]:
+    """The embedded cluster of ``cfg``, up for the block (its state in ``run_dir/cluster``); says how long it took
+    to start and what its nodes are."""
+    t0 = time.monotonic()
+    with embedded_cluster(cfg, run_dir) as cluster:
+        print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {cluster.master_url} "
+              f"({cfg.embedded_spark_workers} workers{isolation_text(cluster.state)})", flush=True)
+        yield cluster.state
 
 
 def isolation_text(state: LocalClusterState) -> str:

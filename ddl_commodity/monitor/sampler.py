@@ -59,8 +59,8 @@ FIELDS = ("time", "node", "cpu_percent", "cpu_seconds", "iowait_percent", "rss_b
           "throttled_percent", "memory_bytes", "memory_limit")
 
 # A rate over less than a few CFS periods is not a rate of the share: a window of a few ms can catch a whole
-# period's quota spent on both cores (seen: 435 % of a 0.4 share, on the sample taken at stop). Rates are
-# taken against the newest earlier sample at least this old.
+# period's quota spent on both cores, several times the share (the sample taken at stop comes a few ms after
+# the last). Rates are taken against the newest earlier sample at least this old.
 MIN_RATE_WINDOW_S = 0.25
 
 

@@ -1,8 +1,8 @@
 """TCP bytes of the sockets a set of processes owns, from the kernel's ``sock_diag`` netlink interface.
 
 What ``ss -tie`` prints (``bytes_received`` and ``bytes_acked`` of every TCP socket's ``tcp_info``), read in
-this process: a sampler that ran ``ss`` spent a fork and an exec per sample (2 ms of CPU on an idle machine,
-more from a large TensorFlow process), several times a second on every node.
+this process: running ``ss`` would cost a fork and an exec per sample (2 ms of CPU on an idle machine, more
+from a large TensorFlow process), several times a second on every node.
 """
 
 from __future__ import annotations

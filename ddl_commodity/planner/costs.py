@@ -159,7 +159,7 @@ def _run_profiler(config_path: Path, batch: int, log: Path) -> LayerCosts:
 
 def _median_seconds(fn, repeats: int = REPEATS) -> float:
     """CPU seconds of this process per call (median): what a node's CPU share rations, and unlike wall time
-    not inflated when other work shares the machine (measured: 1.5-2x under a test suite's load)."""
+    not inflated (1.5-2x on a loaded machine) when other work shares the machine."""
     import statistics
     import time
 

@@ -26,9 +26,9 @@ from ddl_commodity.resources.profiles import load_profile, rate_bps
 #: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
 UNSHAPED_BPS = 10e9
 #: The search's placement replaces the best shipped scheme only when predicted at least this much faster. The
-#: cost model's step times erred by 5% and 13% (median, benchmark 6 at 40 and 400 Mbit/s), and at 400 Mbit/s
-#: a placement predicted 12% faster than `default` measured 13% slower: within the model's error, the
-#: scheme that is known to work is the better bet.
+#: cost model's step times err by 5-13% (median, benchmark 6 at 40 and 400 Mbit/s), so a placement predicted
+#: faster by less than that may well run slower: within the model's error, the scheme that is known to work
+#: is the better bet.
 MIN_PREDICTED_GAIN = 0.15
 #: What a node's daemons use while it computes nothing (executor JVM, TF server, heartbeats, the sampler):
 #: measured 0.05 core on the thesis profile (the two idle workers of scheme `single`, benchmark 6).
@@ -166,7 +166,7 @@ def predict_data_parallel(costs: LayerCosts, weights: int, samples: int, batch: 
     for m in range(1, max_workers + 1):
         per_worker = samples if distribution == "same" else math.ceil(samples / m)
         # the node's whole share: within 10% of benchmark 6's runs for M = 1-3; with the idle daemons' 0.05
-        # core taken off, as for model parallelism, it read about 15% high (why is not understood yet)
+        # core taken off, as for model parallelism, it predicts about 15% high (the cause is not known)
         compute = math.ceil(per_worker / batch) * costs.step_s / c.cpu_share / feed_efficiency
         exchange = m * weights * 4 / c.bytes_per_s + 2 * c.latency_s
         apply = m * costs.apply_s / c.share("ps:0")

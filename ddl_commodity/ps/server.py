@@ -86,9 +86,8 @@ def _flat(a: np.ndarray) -> np.ndarray:
 
 
 #: Elements of one apply task when several updates are summed (1 MB of float32): the terms, their sum and the
-#: weights of a task stay in a core's L2 cache between the passes over them. Measured, 4 updates of 10M:
-#: 14.2 -> 12.6 ms on 2 cores (halves before), 16.6 -> 15.5 ms on one (whole arrays before); 64K-element
-#: tasks were slower (Python's per-call cost), 32K much slower.
+#: weights of a task stay in a core's L2 cache between the passes over them, which whole arrays or halves of
+#: them do not; smaller tasks (64K elements and fewer) lose more to Python's per-call cost than they gain.
 APPLY_BLOCK = 1 << 18
 
 

@@ -4,8 +4,8 @@ and per reply, on a connection authenticated once by the run secret.
     connection := server: nonce(16)   client: HMAC-SHA256(secret, nonce)(32)   server: frame({"ok": true})
     frame      := length(u64, little-endian) message(length bytes)
 
-Why not gRPC (which the collector still uses): a 40 MB update through gRPC's Python stack was copied about
-ten times between the arrays and the socket and took 4.3x a plain socket's time for the same bytes
+Why not gRPC (which the collector still uses): a 40 MB update through gRPC's Python stack is copied about
+ten times between the arrays and the socket and takes 4.3x a plain socket's time for the same bytes
 (benchmark 2). Here a sender hands the arrays' own memory to ``sendall`` and a receiver reads the frame into
 one buffer whose arrays it uses in place. The secret itself never travels, only its HMAC of a fresh nonce;
 a frame longer than the receiver's limit is refused before anything is allocated.
@@ -67,7 +67,7 @@ class ReceiveBuffers:
     until ``count`` more messages have been received through the same object.
 
     Why reuse: memory the process never touched costs a page fault per 4 KiB on first write, about 20 ms for
-    a 40 MB update on this machine, half of what the bytes' trip over loopback costs.
+    a 40 MB update, half of what the bytes' trip over loopback costs.
     """
 
     def __init__(self, count: int) -> None:

@@ -164,7 +164,7 @@ def publish(out: Path, dest: Path) -> Path:
 
 
 def _palette_png(path: Path) -> None:
-    """Re-save a plot with 256 colours: a published node plot went from 250 to 95 KB and looks the same (a line
+    """Re-save a plot with 256 colours: a node plot's file shrinks to about 40% and looks the same (a line
     plot's colours are a few dozen and their anti-aliased blends)."""
     from PIL import Image  # Pillow: a dependency of matplotlib
 

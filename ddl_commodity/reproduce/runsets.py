@@ -29,7 +29,7 @@ CLAIM_RUNS = (
 #: Rows of Tables 5.1/5.2 and the schemes no claim needs.
 TABLE_RUNS = ("redshift-5k-single", "redshift-5k-same-2w", "redshift-5k-disjoint-2w")
 SCHEME_RUNS = ("landcover-fig6_10", "landcover-fig6_15", "landcover-fig6_18", "landcover-single-8k")
-#: Issue 13's spread: the 1- and 3-worker cells, same and disjoint, with seeds 2 and 3 as well as 1.
+#: The spread over seeds: the 1- and 3-worker cells, same and disjoint, with seeds 2 and 3 as well as 1.
 SEED_RUNS = tuple(f"{cell}-seed{k}" for k in (2, 3) for cell in FIG_5_4_CELLS)
 COMPARE_8K = ("landcover-default-8k-compare", "landcover-dp-8k")
 SMALL_RUNS = (

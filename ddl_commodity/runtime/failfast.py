@@ -92,7 +92,7 @@ class Watchdog:
     def _diagnose(self, silent: list[tuple[str, float]], lost: list[dict]) -> NodeFailure:
         """What failed, decided when the failure is seen and before the jobs are cancelled: the cancel stops
         the PS task too, so a check of the PS made later finds it gone, and a worker whose push lost the PS
-        in the cancel reports a consequence (seen: a killed worker blamed on the PS)."""
+        in the cancel reports a consequence: decided later, a killed worker would be blamed on the PS."""
         if silent:
             node, age = silent[0]
             return self._silence(node, age)
@@ -137,10 +137,10 @@ class Watchdog:
     def _allowed_silence_s(self, task: str) -> float:
         """``heartbeat_timeout_s`` for a node of a full core or more; ``heartbeat_timeout_s / c`` for a node
         capped at a share ``c`` of a core (``profile: thesis``: 0.4), whose threads, its heartbeat's too, get
-        their turns ``c`` times as often (seen: a 0.4-core node silent 8 s, alive, under a loaded machine).
+        their turns ``c`` times as often (on a loaded machine a live 0.4-core node can be silent 8 s).
         ``SET_UP_SILENCE_FACTOR`` times that until the node serves or has trained a step: its set-up (model,
-        traced step, PS or TF server) is where live nodes went silent on a loaded machine (seen: a worker 8.3 s
-        between its first two heartbeats, before any training, its calls fast once made)."""
+        traced step, PS or TF server) is where a live node is silent longest on a loaded machine (8 s between
+        a worker's first two heartbeats, before any training, though its later calls are fast)."""
         share = self._task(task).get("cpu_share")
         allowed = self._heartbeat_timeout_s / min(1.0, share) if share else self._heartbeat_timeout_s
         return allowed if self._collector.is_set_up(task) else allowed * SET_UP_SILENCE_FACTOR
@@ -148,7 +148,7 @@ class Watchdog:
     def _lost(self, task: dict, spark_text: str) -> NodeFailure:
         """A lost executor's node; when its TF process runs on this machine and went quiet too, what that
         process is doing. A frozen node's Spark worker misses the master's timeout (``worker_timeout_s``)
-        while its TF process misses ours: either can be noticed first (seen: a frozen PS with both at 15 s)."""
+        while its TF process misses ours: either can be noticed first."""
         import socket
 
         message = lost_executor_message(task, spark_text)

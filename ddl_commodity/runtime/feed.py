@@ -4,8 +4,8 @@ TFoS's ``TFSparkNode.train`` and ``TFSparkNode.shutdown`` do what a feed needs: 
 the queue of the TF node of this executor (its ``TFManager``) and wait until the node has consumed them; put
 ``None`` to end the feed. But importing ``TFSparkNode`` imports TensorFlow (through ``TFNode`` ->
 ``compat``): 3.7 CPU-s in every Python worker Spark starts for a feed task, and a tiny run starts four of them
-(measured: 15 of its 86 CPU-seconds). These functions do the same with TFoS's ``TFManager`` and ``util``
-modules only, and see a node's queue drained at once where TFoS sleeps 1 s, which every feed job waited for.
+(a sixth of its CPU time). These functions do the same with TFoS's ``TFManager`` and ``util`` modules only,
+and see a node's queue drained at once where TFoS sleeps 1 s, which every feed job would wait for.
 
 Both are partition functions for ``RDD.foreachPartition``, built on the driver and pickled to the executors.
 :class:`Prefetched` is the other end, in the TF node: it reads the feed ahead of training.
@@ -94,7 +94,7 @@ def _removed_if_signalled(shared: SharedItems | None) -> Iterator[None]:
     """While a partition is fed, SIGHUP and SIGTERM remove the task's files, then end the process as they
     would have. A cluster's teardown removes the files of the processes it killed, but PySpark's daemon can
     fork a worker for a task that arrives during the teardown; that worker dies of the daemon's SIGHUP and
-    is in no list of pids (measured: one such task's files left by 2 of 9 SIGTERMed runs, by 0 of 15 since)."""
+    is in no list of pids, so only the worker itself can remove its files."""
     signals = (signal.SIGHUP, signal.SIGTERM)
     if shared is None or threading.current_thread() is not threading.main_thread() or any(
             signal.getsignal(s) is not signal.SIG_DFL for s in signals):  # someone else's handlers: theirs
@@ -303,14 +303,14 @@ class Prefetched:
     """The items of a TF node's Spark-input feed (a TFoS ``DataFeed``), taken off its queue by a thread.
 
     Taking an item is a round trip to the node's queue manager and an unpickle (about 18 ms for a 1.8 MB
-    bundle here): the thread does it while the caller trains on the item before, holding up to ``depth``.
+    bundle): the thread does it while the caller trains on the item before, holding up to ``depth``.
     An item counts as consumed (``task_done``, which ends its feed task's wait once a partition's items all
     are) when the caller says so with :meth:`consumed`, or else asks for the next one; not when it is taken, as
     in TFoS's ``next_batch``: a node lost while it trains on a partition's last items leaves that feed task
     running, for Spark to re-run. A worker calls :meth:`consumed` after training on an epoch's last item
     and before its epoch-end push: where every epoch is a feed job of its own (a run that tolerates worker
     loss), with s < M that push waits for pushes of the next feed epoch, whose Spark job starts only when this
-    one's tasks have ended (measured: a 3-worker run with s = 2 hung until the push timeout). Ends with the
+    one's tasks have ended (a 3-worker run with s = 2 would hang until the push timeout). Ends with the
     feed (TFoS's ``None``); an exception of the thread is raised in the caller.
     """
 

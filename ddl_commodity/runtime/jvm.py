@@ -9,9 +9,9 @@ the master, the workers, the executors and the driver of a quickstart run loaded
 ``-Xlog:class+load``). It is cached under ``$XDG_CACHE_HOME/ddl-commodity`` (default ``~/.cache``). A JVM whose
 Java or class path differs from the archive's ignores it silently, so the archive never changes what runs.
 
-Measured (2 cores): the master's start-up through ``spark-class`` 3.3 -> 2.5 CPU-s; a tiny redshift run
-(everything it started, three runs each) 56.1 -> 51.2 CPU-s and 36.5 -> 34.3 s wall. Remote nodes
-(``master: spark://...``) are not given the archive: it is a file on this machine.
+The archive saves a master's start-up through ``spark-class`` about a quarter of its CPU time, a tiny
+redshift run (everything it starts) nearly a tenth. Remote nodes (``master: spark://...``) are not given the
+archive: it is a file on this machine.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from pathlib import Path
 
 #: The small, short-lived JVMs of a commodity node (daemons, executors, the driver) only schedule and move
 #: bytes while Python and TensorFlow compute: the C1 compiler alone and the serial collector are enough, and
-#: leave the node's core to TensorFlow. Measured (one tiny run, 2 cores): see README "Defaults the thesis
-#: does not give".
+#: leave the node's core to TensorFlow (docs/guides/data-parallel.md, "Defaults the thesis does not give").
 SMALL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:CICompilerCount=1"
 CLASS_LIST = Path(__file__).with_name("spark_classes.lst.gz")
 BUILD_TIMEOUT_S = 300

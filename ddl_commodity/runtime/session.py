@@ -114,8 +114,7 @@ class TfosSession:
     def watched(self, call: Callable[[], Any], name: str) -> Any:
         """``call()``, run in a thread while the driver keeps watching the nodes: a call to a node that hangs
         (a frozen PS accepts the connection and never answers) would otherwise hold the driver for the call's
-        own timeout (seen: a PS frozen while the driver asked it for the final model kept a run alive for
-        over 4 minutes). Raises :class:`RunFailed` as soon as a node has failed."""
+        own timeout, minutes after the run has failed. Raises :class:`RunFailed` as soon as a node has failed."""
         box: dict[str, Any] = {}
 
         def run() -> None:
@@ -157,7 +156,7 @@ class TfosSession:
 
     def shutdown(self, timeout_s: float) -> None:
         """The normal end, as TFoS's ``TFCluster.shutdown`` but polling Spark every 0.2 s where TFoS sleeps
-        5 s at a time (measured: 20 s of every model-parallel run was those sleeps). Workers' tasks finish,
+        5 s at a time, seconds of every run. Workers' tasks finish,
         their feeds end, each PS is told to stop, and every Spark job ends; then leaving the session tears
         down without cancelling anything."""
         from tensorflowonspark import TFCluster, TFManager

@@ -39,8 +39,8 @@ def tfos_spark_conf(cfg: ExperimentConfig) -> SparkConf:
         "spark.locality.wait": "0s",
         # A hung (frozen) or cut-off node still accepts TCP connections but never answers: its executor is
         # given up after 30 s of silence, checked every 5 s (Spark: 120 s, checked every 60), and a block
-        # fetch from it fails after 30 s, retried once (Spark: 120 s x 4): measured, a tolerated frozen worker
-        # otherwise stalled the surviving one for 495 s, fetching a cached chunk the frozen node held.
+        # fetch from it fails after 30 s, retried once (Spark: 120 s x 4): with Spark's, a tolerated frozen
+        # worker would stall a surviving one for minutes, fetching a cached chunk the frozen node holds.
         "spark.network.timeout": "30s",
         "spark.network.timeoutInterval": "5s",
         "spark.shuffle.io.maxRetries": "1",

@@ -3,8 +3,8 @@
 ``tensorflowonspark.TFCluster`` imports ``TFSparkNode`` -> ``TFNode`` -> ``compat``, and ``compat`` starts with
 ``import tensorflow as tf`` for functions that only run on the executors (each imports its own TensorFlow).
 A data-parallel driver runs no TensorFlow at all: its final model is made on the PS node
-(:func:`~ddl_commodity.engines.data_parallel_node.final_model_maker`). Loading TensorFlow there anyway cost
-every run ~2.8 CPU-s and ~400 MB of resident memory on the master's PC, which on the thesis profile is a
+(:func:`~ddl_commodity.engines.data_parallel_node.final_model_maker`). Loading TensorFlow there anyway would
+cost every run ~2.8 CPU-s and ~400 MB of resident memory on the master's PC, which on the thesis profile is a
 2 GB node that also runs the Spark master.
 
 :func:`import_tfcluster` imports TFoS while ``sys.modules["tensorflow"]`` is a stand-in that imports the

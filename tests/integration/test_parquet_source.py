@@ -56,4 +56,33 @@ def test_a_run_from_parquet_trains_each_shard_it_says(tmp_path: Path, distributi
     assert summary["final"]["val_loss"] > 0 and summary["data"] == str(data)
     # The driver shipped no rows: no validation file, no data file among what Spark distributed.
     assert not (run_dir / "validation.npz").exists()
+    if distribution == "disjoint":
+        check_predict(run_dir, data, source, summary, tmp_path)
     assert_no_leftover_processes(tmp_path)
+
+
+def check_predict(run_dir: Path, data: Path, source, summary: dict, tmp_path: Path) -> None:
+    """`ddl predict` scores every row on the executors; on the validation rows it agrees with the run's own
+    final score of them. Bad input stops it in one line before any cluster starts."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    def ddl_predict(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "predict", str(run_dir), *args],
+                              capture_output=True, text=True, timeout=420, check=False)
+
+    proc = ddl_predict("--data", str(data), "--out", str(tmp_path / "predictions"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"scored 480 rows of {data}" in proc.stdout and proc.stderr == "", proc.stderr
+    predicted = pq.read_table(tmp_path / "predictions")
+    assert predicted.column_names == ["row", "class", "probability", "z"]
+    assert sorted(predicted.column("row").to_pylist()) == list(range(480))
+    truth = pq.read_table(data, columns=["row", "label"])
+    label = dict(zip(truth.column("row").to_pylist(), truth.column("label").to_pylist(), strict=True))
+    best = dict(zip(predicted.column("row").to_pylist(), predicted.column("class").to_pylist(), strict=True))
+    accuracy = np.mean([best[i] == label[i] for i in source.validation_index.tolist()])
+    assert abs(accuracy - summary["final"]["val_accuracy"]) < 1e-9, (accuracy, summary["final"])
+    for args, says in ((("--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p2")), "no such file"),
+                       (("--data", str(data), "--out", str(tmp_path / "predictions")), "exists; choose a new")):
+        bad = ddl_predict(*args)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and says in bad.stderr, bad.stderr
