@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue the failed run in --run-dir from its last PS checkpoint")
     parser.add_argument("--progress", action="store_true", help="live progress bars on stdout")
+    parser.add_argument("--errors-to-log", action="store_true", help=argparse.SUPPRESS)  # the launcher says it
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console, log = sys.stderr, None
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except DdlError as err:
         if log is not None:
             logging.getLogger(__name__).error("%s", err)
-        print(f"error: {short_error(str(err))}" + (f" (log: {log})" if log else ""), file=console)
+        if not (args.errors_to_log and log is not None):
+            print(f"error: {short_error(str(err))}" + (f" (log: {log})" if log else ""), file=console)
         return getattr(err, "exit_code", 1)
     print(f"run finished: {run_dir} ({summary['wall_seconds']:.0f} s)")
     return 0

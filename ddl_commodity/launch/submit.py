@@ -45,7 +45,7 @@ def submit(master: str, driver_memory: str, config_file: Path, run_dir: Path, re
     cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master, "--driver-memory", driver_memory,
            # A driver out of heap kills Spark's scheduler thread and leaves the run waiting for ever: exit.
            "--driver-java-options", f"{jvm_options()} -XX:+ExitOnOutOfMemoryError",
-           str(job_file()), str(config_file), "--run-dir", str(run_dir)]
+           str(job_file()), str(config_file), "--run-dir", str(run_dir), "--errors-to-log"]
     if resume:
         cmd.append("--resume")
     if progress or (progress is None and sys.stdout.isatty()):

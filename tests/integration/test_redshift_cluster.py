@@ -41,12 +41,12 @@ def tiny_config(tmp_path: Path, **training: object) -> dict:
     }
 
 
-def ddl_run(tmp_path: Path, cfg: dict, timeout: float = 420) -> tuple[subprocess.CompletedProcess, Path]:
+def ddl_run(tmp_path: Path, cfg: dict, timeout: float = 420, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
     path = tmp_path / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
-        [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"], "--no-progress"],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        [sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", cfg["name"], "--no-progress",
+         *extra], capture_output=True, text=True, timeout=timeout, check=False,
     )
     return proc, tmp_path / "runs" / cfg["name"]
 
@@ -198,20 +198,21 @@ def check_ps_updates(run_dir: Path, summary: dict, epochs: list[dict], s: int, m
     return applied
 
 
-@pytest.mark.parametrize("kind", ["exception"])  # "sigkill": three times in test_faults.py
+@pytest.mark.parametrize("kind", ["exception"])  # "sigkill": in test_faults.py
 def test_failing_worker_ends_the_run_fast(tmp_path: Path, kind: str) -> None:
     cfg = tiny_config(tmp_path, data_distribution="disjoint", epochs=4)
     cfg["name"] = f"it-{kind}"
     cfg["faults"] = {"worker": 1, "epoch": 2, "kind": kind}
-    proc, run_dir = ddl_run(tmp_path, cfg)
+    proc, run_dir = ddl_run(tmp_path, cfg, 420, "--spark-submit")  # the driver under spark-submit: the same ending
     finished = time.time()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     if kind == "exception":  # the node's exception on the console, its whole traceback in the run's status
         assert "node worker-1" in proc.stderr and "fault injection: worker 1 fails at epoch 2" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "at org.apache.spark" not in proc.stdout, proc.stdout
-        error = json.loads((run_dir / "status.json").read_text())["error"]
-        assert "Traceback" in error and "inject_fault" in error, error
+        status = json.loads((run_dir / "status.json").read_text())
+        assert "Traceback" in status["error"] and "inject_fault" in status["error"], status
+        assert [(f["node"], f["cause"]) for f in status["failures"]] == [("worker-1", "raised")], status
     else:  # a killed process says nothing: its silence is detected
         assert "node worker-1 stopped responding" in proc.stderr
     assert not (run_dir / "summary.json").exists()
