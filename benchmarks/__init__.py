@@ -1,1 +1,1 @@
-"""Side-by-side measurements of the toolkit (issue 6); run each as ``python -m benchmarks.<name>``."""
+"""Side-by-side measurements of the toolkit; run each as ``python -m benchmarks.<name>``."""

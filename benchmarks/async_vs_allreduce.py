@@ -272,7 +272,7 @@ def run_allreduce(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dic
 def run_allreduce_once_more_on_a_port_race(cfg_doc: dict, work: Path, collective_timeout_s: float) -> dict:
     """:func:`run_allreduce`, started once more if TensorFlow could not bind a worker's port. TFoS frees the
     port it reserved for a worker before the worker's TensorFlow binds it; another process can take it in
-    between (seen once in the test suite, beside two other test clusters: "Could not start gRPC server")."""
+    between, and TensorFlow then fails with "Could not start gRPC server"."""
     try:
         return run_allreduce(cfg_doc, work, collective_timeout_s)
     except Exception as err:

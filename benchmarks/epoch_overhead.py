@@ -1,6 +1,6 @@
 """Benchmark 7: how much longer is a Spark-fed worker's epoch than a single process's over the same samples?
 
-Issue 15, goal 4: the redshift experiment, the same data, model, batch size and seed, run twice side by side
+The redshift experiment, the same data, model, batch size and seed, run twice side by side
 with ``ddl run``:
 
 * **single** - ``training.mode: single``: one process, its own compiled train step over NumPy arrays in
@@ -18,8 +18,8 @@ epoch: the median over epochs 2.. (the first is TensorFlow's tracing) of ``secon
 time from its previous epoch's end to this one's, so every wait for data, the push and both scores are in -
 and of the training steps alone. ``ratio_worker_epoch_to_single_epoch`` is worker over single on the
 profile (goal <= 1.15): the median over ``--pairs`` side-by-side pairs (3 in full mode; every pair's ratio
-is in ``..._by_pair``), because the single side alone took 3.3 to 4.3 s per epoch from one pair to the
-next at the same settings. ``..._unisolated`` is one pair without isolation.
+is in ``..._by_pair``), because a shared machine's speed moves from one pair to the next: the single side
+alone can differ by a quarter at the same settings. ``..._unisolated`` is one pair without isolation.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class _Run:
 
 
 def side_by_side(profile: str, spec: dict, tmp: Path, label: str = "") -> tuple[dict, dict]:
-    """Both sides at once, each on its own share (measured one after the other, the machine's speed moved by
+    """Both sides at once, each on its own share (one after the other, a shared machine's speed can move by
     15% between them): the single run starts once the distributed one has its TFoS nodes, so that their
     training overlaps."""
     worker = _Run("data_parallel", profile, spec, tmp, label)

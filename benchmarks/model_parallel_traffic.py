@@ -1,4 +1,4 @@
-"""Benchmark 4 (issue 6): for every split scheme, measured bytes per training step vs the analytical minimum.
+"""Benchmark 4: for every split scheme, measured bytes per training step vs the analytical minimum.
 
 Each scheme of ``configs/splits/`` runs as a short model-parallel land-cover run (``ddl run``, embedded
 cluster, 1 PS + 3 workers, the same tiny synthetic scene, model and batch for every scheme). Measured: per

@@ -19,7 +19,7 @@ the redshift CNN: two conv kernels with biases and one dense matrix with its bia
   the same byte count over a plain TCP socket to a thread of this process, which reads it into a buffer and
   sends a reply of the reply's byte count (no encoding, no PS). The cell's rounds are cut into 5 blocks
   that alternate with raw blocks of as many rounds (PS, raw, PS, raw, ...): measured one after the other,
-  the raw median alone moved by up to 30% between runs while the PS's did not, and so did the ratio.
+  the raw median alone can move by 30% between runs while the PS's does not, and the ratio with it.
   ``ratio_to_raw_socket["<size>/M=<m>"]`` is the PS's median push latency over the raw round trip's median;
 * **apply time**: s in-process pushes of the same size into a server with s = M (threads, no network):
   the NaN check, eq. 5.1 and the update records, which every push latency above includes once per version

@@ -1,4 +1,4 @@
-"""Benchmark 6 (issue 14): the planner's predicted step times against measured ones, per link speed.
+"""Benchmark 6: the planner's predicted step times against measured ones, per link speed.
 
 For each link speed -- the thesis profile's 1 Gbit equivalent (d x 1 Gbit/s = 400mbit on 2 cores) and the
 100 Mbit equivalent (40mbit) -- a five-node namespace cluster is started on the thesis profile (every node

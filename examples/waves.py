@@ -1,4 +1,4 @@
-"""Bring your own model: a user's experiment in one file (README, "Run your own model").
+"""Bring your own model: a user's experiment in one file (docs/guides/your-own-model.md).
 
     ddl run examples/waves-data-parallel.yaml    # Spark input + the staleness-weighted PS
     ddl run examples/waves-model-parallel.yaml   # its two blocks on two workers (examples/splits/)

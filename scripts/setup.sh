@@ -57,7 +57,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   archive=$!
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,docs]' 2>&1 | grep -v '^WARNING: Location' >&2 || true
   wait "$archive" || true
-  # Installed, not imported: importing TensorFlow here cost 3 s of every fresh set-up.
+  # Installed, not imported: importing TensorFlow here would cost 3 s of every fresh set-up.
   .venv/bin/python -c 'import importlib.util as u, sys
 sys.exit(any(u.find_spec(m) is None for m in ("ddl_commodity", "tensorflow", "tensorflowonspark", "pyspark")))' \
     || { log "installation failed"; exit 1; }

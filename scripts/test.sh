@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command 2 (and .ci/run): set up, lint, then the whole test suite (unit + real-cluster tests).
 # Three workers run the tests side by side (pytest-xdist; the tests of a module that shares one cluster, the
-# compose cluster's included, stay on one worker; with two, a quarter of the 2 cores sat idle while runs waited
+# compose cluster's included, stay on one worker; with two, a quarter of the 2 cores sits idle while runs wait
 # on heartbeats and JVMs); the few tests that measure CPU shares or rates then run alone.
 # Extra arguments go to every run.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""The docker-compose five-node cluster, built and run for real (issue 16): engine, image, `up`, a
+"""The docker-compose five-node cluster, built and run for real: engine, image, `up`, a
 redshift data-parallel run and a land-cover model-parallel run on the containers with every node sampled,
 `docker kill` of a worker container mid-run, and `down` leaving nothing behind.
 

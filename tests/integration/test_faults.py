@@ -1,6 +1,6 @@
 """Faults on a real Spark standalone cluster (TFoS + TensorFlow + our PS), run as a user would: ``ddl run``.
 
-Issue 5: a killed worker ends the run fast, every time, with nothing left running (with
+A killed worker ends the run fast, every time, with nothing left running (with
 ``training.tolerate_worker_loss`` the run survives it instead: ``test_node_resources``, beside a frozen
 worker); a worker that exhausts its memory is named; a dead PS is named directly.
 """

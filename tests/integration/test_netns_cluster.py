@@ -107,7 +107,7 @@ def ddl_leftovers(cluster_id: str) -> dict[str, list[str]]:
 
 # --- bare namespace networks: counters and shaping ---------------------------------------------------------
 
-@pytest.mark.serial  # measures a shaped rate: the parallel part's load alone took it to 80 of 100 Mbit/s
+@pytest.mark.serial  # measures a shaped rate: the parallel part's load alone can take it to 80 of 100 Mbit/s
 @pytest.mark.parametrize("bandwidth", [None, "100mbit"])
 def test_transfer_matches_counters_and_shaped_rate(tmp_path: Path, bandwidth: str | None) -> None:
     cluster_id = f"f0{'1' if bandwidth else '0'}e57{os.getpid():06x}"[:12]

@@ -126,8 +126,7 @@ def fault_run_config(tmp_path: Path, name: str, **training: object) -> dict:
     cfg = tiny_config(tmp_path, **{"data_distribution": "disjoint", "epochs": 6, **training})
     cfg["name"] = name
     # Well below the embedded cluster's worker timeout, so that a frozen or killed node is told by its
-    # silence before Spark drops its worker (with 15 s and a 15 s worker timeout, Spark was first for both
-    # frozen nodes of a suite run, 2026-12-01).
+    # silence before Spark drops its worker (with both at 15 s, Spark can be first to notice a frozen node).
     cfg["cluster"] = {"heartbeat_timeout_s": 8}
     return cfg
 
@@ -184,7 +183,7 @@ def test_run_survives_a_killed_and_a_frozen_worker_when_tolerated(tmp_path: Path
     """`training.tolerate_worker_loss`, 3 workers, s = M: worker-1 SIGKILLed at its second epoch (dead: its
     process is gone) and worker-2's node frozen after worker-1's first (hung: alive, silent). Both are told
     by their silence; the run completes on worker-0 alone, every feed epoch trained in full, the lost shards
-    dealt to the live workers. (One run for both kinds of loss: two used 30 CPU-s more of the suite.)"""
+    dealt to the live workers. (One run for both kinds of loss: two would cost the suite 30 CPU-s more.)"""
     cfg = fault_run_config(tmp_path, "tolerate", tolerate_worker_loss=True, epochs=5, workers=3)
     cfg["ps"]["s"] = 3  # s = M: no aggregate without every live worker, so the freeze lands before the end
     cfg["faults"] = {"worker": 1, "epoch": 2, "kind": "sigkill"}
@@ -240,13 +239,13 @@ def test_memory_cap_kills_and_names_the_node(tmp_path: Path) -> None:
 def test_straggler_is_visible_and_the_run_completes(tmp_path: Path) -> None:
     """Every node 1 core (`cluster.node_cpus`), worker-1's node slowed 6x, s < M: the run completes; the
     results show which worker straggled, by how much per epoch, and its staleness at the PS. (6x, not 4x:
-    the other half of the suite runs beside this test, so worker-0 gets less than its core; measured, with
-    4x it once trained only 1.49x faster.)"""
+    the other half of the suite runs beside this test, so worker-0 gets less than its core, and at 4x it
+    can train less than 1.5x faster.)"""
     cfg = fault_run_config(tmp_path, "straggler", epochs=8)
     # Epochs of ~20 steps, not 7: a 0.5 s epoch is five CFS periods, and under the suite's load a 1/6-core
-    # worker once trained its last one only 1.3x slower than worker-0 (0.71 vs 0.55 s). 8 epochs, not 4: fed
-    # in one Spark job, epochs follow each other without a gap, and `ddl cluster fault` (a CLI started after
-    # the first epoch) once landed after the fourth, 0.39 s epochs on a less loaded machine (2026-11-30).
+    # worker can then train its last one only 1.3x slower than worker-0. 8 epochs, not 4: fed in one Spark
+    # job, epochs follow each other without a gap, and `ddl cluster fault` (a CLI started after the first
+    # epoch) can land after the fourth when epochs take 0.4 s on a less loaded machine.
     cfg["data"]["samples"] = 720
     cfg["cluster"]["node_cpus"] = 1.0
     cfg["ps"]["s"] = 1

@@ -28,7 +28,7 @@ def plan(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_plan_predicts_every_scheme_and_writes_a_better_split(tmp_path: Path) -> None:
     # The quick config with the narrower layers of the land-cover cluster tests: profiling the thesis-size
-    # model took 38 CPU-s of the suite, and nothing here depends on the filter counts.
+    # model costs 38 CPU-s, and nothing here depends on the filter counts.
     doc = yaml.safe_load((REPO / "configs" / "landcover-quick.yaml").read_text())
     doc["model"] = {"rgb_filters": [8, 16, 16], "hsi_filters": [8, 16, 32], "fc_units": [128, 64]}
     config = tmp_path / "landcover-quick.yaml"
@@ -61,7 +61,7 @@ def test_plan_predicts_every_scheme_and_writes_a_better_split(tmp_path: Path) ->
     slow_doc = json.loads((tmp_path / "slow.json").read_text())
     assert slow_doc["costs"] == costs
     # A scheme that splits the model waits for activations on every step; `single` only reads weights and
-    # writes gradients, which its compute can hide: on a core half as fast its step did not change (2.110 s).
+    # writes gradients, which its compute can hide: on a core half as fast its step need not change.
     for s, predicted in doc["schemes"].items():
         if s == "single":
             assert slow_doc["schemes"][s]["step_s"] >= predicted["step_s"]

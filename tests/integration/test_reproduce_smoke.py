@@ -88,7 +88,7 @@ def smoke(cluster: tuple[Path, str]) -> Path:
     ``<tmp>/data``)."""
     tmp, master = cluster
     # 30 min: the set alone takes about 4 min on 2 cores and 6 on a VM half as fast; beside the rest of
-    # the suite about 15 there (2026-12-01: 892 s once, over 900 s the next time).
+    # the suite 15 and more there.
     proc, started = run_watched([sys.executable, "-m", "ddl_commodity.cli", "reproduce", "--scale", "smoke",
                                  "--master", master, "--out", str(tmp / "repro")], cwd=tmp, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -233,7 +233,7 @@ def test_compute_and_traffic_follow_the_scheme(runs: dict) -> None:
         # heartbeats, the TF server and the sampler, ~10% of a core per node whatever it computes. That floor
         # is per second, so per step it grows when steps slow: with a 4 Hz sampler, 0.011 s/step against 0.105
         # on the busy node on an idle machine (10%), 0.019-0.025 against 0.12-0.13 beside another test's
-        # cluster (15-19%, 2026-11-28). A node holding a block of this model uses several times the floor.
+        # cluster (15-19%). A node holding a block of this model uses several times the floor.
         assert single[idle]["cpu_seconds_per_step"] < 0.25 * w0["cpu_seconds_per_step"], single
         assert single[idle]["rx_bytes_per_step"] < 0.02 * w0["rx_bytes_per_step"], single
     assert single["worker-0"]["cpu_seconds_per_step"] > default["worker-0"]["cpu_seconds_per_step"]

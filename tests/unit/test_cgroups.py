@@ -35,7 +35,7 @@ def test_enter_command_execs_in_place() -> None:
     assert cgroups.enter_command(None, ["java"]) == ["java"]
 
 
-@pytest.mark.serial  # measures a CPU share: under the parallel part's load the loop got 0.17 of its 0.25
+@pytest.mark.serial  # measures a CPU share: under the parallel part's load the loop can get 0.17 of its 0.25
 @needs_cgroups
 def test_a_node_group_caps_cpu_accounts_and_freezes() -> None:
     """A busy loop in a 0.25-core group gets 0.25 of a core; frozen it gets none; the group goes away."""

@@ -147,7 +147,7 @@ def test_scores_of_a_regression_with_any_keras_loss() -> None:
 
 
 def test_the_classifier_scores_as_before_and_through_keras() -> None:
-    """The default objective is the NumPy cross-entropy of before; the same loss as a Keras object (any
+    """The default objective is the NumPy cross-entropy; the same loss as a Keras object (any
     classifier's own loss goes that way) gives the same numbers."""
     import keras
 

@@ -1,4 +1,4 @@
-"""The class-data archive Spark's JVMs start from (``cluster/jvm.py``): real Java, real Spark jars."""
+"""The class-data archive Spark's JVMs start from (``runtime/jvm.py``): real Java, real Spark jars."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where a node's CPU seconds and memory go (issue 13): the sampler splits them among the TF process's main
+"""Where a node's CPU seconds and memory go: the sampler splits them among the TF process's main
 thread, its gRPC threads and its other threads, and the node's other processes; threads that end keep theirs."""
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def test_tcp_bytes_are_those_of_the_nodes_own_sockets(host: str) -> None:
 
 def test_a_rate_is_never_taken_over_a_window_of_a_few_milliseconds() -> None:
     """The sample taken at stop comes right after the loop's last one; over the few ms between them a node can
-    have spent a CFS period's quota on both cores (435 % of its share was reported). Its rate is taken against
+    have spent a CFS period's quota on both cores (several times its share). Its rate is taken against
     the sample before, at least ``MIN_RATE_WINDOW_S`` earlier."""
     sampler = NodeSampler("worker-0", lambda rows: None)
     sampler._group = None

@@ -1,4 +1,4 @@
-"""Per-node traffic attribution reads TF roles from the run's cluster_info.json (issue 4)."""
+"""Per-node traffic attribution reads TF roles from the run's cluster_info.json."""
 
 from __future__ import annotations
 
