@@ -81,8 +81,10 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
     try:
         if cfg.training.engine == "single":
             from ddl_commodity.engines.run import run_experiment
+            from ddl_commodity.launch.logs import run_logged_to
 
-            doc = run_experiment(experiment, cfg, run_dir, progress=progress)
+            with run_logged_to(run_dir / "job.log"):  # TensorFlow's native start-up lines, warnings
+                doc = run_experiment(experiment, cfg, run_dir, progress=progress)
         elif spark_submit:
             _submitted(cfg, run_dir, resume is not None, progress, driver)
             return RunSummary.read(run_dir)
