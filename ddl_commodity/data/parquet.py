@@ -35,11 +35,13 @@ ROW_GROUP_ROWS = 512
 @dataclass(frozen=True)
 class Column:
     """One column of a data set. Args: ``name``; ``shape`` of one row's value (``()`` for a scalar);
-    ``dtype`` a NumPy dtype name (``float32``, ``int32``, ``float64``)."""
+    ``dtype`` a NumPy dtype name (``float32``, ``int32``, ``float64``); ``bounds`` ``(low, high)``: every value
+    must lie in ``[low, high)`` (a classifier's labels: ``(0, classes)``), or None."""
 
     name: str
     shape: tuple[int, ...] = ()
     dtype: str = "float32"
+    bounds: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,9 @@ def read_piece(piece: Piece, columns: Iterable[Column]) -> dict[str, np.ndarray]
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise DataError(f"{piece.path}: row group {piece.row_group}: column {c.name!r} holds NaN or "
                             "infinite values")
+        if c.bounds is not None and len(array) and not (c.bounds[0] <= array.min() and array.max() < c.bounds[1]):
+            raise DataError(f"{piece.path}: row group {piece.row_group}: column {c.name!r} holds values outside "
+                            f"[{c.bounds[0]:g}, {c.bounds[1]:g}) ({array.min():g} to {array.max():g})")
         out[c.name] = array
     return out
 

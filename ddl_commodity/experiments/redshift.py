@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict, TrainingSettingsBase
 from ddl_commodity.data.parquet import Column
-from ddl_commodity.data.redshift import NUM_BANDS
+from ddl_commodity.data.redshift import NUM_BANDS, NUM_CLASSES
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.experiments.view import ExperimentView
 
@@ -202,7 +202,7 @@ class RedshiftExperiment(Experiment):
 
     def columns(self, cfg: RedshiftConfig) -> tuple[tuple[Column, ...], Column]:
         """A Parquet data set of ``ddl data redshift --format parquet``: the spectrum in, the class out."""
-        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("label", (), "int32")
+        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("label", (), "int32", (0, NUM_CLASSES))
 
     def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset) -> dict:
         """``trivial_estimator``: always the training set's median z, scored on the validation rows (rows the

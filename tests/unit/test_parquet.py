@@ -78,6 +78,16 @@ def test_nan_inputs_name_the_file_and_row_group(tmp_path: Path) -> None:
         read_piece(pieces(str(data), SPECTRA)[0], SPECTRA)
 
 
+def test_labels_outside_the_classes_name_the_file_and_row_group(tmp_path: Path) -> None:
+    from ddl_commodity.experiments.registry import get
+
+    inputs, label = get("redshift").columns(None)
+    data = _one_file(tmp_path / "labels", spectrum=np.zeros((3, NUM_BANDS), np.float32),
+                     label=np.array([0, 799, 800], np.int32))
+    with pytest.raises(DataError, match=r"row group 0: column 'label' holds values outside \[0, 800\) \(0 to 800\)"):
+        read_piece(pieces(str(data), [*inputs, label])[0], [*inputs, label])
+
+
 def test_corrupt_or_missing_data_is_one_line_exit_2(tmp_path: Path) -> None:
     write_redshift_parquet(tmp_path / "red", 50, seed=1, rows_per_file=25)
     (tmp_path / "red" / "part-00001.parquet").write_bytes(b"not parquet at all")
