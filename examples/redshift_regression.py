@@ -13,8 +13,9 @@ import numpy as np
 from pydantic import Field
 
 from ddl_commodity.config import RunConfig, Strict
-from ddl_commodity.data.redshift import Z_MAX, Z_MIN
-from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.data.parquet import Column
+from ddl_commodity.data.redshift import NUM_BANDS, Z_MAX, Z_MIN
+from ddl_commodity.experiments.api import Dataset, Experiment
 from ddl_commodity.experiments.redshift import RedshiftDataSettings, RedshiftExperiment
 from ddl_commodity.experiments.view import ExperimentView
 
@@ -66,6 +67,10 @@ class RedshiftRegression(Experiment):
         data = load_redshift_h5(path)
         return (data.spectra,), data.z.astype(np.float32)
 
+    def columns(self, cfg: RegressionConfig) -> tuple[tuple[Column, ...], Column]:
+        """A data set of ``ddl data redshift --format parquet`` (``data.source``): the spectrum in, z out."""
+        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("z", (), "float64", (Z_MIN, Z_MAX))
+
     def build_model(self, cfg: RegressionConfig):
         import keras
 
@@ -98,7 +103,7 @@ class RedshiftRegression(Experiment):
     def summary_sections(self, cfg: RegressionConfig, run_dir: Path, dataset) -> dict:
         from ddl_commodity.data.redshift_metrics import trivial_z_metrics
 
-        if not len(dataset.validation_index):
+        if not isinstance(dataset, Dataset) or not len(dataset.validation_index):  # no rows on the driver: none
             return {}
         return {"trivial_estimator": trivial_z_metrics(dataset.labels[dataset.train_index],
                                                        dataset.labels[dataset.validation_index])}

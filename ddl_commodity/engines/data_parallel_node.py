@@ -18,6 +18,7 @@ import numpy as np
 
 from ddl_commodity.config import RunConfig
 from ddl_commodity.data.rdd import Bundle, index_digest
+from ddl_commodity.engines.node_data import validation_rows
 from ddl_commodity.engines.scoring import prefixed
 from ddl_commodity.experiments.api import Experiment, unflatten
 from ddl_commodity.resources.cgroups import own_node_group, private_memory_group
@@ -118,23 +119,6 @@ def final_model_maker(model, experiment: Experiment, cfg: RunConfig, args: NodeA
         return {"scores": scores}, keras_file_bytes(model)
 
     return make
-
-
-def validation_rows(args: NodeArgs) -> tuple[list[np.ndarray], np.ndarray]:
-    """The validation rows as the model's inputs and their labels: from the file the driver shipped, or read
-    by this node from the data set's validation pieces."""
-    shapes = [tuple(s) for s in args.input_shapes]
-    if args.validation_pieces:
-        from ddl_commodity.data.streaming import piece_rows
-
-        *inputs, label = args.validation_columns
-        parts = [piece_rows(p, inputs, label) for p in args.validation_pieces]
-        x, y = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
-        return unflatten(x, shapes), y
-    from pyspark import SparkFiles
-
-    validation = np.load(SparkFiles.get(args.validation_file))
-    return unflatten(validation["x"], shapes), validation["y"]
 
 
 class _Checkpointer:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from ddl_commodity.config import RunConfig
 from ddl_commodity.engines.single import print_epoch
-from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.experiments.api import Dataset, Experiment, SourceData
 from ddl_commodity.experiments.registry import view_of
 from ddl_commodity.runtime.session import SparkSource, TfosSession
 
 DEFAULT_MONITOR_INTERVAL_S = 1.0
 
 
-def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
+def train(experiment: Experiment, cfg: RunConfig, data: Dataset | SourceData, run_dir: Path,
           progress: bool | None = None, spark: SparkSource | None = None) -> tuple[dict, dict]:
     """Run the cluster until the input node has trained every epoch; final metrics and summary sections.
     ``progress``: a live bar within epochs (``None``: only if stdout is a terminal); ``spark``: where the
@@ -38,12 +38,19 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset, run_dir: Path,
         if stream.startswith("workers/"):
             print_epoch(r, cfg.training.epochs, view_of(experiment).validation_curve)
 
+    if isinstance(data, SourceData):  # read where it lies: the input node streams it, nothing is shipped
+        held_out = set(data.validation)
+        source = {"data_pieces": tuple(p for i, p in enumerate(data.pieces) if i not in held_out),
+                  "validation_pieces": tuple(data.validation_pieces), "validation_columns": (*data.inputs, data.label),
+                  "input_shapes": tuple(data.input_shapes)}
+        files: tuple[Path, ...] = ()
+    else:
+        source, files = {"data_file": data.path.name}, (data.path,)
     with TfosSession(cfg, run_dir, "model-parallel run", on_record=on_record, spark=spark) as session:
         args = session.node_args(
-            data_file=data.path.name, layers=dict(scheme.layers), variables=scheme.variables,
-            input_node=scheme.input,
-            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S)
-        session.start(main_fun, args, "tensorflow", files=(data.path,))
+            layers=dict(scheme.layers), variables=scheme.variables, input_node=scheme.input,
+            monitor_interval_s=cfg.monitor.interval_s if cfg.monitor else DEFAULT_MONITOR_INTERVAL_S, **source)
+        session.start(main_fun, args, "tensorflow", files=files)
         per_epoch = samples_per_epoch(cfg.training, len(data.train_index))
         with EpochBar(session.collector, per_epoch, cfg.training.epochs, enabled=progress):
             while not session.collector.is_done(client):

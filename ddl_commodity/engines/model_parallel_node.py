@@ -71,6 +71,7 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     from pyspark import SparkFiles
 
     from ddl_commodity.data.split import train_validation_split
+    from ddl_commodity.engines.node_data import streamed_batches, validation_rows
     from ddl_commodity.engines.scoring import Objective
     from ddl_commodity.engines.training import Trainer
     from ddl_commodity.models.placement import Placement, device_of
@@ -79,24 +80,34 @@ def run_client(experiment: Experiment, cfg: RunConfig, args: NodeArgs, spec: dic
     wait_for_servers(spec, me, cfg.cluster.startup_timeout_s)
     tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec), job_name=ctx.job_name,
                                               task_index=ctx.task_index)
-    inputs, labels = experiment.load(cfg, SparkFiles.get(args.data_file))
-    train, val = train_validation_split(len(labels), cfg.data.validation_fraction, cfg.seed)
     placement = Placement({k: device_of(v) for k, v in args.layers.items()}, device_of(args.variables))
     trainer = Trainer(experiment.placed_model(cfg, placement), cfg.training, placement.variables, cfg.seed,
                       objective=Objective.of(experiment, cfg))
     stream = f"workers/{runtime.name}"
-    labels = np.asarray(labels, dtype=experiment.label_dtype)  # class indices, or float targets
+    if args.data_pieces:  # a data set read where it lies: batches streamed piece by piece
+        x_val, y_val = validation_rows(args, experiment.label_dtype)
+        example = (x_val, y_val)
+    else:
+        inputs, labels = experiment.load(cfg, SparkFiles.get(args.data_file))
+        labels = np.asarray(labels, dtype=experiment.label_dtype)  # class indices, or float targets
+        train, val = train_validation_split(len(labels), cfg.data.validation_fraction, cfg.seed)
+        example = (inputs, labels)
 
     def on_epoch(r) -> None:
         if r.epoch == 1:
-            runtime.record("placement", {"layers": trainer.op_devices(inputs, labels, list(args.layers))})
+            runtime.record("placement", {"layers": trainer.op_devices(*example, list(args.layers))})
         runtime.record(stream, r.record(runtime.name))
 
     def on_samples(epoch: int, samples: int) -> None:
         runtime.progress = {"epoch": epoch, "samples": samples}  # sent with the heartbeats: the driver's bar
         runtime.set_up = True
 
-    trainer.fit(inputs, labels, train, val, on_epoch, on_samples=on_samples)
+    if args.data_pieces:
+        bs, dtype = cfg.training.batch_size, experiment.label_dtype
+        trainer.fit_streamed(lambda epoch: streamed_batches(args, epoch, bs, cfg.seed, dtype), (x_val, y_val),
+                             sum(p.rows for p in args.data_pieces), on_epoch, on_samples=on_samples)
+    else:
+        trainer.fit(inputs, labels, train, val, on_epoch, on_samples=on_samples)
     runtime.collector.checkpoint({"version": cfg.training.epochs, "applied_updates": 0, "time": time.time(),
                                   "kind": "final-model-file"}, [final_model_file(experiment, cfg, trainer.model)])
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -145,21 +145,26 @@ class Trainer:
         every step's samples."""
         bs = self.training.batch_size
         order = rng.permutation(index)
-        batches = [order[a:a + bs] for a in range(0, len(order), bs)]
-        if self.training.steps_per_epoch:
-            batches = batches[:self.training.steps_per_epoch]
+        batches = [np.sort(order[a:a + bs]) for a in range(0, len(order), bs)]  # h5-style fancy indexing order
+        return self.train_batches(((tuple(a[idx] for a in inputs), labels[idx]) for idx in batches), bar)
+
+    def train_batches(self, batches: Iterable[tuple[tuple[np.ndarray, ...], np.ndarray]],
+                      bar: Callable[[int], None] | None = None) -> tuple[float, float | None, int, int, float, float]:
+        """One epoch over ``batches`` of ``(inputs, labels)`` (at most ``steps_per_epoch`` of them), as
+        :meth:`train_epoch` returns it."""
         loss_sum = correct = 0.0
-        seen = 0
+        seen = steps = 0
         start = time.time()
-        for idx in batches:
-            idx = np.sort(idx)  # h5-style fancy indexing order; the batch composition is what is random
-            loss, ok = self._train_step(tuple(a[idx] for a in inputs), labels[idx])
+        for x, y in batches:
+            loss, ok = self._train_step(x, y)
             loss_sum += float(loss)
             correct += float(ok)
-            seen += len(idx)
+            seen, steps = seen + len(y), steps + 1
             if bar is not None:
-                bar(len(idx))
-        return loss_sum / seen, self._accuracy(correct, seen), seen, len(batches), start, time.time()
+                bar(len(y))
+            if steps == self.training.steps_per_epoch:
+                break
+        return loss_sum / seen, self._accuracy(correct, seen), seen, steps, start, time.time()
 
     def evaluate(self, inputs: Sequence[np.ndarray], labels: np.ndarray, index: np.ndarray) -> dict[str, float]:
         """Scores of the rows ``index`` (empty when there are none), computed where the model is placed."""
@@ -189,19 +194,35 @@ class Trainer:
             on_samples: Callable[[int, int], None] | None = None) -> list[EpochResult]:
         """Train every epoch, scoring the validation rows after each. ``progress``: a bar within each epoch
         (``None``: only on a terminal); ``on_samples(epoch, samples so far)`` after every step."""
+        rng = np.random.default_rng(self.seed)
+        return self._fit(lambda epoch, bar: self.train_epoch(inputs, labels, train_index, rng, bar),
+                         lambda: self.evaluate(inputs, labels, val_index),
+                         samples_per_epoch(self.training, len(train_index)), on_epoch, progress, on_samples)
+
+    def fit_streamed(self, epoch_batches: Callable[[int], Iterable[tuple[tuple[np.ndarray, ...], np.ndarray]]],
+                     validation: tuple[Sequence[np.ndarray], np.ndarray], rows: int,
+                     on_epoch: Callable[[EpochResult], None],
+                     on_samples: Callable[[int, int], None] | None = None) -> list[EpochResult]:
+        """:meth:`fit` over batches read while training: ``epoch_batches(epoch)`` gives epoch ``epoch``'s
+        (1-based) batches of ``(inputs, labels)``; ``validation`` is ``(inputs, labels)``; ``rows`` the training
+        rows an epoch holds."""
+        x_val, y_val = validation
+        return self._fit(lambda epoch, bar: self.train_batches(epoch_batches(epoch), bar),
+                         lambda: self.evaluate(x_val, y_val, np.arange(len(y_val))),
+                         samples_per_epoch(self.training, rows), on_epoch, False, on_samples)
+
+    def _fit(self, train_one: Callable[[int, Callable[[int], None]], tuple], validate: Callable[[], dict],
+             per_epoch: int, on_epoch: Callable[[EpochResult], None], progress: bool | None,
+             on_samples: Callable[[int, int], None] | None) -> list[EpochResult]:
         from tqdm.auto import tqdm
 
-        rng = np.random.default_rng(self.seed)
         results = []
-        per_epoch = samples_per_epoch(self.training, len(train_index))
         for epoch in range(1, self.training.epochs + 1):
             t0 = time.monotonic()
             with tqdm(total=per_epoch, unit="sample", desc=f"epoch {epoch}/{self.training.epochs}",
                       leave=False, disable=None if progress is None else not progress) as bar:
-                loss, acc, seen, steps, start, end = self.train_epoch(inputs, labels, train_index, rng,
-                                                                      _StepCounter(epoch, bar, on_samples))
-            validation = self.evaluate(inputs, labels, val_index)
-            result = EpochResult(epoch, loss, acc, validation, seen, steps, start, end, time.monotonic() - t0)
+                loss, acc, seen, steps, start, end = train_one(epoch, _StepCounter(epoch, bar, on_samples))
+            result = EpochResult(epoch, loss, acc, validate(), seen, steps, start, end, time.monotonic() - t0)
             results.append(result)
             on_epoch(result)
         return results

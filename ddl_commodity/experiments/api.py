@@ -273,12 +273,12 @@ class Experiment:
         from ddl_commodity.data.parquet import pieces
         from ddl_commodity.data.streaming import piece_shards, validation_pieces
 
-        if cfg.training.engine != "data_parallel":
-            raise ConfigError(f"data.source: a Parquet data set is read by data-parallel runs, not "
-                              f"{cfg.training.mode!r} ones")
+        if cfg.training.engine == "single":
+            raise ConfigError("data.source: a Parquet data set is read by distributed runs (data or model "
+                              "parallel), not single-machine ones")
         inputs, label = self.columns(cfg)
         found = tuple(pieces(cfg.data.source, [*inputs, label]))
-        validation = tuple(validation_pieces(found, cfg.data.validation_fraction, cfg.seed,
-                                             keep=cfg.training.workers))
-        piece_shards(found, validation, cfg.training.workers, cfg.seed)  # too few row groups ends here
+        shards = cfg.training.workers if cfg.training.engine == "data_parallel" else 1
+        validation = tuple(validation_pieces(found, cfg.data.validation_fraction, cfg.seed, keep=shards))
+        piece_shards(found, validation, shards, cfg.seed)  # too few row groups ends here
         return SourceData(cfg.data.source, found, tuple(inputs), label, validation)

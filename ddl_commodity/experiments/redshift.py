@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict, TrainingSettingsBase
 from ddl_commodity.data.parquet import Column
 from ddl_commodity.data.redshift import NUM_BANDS, NUM_CLASSES
-from ddl_commodity.experiments.api import Experiment
+from ddl_commodity.experiments.api import Dataset, Experiment
 from ddl_commodity.experiments.view import ExperimentView
 
 
@@ -209,7 +209,7 @@ class RedshiftExperiment(Experiment):
         driver holds: not for a data set the executors read)."""
         from ddl_commodity.data.redshift_metrics import trivial_metrics
 
-        if not len(dataset.validation_index) or not hasattr(dataset, "labels"):
+        if not isinstance(dataset, Dataset) or not len(dataset.validation_index):
             return {}
         return {"trivial_estimator": trivial_metrics(dataset.labels[dataset.train_index],
                                                      dataset.labels[dataset.validation_index])}

@@ -74,8 +74,8 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
     from ddl_commodity.launch.logs import native_noise_dropped
 
     run_dir = Path(resume) if resume is not None else None
-    experiment, cfg = resolve(config, run_dir, master, overrides)
     with native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
+        experiment, cfg = resolve(config, run_dir, master, overrides)
         experiment.dataset(cfg, progress=progress)  # data errors end here, before any cluster starts
     run_dir = _open_run_dir(cfg, run_dir, run_id, experiment)
     try:

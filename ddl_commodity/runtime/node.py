@@ -48,6 +48,7 @@ class NodeArgs:
     validation_file: str = ""  # SparkFiles name of the validation rows the driver shipped
     validation_pieces: tuple = ()  # or the pieces of a data set the node reads itself (data.parquet.Piece)
     validation_columns: tuple = ()  # their input columns, then the label column (data.parquet.Column)
+    data_pieces: tuple = ()  # model parallel from a data set: the training pieces the input node streams
     input_shapes: tuple[tuple[int, ...], ...] = ()  # per-sample shapes of the model's inputs (fed flat)
     layers: dict[str, str] = field(default_factory=dict)  # model parallel: layer -> node, resolved by the driver
     variables: str = "ps:0"  # model parallel: the node that holds the weights

@@ -86,3 +86,31 @@ def check_predict(run_dir: Path, data: Path, source, summary: dict, tmp_path: Pa
                        (("--data", str(data), "--out", str(tmp_path / "predictions")), "exists; choose a new")):
         bad = ddl_predict(*args)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and says in bad.stderr, bad.stderr
+
+
+def test_a_model_parallel_run_streams_its_batches_from_parquet(tmp_path: Path) -> None:
+    """The input node of a model-parallel run (the regression example, two blocks on two workers) reads its
+    training batches piece by piece and the validation pieces itself: a float target from Parquet."""
+    repo = Path(__file__).resolve().parents[2]
+    data = tmp_path / "spectra"
+    made = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "data", "redshift", "--samples", "600",
+                           "--seed", "3", "--format", "parquet", "--rows-per-file", "60", "--out", str(data)],
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    doc = yaml.safe_load((repo / "examples" / "redshift-regression-model-parallel.yaml").read_text())
+    doc["data"] = {"source": str(data), "validation_fraction": 0.1}
+    doc["model"].update(filters=4, units=8)
+    doc["training"].update(epochs=3, split=str(repo / doc["training"]["split"]))
+    doc["output"] = {"runs_dir": str(tmp_path / "runs")}
+    path = tmp_path / "mp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    proc = subprocess.run([sys.executable, "-m", "ddl_commodity.cli", "run", str(path), "--run-id", "mp",
+                           "--no-progress"], capture_output=True, text=True, timeout=420, check=False, cwd=repo)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stderr == "", proc.stderr
+    summary = json.loads((tmp_path / "runs" / "mp" / "summary.json").read_text())
+    assert summary["mode"] == "model_parallel" and summary["data"] == str(data)
+    assert (summary["train_samples"], summary["validation_samples"]) == (540, 60)
+    epochs = worker_records(tmp_path / "runs" / "mp")["worker-0"]
+    assert [r["samples"] for r in epochs] == [540] * 3, epochs  # every training row once an epoch
+    assert epochs[-1]["loss"] < epochs[0]["loss"] and summary["final"]["val_loss"] > 0, epochs
