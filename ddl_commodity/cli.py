@@ -81,7 +81,13 @@ def _add_data_parser(sub) -> None:
     hou.add_argument("--seed", type=int, default=0, help="random seed (scene and patch sampling)")
     hou.add_argument("--out", type=Path, help="directory for the synthetic scene (must not exist)")
     hou.add_argument("--scene", type=Path, help="scene directory to cut patches from (real or synthetic)")
-    hou.add_argument("--patches", type=Path, help="output HDF5 patch file (written atomically)")
+    hou.add_argument("--patches", type=Path,
+                     help="output: an HDF5 patch file, or with --format parquet a new directory (written atomically)")
+    hou.add_argument("--format", choices=["h5", "parquet"], default="h5",
+                     help="h5: one HDF5 file; parquet: a directory of Parquet files (columns row, rgb, hsi, label), "
+                     "the patches in a seeded random order (default h5)")
+    hou.add_argument("--rows-per-file", type=int, default=1024, metavar="N",
+                     help="with --format parquet: patches per Parquet file (default 1024)")
     hou.add_argument("--per-class", type=int, default=400, help="patches per class (thesis: 400 -> 8000)")
     hou.add_argument("--size", type=int, default=25, help="patch size in ground-truth pixels (odd; default 25)")
     hou.add_argument("--bands", default=None,
@@ -340,9 +346,29 @@ def cmd_data_houston(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserInputError(f"--bands must be comma-separated integers, got {args.bands!r}") from None
         t0 = time.monotonic()
-        extract_patches(scene, args.patches, PatchSpec(args.size, args.per_class, bands, args.seed))
+        spec = PatchSpec(args.size, args.per_class, bands, args.seed)
+        if args.format == "parquet":
+            _patches_as_parquet(scene, args.patches, spec, args.rows_per_file)
+        else:
+            extract_patches(scene, args.patches, spec)
         print(f"wrote {20 * args.per_class} patches to {args.patches} in {time.monotonic() - t0:.1f} s")
     return 0
+
+
+def _patches_as_parquet(scene: Path, out: Path, spec, rows_per_file: int) -> None:
+    """Cut the patches into a temporary HDF5 file beside ``out``, then write them as Parquet into ``out``."""
+    import tempfile
+
+    from ddl_commodity.data.patches import extract_patches, patches_to_parquet
+
+    if rows_per_file < 1:
+        raise UserInputError("--rows-per-file must be at least 1")
+    if out.exists():
+        raise UserInputError(f"{out}: exists; choose a new directory for the data set")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        extract_patches(scene, Path(tmp) / "patches.h5", spec)
+        patches_to_parquet(Path(tmp) / "patches.h5", out, rows_per_file, spec.seed)
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:

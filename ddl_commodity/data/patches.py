@@ -178,3 +178,25 @@ def load_patches(path: Path, expected_size: int | None = None, expected_bands: i
     if label.min() < 0 or label.max() >= NUM_CLASSES:
         raise DataError(f"{path}: labels must be 0..{NUM_CLASSES - 1}, found {label.min()}..{label.max()}")
     return PatchSet(rgb.astype(np.float32), hsi.astype(np.float32), label.astype(np.int32), bands)
+
+
+def patches_to_parquet(source: Path, out: Path, rows_per_file: int, seed: int, block: int = 512) -> Path:
+    """A patch file as a Parquet data set in directory ``out`` (columns ``rgb`` (s, s, 3), ``hsi`` (s, s, bands)
+    float32 and ``label`` int32), its rows in a seeded random order: the file is sorted by class, and shards of
+    whole row groups must each see every class."""
+    import h5py
+
+    from ddl_commodity.data.parquet import write_parquet
+
+    load_patches(source)  # a bad patch file ends here, naming it
+    with h5py.File(source, "r") as f:
+        order = np.random.default_rng([seed, 0xC1A55]).permutation(len(f["label"]))
+
+        def blocks():
+            for start in range(0, len(order), block):
+                rows = np.sort(order[start:start + block])  # h5py reads increasing indices
+                back = np.argsort(np.argsort(order[start:start + block]))
+                yield start, {k: f[k][rows][back].astype(np.float32 if k != "label" else np.int32)
+                              for k in ("rgb", "hsi", "label")}
+
+        return write_parquet(out, blocks(), rows_per_file)

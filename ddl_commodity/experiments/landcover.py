@@ -28,6 +28,7 @@ from ddl_commodity.config import (
     TrainingSettingsBase,
 )
 from ddl_commodity.data.houston import NUM_CLASSES
+from ddl_commodity.data.parquet import Column
 from ddl_commodity.data.patches import DEFAULT_HSI_BANDS
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.experiments.view import ExperimentView
@@ -197,6 +198,12 @@ class LandcoverExperiment(Experiment):
 
         data = load_patches(path, cfg.data.patch_size, len(cfg.data.hsi_bands))
         return (data.rgb, data.hsi), data.label
+
+    def columns(self, cfg: LandcoverConfig) -> tuple[tuple[Column, ...], Column]:
+        """A data set of ``ddl data houston --patches DIR --format parquet``: RGB and HSI patches in, the class
+        out (the inputs in the model's order, as :meth:`load` gives them)."""
+        s, bands = cfg.data.patch_size, len(cfg.data.hsi_bands)
+        return (Column("rgb", (s, s, 3)), Column("hsi", (s, s, bands))), Column("label", (), "int32", (0, NUM_CLASSES))
 
     def build_model(self, cfg: LandcoverConfig):
         from ddl_commodity.models.multimodal_cnn import MultimodalCNN

@@ -192,3 +192,31 @@ def test_cli_writes_a_synthetic_scene_and_its_patches(tmp_path: Path, capsys) ->
     assert main(["data", "houston", "--scene", str(out), "--patches", str(tmp_path / "q.h5"), "--bands", "60"]) == 2
     assert not (tmp_path / "q.h5").exists()
     assert "error:" in capsys.readouterr().err
+
+
+def test_patches_as_parquet_are_the_same_patches_in_a_seeded_order(tmp_path: Path) -> None:
+    """`--format parquet`: every patch once, numbered by `row`, classes spread over the row groups (the HDF5 file
+    is sorted by class), readable with the land-cover experiment's columns."""
+    from ddl_commodity.cli import main
+    from ddl_commodity.data.parquet import pieces, read_piece
+    from ddl_commodity.experiments.landcover import LandcoverConfig, LandcoverExperiment
+
+    write_coded_scene(tmp_path / "scene")
+    spec = ["--scene", str(tmp_path / "scene"), "--per-class", "3", "--size", "5", "--bands", "0,2", "--seed", "4"]
+    assert main(["data", "houston", *spec, "--patches", str(tmp_path / "p.h5")]) == 0
+    assert main(["data", "houston", *spec, "--patches", str(tmp_path / "pq"), "--format", "parquet",
+                 "--rows-per-file", "16"]) == 0
+    h5 = load_patches(tmp_path / "p.h5")
+    cfg = LandcoverConfig.model_validate({"data": {"patch_size": 5, "hsi_bands": [0, 2]}})
+    inputs, label = LandcoverExperiment().columns(cfg)
+    found = pieces(str(tmp_path / "pq"), [*inputs, label])
+    rows = [read_piece(p, [*inputs, label]) for p in found]
+    assert np.array_equal(np.concatenate([r["row"] for r in rows]), np.arange(60)) and len(found) == 4
+    got = {k: np.concatenate([r[k] for r in rows]) for k in ("rgb", "hsi", "label")}
+    def keyed(label, rgb, hsi) -> list:  # one patch's modalities and class stay together
+        return sorted(zip(label.tolist(), rgb.sum(axis=(1, 2, 3)).round(3).tolist(),
+                          hsi.sum(axis=(1, 2, 3)).round(3).tolist(), strict=True))
+
+    assert keyed(got["label"], got["rgb"], got["hsi"]) == keyed(h5.label, h5.rgb, h5.hsi)
+    assert len(set(rows[0]["label"].tolist())) > 5  # not one class per row group
+    assert main(["data", "houston", *spec, "--patches", str(tmp_path / "pq"), "--format", "parquet"]) == 2
