@@ -110,18 +110,16 @@ def stream_bundles(pieces: Sequence[Piece], inputs: Sequence[Column], label: Col
     for epoch in epochs:
         rng = np.random.default_rng([seed, epoch, shard])
         order = rng.permutation(len(pieces))
-        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        carry: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows short of a bundle, for the next window
         for start in range(0, len(order), window):
-            pending = [_joined(pending + [read(pieces[i]) for i in order[start:start + window]])]
-            index, x, y = pending[0]
+            index, x, y = _joined(carry + [read(pieces[i]) for i in order[start:start + window]])
             rows = rng.permutation(len(index))
-            whole = len(rows) - len(rows) % bundle_size
             final = start + window >= len(order)
-            for a in range(0, len(rows) if final else whole, bundle_size):
+            end = len(rows) if final else len(rows) - len(rows) % bundle_size
+            for a in range(0, end, bundle_size):
                 take = rows[a:a + bundle_size]
                 yield Bundle(epoch, shard, final and a + bundle_size >= len(rows), index[take], x[take], y[take])
-            keep = rows[whole:] if not final else rows[:0]
-            pending = [(index[keep], x[keep], y[keep])]
+            carry = [(index[rows[end:]], x[rows[end:]], y[rows[end:]])]
 
 
 def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

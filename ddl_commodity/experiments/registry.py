@@ -106,8 +106,8 @@ def parse_config(raw: object, source: str = "<config>") -> RunConfig:
 def load(path: str | Path, overrides: dict | None = None) -> tuple[Experiment, RunConfig]:
     """Read and validate a YAML experiment file; ``overrides`` (nested dicts) are merged on top."""
     raw = read_yaml(path)
-    if overrides:
-        raw = merge(raw if isinstance(raw, dict) else {}, overrides)
+    if overrides and isinstance(raw, dict):  # anything else is refused below, as it is without overrides
+        raw = merge(raw, overrides)
     return experiment_and_config(raw, str(path))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ddl_commodity.config import RunConfig, config_to_dict, merge, read_yaml
+from ddl_commodity.config import RunConfig, config_to_dict, merge
 from ddl_commodity.errors import RunFailed, UserInputError
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.resources.cgroups import NodeGroup
@@ -102,17 +102,15 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
 def resolve(config: ConfigSource | None, resume: Path | None = None, master: str | None = None,
             overrides: Mapping[str, Any] | None = None) -> tuple[Experiment, RunConfig]:
     """The experiment and its validated config: from ``config``, or a resumed run's own."""
-    from ddl_commodity.experiments.registry import experiment_and_config
+    from ddl_commodity.experiments.registry import experiment_and_config, load
 
     if (config is None) == (resume is None):
         raise UserInputError("give either a config or a run directory to resume")
     source = resume / "config.yaml" if resume is not None else config
-    raw = dict(source) if isinstance(source, Mapping) else read_yaml(source)
-    if not isinstance(raw, dict):
-        raise UserInputError(f"{source}: the top level must be a mapping of keys")
     extra = merge(dict(overrides or {}), {"cluster": {"master": master}} if master else {})
-    return experiment_and_config(merge(raw, extra) if extra else raw,
-                                 "<config>" if isinstance(source, Mapping) else str(source))
+    if isinstance(source, Mapping):
+        return experiment_and_config(merge(dict(source), extra), "<config>")
+    return load(source, extra)
 
 
 def spark_conf(config: ConfigSource) -> Any:
@@ -143,7 +141,7 @@ def _distributed(experiment: Experiment, cfg: RunConfig, run_dir: Path, resume: 
     """The run with its driver in this process, on the caller's SparkContext or a driver JVM of its own."""
     from ddl_commodity.engines.run import run_experiment
     from ddl_commodity.launch.driver import DriverJvm
-    from ddl_commodity.launch.embedded import started
+    from ddl_commodity.launch.embedded import driver_target
     from ddl_commodity.launch.logs import run_logged_to
     from ddl_commodity.runtime.session import ProcessContext
 
@@ -153,10 +151,7 @@ def _distributed(experiment: Experiment, cfg: RunConfig, run_dir: Path, resume: 
         if spark is not None:
             source = ProcessContext(getattr(spark, "sparkContext", spark))
         else:
-            master, group = cfg.cluster.master, driver.group
-            if master == "embedded":
-                state = stack.enter_context(started(cfg, run_dir))
-                master, group = state.master_url, state.groups().get("node0")  # the driver on the master's PC
+            master, group, state = driver_target(stack, cfg, run_dir, driver.group)
             source = DriverJvm(master, cfg.cluster.driver_memory, run_dir / "driver.log", driver.host, group)
         try:
             with run_logged_to(run_dir / "job.log"):
@@ -178,17 +173,14 @@ def _raise_with_memory_kills(err: RunFailed, state: Any) -> None:
 def _submitted(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool | None,
                driver: DriverPlacement | None) -> None:
     """The run under spark-submit: the validated config goes to the job as the run's ``config.yaml``."""
-    from ddl_commodity.launch.embedded import started
+    from ddl_commodity.launch.embedded import driver_target
     from ddl_commodity.launch.submit import submit
 
     config_file = run_dir / "config.yaml"
     if not resume:
         write_yaml_atomic(config_file, config_to_dict(cfg))
     with contextlib.ExitStack() as stack:
-        master, group, state = cfg.cluster.master, (driver or DriverPlacement()).group, None
-        if master == "embedded":
-            state = stack.enter_context(started(cfg, run_dir))
-            master, group = state.master_url, state.groups().get("node0")
+        master, group, state = driver_target(stack, cfg, run_dir, (driver or DriverPlacement()).group)
         try:
             submit(master, cfg.cluster.driver_memory, config_file, run_dir, resume, progress, group)
         except RunFailed as err:

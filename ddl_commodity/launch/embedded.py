@@ -10,6 +10,7 @@ from pathlib import Path
 from ddl_commodity.cluster.local import LocalClusterState, LocalStandaloneCluster, node_resource_options
 from ddl_commodity.config import RunConfig
 from ddl_commodity.errors import NodeFailure
+from ddl_commodity.resources.cgroups import NodeGroup
 
 
 def embedded_cluster(cfg: RunConfig, run_dir: Path) -> LocalStandaloneCluster:
@@ -29,6 +30,17 @@ def started(cfg: RunConfig, run_dir: Path) -> Iterator[LocalClusterState]:
         print(f"embedded cluster up in {time.monotonic() - t0:.1f} s: {cluster.master_url} "
               f"({cfg.embedded_spark_workers} workers{isolation_text(cluster.state)})", flush=True)
         yield cluster.state
+
+
+def driver_target(stack: contextlib.ExitStack, cfg: RunConfig, run_dir: Path, group: NodeGroup | None = None
+                  ) -> tuple[str, NodeGroup | None, LocalClusterState | None]:
+    """``(master URL, control group, embedded cluster state)`` of a run's driver: the embedded cluster ``cfg``
+    asks for, started into ``stack``, its driver in node0's group as on the master's PC; otherwise
+    ``cfg.cluster.master`` and ``group``."""
+    if cfg.cluster.master != "embedded":
+        return cfg.cluster.master, group, None
+    state = stack.enter_context(started(cfg, run_dir))
+    return state.master_url, state.groups().get("node0"), state
 
 
 def isolation_text(state: LocalClusterState) -> str:

@@ -66,7 +66,7 @@ def _score(cfg, run: Path, found: list, inputs: tuple, tmp: Path, spark: Any) ->
     """The scoring job, on the caller's SparkContext or a driver JVM of its own (logs in ``<run>/predict``)."""
     from ddl_commodity.engines.predicting import ScoringJob, scorer
     from ddl_commodity.launch.driver import DriverJvm
-    from ddl_commodity.launch.embedded import started
+    from ddl_commodity.launch.embedded import driver_target
     from ddl_commodity.runtime.session import ProcessContext
     from ddl_commodity.runtime.spark import tfos_spark_conf
 
@@ -77,10 +77,7 @@ def _score(cfg, run: Path, found: list, inputs: tuple, tmp: Path, spark: Any) ->
         if spark is not None:
             source = ProcessContext(getattr(spark, "sparkContext", spark))
         else:
-            master, group = cfg.cluster.master, None
-            if master == "embedded":
-                state = stack.enter_context(started(cfg, logs))
-                master, group = state.master_url, state.groups().get("node0")
+            master, group, _ = driver_target(stack, cfg, logs)
             source = DriverJvm(master, cfg.cluster.driver_memory, logs / "driver.log", group=group)
         sc = source.open(tfos_spark_conf(cfg))
         try:
