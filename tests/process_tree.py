@@ -23,6 +23,10 @@ def run_watched(argv: Sequence[str], cwd: Path, timeout: float) -> tuple[subproc
 
         def watch() -> None:
             root = psutil.Process(proc.pid)
+            try:
+                own = root.cmdline()
+            except psutil.Error:
+                return
             while not done.wait(0.2):
                 try:
                     children = root.children(recursive=True)
@@ -30,7 +34,10 @@ def run_watched(argv: Sequence[str], cwd: Path, timeout: float) -> tuple[subproc
                     return
                 for child in children:
                     with contextlib.suppress(psutil.Error):  # ended meanwhile
-                        seen.setdefault(child.pid, child.cmdline())
+                        cmdline = child.cmdline()
+                        # A child between fork and exec still shows its parent's command line: not yet itself.
+                        if cmdline != own:
+                            seen.setdefault(child.pid, cmdline)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()

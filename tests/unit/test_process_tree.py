@@ -21,3 +21,15 @@ def test_a_started_child_is_seen(tmp_path: Path) -> None:
     proc, seen = run_watched([sys.executable, "-c", code], cwd=tmp_path, timeout=60)
     assert proc.returncode == 0
     assert [sys.executable, "-c", "import time; time.sleep(1)"] in seen
+
+
+def test_a_forked_copy_of_the_command_is_not_taken_for_a_second_one(tmp_path: Path) -> None:
+    """Between fork and exec a child shows its parent's command line; only what it execs counts."""
+    code = ("import os, time\n"
+            "for _ in range(6):\n"
+            "    pid = os.fork()\n"
+            "    if pid == 0:\n"
+            "        time.sleep(0.5); os._exit(0)\n"
+            "    os.waitpid(pid, 0)\n")
+    proc, seen = run_watched([sys.executable, "-c", code], cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0 and seen == [], seen
