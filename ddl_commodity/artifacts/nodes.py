@@ -57,3 +57,36 @@ def plot_node_metrics(rows: dict[str, list[dict]], out: Path, title: str = "") -
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return write_bytes_atomic(Path(out), buf.getvalue())
+
+
+def node_series(rows: dict[str, list[dict]], max_points: int = 300) -> dict[str, dict[str, list]]:
+    """Per node, the samples the thesis's Ganglia plots show (Figs 6.5-6.28), thinned to ``max_points``.
+
+    Args:
+        rows: sampler rows per node (:func:`ddl_commodity.monitor.metrics.node_rows`).
+        max_points: at most this many points per node; rates are over the whole span between kept points.
+
+    Returns:
+        ``{node: {"t": seconds since the run's first sample, "cpu": %, "wait": CPU wait % (0-100, None where it
+        cannot be known), "memory": MB, "rx": MB/s in, "tx": MB/s out}}``, lists of one length per node.
+    """
+    if not rows:
+        return {}
+    t0 = min(rs[0]["time"] for rs in rows.values() if rs)
+    out = {}
+    for node, rs in rows.items():
+        if len(rs) < 2:
+            continue
+        step = max(1, -(-(len(rs) - 1) // max_points))
+        kept = [upgrade_row(r) for r in rs[::step]]
+        rx, tx = (np.diff([r[k] for r in kept]) for k in ("net_rx_bytes", "net_tx_bytes"))
+        dt = np.maximum(np.diff([r["time"] for r in kept]), 1e-9)
+        out[node] = {
+            "t": [round(r["time"] - t0, 2) for r in kept[1:]],
+            "cpu": [round(r["cpu_percent"], 2) for r in kept[1:]],
+            "wait": [None if r.get("cpu_wait_percent") is None else round(r["cpu_wait_percent"], 2) for r in kept[1:]],
+            "memory": [round((r.get("memory_bytes") or r["rss_bytes"]) / 2**20, 1) for r in kept[1:]],
+            "rx": [round(float(v), 3) for v in rx / dt / 1e6],
+            "tx": [round(float(v), 3) for v in tx / dt / 1e6],
+        }
+    return out

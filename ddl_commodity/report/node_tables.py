@@ -57,10 +57,12 @@ def averages_table(summary: dict) -> list[str]:
         peak, cap = a.get("memory_mb_max"), a.get("memory_limit_mb")
         memory = "-" if peak is None else f"{peak:.0f} / {'none' if cap is None else f'{cap:.0f}'}"
         wait, wait_max, delay = wait_columns(a)
-        old = old or a.get("run_queue_delay_percent_mean") is None
+        stale = a.get("run_queue_delay_percent_mean") is None
+        old = old or stale
         waits = "-" if wait is None else f"{wait:.1f} / " + ("-" if wait_max is None else f"{wait_max:.0f}")
+        delay_cell = "not comparable" if stale else "-" if delay is None else f"{delay:.1f}"
         lines.append(f"| {node} | {share} | {a['cpu_percent_mean']:.0f} / {a['cpu_percent_max']:.0f} | {waits} | "
-                     f"{'-' if delay is None else f'{delay:.1f}'} | {a['iowait_percent_mean']:.1f} | "
+                     f"{delay_cell} | {a['iowait_percent_mean']:.1f} | "
                      f"{a['rss_mb_mean']:.0f} / {a['rss_mb_max']:.0f} | {memory} | {rx} | {tx} |")
     if old:
         lines += ["", OLD_WAIT_NOTE]
@@ -68,10 +70,10 @@ def averages_table(summary: dict) -> list[str]:
 
 
 #: Under the table of a run summarised before CPU wait was defined, whose samples are not at hand.
-OLD_WAIT_NOTE = ("This run was summarised before CPU wait was defined per node (0-100) and its samples are not here "
-                 "to recompute it: its run-queue delay column is the number its report printed as \"CPU wait\", "
-                 "the run-queue delay summed over the node's threads, which grows with their number and is not "
-                 "comparable with the thesis's CPU wait.")
+OLD_WAIT_NOTE = ("This run was summarised before CPU wait was defined per node (0-100) and its per-thread counters "
+                 "were not kept, so its CPU wait cannot be recomputed: the number its report printed as \"CPU wait\" "
+                 "was the run-queue delay summed over the node's threads, which grows with their number and is not "
+                 "comparable with the thesis's CPU wait; it is not shown.")
 
 
 def parts_table(summary: dict) -> list[str]:

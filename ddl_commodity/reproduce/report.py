@@ -1,36 +1,77 @@
 """The report of a ``ddl reproduce`` directory: ``report/report.md`` and ``report/index.html`` with PNG figures.
 
-It says where and when the set ran (command, commit, machine, profile and d), every claim with our value, a
-verdict and the measurement behind it (:mod:`~ddl_commodity.reproduce.claims`), Tables 5.1/5.2, the per-node
-tables of the model-parallel runs, which runs were cut or failed and why, and every run's figures.
+It says where and when the set ran (command, commit, machine, profile and d), every claim of
+:mod:`~ddl_commodity.reproduce.claims` with the thesis's words, our number, the verdict, the reason and the
+figure it rests on (:mod:`~ddl_commodity.reproduce.figures`), Tables 5.1/5.2, the per-node tables of the
+monitored runs, which runs were cut or failed and why. On a published directory (``ddl report --publish``)
+it writes the page in place, from the summaries and ``series.json`` files published with it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from ddl_commodity.reproduce.claims import claims, plateau_rows
-from ddl_commodity.runs import write_bytes_atomic
+from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
+
+#: Per run, what the claims read besides summary.json (per-epoch curves, per-node samples), kept on publishing.
+SERIES = "series.json"
+
+
+def _run_dir(out: Path, e: dict) -> Path:
+    run_dir = Path(e.get("run_dir") or "-")
+    return run_dir if run_dir.is_absolute() else Path(out) / run_dir
+
+
+def published(state: dict) -> bool:
+    """True for a directory written by :func:`publish` (its run directories are relative to it)."""
+    dirs = [e["run_dir"] for e in state["experiments"].values() if e.get("run_dir") and not e.get("same_as")]
+    return bool(dirs) and not any(Path(d).is_absolute() for d in dirs)
+
+
+def series(run_dir: Path) -> dict:
+    """``epoch_curves`` and ``node_series`` of a run: from its workers' and nodes' files, else its SERIES file."""
+    from ddl_commodity.artifacts.curves import load_worker_curves
+    from ddl_commodity.artifacts.nodes import node_series
+    from ddl_commodity.monitor.metrics import node_rows
+    from ddl_commodity.monitor.sampler import read_node_csvs
+
+    if (run_dir / SERIES).is_file():
+        return json.loads((run_dir / SERIES).read_text())
+    curves = {w: [{k: r.get(k) for k in ("epoch", "loss", "accuracy", "seconds")} for r in recs]
+              for w, recs in load_worker_curves(run_dir).items()} if (run_dir / "workers").is_dir() else {}
+    nodes = node_series(node_rows(run_dir) or read_node_csvs(run_dir / "nodes")) if (run_dir / "nodes").is_dir() else {}
+    return {k: v for k, v in (("epoch_curves", curves), ("node_series", nodes)) if v}
 
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
-    """``reproduce.json`` and the summary of every run that succeeded, by run name; the CPU wait of runs
-    summarised before it was defined is recomputed from their samples where these are kept."""
+    """``reproduce.json`` and the summary of every run that succeeded, by run name, with its :func:`series`;
+    the CPU wait of runs summarised before it was defined is recomputed from their samples where these are
+    kept."""
     from ddl_commodity.monitor.metrics import refresh_waits
 
     state = json.loads((Path(out) / "reproduce.json").read_text())
     summaries = {}
     for name, e in state["experiments"].items():
-        path = Path(e["run_dir"] or "-") / "summary.json"
-        if e["state"] == "succeeded" and path.is_file():
-            summaries[name] = refresh_waits(json.loads(path.read_text()), path.parent)
+        run_dir = _run_dir(out, state["experiments"].get(e.get("same_as"), e))  # a twin reads its run
+        if e["state"] == "succeeded" and (run_dir / "summary.json").is_file():
+            summary = refresh_waits(json.loads((run_dir / "summary.json").read_text()), run_dir)
+            summaries[name] = {**summary, **series(run_dir)}
     return state, summaries
 
 
-def _figures(summaries: dict[str, dict], state: dict, fig_dir: Path) -> list[tuple[str, str]]:
-    """Copy every run's PNGs and draw the cross-run figures; returns (caption, file name) pairs."""
+def _old_wait(s: dict) -> bool:
+    """A run summarised before CPU wait was 0-100 whose samples are gone (its figures show the old measure)."""
+    averages = s.get("node_averages") or {}
+    return bool(averages) and any(a.get("run_queue_delay_percent_mean") is None for a in averages.values())
+
+
+def _figures(summaries: dict[str, dict], state: dict, out: Path, fig_dir: Path) -> list[tuple[str, str]]:
+    """Copy every run's PNGs (not the node plots of runs whose CPU wait is the old measure) and draw the
+    cross-run figure; returns (caption, file name) pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,13 +81,17 @@ def _figures(summaries: dict[str, dict], state: dict, fig_dir: Path) -> list[tup
 
     figures = []
     fig_dir.mkdir(parents=True, exist_ok=True)
-    for name, _s in summaries.items():
-        run_dir = Path(state["experiments"][name]["run_dir"])
+    for name, s in summaries.items():
+        run_dir = _run_dir(out, state["experiments"][name])
         for png, what in (("curves.png", "accuracy and loss per epoch"), ("nodes.png", "CPU, memory, network")):
+            target = fig_dir / f"{name}-{png}"
+            if png == "nodes.png" and _old_wait(s):
+                target.unlink(missing_ok=True)  # its CPU wait panel is the run-queue delay, not comparable
+                continue
             if (run_dir / png).is_file():
-                target = f"{name}-{png}"
-                shutil.copyfile(run_dir / png, fig_dir / target)
-                figures.append((f"{name}: {what}", target))
+                shutil.copyfile(run_dir / png, target)
+            if target.is_file():
+                figures.append((f"{name}: {what}", target.name))
     schemes = [(n, s) for n, s in summaries.items() if s.get("traffic_check")]
     if schemes:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -97,27 +142,67 @@ def _header(state: dict) -> list[str]:
     return lines
 
 
-def _claim_lines(summaries: dict) -> list[str]:
+VERDICT_NOTE = (
+    "Verdicts: **agree** (the measured value meets the thesis's threshold or ordering), **partly** (it meets the "
+    "weaker threshold, part of the ordering, or the seeds disagree), **no**, and **not testable here** (the reason "
+    "is given). Where the thesis gives a reduction, agree means at least half of it; \"similar\" is within 25%. "
+    "Claims measured on several seeds are judged per seed and report the median and the range. CPU wait is the "
+    "share of a node's time in which a thread of it waited for a CPU, 0-100, as Ganglia's `cpu_wio` on the "
+    "thesis's one-core PCs (defined in the local cluster guide, section CPU wait). Runs summarised before it was "
+    "defined so, whose per-thread counters were not kept, show no CPU wait: their old figure (the run-queue delay "
+    "summed over threads, above 100 on busy nodes) is not comparable and not shown.")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
+def _claim_lines(summaries: dict, fig_dir: Path, figures: list[tuple[str, str]]) -> list[str]:
+    """The claims table and, per claim, the thesis's words, our number, the verdict, the reason and its figure."""
+    from ddl_commodity.reproduce.figures import draw
+
     found = claims(summaries)
-    lines = ["## Thesis vs measured", "", "| # | claim | thesis | ours | verdict |", "|---|---|---|---|---|"]
+    counts = Counter(c["verdict"] for c in found)
+    lines = ["## Thesis vs measured", "", VERDICT_NOTE, "",
+             f"{len(found)} claims: " + ", ".join(f"{counts[v]} {v}" for v in ("agree", "partly", "no",
+                                                                             "not testable here")) + ".", "",
+             "| # | figure | the thesis says | we measure | ours | verdict |", "|---|---|---|---|---|---|"]
     for i, c in enumerate(found, start=1):
-        verdict = c["verdict"] if c["verdict"] in ("agree", "not measured") else f"**{c['verdict']}**"
-        lines.append(f"| {i} | {c['what']} | {c['thesis']} | {c['ours']} | {verdict} |")
-    lines += ["", "What each of our values rests on:", ""]
-    lines += [f"{i}. {c['why']}" for i, c in enumerate(found, start=1)]
-    return [*lines, ""]
+        verdict = c["verdict"] if c["verdict"] in ("agree", "not testable here") else f"**{c['verdict']}**"
+        lines.append(f"| {i} | {c['figure']} | \"{_cell(c['words'])}\" | {_cell(c['quantity'])} | "
+                     f"{_cell(c['ours'])} | {verdict} |")
+    lines += ["", "## Each claim", ""]
+    drawn: dict[str, str | None] = {}
+    copied = {f for _, f in figures}
+    for i, c in enumerate(found, start=1):
+        key = c["draws"]
+        if key not in drawn:
+            drawn[key] = draw(key, summaries, fig_dir)
+            if drawn[key] is None and key.startswith("curves:") and f"{key[7:]}-curves.png" in copied:
+                drawn[key] = f"{key[7:]}-curves.png"
+        lines += [f"### {i}. {c['figure']}: `{c['id']}`", "", f"The thesis: \"{c['words']}\"", "",
+                  f"Measured: {c['quantity']}. Judged: {c['rule']}.", "",
+                  f"Ours: {c['ours']}. Verdict: **{c['verdict']}**."
+                  + (f" The verdict rests on {c['rests_on']}." if c["rests_on"] else ""), ""]
+        lines += [f"Also: {a['label']}: {a['ours']}, {a['verdict']}" + (f" ({a['why']})" if a["ours"] == "-" else "")
+                  + "." for a in c["also"]]
+        lines += ([""] if c["also"] else []) + [f"Why: {c['why']}.", ""]
+        lines += [f"![{c['figure']}: {c['id']}](figures/{drawn[key]})" if drawn[key] else
+                  f"Figure: none ({key or 'no figure'}: the runs at hand do not hold its samples or curves).", ""]
+    return lines
 
 
 def write_reproduction_report(out: Path) -> Path:
-    """``report/report.md`` and ``report/index.html`` with PNG figures, from a reproduction directory."""
+    """``report.md`` and ``index.html`` with PNG figures, from a reproduction directory: under ``report/``, or
+    in place for a published one."""
     from ddl_commodity.report.node_tables import averages_table, scheme_table
 
     out = Path(out)
     state, summaries = load(out)
-    report_dir = out / "report"
+    report_dir = out if published(state) else out / "report"
     distinct = {n: s for n, s in summaries.items() if not state["experiments"][n].get("same_as")}
-    figures = _figures(distinct, state, report_dir / "figures")
-    lines = _header(state) + _claim_lines(summaries)
+    figures = _figures(distinct, state, out, report_dir / "figures")
+    lines = _header(state) + _claim_lines(summaries, report_dir / "figures", figures)
     lines += ["## Early stopping (Tables 5.1, 5.2)", "", *plateau_rows(summaries)]
     mp = [s for s in distinct.values() if s.get("traffic_check")]
     if mp:
@@ -140,8 +225,9 @@ def write_reproduction_report(out: Path) -> Path:
 
 def publish(out: Path, dest: Path) -> Path:
     """Copy a reproduction's report (``report.md``, ``index.html``, ``figures/``), its ``reproduce.json`` and
-    every run's ``config.yaml`` and ``summary.json`` (under ``runs/<name>/``) into ``dest``: what a reader needs,
-    without raw run directories. Returns ``dest/index.html``."""
+    every run's ``config.yaml``, ``summary.json`` and :data:`SERIES` (under ``runs/<name>/``) into ``dest``: what
+    a reader needs, and ``ddl report dest`` to redraw the page, without raw run directories. Returns
+    ``dest/index.html``."""
     out, dest = Path(out), Path(dest)
     state, _ = load(out)
     if dest.exists():
@@ -150,15 +236,21 @@ def publish(out: Path, dest: Path) -> Path:
     for png in (dest / "figures").glob("*.png"):
         _palette_png(png)
     for name, e in state["experiments"].items():
-        run_dir = Path(e.get("run_dir") or "-")
+        run_dir = _run_dir(out, e)
         if e["state"] != "succeeded" or e.get("same_as") or not run_dir.is_dir():
             continue
         (dest / "runs" / name).mkdir(parents=True)
         for file in ("config.yaml", "summary.json"):
             if (run_dir / file).is_file():
                 shutil.copyfile(run_dir / file, dest / "runs" / name / file)
+        if kept := series(run_dir):
+            write_json_atomic(dest / "runs" / name / SERIES, kept)
         e["run_dir"] = f"runs/{name}"
         e["config"] = f"runs/{name}/config.yaml"
+    for e in state["experiments"].values():  # a twin points at the copy of its run
+        if e.get("same_as") and e["state"] == "succeeded":
+            e["run_dir"] = f"runs/{e['same_as']}"
+            e["config"] = f"runs/{e['same_as']}/config.yaml"
     (dest / "reproduce.json").write_text(json.dumps(state, indent=1) + "\n")
     return dest / "index.html"
 

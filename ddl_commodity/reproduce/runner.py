@@ -46,6 +46,7 @@ def resized_config(run: str, scale: str) -> dict:
         raise UserInputError(f"{run}: no {path.name} in {THESIS_CONFIGS}")
     doc = yaml.safe_load(path.read_text())
     doc = view_of(get(doc.get("experiment", DEFAULT_EXPERIMENT), str(path))).at_scale(doc, scale)
+    doc = runsets.get(scale).adjust(doc)
     if seed is not None:
         doc["seed"] = seed
     doc["name"] = run
@@ -222,8 +223,14 @@ def _time_left(state: dict, remaining: list[str], started: float) -> str:
     """`` (elapsed 4 min, about 11 min left)``: each run still to do at its predicted time."""
     elapsed = f" (elapsed {(time.monotonic() - started) / 60:.0f} min"
     todo = [n for n in remaining if state["experiments"].get(n, {}).get("state") != "succeeded"]
-    predicted = [predicted_seconds(state, n) for n in todo]
+    predicted = [predicted_seconds(state, n) or _expected(n, state.get("scale", "")) for n in todo]
     if not any(predicted):
         return elapsed + ")"
     known = [p[0] for p in predicted if p]
     return f"{elapsed}, about {sum(known) / len(known) * len(todo) / 60:.0f} min left)"
+
+
+def _expected(name: str, scale: str) -> tuple[float, str] | None:
+    """The expected seconds of a run not yet measured (:func:`runsets.estimated_seconds`)."""
+    seconds = runsets.estimated_seconds(name, scale)
+    return None if seconds is None else (seconds, "expected")

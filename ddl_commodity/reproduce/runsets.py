@@ -4,7 +4,8 @@ profile, in what time budget, and how each experiment's config is resized (by th
 
 A run of a set is named after its config in ``configs/thesis/``; a repetition with another seed adds
 ``-seed<k>`` (``redshift-5k-same-3w-seed2``). Lists are in priority order: a scale with a budget runs the
-runs every claim needs first, so a cut removes repetitions and extra schemes, not verdicts.
+runs every claim needs first, so a cut removes repetitions and extra schemes, not verdicts. The thesis scale has
+no budget: it runs every claim's runs (:data:`THESIS_RUNS`) and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -20,18 +21,53 @@ _SEEDED = re.compile(r"^(?P<config>.+)-seed(?P<seed>\d+)$")
 
 #: The 1- and 3-worker cells of Fig 5.4 (and the rows of Tables 5.1/5.2 with most weight).
 FIG_5_4_CELLS = ("redshift-5k-same-1w", "redshift-5k-same-3w", "redshift-5k-disjoint-1w", "redshift-5k-disjoint-3w")
-#: What every claim of the report reads (Fig 5.4, Tables 5.1/5.2, Figs 6.5, 6.7, 6.21-6.24): one claim's pair
-#: of runs, the land-cover claims, then the other pair, so that a budget cut costs as few verdicts as it can.
+#: The runs of the central claims (Figs 5.4, 6.5-6.8, 6.21-6.24), which every scale runs: one pair of Fig 5.4,
+#: the land-cover runs, then the other pair, so that a budget cut costs as few verdicts as it can.
 CLAIM_RUNS = (
     *FIG_5_4_CELLS[:2], "landcover-default-8k", "landcover-fig6_7", "landcover-batch10", "landcover-batch50",
     "landcover-batch200", "landcover-default-2.5k", "landcover-dp-2.5k", *FIG_5_4_CELLS[2:],
 )
-#: Rows of Tables 5.1/5.2 and the schemes no claim needs.
-TABLE_RUNS = ("redshift-5k-single", "redshift-5k-same-2w", "redshift-5k-disjoint-2w")
-SCHEME_RUNS = ("landcover-fig6_10", "landcover-fig6_15", "landcover-fig6_18", "landcover-single-8k")
-#: The spread over seeds: the 1- and 3-worker cells, same and disjoint, with seeds 2 and 3 as well as 1.
-SEED_RUNS = tuple(f"{cell}-seed{k}" for k in (2, 3) for cell in FIG_5_4_CELLS)
-COMPARE_8K = ("landcover-default-8k-compare", "landcover-dp-8k")
+
+
+def _redshift(size: str, cells: tuple[str, ...] = ("single", "same-1w", "same-2w", "same-3w", "disjoint-1w",
+                                                    "disjoint-2w", "disjoint-3w")) -> tuple[str, ...]:
+    return tuple(f"redshift-{size}-{c}" for c in cells)
+
+
+#: Every run a claim of chapters 5 and 6 reads (:data:`ddl_commodity.reproduce.claims.CLAIMS`), in the order the
+#: thesis scale runs them: the land-cover runs (an hour), 5K spectra, seeds 2 and 3 of every 5K cell (Figs 5.3-5.6
+#: and Tables 5.1/5.2 turn on differences a seed can make), 15K spectra, then seeds 2 and 3 of the 15K cells of
+#: Figs 5.3(c,d) and 5.4. Interrupted, the set resumes where it stopped.
+THESIS_RUNS = (
+    "landcover-default-8k", "landcover-single-8k", "landcover-batch10", "landcover-batch50", "landcover-batch200",
+    "landcover-fig6_7", "landcover-fig6_10", "landcover-fig6_15", "landcover-fig6_18", "landcover-default-2.5k",
+    "landcover-dp-2.5k", "landcover-dp-8k",
+    *_redshift("5k"),
+    *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("5k")),
+    *_redshift("15k"),
+    *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("15k", ("single", "same-1w", "same-3w", "disjoint-1w",
+                                                                    "disjoint-3w"))),
+)
+#: Seconds each run of the thesis scale is expected to take on 2 cores with the thesis profile, from the
+#: thesis-profile runs of docs/reproduction/ (5K spectra: 20 epochs in 60-460 s; land cover: about 0.2 s per
+#: step at batch 50, 0.09 at batch 10, 0.8 at batch 200, plus 40 s to start), scaled to 15K spectra and to 10
+#: land-cover epochs: the ETA before a run of the set has finished. The 1-worker disjoint cells and batch 50 take
+#: 0 s: at this scale they are the same runs as the 1-worker same cells and landcover-default-8k.
+THESIS_SECONDS = {
+    "redshift-5k-single": 65, "redshift-5k-same-1w": 315, "redshift-5k-same-2w": 320, "redshift-5k-same-3w": 450,
+    "redshift-5k-disjoint-1w": 0, "redshift-5k-disjoint-2w": 200, "redshift-5k-disjoint-3w": 200,
+    "landcover-default-8k": 350, "landcover-single-8k": 80, "landcover-batch10": 700, "landcover-batch50": 0,
+    "landcover-batch200": 330, "landcover-fig6_7": 330, "landcover-fig6_10": 330, "landcover-fig6_15": 420,
+    "landcover-fig6_18": 340, "landcover-default-2.5k": 130, "landcover-dp-2.5k": 140, "landcover-dp-8k": 380,
+}
+THESIS_SECONDS |= {k.replace("-5k-", "-15k-"): 3 * v for k, v in THESIS_SECONDS.items() if "-5k-" in k}
+
+
+def estimated_seconds(run: str, scale: str) -> float | None:
+    """The expected seconds of a run of the thesis scale (:data:`THESIS_SECONDS`); None at other scales."""
+    return THESIS_SECONDS.get(config_and_seed(run)[0]) if scale == "thesis" else None
+
+
 SMALL_RUNS = (
     "redshift-5k-single", "redshift-5k-same-1w", "redshift-5k-same-2w", "redshift-5k-same-3w",
     "redshift-5k-disjoint-1w", "redshift-5k-disjoint-2w", "redshift-5k-disjoint-3w",
@@ -58,17 +94,30 @@ class Scale:
     profile: str | None
     budget_minutes: float | None
     about: str
+    min_epochs: dict[str, int] | None = None
+
+    def adjust(self, doc: dict) -> dict:
+        """A config resized by its experiment's view, with at least ``min_epochs[experiment]`` full epochs
+        (the thesis trained land cover for 10: Figs 6.4, 6.6)."""
+        epochs = (self.min_epochs or {}).get(doc.get("experiment", ""))
+        if epochs:
+            training = doc.setdefault("training", {})
+            training.pop("steps_per_epoch", None)
+            training["epochs"] = max(epochs, training.get("epochs", 1))
+        return doc
 
 
 SCALES = {
     s.name: s for s in (
         Scale("smoke", (*CLAIM_RUNS, "redshift-5k-single"), None, None,
-              "every claim's runs on toy sizes: all of the report's code in a few minutes"),
+              "the runs of Figs 5.4, 6.5-6.8 and 6.21-6.24 on toy sizes: all of the report's code in a few minutes "
+              "(the claims without their runs say so)"),
         Scale("small", SMALL_RUNS, None, None,
               "samples, epochs and steps cut to about half an hour on 2 cores"),
-        Scale("thesis", CLAIM_RUNS + TABLE_RUNS + SCHEME_RUNS + SEED_RUNS + COMPARE_8K, "thesis", 150.0,
-              "the thesis's sizes (5K spectra, 20 epochs, the 11.4M-weight model; 8K patches, >= 150 steady "
-              "steps) on the thesis cluster profile, 3 seeds for the 1- and 3-worker cells, in 150 minutes"),
+        Scale("thesis", THESIS_RUNS, "thesis", None,
+              "every claim's runs at the thesis's sizes (5K and 15K spectra, 20 epochs, the 11.4M-weight model; "
+              "2.5K and 8K patches, 10 full epochs) on the thesis cluster profile, 3 seeds of every 5K cell and "
+              "of the 1- and 3-worker 15K cells: 5 to 6 hours on 2 cores", {"landcover": 10}),
         Scale("full", tuple(sorted(p.stem for p in THESIS_CONFIGS.glob("*.yaml"))), None, None,
               "every config of configs/thesis/ unchanged, 15K spectra included (hours)"),
     )

@@ -169,10 +169,11 @@ def test_report_has_a_verdict_per_claim_and_renders(smoke: Path) -> None:
     html = (smoke / "report" / "index.html").read_text()
     assert "(smoke scale)" in md and f"{len(SMOKE_RUNS)} of {len(SMOKE_RUNS)} runs succeeded" in md
     claims = [line for line in md.splitlines() if re.match(r"^\| \d+ \|", line)]
-    assert len(claims) == 6, claims
+    assert len(claims) >= 25, claims
     for line in claims:
-        assert line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in ("agree", "partly", "no", "not measured")
-    assert "model vs data parallel, CPU % per worker" in md and "Table 5.1" in md and "Table 5.2" in md
+        assert line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in ("agree", "partly", "no",
+                                                                           "not testable here")
+    assert "`fig6_21-mp-less-cpu`" in md and "Table 5.1" in md and "Table 5.2" in md
     named = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert len(named) >= 6 and "figures/schemes.png" in named
     for rel in named:

@@ -53,3 +53,15 @@ def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> Non
     assert _identical_run(state, doc("disjoint-1w", "disjoint", 1, epochs=21)) is None
     state["experiments"]["same-1w"]["state"] = "failed"
     assert _identical_run(state, doc("disjoint-1w", "disjoint", 1)) is None
+
+
+def test_the_thesis_scale_has_an_eta_before_any_run_ended() -> None:
+    """Runs not yet measured count at the thesis scale's expected seconds; other scales wait for a run."""
+    from ddl_commodity.reproduce.runner import _time_left
+    from ddl_commodity.reproduce.runsets import estimated_seconds
+
+    todo = ["landcover-default-8k", "redshift-5k-same-3w"]
+    minutes = sum(estimated_seconds(n, "thesis") for n in todo) / 60
+    left = _time_left({"scale": "thesis", "experiments": {}}, todo, time.monotonic())
+    assert left == f" (elapsed 0 min, about {minutes:.0f} min left)"
+    assert _time_left({"scale": "smoke", "experiments": {}}, todo, time.monotonic()) == " (elapsed 0 min)"

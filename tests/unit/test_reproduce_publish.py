@@ -60,3 +60,54 @@ def test_publish_of_a_single_run_is_refused(tmp_path: Path, capsys) -> None:
     assert main(["report", str(run), "--publish", str(tmp_path / "docs")]) == 2
     assert "--publish is for a `ddl reproduce` directory" in capsys.readouterr().err
     assert not (tmp_path / "docs").exists()
+
+
+def _monitored_run(run: Path) -> None:
+    """A default-scheme run with 30 one-second samples per node and two epochs of one worker."""
+    nodes = {"ps-0": 4e6, "worker-0": 1e6, "worker-1": 2e6, "worker-2": 3e6}  # bytes in per second
+    layers = {"rgb_conv1": "worker:0", "hsi_conv1": "worker:1", "merge_concat": "worker:2"}
+    averages = {n: {"cpu_percent_mean": 50.0, "cpu_percent_max": 60.0, "iowait_percent_mean": 0.0,
+                    "cpu_wait_percent_mean": 5.0, "cpu_wait_percent_max": 9.0, "run_queue_delay_percent_mean": 70.0,
+                    "rss_mb_mean": 100.0, "rss_mb_max": 120.0, "rx_mb_per_s": r / 1e6, "tx_mb_per_s": r / 2e6}
+                for n, r in nodes.items()}
+    summary = {"name": run.name, "description": "default scheme", "scheme": {"layers": layers},
+               "node_averages": averages}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "nodes").mkdir()
+    for node, rate in nodes.items():
+        rows = [{"time": 100.0 + i, "cpu_percent": 50.0, "cpu_wait_percent": 5.0, "run_queue_delay_percent": 70.0,
+                 "rss_bytes": 2**20, "memory_bytes": 2**30, "net_rx_bytes": int(rate * i),
+                 "net_tx_bytes": int(rate * i / 2)} for i in range(30)]
+        (run / "nodes" / f"{node}.jsonl").write_text(json.dumps({"rows": rows}) + "\n")
+    (run / "workers").mkdir()
+    (run / "workers" / "worker-0.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "loss": 1.0 / e, "accuracy": 0.5 + e / 10, "seconds": 3.0}) + "\n" for e in (1, 2)))
+
+
+def test_a_published_page_is_redrawn_in_place_from_its_summaries_and_series(tmp_path: Path) -> None:
+    """``ddl report`` on the published directory: the claims page and the figures they rest on (traffic over
+    time per node, as Fig 6.6) from the runs' series.json; every claim has a verdict."""
+    out = tmp_path / "repro"
+    run = out / "runs" / "landcover-default-8k"
+    run.mkdir(parents=True)
+    _monitored_run(run)
+    state = {"scale": "thesis", "experiments": {"landcover-default-8k": {
+        "state": "succeeded", "seconds": 90.0, "run_dir": str(run), "config": "-"}}}
+    (out / "reproduce.json").write_text(json.dumps(state))
+    docs = tmp_path / "docs"
+    assert main(["report", str(out), "--publish", str(docs)]) == 0
+    kept = json.loads((docs / "runs" / "landcover-default-8k" / "series.json").read_text())
+    assert kept["epoch_curves"]["worker-0"][1] == {"epoch": 2, "loss": 0.5, "accuracy": 0.7, "seconds": 3.0}
+    ps = kept["node_series"]["ps-0"]
+    assert len(ps["t"]) == 29 and ps["rx"][0] == 4.0 and ps["tx"][-1] == 2.0 and max(ps["wait"]) <= 100
+    (docs / "report.md").unlink()
+    assert main(["report", str(docs)]) == 0
+    md = (docs / "report.md").read_text()
+    assert not (docs / "report").exists()  # in place
+    assert "Fig 6.6: `fig6_6-traffic-ps-merging`\n\nThe thesis: \"the bulk of traffic is actually gathered" in md
+    assert "![Fig 6.6: fig6_6-traffic-ps-merging](figures/traffic-landcover-default-8k.png)" in md
+    assert (docs / "figures" / "traffic-landcover-default-8k.png").read_bytes()[:4] == b"\x89PNG"
+    assert (docs / "figures" / "wait-box-landcover-default-8k.png").is_file()  # Fig 6.9's box plot
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert len(rows) >= 25 and all(line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in
+                                   ("agree", "partly", "no", "not testable here") for line in rows)
