@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/vm-setup.sh   # QEMU and a kernel for the cgroup v2 tests (tests/vm)
 .venv/bin/ruff check .
 # The documentation site: a broken link or anchor, a page left out of the navigation, a stale placeholder fail it.
 site=$(mktemp -d)

@@ -14,6 +14,10 @@ TensorFlow's threads) inherits the group.
   that node only, which :meth:`NodeGroup.oom_kills` then reports.
 * Freezing (``freezer.state`` / ``cgroup.freeze``): the node's processes stop being scheduled, sockets stay
   open: a hung PC, alive but silent.
+
+Which hierarchy is used is decided at run time from what the host mounts (``/proc/self/mountinfo``, see
+:func:`choose_layout`): v1 where every controller above has a v1 mount (a hybrid host, whose v2 mount holds
+no controllers, stays on v1), else the unified v2 hierarchy where it offers ``cpu`` and ``memory``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +34,7 @@ from pathlib import Path
 from ddl_commodity.errors import UserInputError
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+MOUNTINFO = Path("/proc/self/mountinfo")
 PERIOD_US = 100_000
 V1_CONTROLLERS = ("cpu", "cpuacct", "memory", "freezer")
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
@@ -203,28 +209,123 @@ def own_cgroups(proc_cgroup: Path = Path("/proc/self/cgroup")) -> dict[str, str]
     return out
 
 
-def private_memory_group(limit: int, root: Path = CGROUP_ROOT) -> Path | None:
+@dataclass(frozen=True)
+class CgroupMount:
+    """One cgroup file system mount: at ``point`` it shows the hierarchy from ``root`` on (``/`` unless only
+    part of the hierarchy is mounted there, as in a container without a cgroup namespace)."""
+
+    point: Path
+    root: str = "/"
+
+    def directory(self, cgroup_path: str) -> Path:
+        """Where the group ``cgroup_path`` (as ``/proc/<pid>/cgroup`` names it) is under this mount."""
+        if self.root != "/" and (cgroup_path == self.root or cgroup_path.startswith(self.root + "/")):
+            cgroup_path = cgroup_path[len(self.root):]
+        return self.point / cgroup_path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class MountTable:
+    """The cgroup mounts of a mount table: ``v1`` ``{option: mount}`` for every option of every v1 mount (its
+    controllers, and flags such as ``rw`` that nobody looks up), ``unified`` the v2 mount or None."""
+
+    v1: dict[str, CgroupMount]
+    unified: CgroupMount | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where node groups go: ``version`` 1 with ``mounts`` ``{controller: mount}`` for every controller of
+    :data:`V1_CONTROLLERS`, or 2 with ``{"unified": mount}``."""
+
+    version: int
+    mounts: dict[str, CgroupMount]
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes (``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> MountTable:
+    """The cgroup mounts in ``/proc/<pid>/mountinfo`` text (the first mount of a controller counts)."""
+    v1: dict[str, CgroupMount] = {}
+    unified = None
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" not in fields[6:]:  # mount id, parent, dev, root, point, options, optional fields, "-"
+            continue
+        sep = fields.index("-", 6)
+        if len(fields) < sep + 4:
+            continue
+        mount = CgroupMount(point=Path(_unescape(fields[4])), root=_unescape(fields[3]))
+        if fields[sep + 1] == "cgroup2" and unified is None:
+            unified = mount
+        elif fields[sep + 1] == "cgroup":
+            for option in fields[sep + 3].split(","):
+                v1.setdefault(option, mount)
+    return MountTable(v1=v1, unified=unified)
+
+
+def choose_layout(table: MountTable, unified_controllers: Iterable[str] = ()) -> Layout | None:
+    """v1 when every controller of :data:`V1_CONTROLLERS` has a v1 mount (so a hybrid host, whose v2 mount
+    holds no controllers, stays on v1); else v2 when the v2 mount offers ``cpu`` and ``memory``
+    (``unified_controllers``: its ``cgroup.controllers``); else None."""
+    if all(c in table.v1 for c in V1_CONTROLLERS):
+        return Layout(version=1, mounts={c: table.v1[c] for c in V1_CONTROLLERS})
+    if table.unified is not None and {"cpu", "memory"} <= set(unified_controllers):
+        return Layout(version=2, mounts={"unified": table.unified})
+    return None
+
+
+def _mount_table(mountinfo: Path = MOUNTINFO) -> MountTable:
+    try:
+        return parse_mountinfo(mountinfo.read_text())
+    except OSError:
+        return MountTable(v1={}, unified=None)
+
+
+def _controllers(mount: CgroupMount | None) -> list[str]:
+    """The controllers a v2 mount offers (its ``cgroup.controllers``)."""
+    if mount is None:
+        return []
+    try:
+        return (mount.point / "cgroup.controllers").read_text().split()
+    except OSError:
+        return []
+
+
+def host_layout(mountinfo: Path = MOUNTINFO) -> Layout | None:
+    """The layout this process's mounts offer (:func:`choose_layout`), read at every call."""
+    table = _mount_table(mountinfo)
+    return choose_layout(table, _controllers(table.unified))
+
+
+def private_memory_group(limit: int) -> Path | None:
     """Move this process into a new child of its own memory cgroup (v1 or v2) limited to ``limit`` bytes; the
     group's directory, or None where that is impossible. A small shell loop removes the group once the process
     has left it (it cannot do so itself: it is killed)."""
     import subprocess
 
-    own = own_cgroups()
-    if "memory" in own and (root / "memory").is_dir():  # v1
-        parent, limits = root / "memory" / own["memory"].lstrip("/"), {"memory.limit_in_bytes": str(limit)}
-    else:  # v2: one hierarchy, its controllers listed in cgroup.controllers
-        controllers = root / "cgroup.controllers"
-        if "unified" not in own or not controllers.is_file() or "memory" not in controllers.read_text().split():
-            return None
-        parent, limits = root / own["unified"].lstrip("/"), {"memory.max": str(limit), "memory.swap.max": "0"}
+    own, table = own_cgroups(), _mount_table()
+    if "memory" in own and "memory" in table.v1:
+        parent, limits = table.v1["memory"].directory(own["memory"]), {"memory.limit_in_bytes": str(limit)}
+    elif "unified" in own and "memory" in _controllers(table.unified):
+        # A group holding processes cannot give its children the memory controller: where this process's
+        # group does, the writes below fail and the caller falls back to an address-space limit.
+        parent = table.unified.directory(own["unified"])
+        limits = {"memory.max": str(limit), "memory.swap.max": "0"}
+    else:
+        return None
     group = parent / f"ddl-oom-{os.getpid()}"
     try:
         group.mkdir()
         for name, value in limits.items():
             (group / name).write_text(value)
         subprocess.Popen(  # bounded: gives up after 10 minutes
-            ["sh", "-c", 'for i in $(seq 50); do [ -s "$1/cgroup.procs" ] && break; sleep 0.1; done; '
-                         'for i in $(seq 3000); do [ -s "$1/cgroup.procs" ] || break; sleep 0.2; done; rmdir "$1"',
+            # `grep -q .`, not `test -s`: cgroup files have size 0 whatever they hold.
+            ["sh", "-c", 'for i in $(seq 50); do grep -q . "$1/cgroup.procs" && break; sleep 0.1; done; '
+                         'for i in $(seq 3000); do grep -q . "$1/cgroup.procs" || break; sleep 0.2; done; rmdir "$1"',
              "ddl-oom-cleanup", str(group)],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         (group / "cgroup.procs").write_text(str(os.getpid()))
@@ -246,16 +347,26 @@ def remount_script() -> str:
     that private mount namespace only, shows the same hierarchy. Errors are ignored: the node then samples
     its processes instead.
     """
-    if (CGROUP_ROOT / "cgroup.controllers").is_file():
-        return "mount -t cgroup2 ddl /sys/fs/cgroup 2>/dev/null"
-    controllers = " ".join(c for c in V1_CONTROLLERS if (CGROUP_ROOT / c).is_dir())
-    if not controllers:
+    layout = host_layout()
+    if layout is None:
         return ""
-    return ("{ mount -t tmpfs -o mode=755 ddl /sys/fs/cgroup && for c in " + controllers + "; do "
-            "mkdir -p /sys/fs/cgroup/$c && mount -t cgroup -o $c ddl /sys/fs/cgroup/$c; done; } 2>/dev/null")
+    points: dict[Path, list[str]] = {}  # a v1 mount may hold several controllers (cpu,cpuacct)
+    for controller, mount in layout.mounts.items():
+        if mount.point.is_relative_to(CGROUP_ROOT):  # mounts outside /sys survive its remount
+            points.setdefault(mount.point, []).append(controller)
+    if not points:
+        return ""
+    mounts = []
+    for point, controllers in points.items():
+        kind = "-t cgroup2" if layout.version == 2 else f"-t cgroup -o {','.join(controllers)}"
+        mounts.append(f"mkdir -p {shlex.quote(str(point))} && mount {kind} ddl {shlex.quote(str(point))}")
+    script = "{ " + "; ".join(mounts) + "; }"  # one controller's failure leaves the others mounted
+    if list(points) != [CGROUP_ROOT]:  # the mount points are directories of a tmpfs at /sys/fs/cgroup
+        script = f"mount -t tmpfs -o mode=755 ddl {CGROUP_ROOT} && {script}"
+    return "{ " + script + "; } 2>/dev/null"
 
 
-def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
+def own_node_group() -> NodeGroup | None:
     """The node group this process runs in (inherited from its node's daemon), or None outside any.
 
     A process may sit in a child of its node's group (the ``oom`` fault makes one): the node's directory
@@ -265,18 +376,14 @@ def own_node_group(root: Path = CGROUP_ROOT) -> NodeGroup | None:
         own = own_cgroups()
     except OSError:
         return None
-    if all(c in own for c in V1_CONTROLLERS) and (root / "cpu").is_dir():
-        matches = {c: _NODE_PATH_RE.match(own[c]) for c in V1_CONTROLLERS}
-        if all(matches.values()):
-            dirs = {c: str(root / c / m.group(1).lstrip("/")) for c, m in matches.items()}
-            return NodeGroup(node=Path(dirs["cpu"]).name, version=1, dirs=dirs)
+    layout = host_layout()
+    if layout is None:
         return None
-    match = _NODE_PATH_RE.match(own.get("unified", ""))
-    if match is None:
+    matches = {c: _NODE_PATH_RE.match(own.get(c, "")) for c in layout.mounts}
+    if not all(matches.values()):
         return None
-    mount = root if (root / "cgroup.controllers").is_file() else root / "unified"
-    directory = mount / match.group(1).lstrip("/")
-    return NodeGroup(node=directory.name, version=2, dirs={"unified": str(directory)})
+    dirs = {c: str(layout.mounts[c].directory(m.group(1))) for c, m in matches.items()}
+    return NodeGroup(node=Path(next(iter(dirs.values()))).name, version=layout.version, dirs=dirs)
 
 
 #: Set by docker/docker-compose.yml in every container: the container is a node. (``/.dockerenv`` would not
@@ -322,26 +429,22 @@ def _writable(directory: Path) -> bool:
     return directory.is_dir() and os.access(directory, os.W_OK)
 
 
-def hierarchy(root: Path = CGROUP_ROOT) -> tuple[int, dict[str, Path]]:
-    """``(version, {controller: directory new groups go under})``; raises :class:`CgroupsUnavailable`.
-
-    v1 when every controller of :data:`V1_CONTROLLERS` is mounted; v2 when the unified hierarchy (at
-    ``root`` or ``root/unified``) offers the ``cpu`` and ``memory`` controllers.
-    """
+def hierarchy() -> tuple[int, dict[str, Path]]:
+    """``(version, {controller: directory new groups go under})`` as :func:`host_layout` chooses them;
+    raises :class:`CgroupsUnavailable`."""
+    layout = host_layout()
+    if layout is None:
+        raise CgroupsUnavailable(
+            "no cgroup hierarchy with the cpu and memory controllers is mounted (needed for --node-cpus/"
+            "--node-memory and node faults); use a Linux host with cgroups, or drop the node limits")
+    if layout.version == 2:
+        return 2, {"unified": _v2_parent(layout.mounts["unified"].point)}
     own = own_cgroups()
-    if all((root / c).is_dir() and c in own for c in V1_CONTROLLERS):
-        dirs = {c: root / c / own[c].lstrip("/") for c in V1_CONTROLLERS}
-        missing = [str(d) for d in dirs.values() if not _writable(d)]
-        if missing:
-            raise CgroupsUnavailable(f"cgroup v1 directories not writable: {', '.join(missing)} (run as root)")
-        return 1, dirs
-    for mount in (root, root / "unified"):
-        controllers = (mount / "cgroup.controllers")
-        if controllers.is_file() and {"cpu", "memory"} <= set(controllers.read_text().split()):
-            return 2, {"unified": _v2_parent(mount)}
-    raise CgroupsUnavailable(
-        f"no cgroup hierarchy with the cpu and memory controllers under {root} (needed for --node-cpus/"
-        "--node-memory and node faults); use a Linux host with cgroups, or drop the node limits")
+    dirs = {c: m.directory(own.get(c, "/")) for c, m in layout.mounts.items()}
+    missing = [str(d) for d in dirs.values() if not _writable(d)]
+    if missing:
+        raise CgroupsUnavailable(f"cgroup v1 directories not writable: {', '.join(missing)} (run as root)")
+    return 1, dirs
 
 
 def unavailable_reason() -> str | None:
@@ -358,10 +461,25 @@ def _v2_parent(mount: Path) -> Path:
     (the "no internal processes" rule), so the groups go under the hierarchy's root, which may."""
     if not os.access(mount, os.W_OK):
         raise CgroupsUnavailable(f"{mount} is not writable (run as root to isolate nodes)")
+    _delegate(mount)
+    return mount
+
+
+def _delegate(directory: Path) -> None:
+    """Give the children of a v2 ``directory`` the ``cpu`` and ``memory`` controllers (its
+    ``cgroup.subtree_control``); :class:`CgroupsUnavailable` where the kernel refuses."""
+    control = directory / "cgroup.subtree_control"
     for controller in ("cpu", "memory"):
         with contextlib.suppress(OSError):
-            (mount / "cgroup.subtree_control").write_text(f"+{controller}")
-    return mount
+            control.write_text(f"+{controller}")
+    try:
+        enabled = set(control.read_text().split())
+    except OSError:
+        enabled = set()
+    if not {"cpu", "memory"} <= enabled:
+        raise CgroupsUnavailable(
+            f"cannot give the groups under {directory} the cpu and memory controllers (cgroup.subtree_control; "
+            "a group other than the root that holds processes cannot)")
 
 
 def create_node_groups(cluster_id: str, limits: dict[str, NodeLimits]) -> list[NodeGroup]:
@@ -373,10 +491,10 @@ def create_node_groups(cluster_id: str, limits: dict[str, NodeLimits]) -> list[N
             dirs = {}
             for controller, parent in parents.items():
                 directory = parent / f"ddl-{cluster_id}" / node
-                directory.mkdir(parents=True, exist_ok=True)
+                directory.parent.mkdir(exist_ok=True)
                 if version == 2:
-                    with contextlib.suppress(OSError):
-                        (directory.parent / "cgroup.subtree_control").write_text("+cpu +memory")
+                    _delegate(directory.parent)
+                directory.mkdir(exist_ok=True)
                 dirs[controller] = str(directory)
             group = NodeGroup(node=node, version=version, dirs=dirs)
             made.append(group)
@@ -410,10 +528,10 @@ def enter_command(group: NodeGroup | None, argv: Sequence[str]) -> list[str]:
 _CLUSTER_DIR_RE = re.compile(r"^ddl-[0-9a-f]{12}$")
 
 
-def leftover_groups(root: Path = CGROUP_ROOT) -> list[Path]:
+def leftover_groups() -> list[Path]:
     """``ddl-<cluster id>`` directories in the hierarchies, one per controller and cluster."""
     try:
-        _, parents = hierarchy(root)
+        _, parents = hierarchy()
     except CgroupsUnavailable:
         return []
     return sorted(p for parent in parents.values() for p in parent.glob("ddl-*")
@@ -432,8 +550,9 @@ def remove_abandoned_groups(min_age_s: float = 120.0) -> list[str]:
             continue
         with contextlib.suppress(OSError):
             for d in nodes:
-                with contextlib.suppress(OSError):
-                    (d / "freezer.state").write_text("THAWED")
+                for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):  # v1, v2
+                    with contextlib.suppress(OSError):
+                        (d / name).write_text(thawed)
                 d.rmdir()
             cluster_dir.rmdir()
             removed.append(str(cluster_dir))
