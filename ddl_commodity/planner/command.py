@@ -96,26 +96,31 @@ def run_plan(config: Path, profile: str | None, bandwidth: str | None, workers: 
 def _plan(config: Path, profile: str | None, bandwidth: str | None, workers: int | None, latency_s: float,
           out: Path | None, refresh: bool) -> int:
     from ddl_commodity.experiments.registry import load
-    from ddl_commodity.planner.costs import layer_costs
+    from ddl_commodity.planner.costs import CACHE_DIR, layer_costs
     from ddl_commodity.planner.plan import target_cluster
+    from ddl_commodity.planner.transport import transport_costs
 
     experiment, cfg = load(config)
-    target = target_cluster(cfg, profile, bandwidth, workers, latency_s)
+    target_cluster(cfg, profile, bandwidth, workers, latency_s)  # a bad profile or rate fails before measuring
     graph, loss = _model_and_loss(experiment, cfg, config)
     t = cfg.training
-    print(f"plan: {config} ({cfg.experiment}, batch {t.batch_size})\ncluster: {target.label}")
     t0 = time.monotonic()
+    transport = transport_costs(profile or cfg.cluster.profile or "none", CACHE_DIR, refresh=refresh)
+    target = target_cluster(cfg, profile, bandwidth, workers, latency_s, transport)
+    print(f"plan: {config} ({cfg.experiment}, batch {t.batch_size})\ncluster: {target.label}")
     costs = layer_costs(config, graph, t.batch_size, t.optimizer, loss, refresh=refresh)
     print(f"layer costs: one core, batch {t.batch_size}, loss {loss.split('{')[0]}: a whole step "
-          f"{1000 * costs.step_s:.1f} ms ({time.monotonic() - t0:.1f} s to get)")
+          f"{1000 * costs.step_s:.1f} ms; transport: {1000 * transport.remote_call_s:.2f} ms to dispatch a step "
+          f"to a node, {1e9 * transport.send_s_per_byte:.2f} / {1e9 * transport.recv_s_per_byte:.2f} ns CPU "
+          f"per byte sent / received ({time.monotonic() - t0:.1f} s to get)")
     doc = {"config": str(config), "experiment": cfg.experiment, "batch": t.batch_size, "cluster": target.label,
-           "costs": costs.to_dict(), "latency_s": latency_s}
+           "costs": costs.to_dict(), "transport": transport.to_dict(), "latency_s": latency_s}
+    json_path = (out or Path(f"{cfg.name}-split.yaml")).with_suffix(".json") if t.engine == "model_parallel" \
+        else (out or Path(f"{cfg.name}-plan.json")).with_suffix(".json")
     if t.engine == "model_parallel":
         doc.update(_model_parallel(experiment, cfg, costs, target, config, profile, bandwidth, out))
     else:
-        doc.update(_data_parallel(experiment, cfg, graph, costs, target))
-    json_path = (out or Path(f"{cfg.name}-split.yaml")).with_suffix(".json") if t.engine == "model_parallel" \
-        else (out or Path(f"{cfg.name}-plan.json")).with_suffix(".json")
+        doc.update(_data_parallel(experiment, cfg, graph, costs, target, json_path.with_suffix(".png")))
     _write(json_path, json.dumps(doc, indent=1))
     print(f"predictions: {json_path}")
     return 0
@@ -158,31 +163,67 @@ def _model_parallel(experiment, cfg, costs, target: Target, config: Path, profil
                         "seconds": round(took, 3), **prediction_dict(found.prediction, d)}}
 
 
-def _data_parallel(experiment, cfg, graph: BlockGraph, costs, target: Target) -> dict:
-    from ddl_commodity.planner.plan import feeding_efficiency, predict_data_parallel
+def _data_parallel(experiment, cfg, graph: BlockGraph, costs, target: Target, plot: Path) -> dict:
+    from ddl_commodity.planner.plan import data_parallel_task, feeding_efficiency
+    from ddl_commodity.planner.scaling import break_even, scaling_curve
 
     weights = sum(total for _, total in graph.weights.values())
-    samples = len(experiment.dataset(cfg, progress=False).train_index)
     shipped = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "feeding.json"
-    eff = feeding_efficiency(shipped)
     t = cfg.training
-    table = predict_data_parallel(costs, weights, samples, t.batch_size, t.data_distribution, target, eff)
+    task = data_parallel_task(experiment, cfg, costs, weights, feeding_efficiency(shipped))
+    curve = scaling_curve(task, target.cluster)
+    best = break_even(curve)
     d = target.dilation
-    print(f"data parallel, {t.data_distribution} data, {samples} training samples, {weights:,} weights "
-          f"({weights * 4 / MB:.1f} MB per push), feeding at {eff:.2f} of an in-memory loop (benchmark 1)")
-    print(f"  {'workers':>7s} {'s/epoch':>8s} {'cluster s':>9s} {'compute':>8s} {'PS exchange':>11s}")
-    for m, row in table.items():
-        cluster = f"{row['epoch_s'] * d:9.1f}" if d else f"{'':9s}"
-        print(f"  {m:7d} {row['epoch_s']:8.1f} {cluster} {row['compute_s']:8.1f} {row['exchange_s']:11.2f}")
-    # 'same' data: every worker passes over the whole set, so M workers make M passes per epoch
-    per_pass = {m: row["epoch_s"] / (1 if t.data_distribution == "disjoint" else m) for m, row in table.items()}
-    best = min(per_pass, key=per_pass.__getitem__)
-    print(f"  -> fastest pass over the training set: {best} worker(s), {per_pass[best]:.1f} s against "
-          f"{per_pass[1]:.1f} s on one: a worker pays while the compute it takes off the others outweighs "
-          f"one more {weights * 4 / MB:.1f} MB push and pull through the PS's link")
-    return {"data_parallel": {str(m): row for m, row in table.items()}, "fastest_workers": best,
-            "feed_efficiency": eff,
-            "weights": weights, "samples": samples}
+    print(f"data parallel, {t.data_distribution} data, {task.samples} training samples, {weights:,} weights "
+          f"({weights * 4 / MB:.1f} MB per push), s = {cfg.ps.s}, feeding at {task.feed_efficiency:.2f} of an "
+          f"in-memory loop (benchmark 1); target: {t.epochs} passes over the training set (training.epochs)")
+    print(f"  {'workers':>7s} {'s/epoch':>8s} {'cluster s':>9s} {'compute':>8s} {'exchange':>8s} {'PS busy':>8s} "
+          f"{'bound':>7s} {'to target s':>11s}")
+    for m in sorted({1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, best, min(t.workers, 64)}):
+        p = curve[m]
+        cluster = f"{p.epoch_s * d:9.1f}" if d else f"{'':9s}"
+        print(f"  {m:7d} {p.epoch_s:8.1f} {cluster} {p.compute_s:8.1f} {p.exchange_s:8.2f} {p.ps_busy_s:8.2f} "
+              f"{p.bound:>7s} {p.time_to_target_s:11.1f}{'  <- break-even' if m == best else ''}")
+    print(f"  -> break-even: {best} worker(s), {curve[best].time_to_target_s:.1f} s to the target against "
+          f"{curve[1].time_to_target_s:.1f} s on one; beyond {best} the compute a PC takes off the others no "
+          f"longer outweighs what its pushes ({weights * 4 / MB:.1f} MB each way) cost the PS")
+    node = target.label.split(", ", 1)[-1]  # the label without its worker count: the curve has them all
+    _write_plot(curve, best, d, plot, f"{cfg.name}, {t.data_distribution} data, s = {cfg.ps.s}\n{node}")
+    print(f"plot: {plot}")
+    return {"data_parallel": {str(m): curve[m].to_dict() for m in range(1, 5)},
+            "scaling": {str(m): p.to_dict() for m, p in curve.items()}, "break_even_workers": best,
+            "fastest_workers": best, "feed_efficiency": task.feed_efficiency, "weights": weights,
+            "samples": task.samples, "target_passes": task.target_passes}
+
+
+def _write_plot(curve: dict, best: int, dilation: float | None, path: Path, title: str) -> None:
+    """Seconds per epoch and to the target against M, the break-even marked: a PNG at ``path``."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale, unit = (dilation, "cluster s") if dilation else (1.0, "s")
+    ms = sorted(curve)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(ms, [curve[m].time_to_target_s * scale for m in ms], label="time to the target")
+    ax.plot(ms, [curve[m].epoch_s * scale for m in ms], label="one epoch (a worker's)", linestyle="--")
+    ax.axvline(best, color="grey", linestyle=":", label=f"break-even: {best} workers")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([m for m in (1, 2, 4, 8, 16, 32, 64) if m <= ms[-1]])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_yscale("log")
+    ax.set_xlabel("workers M (PCs)")
+    ax.set_ylabel(unit)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def _write(path: Path, text: str) -> None:

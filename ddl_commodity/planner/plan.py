@@ -1,5 +1,5 @@
 """``ddl plan``: predict every split scheme of a config's model on a cluster, find a better one, or, for a
-data-parallel config, predict the seconds per epoch for 1 to 4 workers.
+data-parallel config, predict the seconds per epoch for 1 to 64 workers (:mod:`ddl_commodity.planner.scaling`).
 
 The thesis's chapter 6 found its splits by trial and error (five schemes, an hour on the cluster each, read off
 Ganglia plots); this answers the same questions before running anything, from the model's shapes (what
@@ -9,7 +9,6 @@ crosses each link, :mod:`ddl_commodity.models.splits`) and one-core timings of i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,10 @@ from ddl_commodity.errors import ConfigError, UserInputError
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.models.splits import SplitScheme, available_schemes, load_scheme
 from ddl_commodity.planner.costs import LayerCosts
+from ddl_commodity.planner.scaling import DataParallelTask
 from ddl_commodity.planner.search import Found, Problem, best_placement
 from ddl_commodity.planner.simulate import ClusterModel, StepPrediction, predict_step
+from ddl_commodity.planner.transport import FREE, TransportCosts
 from ddl_commodity.resources.profiles import load_profile, rate_bps
 
 #: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
@@ -46,8 +47,9 @@ class Target:
 
 
 def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, workers: int | None,
-                   latency_s: float) -> Target:
-    """The profile's node share, memory and link (d x its rate), with ``bandwidth`` and ``workers`` overriding."""
+                   latency_s: float, transport: TransportCosts = FREE) -> Target:
+    """The profile's node share, memory and link (d x its rate), with ``bandwidth`` and ``workers`` overriding;
+    ``transport``: the measured CPU costs of dispatch and transfers (:mod:`ddl_commodity.planner.transport`)."""
     name = profile or cfg.cluster.profile
     resolved = load_profile(name).resolve() if name else None
     share = resolved.worker.cpus if resolved else (cfg.cluster.node_cpus or 1.0)
@@ -61,7 +63,7 @@ def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, w
     label = f"{n} workers + PS, each node {share:g} core, links {bps / 1e6:g} Mbit/s ({where or 'no profile, '}" \
             f"memory cap {f'{cap / 2**30:.1f} GiB' if cap else 'none'})"
     model = ClusterModel(cpu_share=share, bandwidth_bps=bps, latency_s=latency_s, memory_cap=cap,
-                         idle_cores=IDLE_CORES, burst_s=TBF_BURST_S if link else 0.0)
+                         idle_cores=IDLE_CORES, burst_s=TBF_BURST_S if link else 0.0, transport=transport)
     return Target(model, n, label, resolved.dilation if resolved else None)
 
 
@@ -153,26 +155,18 @@ def split_yaml(found: Found, how: str, rows: list[SchemeRow]) -> str:
     return head + yaml.safe_dump(doc, sort_keys=False)
 
 
-def predict_data_parallel(costs: LayerCosts, weights: int, samples: int, batch: int, distribution: str,
-                          target: Target, feed_efficiency: float, max_workers: int = 4) -> dict[int, dict]:
-    """Seconds per epoch with M = 1..``max_workers`` workers (thesis 5.2.2's PS, one push per epoch).
-
-    A worker trains ``samples / M`` (disjoint) or all ``samples`` (same) at its node's share, slowed by the
-    feeding rate measured against an in-memory loop (benchmark 1); at the epoch's end every worker pushes
-    ``dW`` and pulls ``W``: M x W bytes each way through the PS's link, then the PS applies M updates.
-    """
-    c = target.cluster
-    out = {}
-    for m in range(1, max_workers + 1):
-        per_worker = samples if distribution == "same" else math.ceil(samples / m)
-        # the node's whole share: within 10% of benchmark 6's runs for M = 1-3; with the idle daemons' 0.05
-        # core taken off, as for model parallelism, it predicts about 15% high (the cause is not known)
-        compute = math.ceil(per_worker / batch) * costs.step_s / c.cpu_share / feed_efficiency
-        exchange = m * weights * 4 / c.bytes_per_s + 2 * c.latency_s
-        apply = m * costs.apply_s / c.share("ps:0")
-        out[m] = {"epoch_s": compute + exchange + apply, "compute_s": compute, "exchange_s": exchange,
-                  "apply_s": apply, "samples_per_worker": per_worker}
-    return out
+def data_parallel_task(experiment: Experiment, cfg: RunConfig, costs: LayerCosts, weights: int,
+                       feed_efficiency: float) -> DataParallelTask:
+    """The data-parallel run ``cfg`` describes, for :mod:`~ddl_commodity.planner.scaling`: its training and
+    held-out sets (the data are read or generated), batch, ``s``, pushes, and ``training.epochs`` as the
+    passes to the target."""
+    data = experiment.dataset(cfg, progress=False)
+    t = cfg.training
+    return DataParallelTask(
+        step_s=costs.step_s, weights=weights, samples=len(data.train_index), batch=t.batch_size,
+        distribution=t.data_distribution, s=cfg.ps.s, push_every_steps=t.push_every_steps,
+        feed_efficiency=feed_efficiency, target_passes=float(t.epochs),
+        validation_samples=len(data.validation_index), eval_step_s=sum(costs.forward.values()))
 
 
 def feeding_efficiency(results: Path) -> float:

@@ -11,8 +11,13 @@ a full core takes ``t / c`` there. A transfer of ``n`` bytes between two nodes o
 and the receiver's incoming link (full duplex, ``n / bandwidth`` seconds each) and arrives ``latency``
 seconds after it left; transfers within a node are free. Every node and link serves its work in the order
 it becomes ready (the smaller first on a tie), as TensorFlow's executor runs whatever op has its inputs.
-Not modelled: two transfers sharing a link at once (they queue instead), the CPU that sending costs, and
-cache effects.
+Not modelled: two transfers sharing a link at once (they queue instead), and cache effects.
+
+What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer's
+bytes cost the sender ``n x send_s_per_byte / c`` and the receiver ``n x recv_s_per_byte / c`` of CPU, work
+they do alongside the link's (the transfer lasts as long as the slowest of the three) and that delays their
+next op; the input worker dispatches the step to every other node that computes or holds weights
+(``remote_call_s`` each), and each of those serves the call (``remote_serve_s``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ddl_commodity.models.placement import BlockGraph
 from ddl_commodity.planner.costs import LayerCosts
+from ddl_commodity.planner.transport import FREE, TransportCosts
 
 FLOAT_BYTES = 4
 #: Optimizer state per trainable weight, in weights (Adam keeps two moments).
@@ -37,7 +43,9 @@ class ClusterModel:
     ``base_bytes``: what a node uses before it holds any of the model (its Spark executor JVM, the TF server
     and runtime); ``memory_cap``: the node's memory (None: no cap); ``idle_cores``: what the node's daemons
     take of its share whatever it computes; ``burst_s``: the link shaper's bucket, in seconds of traffic
-    (0: no bucket, every byte at the rate)."""
+    (0: no bucket, every byte at the rate); ``ps_bandwidth_bps``: the PS's link when it differs from the
+    others' (None: the same); ``transport``: the CPU costs of the step's dispatch and of
+    every byte sent and received (:class:`~ddl_commodity.planner.transport.TransportCosts`)."""
 
     cpu_share: float = 1.0
     bandwidth_bps: float = 1e9
@@ -47,18 +55,23 @@ class ClusterModel:
     ps_cpu_share: float | None = None
     idle_cores: float = 0.0
     burst_s: float = 0.0
+    ps_bandwidth_bps: float | None = None
+    transport: TransportCosts = FREE
 
     @property
     def bytes_per_s(self) -> float:
         return self.bandwidth_bps / 8.0
 
-    @property
-    def burst_bytes(self) -> float:
-        """What a link passes at once after a pause: the namespace cluster's tbf bucket (``burst_s`` of
-        traffic, at least 64 KiB and a frame); 0 without shaping (``burst_s`` 0)."""
+    def link_bytes_per_s(self, node: str) -> float:
+        """The rate of ``node``'s link (each direction), bytes per second."""
+        return (self.ps_bandwidth_bps or self.bandwidth_bps) / 8.0 if node.startswith("ps:") else self.bytes_per_s
+
+    def burst_bytes(self, node: str) -> float:
+        """What ``node``'s link passes at once after a pause: the namespace cluster's tbf bucket (``burst_s``
+        of traffic, at least 64 KiB and a frame); 0 without shaping (``burst_s`` 0)."""
         from ddl_commodity.cluster.netns import TBF_MIN_BURST_BYTES
 
-        return max(TBF_MIN_BURST_BYTES, self.burst_s * self.bytes_per_s) if self.burst_s > 0 else 0.0
+        return max(TBF_MIN_BURST_BYTES, self.burst_s * self.link_bytes_per_s(node)) if self.burst_s > 0 else 0.0
 
     def share(self, node: str) -> float:
         """The cores a node's model work gets: its share less what its daemons use while idle."""
@@ -116,16 +129,18 @@ class _StepGraph:
 
     def _transmit(self, tx: str, rx: str, start: float, nbytes: float) -> float:
         """Seconds to send ``nbytes`` from ``start`` through both shapers (token buckets of ``burst_bytes``
-        that refill at the link rate): the first bytes pass at once if the link has been quiet."""
-        rate, burst = self.cluster.bytes_per_s, self.cluster.burst_bytes
+        that refill at each node's link rate): the first bytes pass at once if the link has been quiet."""
         seconds = 0.0
         for key in (tx, rx):
+            node = key.split(":", 1)[1]
+            rate, burst = self.cluster.link_bytes_per_s(node), self.cluster.burst_bytes(node)
             last, tokens = self._buckets.get(key, (0.0, burst))
             tokens = min(burst, tokens + (start - last) * rate)
             seconds = max(seconds, max(0.0, nbytes - tokens) / rate)
             self._buckets[key] = (start, tokens)
         for key in (tx, rx):  # spent: what the transfer took beyond the refill while it lasted
             _, tokens = self._buckets[key]
+            rate = self.cluster.link_bytes_per_s(key.split(":", 1)[1])
             self._buckets[key] = (start + seconds, max(0.0, tokens + seconds * rate - nbytes))
         return seconds
 
@@ -153,7 +168,15 @@ class _StepGraph:
                 busy[a] = busy.get(a, 0.0) + amount
             else:
                 start = max(at, free.get(f"tx:{a}", 0.0), free.get(f"rx:{b}", 0.0))
-                free[f"tx:{a}"] = free[f"rx:{b}"] = start + self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
+                seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
+                t = self.cluster.transport
+                for node, cpu in ((a, amount * t.send_s_per_byte / self.cluster.share(a)),
+                                  (b, amount * t.recv_s_per_byte / self.cluster.share(b))):
+                    if cpu > 0:  # the node's part of the transfer: alongside the link, before its next op
+                        free[node] = max(start, free.get(node, 0.0)) + cpu
+                        busy[node] = busy.get(node, 0.0) + cpu
+                        seconds = max(seconds, cpu)
+                free[f"tx:{a}"] = free[f"rx:{b}"] = start + seconds
                 done = free[f"tx:{a}"] + self.cluster.latency_s
                 links[(a, b)] = links.get((a, b), 0) + int(amount)
             end = max(end, done)
@@ -177,7 +200,11 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
         succs.setdefault(src, []).append(dst)
     act = {name: costs.batch * math.prod(shape) * FLOAT_BYTES for name, shape in graph.shapes.items()}
     g = _StepGraph(cluster)
-    begin = [g.compute(entry, costs.client_s, [])]  # the loop's own work: feeding the batch, the loss, dispatch
+    remote = sorted({*on.values(), variables} - {entry})
+    t = cluster.transport
+    # the loop's own work (feeding the batch, the loss), and its dispatch of the step to every remote task
+    begin = [g.compute(entry, costs.client_s + t.remote_call_s * len(remote), [])]
+    begin += [g.compute(node, t.remote_serve_s, begin[:1]) for node in remote if t.remote_serve_s > 0]
     done = dict.fromkeys(graph.inputs, begin)
     for layer in graph.layers:  # forward, in graph order, after this layer's weights have been read
         after = g.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, begin)

@@ -58,9 +58,9 @@ def test_plan_of_a_two_input_model_trained_data_parallel(tmp_path: Path) -> None
     proc = plan(tmp_path, str(config(tmp_path, "two-inputs-data-parallel.yaml", data={"samples": 200})))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert "fastest pass over the training set" in proc.stdout
-    assert sorted(json.loads((tmp_path / "two-inputs-dp-plan.json").read_text())["data_parallel"]) == \
-        ["1", "2", "3", "4"]
+    doc = json.loads((tmp_path / "two-inputs-dp-plan.json").read_text())
+    assert f"break-even: {doc['break_even_workers']} worker(s)" in proc.stdout
+    assert sorted(doc["data_parallel"]) == ["1", "2", "3", "4"] and len(doc["scaling"]) == 64
 
 
 @pytest.mark.parametrize(("case", "changes", "args", "says"), [

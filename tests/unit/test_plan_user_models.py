@@ -79,3 +79,18 @@ def test_one_line_keeps_the_reason_and_drops_the_frames() -> None:
     assert one_line("c.yaml: invalid configuration\n  training.split: not found") == \
         "c.yaml: invalid configuration; training.split: not found"
     assert len(one_line(RuntimeError("x" * 1000))) == 400
+
+
+def test_the_multi_branch_example_profiles_four_blocks_two_inputs_and_its_huber_loss() -> None:
+    """``examples/field_yield.py``: three branches (two on the same input) and a head, a regression."""
+    experiment, cfg = load(REPO / "examples" / "field-yield-model-parallel.yaml", {
+        "model": {"filters": 2, "units": 4},
+        "training": {"split": str(REPO / "examples" / "splits" / "field-yield-three-workers.yaml")}})
+    graph = experiment.block_graph(cfg)
+    model = experiment.build_model(cfg)
+    assert sorted(experiment.blocks(cfg)) == ["field", "head", "season", "weather"]
+    assert declared_input_shapes(experiment, cfg, model, graph) == [(24, 24, 4), (52, 3)]
+    assert {dst for src, dst in graph.edges if src == "weather"} == {"weather_conv1", "season_flatten"}
+    costs = profile_experiment(experiment, cfg, batch=8, repeats=2)
+    assert costs.loss.startswith("Huber") and set(costs.forward) == set(graph.layers)
+    assert not experiment.classification and costs.step_s > 0

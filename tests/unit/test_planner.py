@@ -14,10 +14,8 @@ from ddl_commodity.planner.costs import LayerCosts
 from ddl_commodity.planner.plan import (
     MIN_PREDICTED_GAIN,
     SchemeRow,
-    Target,
     block_placement,
     pick,
-    predict_data_parallel,
     split_yaml,
 )
 from ddl_commodity.planner.search import (
@@ -185,18 +183,6 @@ def test_a_shipped_scheme_is_kept_unless_the_search_is_predicted_clearly_faster(
     split_one = parse_scheme({"name": "split", "placement": {"a": "worker:0", "a2_l": "worker:1"}}, "split.yaml",
                              {"a": ["a1_l", "a2_l"]})
     assert block_placement(split_one, {"a": ["a1_l", "a2_l"]}) is None
-
-
-def test_data_parallel_prediction_trades_compute_for_ps_traffic() -> None:
-    c = LayerCosts(50, {}, {}, apply_s=0.01, client_s=0.0, step_s=0.2)
-    target = Target(ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.0), 4, "test")
-    disjoint = predict_data_parallel(c, 10_000_000, 5000, 50, "disjoint", target, feed_efficiency=0.8)
-    same = predict_data_parallel(c, 10_000_000, 5000, 50, "same", target, feed_efficiency=0.8)
-    assert disjoint[1]["compute_s"] == pytest.approx(100 * 0.2 / 0.4 / 0.8)
-    assert disjoint[2]["compute_s"] == pytest.approx(disjoint[1]["compute_s"] / 2)
-    assert [same[m]["compute_s"] for m in (1, 2, 3, 4)] == [same[1]["compute_s"]] * 4
-    assert disjoint[4]["exchange_s"] == pytest.approx(4 * disjoint[1]["exchange_s"])
-    assert disjoint[1]["exchange_s"] == pytest.approx(40e6 / 5e7)  # 40 MB through a 400 Mbit/s link
 
 
 def test_links_serve_transfers_in_the_order_they_become_ready() -> None:
