@@ -191,7 +191,15 @@ class DataSettingsBase(Strict):
     source: str | None = Field(None, description=(
         "a Parquet data set the executors read themselves (a directory, a glob, or a URI: file://, hdfs://, "
         "s3a://; written by `ddl data ... --format parquet`): the driver reads only the files' footers, each "
-        "worker its shard's row groups. Data-parallel runs only."))
+        "worker its shard's row groups. Data- and model-parallel runs"))
+    as_parquet: bool = Field(False, description=(
+        "read the run's own data (generated or given as a file) from Parquet: written once as a Parquet data set "
+        "under `cache_dir`, then read as `source` is. Data- and model-parallel runs"))
+    cache: Literal["memory", "disk", "none"] = Field("none", description=(
+        "data parallel from a Parquet source: Spark persists the rows the first epoch reads (`memory`: "
+        "MEMORY_ONLY in the executors' storage memory, `disk`: DISK_ONLY on their local disks) and later epochs "
+        "read them from there, one feed job per epoch; `none`: every epoch reads the source again, all epochs "
+        "in one feed job"))
 
 
 TrainingMode = Literal["data_parallel", "model_parallel", "single"]
@@ -294,11 +302,26 @@ class RunConfig(Strict):
         if t.engine == "data_parallel" and self.ps.s > t.workers:
             raise ValueError(f"ps.s={self.ps.s} exceeds training.workers={t.workers}: the PS can wait for at most "
                              "M updates")
+        self._data_source_fits()
         if t.engine != "single" and c.master == "embedded" and c.spark_workers is not None \
                 and c.spark_workers < self.tf_nodes:
             raise ValueError(f"{self.tf_nodes} TF nodes (1 PS + {t.workers} workers) need as many Spark executors, "
                              f"but cluster.spark_workers={c.spark_workers}")
         return self
+
+    def _data_source_fits(self) -> None:
+        d, t = self.data, self.training
+        parquet = d.source is not None or d.as_parquet
+        if parquet and t.engine == "single":
+            raise ValueError("data.source / data.as_parquet: a Parquet data set is read by distributed runs (data "
+                             "or model parallel); a single-machine run loads its data file")
+        if parquet and t.baseline:
+            raise ValueError("training.baseline: the single-machine baseline would load the whole data set on the "
+                             "driver, which data.source / data.as_parquet exist to avoid: run it as a run of its "
+                             "own (training.mode: single, from the data file)")
+        if d.cache != "none" and t.engine != "data_parallel":
+            raise ValueError("data.cache: Spark persists a data-parallel feed; a model-parallel input node streams "
+                             "its pieces itself")
 
 
 # ---------------------------------------------------------------------------------------------------------

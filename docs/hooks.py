@@ -201,13 +201,49 @@ def planner(config) -> str:
                       ("pick_vs_best_thesis", "goal ≤ 1.0")):
         row = [f"`{key}` ({goal})"]
         for speed in speeds:
-            row += [f"**{d['validation'][speed][key]:.3g}**", ""]
+            value = d["validation"][speed].get(key)
+            row += [f"**{value:.3g}**" if value is not None else "-", ""]
         rows.append(row)
     header = ["scheme"] + [h for s in speeds for h in (f"{s} predicted s/step", f"{s} measured")]
-    dp = _table(["workers M", "predicted s / epoch", "measured s / epoch", "error"],
-                [[m, f"{v['predicted_epoch_s']:.2f}", f"{v['measured_epoch_s']:.2f}", f"{v['error']:.1%}"]
-                 for m, v in d.get("data_parallel", {}).items()])
-    return "\n".join([_table(header, rows), "", "Data parallel (redshift, `same` data, the thesis profile):", "", dp])
+    return "\n".join([_table(header, rows), "", *_planner_more(d)])
+
+
+def _planner_more(d: dict) -> list[str]:
+    """The planner's user models, data-parallel, PS-bound and scaling results, those the results hold."""
+    def epochs(cells: dict) -> str:
+        return _table(["workers M", "predicted s / epoch", "measured s / epoch", "error"],
+                      [[m, f"{v['predicted_epoch_s']:.2f}", f"{v['measured_epoch_s']:.2f}", f"{v['error']:.1%}"]
+                       for m, v in cells.items()])
+
+    out = []
+    users = d.get("user_models", {})
+    if users:
+        out += ["Models no one tuned the planner for (400mbit; their own split, all on the input worker, the pick):",
+                "", _table(["model", "scheme", "predicted s/step", "measured", ""],
+                           [[name, scheme, f"{r['predicted_s']:.3f}", f"{r['measured_s']:.3f}", ""]
+                            for name, v in users.items() for scheme, r in v.get("schemes", {}).items()]
+                           + [[name, "**median error**", "", "", f"**{v['step_time_median_abs_error']:.3f}**"]
+                              for name, v in users.items() if "step_time_median_abs_error" in v]), ""]
+    dp = d.get("data_parallel", {})
+    for link, cells in dp.items():
+        if isinstance(cells, dict) and cells and not link.isdigit():
+            out += [f"Data parallel (redshift, `same` data, s = M, the thesis profile, links {link}):", "",
+                    epochs(cells), ""]
+    embedded = d.get("data_parallel_embedded") or {m: v for m, v in dp.items() if m.isdigit()}
+    if embedded:
+        out += ["Data parallel as `ddl run` on the embedded cluster of the thesis profile (earlier model):", "",
+                epochs(embedded), ""]
+    if d.get("ps_bound"):
+        out += ["PS-bound: 400mbit links but the PS's shaped to 40mbit:", "", epochs(d["ps_bound"]), ""]
+    for profile, v in d.get("scaling", {}).items():
+        curve = v["epoch_s_by_workers"]
+        shown = [m for m in ("1", "2", "4", "8", "16", "32", "64") if m in curve]
+        out += [f"Predicted for `{v['config']}` on the {profile} profile (s = {v['s']}): break-even "
+                f"**{v['break_even_workers']}** workers.", "",
+                _table(["workers M", *shown], [["s / epoch", *(f"{curve[m]:.1f}" for m in shown)],
+                                               ["s to the target", *(f"{v['time_to_target_s_by_workers'][m]:.0f}"
+                                                                     for m in shown)]]), ""]
+    return out
 
 
 def epoch_overhead(config) -> str:
@@ -233,6 +269,39 @@ def epoch_overhead(config) -> str:
         f"unisolated {d['ratio_worker_epoch_to_single_epoch_unisolated']:.3f})."])
 
 
+def data_scale(config) -> str:
+    d = _load(config, "data_scale")
+    sizes = sorted(d["data_sets"], key=int)
+    rows = []
+    for n in sizes:
+        data, run = d["data_sets"][n], d["runs"][n]
+        rows.append([f"{int(n):,}", f"{data['spectra_bytes'] / 2**30:.2f}", f"{data['parquet_bytes'] / 2**30:.2f}",
+                     f"{run['driver_peak_rss_mb']:.0f}", f"{run['node_peak_memory_mb']:.0f}",
+                     f"{run['worker_rx_bytes_over_shard_bytes']:.3f}" if "failed" not in run
+                     else f"failed: {run['failed']}", f"{run['run_seconds']:.0f}"])
+    caps = d["caps"]
+    control, p = d.get("control_in_memory"), d["predict"]
+    goals = [[f"`{k}`", json.dumps(d[k]) if isinstance(d[k], dict) else f"{d[k]:.3f}", goal,
+              "met" if d["goal_met"][k] else "**missed**"] for k, goal in d["goals"].items()]
+    return "\n".join([
+        f"{caps['spark_workers']} Spark workers ({caps['tf_workers']} TF workers and the PS), each "
+        f"{caps['node_cpus']:g} core and {caps['node_memory']} (together {caps['sum_of_spark_worker_caps_mb']:,.0f} "
+        f"MB); the master and driver {caps['master_memory']}; links {caps['link']}.", "",
+        _table(["rows", "GiB of spectra", "GiB of Parquet", "driver peak RSS MB", "node peak MB (working set)",
+                "worker rx / shard bytes", "run s"], rows), "",
+        _table(["figure", "measured", "goal", ""], goals), "",
+        (f"Control, the in-memory path at {control['rows']:,} rows (the driver loads the rows, every executor "
+         f"downloads them): worker rx / shard bytes **{control['worker_rx_bytes_over_shard_bytes']:.2f}**, driver "
+         f"{control['driver_peak_rss_mb']:.0f} MB, node peak {control['node_peak_memory_mb']:.0f} MB." if control
+         else ""),
+        "", f"Scoring {p['rows']:,} rows: `ddl predict` {p['ddl_predict']['samples_per_s']:,.0f} "
+        f"rows/s on {p['ddl_predict']['executors']} executors, one process "
+        f"{p['single_before']['samples_per_s']:,.0f} and {p['single_after']['samples_per_s']:,.0f}"
+        f" rows/s before and after (steady rates: ratio {p['steady_ratio']:.3f}). Feeding from Parquet "
+        f"/ (c) {d['feeding']['parquet_over_c']:.3f}, from rows in memory / (c) "
+        f"{d['feeding']['in_memory_rdd_over_c']:.3f}."])
+
+
 def environment(config, name: str) -> str:
     d = _load(config, name)
     env = d.get("environment", {})
@@ -248,7 +317,7 @@ def environment(config, name: str) -> str:
 
 TABLES = {"feeding": feeding, "parameter_server": parameter_server, "async_vs_allreduce": async_vs_allreduce,
           "model_parallel_traffic": model_parallel_traffic, "cluster_fidelity": cluster_fidelity,
-          "planner": planner, "epoch_overhead": epoch_overhead}
+          "planner": planner, "epoch_overhead": epoch_overhead, "data_scale": data_scale}
 
 
 def _replace(match: re.Match, config) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict
+from ddl_commodity.data.parquet import Column
 from ddl_commodity.experiments.api import Experiment
 
 STEPS, AXES, FEATURES, CLASSES = 40, 3, 16, 3
@@ -66,6 +67,11 @@ class TwoInputExperiment(Experiment):
     def load(self, cfg: TwoInputConfig, path: Path) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         with np.load(path) as f:
             return (f["tabular"], f["trace"]), f["y"]  # in the order build_model declares its inputs
+
+    def columns(self, cfg: TwoInputConfig) -> tuple[tuple[Column, ...], Column]:
+        """The same data as Parquet (``data.as_parquet``, ``data.source``): both inputs, in the model's order."""
+        return (Column("tabular", (FEATURES,)), Column("trace", (STEPS, AXES))), Column("label", (), "int32",
+                                                                                       (0, CLASSES))
 
     def build_model(self, cfg: TwoInputConfig):
         import keras

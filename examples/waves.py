@@ -1,8 +1,5 @@
-"""Bring your own model: a user's experiment in one file (docs/guides/your-own-model.md).
-
-    ddl run examples/waves-data-parallel.yaml    # Spark input + the staleness-weighted PS
-    ddl run examples/waves-model-parallel.yaml   # its two blocks on two workers (examples/splits/)
-"""
+"""Bring your own model: a user's experiment in one file (docs/guides/your-own-model.md). Run it with ``ddl run
+examples/waves-data-parallel.yaml`` (Spark input, the PS) or ``examples/waves-model-parallel.yaml`` (two blocks)."""
 
 from pathlib import Path
 
@@ -10,6 +7,7 @@ import numpy as np
 from pydantic import Field
 
 from ddl_commodity.config import DataSettingsBase, RunConfig
+from ddl_commodity.data.parquet import Column
 from ddl_commodity.experiments.api import Experiment
 
 
@@ -43,6 +41,9 @@ class WaveExperiment(Experiment):
     def load(self, cfg: WaveConfig, path: Path) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         with np.load(path) as f:
             return (f["x"],), f["y"]
+
+    def columns(self, cfg: WaveConfig):  # the same data as Parquet (data.as_parquet, data.source)
+        return (Column("signal", (64,)),), Column("label", (), "int32", (0, 4))
 
     def build_model(self, cfg: WaveConfig):
         import keras

@@ -131,7 +131,7 @@ def to_table(first_row: int, columns: Mapping[str, np.ndarray]):
     return table.replace_schema_metadata({SHAPES_KEY: json.dumps(shapes).encode()})
 
 
-def _uri(source: str) -> str:
+def source_uri(source: str) -> str:
     """``source`` as a URI pyarrow reads: a local path as ``file://``, ``s3a://`` as ``s3://``."""
     if source.startswith("s3a://"):
         return "s3://" + source.removeprefix("s3a://")
@@ -145,7 +145,7 @@ def filesystem_and_paths(source: str) -> tuple[object, list[str]]:
 
     head, _, tail = source.rpartition("/")
     pattern = tail if any(ch in tail for ch in "*?[") else None
-    uri = _uri(head if pattern else source)
+    uri = source_uri(head if pattern else source)
     try:
         filesystem, path = fs.FileSystem.from_uri(uri)
         prefix = uri[:len(uri) - len(path)] if uri.endswith(path) else ""  # scheme and authority

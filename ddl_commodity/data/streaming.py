@@ -13,6 +13,7 @@ which distribution ran exactly as for rows in memory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 #: Pieces whose rows are shuffled together while streaming: the shuffle's reach, and what a feed task holds.
 SHUFFLE_WINDOW = 4
+#: ``data.cache`` -> the Spark storage level the rows read from the pieces are persisted at.
+STORAGE_LEVELS = {"memory": "MEMORY_ONLY", "disk": "DISK_ONLY"}
+
+#: ``(index (n,) int64, x (n, d) float32, y (n,))``: rows read from pieces.
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def validation_pieces(pieces: Sequence[Piece], validation_fraction: float, seed: int, keep: int = 1) -> list[int]:
@@ -110,19 +116,27 @@ def stream_bundles(pieces: Sequence[Piece], inputs: Sequence[Column], label: Col
     for epoch in epochs:
         rng = np.random.default_rng([seed, epoch, shard])
         order = rng.permutation(len(pieces))
-        carry: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # rows short of a bundle, for the next window
-        for start in range(0, len(order), window):
-            index, x, y = _joined(carry + [read(pieces[i]) for i in order[start:start + window]])
-            rows = rng.permutation(len(index))
-            final = start + window >= len(order)
-            end = len(rows) if final else len(rows) - len(rows) % bundle_size
-            for a in range(0, end, bundle_size):
-                take = rows[a:a + bundle_size]
-                yield Bundle(epoch, shard, final and a + bundle_size >= len(rows), index[take], x[take], y[take])
-            carry = [(index[rows[end:]], x[rows[end:]], y[rows[end:]])]
+        starts = range(0, len(order), window)
+        windows = (([read(pieces[i]) for i in order[a:a + window]], a == starts[-1]) for a in starts)
+        yield from _window_bundles(windows, epoch, shard, bundle_size, rng)
 
 
-def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _window_bundles(windows: Iterator[tuple[list[Rows], bool]], epoch: int, shard: int, bundle_size: int,
+                    rng: np.random.Generator) -> Iterator[Bundle]:
+    """One epoch's bundles from ``(rows, final)`` windows, each window's rows shuffled together (with what the
+    previous window left short of a bundle); the last bundle of the final window has ``last=True``."""
+    carry: list[Rows] = []  # rows short of a bundle, for the next window
+    for current, final in windows:
+        index, x, y = _joined(carry + current)
+        rows = rng.permutation(len(index))
+        end = len(rows) if final else len(rows) - len(rows) % bundle_size
+        for a in range(0, end, bundle_size):
+            take = rows[a:a + bundle_size]
+            yield Bundle(epoch, shard, final and a + bundle_size >= len(rows), index[take], x[take], y[take])
+        carry = [(index[rows[end:]], x[rows[end:]], y[rows[end:]])]
+
+
+def _joined(parts: list[Rows]) -> Rows:
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]
 
 
@@ -149,3 +163,69 @@ def _streamer(pieces: list[Piece], inputs: tuple[Column, ...], label: Column, ep
         return stream_bundles(pieces, inputs, label, epochs, shard, bundle_size, seed)
 
     return stream
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ``data.cache``: the rows read in the first epoch persisted by Spark, read from there in the others
+
+
+def persisted_pieces(sc: SparkContext, pieces: Sequence[Piece], inputs: Sequence[Column], label: Column,
+                     level: str) -> RDD:
+    """The rows of ``pieces`` as an RDD of one partition per piece (its rows as one :data:`Rows` record), read
+    on the executors and persisted at ``level`` (``memory``: ``MEMORY_ONLY``, ``disk``: ``DISK_ONLY``).
+
+    Nothing is read here: the first feed job that reads a partition stores it where its task ran; later jobs
+    read the stored copy. A ``MEMORY_ONLY`` partition that does not fit the executor's storage memory is not
+    kept, and is read from the source again when next needed."""
+    from pyspark import StorageLevel
+
+    reader = _piece_reader(tuple(inputs), label)
+    rdd = sc.parallelize(list(pieces), len(pieces)).map(reader)
+    return rdd.persist(getattr(StorageLevel, STORAGE_LEVELS[level]))
+
+
+def _piece_reader(inputs: tuple[Column, ...], label: Column) -> Callable[[Piece], Rows]:
+    def read(piece: Piece) -> Rows:
+        return piece_rows(piece, inputs, label)  # type: ignore[return-value]
+
+    return read
+
+
+def cached_epoch_feed(sc: SparkContext, slots: Sequence[RDD], epoch: int, bundle_size: int, seed: int,
+                      window: int = SHUFFLE_WINDOW) -> RDD:
+    """Feed epoch ``epoch`` from persisted rows: partition m streams ``slots[m]`` (an RDD of
+    :func:`persisted_pieces`; the same one for every slot with ``same`` data) as bundles, ``window`` pieces'
+    rows shuffled together. The pieces come in the order they were persisted, so an epoch's shuffle reaches
+    as far as the window (uncached epochs also permute the pieces)."""
+    parts = [rdd.coalesce(1).mapPartitions(_cached_streamer(epoch, m, bundle_size, seed, window))
+             for m, rdd in enumerate(slots)]
+    return sc.union(parts)
+
+
+def _cached_streamer(epoch: int, shard: int, bundle_size: int, seed: int,
+                     window: int) -> Callable[[Iterator[Rows]], Iterator[Bundle]]:
+    def stream(chunks: Iterator[Rows]) -> Iterator[Bundle]:
+        rng = np.random.default_rng([seed, epoch, shard])
+        return _window_bundles(_looked_ahead(iter(lambda: list(itertools.islice(chunks, window)), [])), epoch,
+                               shard, bundle_size, rng)
+
+    return stream
+
+
+def _looked_ahead(windows: Iterator[list[Rows]]) -> Iterator[tuple[list[Rows], bool]]:
+    """``(window, final)``: each window and whether it is the last one (read one window ahead)."""
+    ahead = next(windows, None)
+    while ahead is not None:
+        current, ahead = ahead, next(windows, None)
+        yield current, ahead is None
+
+
+def storage_report(sc: SparkContext, rdds: Sequence[RDD]) -> dict:
+    """What Spark holds of the persisted ``rdds``, as its storage status reports it: the level, the
+    partitions cached and their bytes in memory and on disk (``summary.json``'s ``data_cache``)."""
+    ids = {rdd.id() for rdd in rdds}
+    infos = [i for i in sc._jsc.sc().getRDDStorageInfo() if i.id() in ids]
+    return {"storage_level": str(rdds[0].getStorageLevel()) if rdds else None, "rdds": len(ids),
+            "partitions": sum(rdd.getNumPartitions() for rdd in {r.id(): r for r in rdds}.values()),
+            "cached_partitions": sum(i.numCachedPartitions() for i in infos),
+            "memory_bytes": sum(i.memSize() for i in infos), "disk_bytes": sum(i.diskSize() for i in infos)}

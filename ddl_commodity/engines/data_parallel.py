@@ -37,7 +37,7 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset | SourceData, ru
     from ddl_commodity.runtime.node import FaultInjection
 
     t = cfg.training
-    rows = RowsWhereTheyLie(data) if isinstance(data, SourceData) else RowsInMemory(data, run_dir)
+    rows = RowsWhereTheyLie(data, cfg.data.cache) if isinstance(data, SourceData) else RowsInMemory(data, run_dir)
     preload = _surviving_records(run_dir, resumed) if resumed else None
     first_epoch = resumed["first_epoch"] if resumed else 0
     on_record = _EpochPrinter(t.epochs, view_of(experiment).validation_curve)
@@ -58,8 +58,10 @@ def train(experiment: Experiment, cfg: RunConfig, data: Dataset | SourceData, ru
         with EpochBar(session.collector, per_epoch, t.epochs, enabled=progress):
             live_per_epoch = _feed(session, rows, data, cfg, losses, ps_addr, first_epoch)
             made, model_file = _finish(session, cfg, losses, ps_addr)
+        cached = rows.release(session.sc)
         session.shutdown(cfg.ps.push_timeout_s + 120)
-    return _final(cfg, data, run_dir, made, model_file, losses, live_per_epoch)
+    final, sections = _final(cfg, data, run_dir, made, model_file, losses, live_per_epoch)
+    return final, {**sections, **({"data_cache": cached} if cached else {})}
 
 
 class RowsInMemory:
@@ -70,6 +72,7 @@ class RowsInMemory:
         self.data, self.validation_file = data, run_dir / "validation.npz"
         self.files: tuple[Path, ...] = (self.validation_file,)
         self.chunks = None
+        self.epoch_per_job = False  # one job feeds every epoch from the cached chunks
 
     def prepare(self, sc, workdir: Path) -> None:
         from ddl_commodity.data.rdd import indexed_chunks
@@ -85,6 +88,12 @@ class RowsInMemory:
     def validation_args(self) -> dict:
         return {"validation_file": self.validation_file.name}
 
+    def release(self, sc) -> dict:
+        """Unpersist the chunks; nothing to report (rows in memory are always cached)."""
+        if self.chunks is not None:
+            self.chunks.unpersist()
+        return {}
+
     def feed_rdd(self, sc, shards: np.ndarray, workers: int, start: int, end: int, cfg: RunConfig):
         from ddl_commodity.data.rdd import epoch_feed_rdd
 
@@ -95,12 +104,19 @@ class RowsInMemory:
 
 class RowsWhereTheyLie:
     """A data set the executors read (:class:`SourceData`): each feed task streams its shard's pieces from
-    the source, and every node reads the validation pieces itself; the driver handles no rows."""
+    the source, and every node reads the validation pieces itself; the driver handles no rows.
+
+    With ``data.cache`` (``memory`` or ``disk``) the rows the first epoch reads are persisted by Spark at that
+    level (:func:`~ddl_commodity.data.streaming.persisted_pieces`) and every epoch is a feed job of its own,
+    reading them from there; the summary's ``data_cache`` says what Spark held."""
 
     files: tuple[Path, ...] = ()
 
-    def __init__(self, data: SourceData) -> None:
-        self.data = data
+    def __init__(self, data: SourceData, cache: str = "none") -> None:
+        self.data, self.cache = data, cache
+        self.epoch_per_job = cache != "none"
+        self._persisted: dict[tuple[int, str], list] = {}  # (live workers, distribution) -> one RDD per slot
+        self._report: dict = {}
 
     def prepare(self, sc, workdir: Path) -> None:
         """Nothing to ship: the pieces are read where they lie."""
@@ -113,8 +129,38 @@ class RowsWhereTheyLie:
         from ddl_commodity.data.streaming import piece_feed_rdd
 
         t, d = cfg.training, self.data
+        if self.cache != "none":
+            return self._cached_feed(sc, shards, workers, start, cfg)
         return piece_feed_rdd(sc, d.pieces, shards, workers, end, t.data_distribution,
                               t.batch_size * t.feed_bundle_batches, cfg.seed, d.inputs, d.label, first_epoch=start)
+
+    def _cached_feed(self, sc, shards: np.ndarray, workers: int, epoch: int, cfg: RunConfig):
+        from ddl_commodity.data.streaming import cached_epoch_feed, persisted_pieces, pieces_of, storage_report
+
+        t, d = cfg.training, self.data
+        key = (workers, t.data_distribution)
+        if key not in self._persisted:  # a first epoch, or fewer live workers: the rows dealt again
+            self._report = self.release(sc)
+            if t.data_distribution == "same":
+                everything = persisted_pieces(sc, pieces_of(d.pieces, shards, None), d.inputs, d.label, self.cache)
+                self._persisted[key] = [everything] * workers
+            else:
+                self._persisted[key] = [persisted_pieces(sc, pieces_of(d.pieces, shards, m), d.inputs, d.label,
+                                                         self.cache) for m in range(workers)]
+        elif not self._report:  # the first epoch's job has run: what Spark holds now
+            self._report = storage_report(sc, self._persisted[key])
+        return cached_epoch_feed(sc, self._persisted[key], epoch, t.batch_size * t.feed_bundle_batches, cfg.seed)
+
+    def release(self, sc) -> dict:
+        """Unpersist the cached rows; return what Spark held of them (empty without a cache)."""
+        from ddl_commodity.data.streaming import storage_report
+
+        held = [rdd for slots in self._persisted.values() for rdd in slots]
+        report = self._report or (storage_report(sc, held) if held else {})
+        for rdd in held:
+            rdd.unpersist()
+        self._persisted.clear()
+        return report
 
 
 def _feed(session: TfosSession, rows: RowsInMemory | RowsWhereTheyLie, data: Dataset | SourceData, cfg: RunConfig,
@@ -128,12 +174,14 @@ def _feed(session: TfosSession, rows: RowsInMemory | RowsWhereTheyLie, data: Dat
     lost worker's task is re-run on a live executor, which must then train one epoch of the lost shard, not
     all that were left; and from the next epoch the training set is dealt among the live workers (a
     disjoint shard per live worker), so no data is dropped and no partition waits for a worker that is gone.
+    With ``data.cache`` every epoch is a job too: the later ones read what Spark persisted in the first.
     Returns {feed epoch: workers fed}.
     """
     t = cfg.training
     if losses is not None:
         losses.ps_address = ps_addr
-    jobs = [(e, e + 1) for e in range(first_epoch, t.epochs)] if losses else [(first_epoch, t.epochs)]
+    per_job = losses or rows.epoch_per_job
+    jobs = [(e, e + 1) for e in range(first_epoch, t.epochs)] if per_job else [(first_epoch, t.epochs)]
     plan: dict[int, int] = {}
     for start, end in jobs:
         live = losses.live_workers() if losses else t.workers

@@ -159,7 +159,9 @@ class _EpochLog:
         self.train_seconds = 0.0
 
     def add(self, index: np.ndarray, loss: float, accuracy: float | None, n: int) -> None:
-        self.indices.append(index)
+        # A copy: ``index`` is a view into the whole bundle's buffer, which would otherwise stay alive until
+        # the epoch ends, so a worker's memory would grow with its shard.
+        self.indices.append(np.array(index))
         self.loss_sum += loss * n
         self.correct_sum = None if accuracy is None or self.correct_sum is None else self.correct_sum + accuracy * n
         self.samples += n

@@ -10,7 +10,7 @@ from typing import Any
 
 from ddl_commodity.data.parquet import ROW, Column, Piece
 
-#: The model of each model file this Python worker has loaded: Spark reuses the worker for later tasks.
+#: The models and experiments this Python worker has loaded: Spark reuses the worker for later tasks.
 _LOADED: dict[str, Any] = {}
 
 
@@ -43,9 +43,8 @@ def score_piece(job: ScoringJob, piece: Piece) -> tuple[str, int]:
 
     from ddl_commodity.data.streaming import piece_rows
     from ddl_commodity.experiments.api import unflatten
-    from ddl_commodity.experiments.registry import experiment_and_config
 
-    experiment, _ = experiment_and_config(job.config, "<run config>", check=False)
+    experiment = _experiment(job.config)
     model = _model(job.model_name)
     index, x, _ = piece_rows(piece, job.inputs, None)
     outputs = model.predict(unflatten(x, [c.shape for c in job.inputs]), batch_size=job.batch_size, verbose=0)
@@ -53,6 +52,18 @@ def score_piece(job: ScoringJob, piece: Piece) -> tuple[str, int]:
     path = Path(job.out_dir) / f"part-{piece.first_row:012d}.parquet"
     pq.write_table(pa.table(columns), path)
     return str(path), len(index)
+
+
+def _experiment(config: dict) -> Any:
+    """The run's experiment, validated once per Python worker rather than once per piece."""
+    import json
+
+    from ddl_commodity.experiments.registry import experiment_and_config
+
+    key = "experiment:" + json.dumps(config, sort_keys=True, default=str)
+    if key not in _LOADED:
+        _LOADED[key], _ = experiment_and_config(config, "<run config>", check=False)
+    return _LOADED[key]
 
 
 def _model(name: str) -> Any:

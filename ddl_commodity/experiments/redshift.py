@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from ddl_commodity.config import DataSettingsBase, RunConfig, Strict, TrainingSettingsBase
 from ddl_commodity.data.parquet import Column
 from ddl_commodity.data.redshift import NUM_BANDS, NUM_CLASSES
-from ddl_commodity.experiments.api import Dataset, Experiment
+from ddl_commodity.experiments.api import Dataset, Experiment, SourceData
 from ddl_commodity.experiments.view import ExperimentView
 
 
@@ -204,12 +204,51 @@ class RedshiftExperiment(Experiment):
         """A Parquet data set of ``ddl data redshift --format parquet``: the spectrum in, the class out."""
         return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("label", (), "int32", (0, NUM_CLASSES))
 
-    def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset) -> dict:
-        """``trivial_estimator``: always the training set's median z, scored on the validation rows (rows the
-        driver holds: not for a data set the executors read)."""
+    def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset: Dataset | SourceData) -> dict:
+        """``trivial_estimator``: always the training set's median z, scored on the validation rows. For a data
+        set the executors read, from class counts: the label column streamed one row group at a time."""
         from ddl_commodity.data.redshift_metrics import trivial_metrics
 
-        if not isinstance(dataset, Dataset) or not len(dataset.validation_index):
+        if not len(dataset.validation_index):
             return {}
+        if isinstance(dataset, SourceData):
+            return {"trivial_estimator": trivial_from_counts(*label_counts(dataset))}
         return {"trivial_estimator": trivial_metrics(dataset.labels[dataset.train_index],
                                                      dataset.labels[dataset.validation_index])}
+
+
+def label_counts(data: SourceData) -> tuple[np.ndarray, np.ndarray]:
+    """Rows per class ``(NUM_CLASSES,)`` of the training and of the validation pieces, reading only the label
+    column, one row group at a time: the driver holds counts, never the rows."""
+    from ddl_commodity.data.parquet import read_piece
+
+    counts = np.zeros((2, NUM_CLASSES), np.int64)
+    held_out = set(data.validation)
+    for i, piece in enumerate(data.pieces):
+        labels = read_piece(piece, [data.label])[data.label.name]
+        counts[int(i in held_out)] += np.bincount(labels, minlength=NUM_CLASSES)
+    return counts[0], counts[1]
+
+
+def trivial_from_counts(train: np.ndarray, validation: np.ndarray) -> dict:
+    """:func:`~ddl_commodity.data.redshift_metrics.trivial_metrics` from class counts ``(C,)`` (training and
+    validation rows per class) instead of the labels: the same numbers, from C counts instead of N labels."""
+    from ddl_commodity.data.redshift_metrics import NMAD_SCALE, OUTLIER_DZ, class_centres
+
+    centres = class_centres(len(train))
+    z = _median_of_counts(centres, train)
+    dz = (z - centres) / (1.0 + centres)
+    middle = _median_of_counts(dz, validation)
+    return {"z": z, "dz_median": _median_of_counts(np.abs(dz), validation),
+            "dz_nmad": NMAD_SCALE * _median_of_counts(np.abs(dz - middle), validation),
+            "outlier_fraction": float(validation[np.abs(dz) > OUTLIER_DZ].sum() / validation.sum())}
+
+
+def _median_of_counts(values: np.ndarray, counts: np.ndarray) -> float:
+    """``np.median`` of ``values[k]`` repeated ``counts[k]`` times (the mean of the two middle ones for an even
+    total), without repeating them."""
+    order = np.argsort(values, kind="stable")
+    ends = np.cumsum(counts[order])
+    n = int(ends[-1])
+    low, high = (values[order][np.searchsorted(ends, k, side="right")] for k in ((n - 1) // 2, n // 2))
+    return float((low + high) / 2)

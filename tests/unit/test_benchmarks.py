@@ -190,3 +190,45 @@ def test_feeding_combines_trainers_side_by_side() -> None:
     assert c["end_to_end_seconds"] == 4.5 and c["per_trainer_samples_per_s"] == [50.0, 25.0]
     del b["fetch_seconds"]
     assert "fetch_seconds" not in combined([a, b])
+
+
+@pytest.mark.cluster
+def test_data_scale_quick(tmp_path: Path) -> None:
+    """Benchmark 8 end to end on a namespace cluster with node caps (minutes even in quick mode)."""
+    from ddl_commodity.cluster.netns import netns_unavailable_reason
+
+    if netns_unavailable_reason():
+        pytest.skip(netns_unavailable_reason())
+    out = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.data_scale", "--quick", "--out", str(out),
+                           "--data-dir", str(tmp_path / "data")],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| " in proc.stdout and "ETA" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "data_scale" and doc["mode"] == "quick"
+    check_environment(doc["environment"])
+    sizes = [str(n) for n in doc["settings"]["sizes"]]
+    assert int(sizes[-1]) >= 16 * int(sizes[0])
+    for key in ("driver_peak_rss_mb", "node_peak_memory_mb"):
+        assert set(doc[key]) == set(sizes) and all(v > 0 for v in doc[key].values()), key
+    assert set(doc["goal_met"]) == set(doc["goals"]) == {"driver_peak_rss_mb", "node_peak_memory_mb",
+                                                         "worker_rx_bytes_over_shard_bytes",
+                                                         "samples_per_s_over_in_memory",
+                                                         "predict_samples_per_s_over_single"}
+    for n in sizes:
+        run, data = doc["runs"][n], doc["data_sets"][n]
+        assert data["rows"] == int(n) and run["train_samples"] + run["validation_samples"] == int(n)
+        assert run["distribution_confirmed"] is True
+        assert sum(w["shard_rows"] for w in run["workers"].values()) == run["train_samples"]  # disjoint
+        for node in run["nodes"].values():
+            assert 0 < node["peak_working_set_mb"] <= node["cap_mb"]
+    assert doc["predict"]["ddl_predict"]["rows"] == int(sizes[-1]) == doc["predict"]["single_before"]["rows"]
+    assert_all_positive({k: doc[k] for k in ("worker_rx_bytes_over_shard_bytes", "samples_per_s_over_in_memory",
+                                             "predict_samples_per_s_over_single")})
+    # The counters see rows that travel: a worker of the in-memory control received about the whole data set
+    # more than the same worker reading its shard from the shared disk.
+    smallest, control = doc["runs"][sizes[0]], doc["control_in_memory"]
+    extra = min(w["rx_bytes"] for w in control["workers"].values()) - max(
+        w["rx_bytes"] for w in smallest["workers"].values())
+    assert control["rows"] <= int(sizes[0]) and extra >= 0.9 * control["rows"] * 1800 * 4
