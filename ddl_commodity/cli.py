@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{data,cluster,run,predict,plan,report,compare,reproduce}")
-    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_predict_parser, _add_plan_parser,
-                _add_report_parsers):
+                                metavar="{data,cluster,run,predict,pack,plan,report,compare,reproduce}")
+    for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_predict_parser, _add_pack_parser,
+                _add_plan_parser, _add_report_parsers):
         add(sub)
     return parser
 
@@ -179,13 +179,16 @@ def _add_run_parser(sub) -> None:
                      help="progress bars (default: only on a terminal)")
     run.add_argument("--spark-submit", action="store_true",
                      help="start the driver under spark-submit (jobs/experiment.py) in a child process instead")
+    run.add_argument("--env", type=Path, metavar="ARCHIVE",
+                     help="ship this environment (from `ddl pack`) to the executors and run their Python from it: "
+                     "worker hosts need no toolkit, only Java 17, Spark and Python 3.11")
 
 
 def _add_predict_parser(sub) -> None:
     pred = sub.add_parser(
         "predict", help="score a Parquet data set with a run's final model, on the cluster",
-        description="Score DATA with the final model of RUN on the executors (one model load per executor, one "
-        "row group per task) and write Parquet files into OUT: column `row` (the global index) and the "
+        description="Score DATA with the final model of RUN on the executors (one model load per executor, whole "
+        "row groups, several per task) and write Parquet files into OUT: column `row` (the global index) and the "
         "experiment's predictions (a classifier's class and probability, a regression's value; redshift adds "
         "z). Runs on the run's cluster (an embedded one is started and stopped) or --master.",
         epilog="example: ddl predict runs/<run-id> --data data/redshift-100k --out predictions/redshift-100k",
@@ -195,6 +198,26 @@ def _add_predict_parser(sub) -> None:
                       help="Parquet data set: a directory, a glob, or file://, hdfs://, s3a://")
     pred.add_argument("--out", type=Path, required=True, help="a new directory for the predictions")
     pred.add_argument("--master", help="Spark master to score on (default: the run's cluster.master)")
+    pred.add_argument("--env", type=Path, metavar="ARCHIVE",
+                      help="ship this environment (from `ddl pack`) to the executors, as `ddl run --env`")
+
+
+def _add_pack_parser(sub) -> None:
+    pack = sub.add_parser(
+        "pack", help="pack this Python environment into an archive Spark ships to the executors",
+        description="Write the toolkit, TensorFlow, TFoS and everything else the toolkit needs, as installed "
+        "here (the toolkit built as a wheel when it is installed from a checkout), plus the packages named with "
+        "--with, into one venv-pack archive. `ddl run --env ARCHIVE` ships it (spark.archives ARCHIVE#environment) "
+        "and the executors run ./environment/bin/python, so a worker host needs Java 17, Spark and a Python 3.11 "
+        "at the path printed at the end (a venv links to its interpreter), and no toolkit.",
+        epilog="examples:\n  ddl pack --out env.tar.gz\n  ddl pack --out env.tar.gz --with ../my-experiments\n"
+        "  ddl run my.yaml --master spark://head:7077 --env env.tar.gz",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pack.add_argument("--out", type=Path, default=Path("env.tar.gz"),
+                      help="the archive to write: .tar.gz, .tgz or .zip (default env.tar.gz; must not exist)")
+    pack.add_argument("--with", dest="with_packages", type=Path, action="append", default=[], metavar="PATH",
+                      help="also ship this package: a source directory (built as a wheel) or a wheel file; "
+                      "repeatable")
 
 
 def _add_plan_parser(sub) -> None:
@@ -204,8 +227,9 @@ def _add_plan_parser(sub) -> None:
         "(configs/splits/) on the cluster -- step time, each node's CPU and memory, MB per step on each link -- "
         "then search the placements of the model's blocks for the shortest predicted step within the nodes' "
         "memory, and write the best as a split YAML. For a data-parallel CONFIG, predict the seconds per "
-        "epoch with 1 to 4 workers. Layer timings are profiled once per model and batch size on one core "
-        "(tens of seconds) and cached.",
+        "epoch and to the target with 1 to 64 workers and the break-even beyond which a worker no longer pays "
+        "(also as a PNG). Layer timings are profiled once per model and batch size on one core (tens of "
+        "seconds), the transport's CPU costs once per profile (about 20 s), and both cached.",
         epilog="example: ddl plan configs/landcover-quick.yaml --profile thesis --bandwidth 40mbit",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     plan.add_argument("config", type=Path, help="experiment YAML")
@@ -217,7 +241,8 @@ def _add_plan_parser(sub) -> None:
     plan.add_argument("--latency-ms", type=float, default=0.5,
                       help="cost of each tensor sent between nodes besides its bytes (default 0.5 ms)")
     plan.add_argument("--out", type=Path, help="where to write the best split (default <config name>-split.yaml)")
-    plan.add_argument("--refresh", action="store_true", help="profile the layers again instead of the cache")
+    plan.add_argument("--refresh", action="store_true",
+                      help="profile the layers and the transport again instead of the cache")
 
 
 def _add_report_parsers(sub) -> None:
@@ -266,7 +291,7 @@ def _add_report_parsers(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"data": cmd_data, "cluster": cmd_cluster, "run": cmd_run, "predict": cmd_predict, "plan": cmd_plan,
-                "report": cmd_report, "compare": cmd_compare, "reproduce": cmd_reproduce}
+                "report": cmd_report, "compare": cmd_compare, "reproduce": cmd_reproduce, "pack": cmd_pack}
     # `kill`, a CI timeout or a scheduler sends SIGTERM: unwind like Ctrl-C, so that an embedded cluster, a
     # spark-submit child and the run's status are cleaned up instead of orphaned.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -507,7 +532,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ddl_commodity.launch.api import run
 
     summary = run(args.config, master=args.master, run_id=args.run_id, resume=args.resume,
-                  progress=args.progress, spark_submit=args.spark_submit)
+                  progress=args.progress, spark_submit=args.spark_submit, env=args.env)
     _print_summary(summary)
     return 0
 
@@ -515,9 +540,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ddl_commodity.launch.predict import predict
 
-    done = predict(args.run_dir, args.data, args.out, master=args.master)
+    done = predict(args.run_dir, args.data, args.out, master=args.master, env=args.env)
     print(f"scored {done['rows']} rows of {args.data} with {args.run_dir}'s model in {done['seconds']:.0f} s: "
           f"{done['out']} ({done['files']} files)")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from ddl_commodity.launch.pack import pack
+
+    done = pack(args.out, args.with_packages)
+    print(f"packed {done.distributions} distributions into {done.path} ({done.size_bytes / 1e6:.0f} MB) in "
+          f"{done.seconds:.0f} s; worker hosts need Java 17, Spark and a Python 3.11 at {done.python}")
     return 0
 
 

@@ -5,6 +5,9 @@
 #                                              # e.g. configs/docker/quickstart.yaml); results in ./runs
 #   scripts/docker-cluster.sh status           # containers, CPU, memory, network
 #   scripts/docker-cluster.sh down             # remove containers, network and volumes
+#   scripts/docker-cluster.sh --share-nothing up|submit CONFIG --env ARCHIVE|status|down|build
+#                                              # the cluster of docker/docker-compose.share-nothing.yml:
+#                                              # toolkit-less workers, a GlusterFS storage container
 # Works with `docker compose` (v2) and `docker-compose` (v1). Where no registry is reachable, `up` builds
 # on a local base image (scripts/docker-base.sh).
 set -euo pipefail
@@ -12,27 +15,52 @@ cd "$(dirname "$0")/.."
 project=ddl-commodity
 file=docker/docker-compose.yml
 image=ddl-commodity:latest
+share_nothing=false
+if [ "${1:-}" = --share-nothing ]; then
+  share_nothing=true project=ddl-commodity-sn file=docker/docker-compose.share-nothing.yml
+  shift
+fi
 log() { printf '[docker-cluster] %s\n' "$*" >&2; }
 
 compose() {
+  # Removing a worker that unpacked shipped environments takes longer than compose v1's 60 s default.
+  export COMPOSE_HTTP_TIMEOUT=${COMPOSE_HTTP_TIMEOUT:-300}
   if docker compose version >/dev/null 2>&1; then docker compose -p "$project" -f "$file" "$@"
   elif command -v docker-compose >/dev/null; then docker-compose -p "$project" -f "$file" "$@"
   else log "neither 'docker compose' nor docker-compose is installed (scripts/docker-engine.sh start)"; exit 2; fi
 }
 
-build() {
+# The base image: python:3.11-slim where a registry has it, else a local Debian one (scripts/docker-base.sh).
+base_image() {
   local base=python:3.11-slim-bookworm
   if ! docker image inspect "$base" >/dev/null 2>&1 && ! timeout 60 docker pull -q "$base" >/dev/null 2>&1; then
     base=ddl-commodity-base:bookworm
-    docker image inspect "$base" >/dev/null 2>&1 || bash scripts/docker-base.sh "$base"
+    docker image inspect "$base" >/dev/null 2>&1 || bash scripts/docker-base.sh "$base" >&2
   fi
-  local t0=$SECONDS
+  echo "$base"
+}
+
+size_of() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
+
+build() {
+  local base t0=$SECONDS
+  base=$(base_image)
   docker build -q -f docker/Dockerfile --build-arg BASE_IMAGE="$base" -t "$image" . >/dev/null
-  log "built $image on $base in $(( SECONDS - t0 )) s, $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}')"
+  log "built $image on $base in $(( SECONDS - t0 )) s, $(size_of "$image")"
+  $share_nothing || return 0
+  # On the toolkit image's base: a packed environment's python links to the base interpreter's path.
+  for target in storage worker master; do
+    t0=$SECONDS
+    docker build -q -f docker/share-nothing/Dockerfile --target "$target" --build-arg BASE_IMAGE="$base" \
+      --build-arg TOOLKIT_IMAGE="$image" -t "ddl-commodity-$target:latest" docker/share-nothing >/dev/null
+    log "built ddl-commodity-$target on $base in $(( SECONDS - t0 )) s, $(size_of "ddl-commodity-$target:latest")"
+  done
 }
 
 up() {
-  docker image inspect "$image" >/dev/null 2>&1 || build
+  local needed=$image
+  $share_nothing && needed=ddl-commodity-worker:latest
+  docker image inspect "$needed" >/dev/null 2>&1 || build
   mkdir -p runs data
   local t0=$SECONDS
   compose up -d --no-build >/dev/null

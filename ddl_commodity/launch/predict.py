@@ -3,9 +3,10 @@
     summary = ddl_commodity.predict("runs/<run-id>", data="data/spectra", out="predictions")
 
 The data set is Parquet (a directory, glob or URI, as ``data.source``); each executor loads the model once,
-scores whole row groups and writes one Parquet file per row group into ``out``: column ``row`` (the global
-index) and the experiment's prediction columns (a classifier's ``class`` and ``probability``, a regression's
-``value``; the redshift experiment adds ``z``). The driver handles the row groups' names only.
+scores whole row groups (several a task) and writes one Parquet file per row group into ``out``: column
+``row`` (the global index) and the experiment's prediction columns (a classifier's ``class`` and
+``probability``, a regression's ``value``; the redshift experiment adds ``z``). The driver handles the row
+groups' names only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from ddl_commodity.config import config_to_dict
 from ddl_commodity.errors import UserInputError
 
 
-def predict(run: str | Path, data: str, out: str | Path, *, master: str | None = None, spark: Any = None) -> dict:
+def predict(run: str | Path, data: str, out: str | Path, *, master: str | None = None, spark: Any = None,
+            env: str | Path | None = None) -> dict:
     """Score ``data`` with run ``run``'s final model; write the predictions as Parquet files into ``out``.
 
     Args:
@@ -31,6 +33,7 @@ def predict(run: str | Path, data: str, out: str | Path, *, master: str | None =
         master: the Spark master to score on (default: the run's ``cluster.master``; ``embedded`` starts a
             local cluster around the job).
         spark: a ``SparkSession`` or ``SparkContext`` of yours to score on instead.
+        env: an archive from ``ddl pack`` the executors run their Python from (as ``run(..., env=...)``).
 
     Returns:
         ``{"out", "rows", "files", "seconds"}``.
@@ -39,13 +42,14 @@ def predict(run: str | Path, data: str, out: str | Path, *, master: str | None =
         UserInputError: no such run or model, ``out`` exists, or bad data (one line naming the file).
     """
     from ddl_commodity.data.parquet import pieces
-    from ddl_commodity.launch.api import resolve
+    from ddl_commodity.launch.api import check_env, resolve
 
     run, out = Path(run).resolve(), Path(out).resolve()  # the executors' working directories are their own
     if not (run / "model.keras").is_file():
         raise UserInputError(f"{run}: no model.keras; give a finished run's directory")
     if out.exists():
         raise UserInputError(f"{out}: exists; choose a new directory for the predictions")
+    check_env(env, spark)
     experiment, cfg = resolve(run / "config.yaml", master=master)
     inputs, _ = experiment.columns(cfg)
     found = pieces(data, inputs)
@@ -53,7 +57,7 @@ def predict(run: str | Path, data: str, out: str | Path, *, master: str | None =
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        written = _score(cfg, run, found, tuple(inputs), tmp, spark)
+        written = _score(cfg, run, found, tuple(inputs), tmp, spark, env)
         tmp.chmod(0o755)
         tmp.rename(out)
     finally:
@@ -62,7 +66,8 @@ def predict(run: str | Path, data: str, out: str | Path, *, master: str | None =
             "seconds": round(time.monotonic() - t0, 1)}
 
 
-def _score(cfg, run: Path, found: list, inputs: tuple, tmp: Path, spark: Any) -> list[tuple[str, int]]:
+def _score(cfg, run: Path, found: list, inputs: tuple, tmp: Path, spark: Any, env: str | Path | None
+           ) -> list[tuple[str, int]]:
     """The scoring job, on the caller's SparkContext or a driver JVM of its own (logs in ``<run>/predict``)."""
     from ddl_commodity.engines.predicting import ScoringJob, scorer
     from ddl_commodity.launch.driver import DriverJvm
@@ -79,11 +84,18 @@ def _score(cfg, run: Path, found: list, inputs: tuple, tmp: Path, spark: Any) ->
         else:
             master, group, _ = driver_target(stack, cfg, logs)
             source = DriverJvm(master, cfg.cluster.driver_memory, logs / "driver.log", group=group)
+            if env is not None:
+                from ddl_commodity.launch.pack import ShippedEnvironment
+
+                source = ShippedEnvironment(source, env)
         sc = source.open(tfos_spark_conf(cfg))
         try:
             sc.addFile(str((run / "model.keras").resolve()))
             job = ScoringJob(config_to_dict(cfg), "model.keras", inputs, str(tmp))
-            return sc.parallelize(found, len(found)).mapPartitions(scorer(job)).collect()
+            # Several row groups a task: a task's start costs as much as scoring one row group on a
+            # 1-core PC, and four tasks an executor core still let a fast executor take a slow one's share.
+            tasks = max(1, min(len(found), 4 * sc.defaultParallelism))
+            return sc.parallelize(found, tasks).mapPartitions(scorer(job)).collect()
         except Exception as err:  # Py4J's error wraps the executor's traceback
             raise _one_line(err) from None
         finally:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ddl_commodity.errors import DdlError, RunFailed, failures_of
+from ddl_commodity.launch.pack import EXECUTOR_PYTHON, executor_settings
 from ddl_commodity.resources.cgroups import NodeGroup, enter_command
 
 #: Once the job has marked its run failed, how long its driver may take to exit before it is ended.
@@ -27,35 +28,47 @@ def job_file() -> Path:
 
 
 def submit(master: str, driver_memory: str, config_file: Path, run_dir: Path, resume: bool = False,
-           progress: bool | None = None, group: NodeGroup | None = None) -> None:
+           progress: bool | None = None, group: NodeGroup | None = None, env: str | Path | None = None) -> None:
     """spark-submit ``jobs/experiment.py`` for ``config_file`` into ``run_dir`` and wait for it.
 
     Args:
         master: the Spark master URL.
         progress: live bars (``None``: if stdout is a terminal; the job's stdout is a pipe through the JVM).
         group: the control group the driver runs in (the master node's).
+        env: an archive from ``ddl pack`` the executors run their Python from (``--archives ARCHIVE#environment``).
 
     Raises:
         RunFailed: with the failures the job recorded in the run's ``status.json``.
     """
     from ddl_commodity.runtime.jvm import jvm_options, spark_home
 
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
-               SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
+    env_vars = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+                    SPARK_HOME=str(spark_home()), TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", master, "--driver-memory", driver_memory,
            # A driver out of heap kills Spark's scheduler thread and leaves the run waiting for ever: exit.
            "--driver-java-options", f"{jvm_options()} -XX:+ExitOnOutOfMemoryError",
-           str(job_file()), str(config_file), "--run-dir", str(run_dir), "--errors-to-log"]
+           *_shipped(env), str(job_file()), str(config_file), "--run-dir", str(run_dir), "--errors-to-log"]
+    if env is not None:
+        env_vars["PYSPARK_PYTHON"] = EXECUTOR_PYTHON  # the executors'; the driver's is PYSPARK_DRIVER_PYTHON
     if resume:
         cmd.append("--resume")
     if progress or (progress is None and sys.stdout.isatty()):
         cmd.append("--progress")
     with open(run_dir / "driver.log", "ab") as log:
-        returncode = _run_driver(enter_command(group, cmd), env, log, run_dir)
+        returncode = _run_driver(enter_command(group, cmd), env_vars, log, run_dir)
     if returncode != 0:
         status = _status(run_dir)
         raise RunFailed(str(status.get("error", "spark-submit failed")).removeprefix("RunFailed: "),
                         failures_of(status.get("failures")))
+
+
+def _shipped(env: str | Path | None) -> list[str]:
+    """spark-submit's options that ship ``env`` (an archive from ``ddl pack``) to the executors."""
+    if env is None:
+        return []
+    settings = executor_settings(env)
+    return ["--archives", settings.pop("spark.archives"),
+            *(arg for key, value in settings.items() for arg in ("--conf", f"{key}={value}"))]
 
 
 def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> int:

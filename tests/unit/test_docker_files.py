@@ -104,3 +104,38 @@ def test_docker_compose_config_when_available() -> None:
     proc = subprocess.run([docker, "compose", "-f", str(DOCKER / "docker-compose.yml"), "config", "--quiet"],
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def share_nothing() -> dict:
+    return yaml.safe_load((DOCKER / "docker-compose.share-nothing.yml").read_text())
+
+
+def test_share_nothing_workers_have_no_mounts_and_no_toolkit(share_nothing: dict) -> None:
+    services = share_nothing["services"]
+    assert sorted(services) == ["master", "storage", "worker1", "worker2", "worker3", "worker4"]
+    for name in ("worker1", "worker2", "worker3", "worker4"):
+        svc = services[name]
+        assert "volumes" not in svc and "tmpfs" not in svc, name
+        assert svc["image"] == "ddl-commodity-worker:latest", name
+        assert svc["devices"] == ["/dev/fuse"] and "SYS_ADMIN" in svc["cap_add"], name  # its own FUSE mount
+        assert float(svc["cpus"]) == 1.0 and svc["mem_limit"] == "2g", name
+        assert svc["command"][-1] == "spark://master:7077", name
+    assert "volumes" not in services["storage"]
+    assert not share_nothing.get("volumes"), "no named (shared) volumes"
+    assert all(p.startswith("127.0.0.1:") for p in services["master"]["ports"])
+
+
+def test_share_nothing_images() -> None:
+    text = (DOCKER / "share-nothing" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+) AS (\w+)$", text, re.M)
+    assert [name for _, name in stages] == ["toolkit", "storage", "worker", "master"]
+    assert dict((name, image) for image, name in stages)["worker"] == "${BASE_IMAGE}"  # not the toolkit's
+    worker = text[text.index("AS worker"):text.index("AS master")]
+    assert "pip install" not in worker and "ddl_commodity" not in worker and "tensorflow" not in worker
+    assert "glusterfs-client" in worker and "openjdk-17-jre-headless" in worker
+    assert "glusterfs-server" in text[text.index("AS storage"):text.index("AS worker")]
+    for script in ("storage.sh", "node.sh"):
+        assert (DOCKER / "share-nothing" / script).stat().st_mode & 0o111, script
+    cluster = (REPO / "scripts" / "docker-cluster.sh").read_text()
+    assert "--share-nothing" in cluster and "docker/docker-compose.share-nothing.yml" in cluster
