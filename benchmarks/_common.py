@@ -56,7 +56,7 @@ def _cpu_model() -> str | None:
 def base_parser(name: str, description: str) -> argparse.ArgumentParser:
     """``--quick`` and ``--out``, the options every benchmark has."""
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=description)
-    parser.add_argument("--quick", action="store_true", help="smoke mode: fewer sizes and steps (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: fewer sizes and steps (what the tests run)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / f"{name}.json",
                         help=f"JSON result file (default: benchmarks/results/{name}.json)")
     return parser

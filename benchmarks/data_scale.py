@@ -358,7 +358,9 @@ def cluster_scoring(run_dir: Path, source: str, cluster, work: Path, tag: str) -
     rows = [pq.ParquetFile(f).metadata.num_rows for f in parts]
     executors = cluster.state.workers
     # The steady rate: the first part file of each executor carries its model load; leave them out.
-    steady = sum(rows[executors:]) / (parts[-1].stat().st_mtime - parts[executors - 1].stat().st_mtime)
+    # None where there are too few files, or they were written within the file system's time resolution.
+    span = parts[-1].stat().st_mtime - parts[executors - 1].stat().st_mtime if len(parts) > executors else 0.0
+    steady = sum(rows[executors:]) / span if span > 0 else None
     shutil.rmtree(out, ignore_errors=True)
     return {"rows": sum(rows), "files": len(parts), "seconds": seconds, "samples_per_s": sum(rows) / seconds,
             "steady_samples_per_s": steady, "executors": executors,
@@ -545,9 +547,10 @@ def cluster_stages(doc: dict, out: Path, sets: dict[int, dict], spec: dict, work
             doc["predict"] = {"rows": scored, "model": str(run_dir), "single_before": before,
                               "ddl_predict": on_cluster, "single_after": after,
                               "ratio": round(float(on_cluster["samples_per_s"] / single), 4),
-                              "steady_ratio": round(float(on_cluster["steady_samples_per_s"] / steady), 4)}
+                              "steady_ratio": None if on_cluster["steady_samples_per_s"] is None
+                              else round(float(on_cluster["steady_samples_per_s"] / steady), 4)}
             print(f"    ddl predict / single: {doc['predict']['ratio']:.3f} (steady "
-                  f"{doc['predict']['steady_ratio']:.3f})", flush=True)
+                  f"{doc['predict']['steady_ratio']})", flush=True)
             write_json(out, doc)
             progress.finished(3 * scored)
         if "control_in_memory" not in doc:
@@ -597,7 +600,7 @@ def headline(doc: dict, sizes: list[int]) -> dict:
         "predict_samples_per_s_over_single": doc["predict"]["ratio"],
     }
     met = {
-        "driver_peak_rss_mb": driver[large] <= 1.10 * driver[small],
+        "driver_peak_rss_mb": driver[large] <= 1.10 * driver[small] and not failed,  # a cut run's peak is partial
         "node_peak_memory_mb": max(node.values()) <= 1.10 * min(node.values()) and max(node.values()) < cap
         and not failed,
         "worker_rx_bytes_over_shard_bytes": figures["worker_rx_bytes_over_shard_bytes"] <= 1.10,

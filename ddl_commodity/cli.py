@@ -285,7 +285,7 @@ def _add_report_parsers(sub) -> None:
                        "or `ddl cluster up`) instead of starting an embedded one per run; not with --profile")
     repro.add_argument("--budget", type=float, metavar="MINUTES",
                        help="cut the runs predicted to end later than this after the start, saying so in the "
-                       "report (default: the scale's, 150 for thesis; none for the others)")
+                       "report (default: none; a later run with the same --out goes on where this one stopped)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,7 +297,7 @@ def data_scale(config) -> str:
         "", f"Scoring {p['rows']:,} rows: `ddl predict` {p['ddl_predict']['samples_per_s']:,.0f} "
         f"rows/s on {p['ddl_predict']['executors']} executors, one process "
         f"{p['single_before']['samples_per_s']:,.0f} and {p['single_after']['samples_per_s']:,.0f}"
-        f" rows/s before and after (steady rates: ratio {p['steady_ratio']:.3f}). Feeding from Parquet "
+        f" rows/s before and after (steady rates: ratio {_n(p['steady_ratio'])}). Feeding from Parquet "
         f"/ (c) {d['feeding']['parquet_over_c']:.3f}, from rows in memory / (c) "
         f"{d['feeding']['in_memory_rdd_over_c']:.3f}."])
 

@@ -116,7 +116,7 @@ def assert_on_workers(run_dir: Path, tasks: list[str]) -> None:
 
 def test_data_parallel_from_parquet_on_glusterfs(cluster) -> None:
     _, runs = cluster
-    config = config_copy(runs, "sn-dp", "quickstart.yaml", epochs=3, parquet=True)
+    config = config_copy(runs, "sn-dp", "quickstart.yaml", epochs=2, parquet=True)
     run_dir, summary = run_with_env(cluster, config, "sn-dp", "data parallel from Parquet")
     assert summary["final"]["ps_version"] >= 1
     assert summary["data_distribution_check"]["consistent"], summary["data_distribution_check"]
@@ -139,7 +139,7 @@ def test_predict_on_the_workers(cluster) -> None:
 def test_model_parallel_under_spark_submit_on_the_workers(cluster) -> None:
     """The driver under spark-submit (``--archives env.tar.gz#environment``), as a user would start it by hand."""
     _, runs = cluster
-    config = config_copy(runs, "sn-mp", "landcover.yaml", epochs=3)
+    config = config_copy(runs, "sn-mp", "landcover.yaml", epochs=2)
     run_dir, summary = run_with_env(cluster, config, "sn-mp", "land-cover model parallel", "--spark-submit")
     assert summary["placement_check"]["consistent"], summary["placement_check"]["problems"]
     assert_on_workers(run_dir, ["ps-0", "worker-0", "worker-1", "worker-2"])

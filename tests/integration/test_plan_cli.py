@@ -74,8 +74,9 @@ def test_plan_of_a_data_parallel_config_predicts_epochs_per_worker_count(tmp_pat
     cfg = {"experiment": "redshift", "name": "dp", "seed": 1,
            "data": {"samples": 400, "validation_fraction": 0.1, "cache_dir": str(tmp_path / "data")},
            "model": {"filters": [2, 2], "dropout": 0.0},
-           "training": {"mode": "data_parallel", "workers": 2, "epochs": 2, "batch_size": 16,
-                        "data_distribution": "disjoint"}}
+           "training": {"mode": "data_parallel", "workers": 4, "epochs": 2, "batch_size": 16,
+                        "data_distribution": "disjoint"},
+           "ps": {"s": 4}}  # synchronous: the PS waits for min(s, M) pushes, so an exchange grows with M
     path = tmp_path / "dp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = plan(tmp_path, str(path), "--profile", "thesis")

@@ -15,7 +15,8 @@ import yaml
 pytestmark = pytest.mark.cluster
 
 
-@pytest.mark.parametrize("name", ["redshift-5k-disjoint-2w", "landcover-dp-2.5k"])
+# A chapter 5 config from Parquet runs in the netns cluster's quickstart test; here a chapter 6 one.
+@pytest.mark.parametrize("name", ["landcover-dp-2.5k"])
 def test_a_thesis_config_runs_from_parquet(tmp_path: Path, name: str) -> None:
     from ddl_commodity.reproduce.runner import resized_config
 
