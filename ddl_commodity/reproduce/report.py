@@ -133,7 +133,7 @@ def _header(state: dict) -> list[str]:
             f"the standing cluster {inv['master']}"
         lines += [f"Run on {m['cores']} cores{memory} ({m['system']}), {cluster}, {profile}, by "
                   f"{'this command' if len(invocations) == 1 else 'these commands, each continuing the last'}:", ""]
-    lines += [f"- {i['date']}, commit `{i['commit']}`: `{i['command'] or 'ddl reproduce'}`" for i in invocations]
+    lines += [f"- commit `{i['commit']}`: `{i['command'] or 'ddl reproduce'}`" for i in invocations]
     lines += [""] if invocations else []
     counts = {k: sum(e["state"] == k for e in runs.values()) for k in ("succeeded", "failed", "cut")}
     hours = sum(e.get("seconds") or 0 for e in runs.values() if not e.get("same_as")) / 3600
