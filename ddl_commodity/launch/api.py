@@ -54,7 +54,7 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
     Args:
         config: a YAML file, or the config itself as a mapping (what the YAML would hold).
         master: the Spark master to run on (``spark://host:7077``) instead of the config's ``cluster.master``;
-            ``embedded`` starts a local cluster around the run.
+            ``embedded`` starts a local cluster around the run. Not with ``data`` (its session's master).
         run_id: the run directory's name under ``output.runs_dir`` (default: time, name and a random tag).
         resume: a failed data-parallel run's directory, continued from its last PS checkpoint (with no
             ``config``: the run's own is used).
@@ -80,6 +80,9 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
     from ddl_commodity.launch.logs import native_noise_dropped
 
     run_dir = Path(resume) if resume is not None else None
+    if data is not None and master is not None:
+        raise UserInputError("master: a run of a DataFrame runs on the DataFrame's own session, on its master; "
+                             "leave master out")
     check_env(env, spark)
     with native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
         experiment, cfg = resolve(config, run_dir, master, overrides)

@@ -167,3 +167,14 @@ def test_as_parquet_writes_the_runs_data_file_once(tmp_path: Path) -> None:
     assert np.array_equal(np.concatenate([g["label"] for g in got]), labels)
     assert len(source.pieces) >= 32 and converted.data.source.endswith(".parquet")
     assert as_parquet(experiment, cfg).data.source == converted.data.source  # written once
+
+
+def test_a_dataframe_run_refuses_another_master_before_anything_starts(tmp_path: Path) -> None:
+    """The DataFrame's session decides the master; a second one would be silently ignored."""
+    import ddl_commodity
+
+    config = {"experiment": "redshift", "output": {"runs_dir": str(tmp_path / "runs")}}
+    with pytest.raises(UserInputError, match="leave master out") as err:
+        ddl_commodity.run(config, data=object(), master="spark://elsewhere:7077")
+    assert "\n" not in str(err.value) and not (tmp_path / "runs").exists()
+
