@@ -80,13 +80,10 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
     from ddl_commodity.launch.logs import native_noise_dropped
 
     run_dir = Path(resume) if resume is not None else None
-    if data is not None and master is not None:
-        raise UserInputError("master: a run of a DataFrame runs on the DataFrame's own session, on its master; "
-                             "leave master out")
     check_env(env, spark)
     with native_noise_dropped():  # a user model's split is checked by building it: TensorFlow's start-up lines
         experiment, cfg = resolve(config, run_dir, master, overrides)
-        spark = _frame_session(experiment, cfg, data, spark, spark_submit)
+        spark = _frame_session(experiment, cfg, data, spark, spark_submit, master)
         cfg = _checked_data(experiment, cfg, data is None, progress)
     run_dir = _open_run_dir(cfg, run_dir, run_id, experiment)
     if data is not None:
@@ -161,11 +158,15 @@ def _staged(experiment: Experiment, cfg: RunConfig, data: Any, stage: str, run_d
     return cfg
 
 
-def _frame_session(experiment: Experiment, cfg: RunConfig, data: Any, spark: Any, spark_submit: bool) -> Any:
+def _frame_session(experiment: Experiment, cfg: RunConfig, data: Any, spark: Any, spark_submit: bool,
+                   master: str | None) -> Any:
     """The SparkContext a run of ``data`` (a DataFrame) runs on: its own session's, after its schema is checked
     against the experiment's columns; ``spark`` unchanged without ``data``."""
     if data is None:
         return spark
+    if master is not None:
+        raise UserInputError("master: a run of a DataFrame runs on the DataFrame's own session, on its master; "
+                             "leave master out")
     from ddl_commodity.launch.sources import frame_columns, with_source
 
     if cfg.training.engine == "single" or spark_submit:
