@@ -222,13 +222,27 @@ def _wait_for(path: Path, timeout: float) -> dict:
     return json.loads(path.read_text())
 
 
+def benchmark_conf(master_url: str, name: str, workers: int):
+    """The feeding benchmarks' SparkConf: ``workers`` one-core executors on loopback, one task each, reused
+    Python workers, no UI."""
+    from pyspark import SparkConf
+
+    return (SparkConf().setMaster(master_url).setAppName(name)
+            .set("spark.python.worker.reuse", "true").set("spark.executor.cores", "1")
+            .set("spark.task.cpus", "1").set("spark.cores.max", str(workers)).set("spark.executor.memory", "1g")
+            .set("spark.task.maxFailures", "1").set("spark.locality.wait", "0s")
+            .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
+            .set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress", "127.0.0.1")
+            .set("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
+
+
 def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: int = 1,
                 alone: Callable[[], dict] | None = None) -> tuple[dict, dict]:
     """(a): TFoS workers on a Spark standalone cluster of as many 1-core workers; with one, fed per-sample
     records, then bundles; with several, bundles only (each worker the whole set: ``same``), side by side.
     ``alone`` (c with as many trainers) is measured right before and right after the bundles, while the
     cluster waits: ``alone_before``, ``alone_after``."""
-    from pyspark import SparkConf, SparkContext, cloudpickle
+    from pyspark import SparkContext, cloudpickle
     from tensorflowonspark import TFCluster
 
     import benchmarks
@@ -252,14 +266,7 @@ def spark_input(spec: dict, x: np.ndarray, y: np.ndarray, work: Path, workers: i
     with LocalStandaloneCluster(workers=workers, cores=1, memory="2g", state_dir=work / f"cluster-{workers}",
                                 startup_timeout_s=120.0, worker_timeout_s=60.0) as spark_cluster:
         timings["cluster_start_seconds"] = time.monotonic() - t0
-        conf = (SparkConf().setMaster(spark_cluster.master_url).setAppName("ddl-benchmark-feeding")
-                .set("spark.python.worker.reuse", "true").set("spark.executor.cores", "1")
-                .set("spark.task.cpus", "1").set("spark.cores.max", str(workers)).set("spark.executor.memory", "1g")
-                .set("spark.task.maxFailures", "1").set("spark.locality.wait", "0s")
-                .set("spark.ui.enabled", "false").set("spark.ui.showConsoleProgress", "false")
-                .set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress", "127.0.0.1")
-                .set("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2"))
-        sc = SparkContext(conf=conf)
+        sc = SparkContext(conf=benchmark_conf(spark_cluster.master_url, "ddl-benchmark-feeding", workers))
         sc.setLogLevel("ERROR")
         cluster = None
         try:

@@ -276,7 +276,8 @@ def data_scale(config) -> str:
     for n in sizes:
         data, run = d["data_sets"][n], d["runs"][n]
         rows.append([f"{int(n):,}", f"{data['spectra_bytes'] / 2**30:.2f}", f"{data['parquet_bytes'] / 2**30:.2f}",
-                     f"{run['driver_peak_rss_mb']:.0f}", f"{run['node_peak_memory_mb']:.0f}",
+                     f"{run['driver_peak_rss_mb']:.0f}", f"{d['node_peak_memory_mb'][n]:.0f}",
+                     f"{d['node_peak_working_set_mb'][n]:.0f}",
                      f"{run['worker_rx_bytes_over_shard_bytes']:.3f}" if "failed" not in run
                      else f"failed: {run['failed']}", f"{run['run_seconds']:.0f}"])
     caps = d["caps"]
@@ -287,7 +288,7 @@ def data_scale(config) -> str:
         f"{caps['spark_workers']} Spark workers ({caps['tf_workers']} TF workers and the PS), each "
         f"{caps['node_cpus']:g} core and {caps['node_memory']} (together {caps['sum_of_spark_worker_caps_mb']:,.0f} "
         f"MB); the master and driver {caps['master_memory']}; links {caps['link']}.", "",
-        _table(["rows", "GiB of spectra", "GiB of Parquet", "driver peak RSS MB", "node peak MB (working set)",
+        _table(["rows", "GiB of spectra", "GiB of Parquet", "driver peak RSS MB", "node peak MB held", "(working set)",
                 "worker rx / shard bytes", "run s"], rows), "",
         _table(["figure", "measured", "goal", ""], goals), "",
         (f"Control, the in-memory path at {control['rows']:,} rows (the driver loads the rows, every executor "

@@ -37,10 +37,9 @@ def seconds_from_fault_to(finished: float, run_dir: Path) -> float:
     return finished - max(r["time"] for r in read_jsonl(run_dir / "workers" / "worker-1.jsonl"))
 
 
-@pytest.mark.parametrize("repetition", [1, 2])
-def test_killed_worker_fails_fast_every_time(tmp_path: Path, repetition: int) -> None:
-    """Twice here and once from Python below: exit 1 within 60 s of the SIGKILL, no process of the run left."""
-    cfg = fault_config(tmp_path, f"kill-{repetition}")
+def test_killed_worker_fails_fast(tmp_path: Path) -> None:
+    """Here and from Python below: exit 1 within 60 s of the SIGKILL, no process of the run left."""
+    cfg = fault_config(tmp_path, "kill")
     cfg["faults"] = {"worker": 1, "epoch": 2, "kind": "sigkill"}
     proc, run_dir = ddl_run(tmp_path, cfg)
     finished = time.time()
