@@ -22,6 +22,7 @@ from ddl_commodity.planner.scaling import DataParallelTask
 from ddl_commodity.planner.search import Found, Problem, best_placement
 from ddl_commodity.planner.simulate import ClusterModel, StepPrediction, predict_step
 from ddl_commodity.planner.transport import FREE, TransportCosts
+from ddl_commodity.resources.cgroups import PERIOD_US
 from ddl_commodity.resources.profiles import load_profile, rate_bps
 
 #: Without a profile or --bandwidth: the embedded cluster's loopback, in effect unlimited next to compute.
@@ -62,8 +63,10 @@ def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, w
     where = f"profile {resolved.name}, d = {resolved.dilation:g}, " if resolved else ""
     label = f"{n} workers + PS, each node {share:g} core, links {bps / 1e6:g} Mbit/s ({where or 'no profile, '}" \
             f"memory cap {f'{cap / 2**30:.1f} GiB' if cap else 'none'})"
+    quota = resolved is not None or cfg.cluster.node_cpus is not None  # nodes in groups with a CPU quota
     model = ClusterModel(cpu_share=share, bandwidth_bps=bps, latency_s=latency_s, memory_cap=cap,
-                         idle_cores=IDLE_CORES, burst_s=TBF_BURST_S if link else 0.0, transport=transport)
+                         idle_cores=IDLE_CORES, burst_s=TBF_BURST_S if link else 0.0, transport=transport,
+                         cpu_period_s=PERIOD_US / 1e6 if quota else 0.0)
     return Target(model, n, label, resolved.dilation if resolved else None)
 
 

@@ -7,9 +7,14 @@ arrived; the loss is taken on the input node; the backward pass runs in reverse,
 on its forward op's node; every layer's weight gradients go back to the PS, which applies them all.
 
 A node is one core at its CPU share ``c``: it runs one op at a time, and a layer that takes ``t`` seconds on
-a full core takes ``t / c`` there. A transfer of ``n`` bytes between two nodes occupies the sender's outgoing
-and the receiver's incoming link (full duplex, ``n / bandwidth`` seconds each) and arrives ``latency``
-seconds after it left; transfers within a node are free. Every node and link serves its work in the order
+a full core takes ``t / c`` there. Under a CFS quota (``cpu_period_s`` > 0: ``c`` x the period of CPU per
+period) a node that has been waiting runs at full speed until the quota is spent: its CPU is a bucket of
+``c`` x period seconds that refills at ``c``, as the link's is one of bytes. A node whose work comes in short
+bursts between transfers, as in a split model, so runs them faster than ``t / c``.
+
+A transfer of ``n`` bytes between two nodes occupies the sender's outgoing and the receiver's incoming link
+(full duplex, ``n / bandwidth`` seconds each) and arrives ``latency`` seconds after it left; transfers
+within a node are free. Every node and link serves its work in the order
 it becomes ready (the smaller first on a tie), as TensorFlow's executor runs whatever op has its inputs.
 Not modelled: two transfers sharing a link at once (they queue instead), and cache effects.
 
@@ -45,7 +50,8 @@ class ClusterModel:
     take of its share whatever it computes; ``burst_s``: the link shaper's bucket, in seconds of traffic
     (0: no bucket, every byte at the rate); ``ps_bandwidth_bps``: the PS's link when it differs from the
     others' (None: the same); ``transport``: the CPU costs of the step's dispatch and of
-    every byte sent and received (:class:`~ddl_commodity.planner.transport.TransportCosts`)."""
+    every byte sent and received (:class:`~ddl_commodity.planner.transport.TransportCosts`);
+    ``cpu_period_s``: the CFS period of the nodes' CPU quota (0: the share is a steady rate, no quota)."""
 
     cpu_share: float = 1.0
     bandwidth_bps: float = 1e9
@@ -57,6 +63,7 @@ class ClusterModel:
     burst_s: float = 0.0
     ps_bandwidth_bps: float | None = None
     transport: TransportCosts = FREE
+    cpu_period_s: float = 0.0
 
     @property
     def bytes_per_s(self) -> float:
@@ -113,9 +120,10 @@ class _StepGraph:
         self.tasks: list[tuple[str, str, str, float]] = []  # (kind, node or sender, receiver, amount)
         self.deps: list[list[int]] = []
         self._buckets: dict[str, tuple[float, float]] = {}  # link direction -> (time, tokens in bytes)
+        self._quota: dict[str, tuple[float, float]] = {}  # node -> (time, CPU seconds left in its quota)
 
     def compute(self, node: str, seconds: float, after: list[int]) -> int:
-        self.tasks.append(("cpu", node, node, seconds / self.cluster.share(node)))
+        self.tasks.append(("cpu", node, node, seconds))
         self.deps.append(after)
         return len(self.tasks) - 1
 
@@ -144,6 +152,20 @@ class _StepGraph:
             self._buckets[key] = (start + seconds, max(0.0, tokens + seconds * rate - nbytes))
         return seconds
 
+    def _run(self, node: str, start: float, work: float) -> float:
+        """Wall seconds ``node`` takes for ``work`` seconds of one full core from ``start``: at its share, or
+        under a quota at full speed while the bucket lasts (it drains at 1 - share while the node runs)."""
+        share = self.cluster.share(node)
+        if self.cluster.cpu_period_s <= 0 or share >= 1.0:
+            return work / share
+        capacity = share * self.cluster.cpu_period_s
+        last, tokens = self._quota.get(node, (0.0, capacity))
+        tokens = min(capacity, tokens + (start - last) * share)
+        full = tokens / (1.0 - share)  # how long the node can run flat out before the quota is spent
+        seconds = work if work <= full else full + (work - full) / share
+        self._quota[node] = (start + seconds, max(0.0, tokens - (1.0 - share) * min(work, full)))
+        return seconds
+
     def schedule(self) -> tuple[float, dict[str, float], dict[tuple[str, str], int]]:
         """(step end, busy seconds per node, bytes per link)."""
         n = len(self.tasks)
@@ -164,17 +186,18 @@ class _StepGraph:
             kind, a, b, _ = self.tasks[i]
             if kind == "cpu":
                 start = max(at, free.get(a, 0.0))
-                done = free[a] = start + amount
-                busy[a] = busy.get(a, 0.0) + amount
+                done = free[a] = start + self._run(a, start, amount)
+                busy[a] = busy.get(a, 0.0) + amount / self.cluster.share(a)
             else:
                 start = max(at, free.get(f"tx:{a}", 0.0), free.get(f"rx:{b}", 0.0))
                 seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
                 t = self.cluster.transport
-                for node, cpu in ((a, amount * t.send_s_per_byte / self.cluster.share(a)),
-                                  (b, amount * t.recv_s_per_byte / self.cluster.share(b))):
-                    if cpu > 0:  # the node's part of the transfer: alongside the link, before its next op
-                        free[node] = max(start, free.get(node, 0.0)) + cpu
-                        busy[node] = busy.get(node, 0.0) + cpu
+                for node, work in ((a, amount * t.send_s_per_byte), (b, amount * t.recv_s_per_byte)):
+                    if work > 0:  # the node's part of the transfer: alongside the link, before its next op
+                        begin = max(start, free.get(node, 0.0))
+                        cpu = self._run(node, begin, work)
+                        free[node] = begin + cpu
+                        busy[node] = busy.get(node, 0.0) + work / self.cluster.share(node)
                         seconds = max(seconds, cpu)
                 free[f"tx:{a}"] = free[f"rx:{b}"] = start + seconds
                 done = free[f"tx:{a}"] + self.cluster.latency_s

@@ -218,3 +218,18 @@ def test_a_shaped_link_passes_its_bucket_at_once_and_nodes_lose_their_idle_load(
                         idle_cores=0.1)
     p = predict_step(chain(1), busy, {"b0_l": "worker:0"}, "ps:0", "worker:0", idle)
     assert p.busy_s["worker:0"] == pytest.approx(0.3 / 0.3)  # forward + backward at the 0.3 core left
+
+
+def test_a_node_under_a_cpu_quota_runs_a_short_burst_at_full_speed() -> None:
+    """CFS: 0.4 core is 40 ms of CPU per 100 ms period. A node that waited runs flat out until its 40 ms of
+    quota is spent (it refills at 0.4 while it runs, so that lasts 40 / 0.6 ms), then at 0.4 core."""
+    quota = dict(cpu_share=0.4, bandwidth_bps=8e7, latency_s=0.0, base_bytes=0, memory_cap=None)
+    g = chain(1)
+    where = {"b0_l": "worker:0"}
+    for forward, expected_step in ((0.01, 0.03),  # forward 10 ms + backward 20 ms: inside the 66.7 ms
+                                   (1.0, 0.04 / 0.6 + (3.0 - 0.04 / 0.6) / 0.4)):  # one burst, then 0.4 core
+        c = costs_for(g, b0=forward)
+        steady = predict_step(g, c, where, "ps:0", "worker:0", ClusterModel(**quota)).step_s
+        bursty = predict_step(g, c, where, "ps:0", "worker:0", ClusterModel(**quota, cpu_period_s=0.1)).step_s
+        assert steady == pytest.approx(3 * forward / 0.4)
+        assert bursty == pytest.approx(expected_step)
