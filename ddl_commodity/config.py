@@ -191,7 +191,9 @@ class DataSettingsBase(Strict):
     source: str | None = Field(None, description=(
         "a Parquet data set the executors read themselves (a directory, a glob, or a URI: file://, hdfs://, "
         "s3a://; written by `ddl data ... --format parquet`): the driver reads only the files' footers, each "
-        "worker its shard's row groups. Data- and model-parallel runs"))
+        "worker its shard's row groups. Or HDF5 shards (a directory, glob or file of *.h5 / *.hdf5, one dataset "
+        "per column, rows numbered through the files in name order), read in slices from a local path or "
+        "file:// only. Data- and model-parallel runs"))
     as_parquet: bool = Field(False, description=(
         "read the run's own data (generated or given as a file) from Parquet: written once as a Parquet data set "
         "under `cache_dir`, then read as `source` is. Data- and model-parallel runs"))
@@ -313,8 +315,9 @@ class RunConfig(Strict):
         d, t = self.data, self.training
         parquet = d.source is not None or d.as_parquet
         if parquet and t.engine == "single":
-            raise ValueError("data.source / data.as_parquet: a Parquet data set is read by distributed runs (data "
-                             "or model parallel); a single-machine run loads its data file")
+            raise ValueError("data.source / data.as_parquet: a data set read where it lies (Parquet or HDF5 "
+                             "shards) is read by distributed runs (data or model parallel); a single-machine run "
+                             "loads its data file")
         if parquet and t.baseline:
             raise ValueError("training.baseline: the single-machine baseline would load the whole data set on the "
                              "driver, which data.source / data.as_parquet exist to avoid: run it as a run of its "

@@ -69,7 +69,8 @@ class RedshiftRegression(Experiment):
 
     def columns(self, cfg: RegressionConfig) -> tuple[tuple[Column, ...], Column]:
         """A data set of ``ddl data redshift --format parquet`` (``data.source``): the spectrum in, z out."""
-        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("z", (), "float64", (Z_MIN, Z_MAX))
+        spectrum = Column("spectrum", (NUM_BANDS,), "float32", aliases=("spectra",))  # "spectra" in the .h5 files
+        return (spectrum,), Column("z", (), "float64", (Z_MIN, Z_MAX))
 
     def build_model(self, cfg: RegressionConfig):
         import keras

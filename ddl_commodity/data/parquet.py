@@ -1,4 +1,5 @@
-"""Data sets as sharded Parquet, the form in which data larger than one machine is kept and read.
+"""Data sets as sharded Parquet, the form in which data larger than one machine is kept and read, and
+directories of HDF5 shards read alike.
 
 A data set is a directory (or a glob) of Parquet files on any file system the nodes can reach: a local path
 or ``file://`` (a shared disk, or the same path on each node's own disk), ``hdfs://`` and ``s3a://`` (read
@@ -9,6 +10,12 @@ each file's key-value metadata (``ddl.shapes``).
 
 A :class:`Piece` is one row group of one file: the unit a task reads, so no reader ever holds more than one
 row group of the data set.
+
+A directory (or glob, or file) of HDF5 shards (``*.h5``, ``*.hdf5``; :mod:`ddl_commodity.data.hdf5`) is read
+the same way from a local path or ``file://``: each file holds one dataset per column (named as the column or
+one of its ``aliases``), rows along axis 0. Its rows are numbered through the files in sorted name order, as
+``zipWithIndex`` over them would (a dataset named ``row`` is not taken as the index), and its pieces are slices
+of at most :data:`ROW_GROUP_ROWS` consecutive rows of one file. One data set is one format.
 """
 
 from __future__ import annotations
@@ -24,35 +31,43 @@ from pathlib import Path
 
 import numpy as np
 
+from ddl_commodity.data import hdf5
 from ddl_commodity.errors import DataError
 
 ROW = "row"
 SHAPES_KEY = b"ddl.shapes"
 #: Rows per row group unless told otherwise: a few MB of spectra, a small unit of work for one task.
 ROW_GROUP_ROWS = 512
+#: Slices an HDF5 data set is cut into at least, as a data set converted to Parquet: a small one still has
+#: whole pieces to hold out for validation and to deal to shards.
+MIN_HDF5_PIECES = 32
 
 
 @dataclass(frozen=True)
 class Column:
     """One column of a data set. Args: ``name``; ``shape`` of one row's value (``()`` for a scalar);
     ``dtype`` a NumPy dtype name (``float32``, ``int32``, ``float64``); ``bounds`` ``(low, high)``: every value
-    must lie in ``[low, high)`` (a classifier's labels: ``(0, classes)``), or None."""
+    must lie in ``[low, high)`` (a classifier's labels: ``(0, classes)``), or None; ``aliases`` other names of
+    its dataset in an HDF5 shard, tried in order after ``name``."""
 
     name: str
     shape: tuple[int, ...] = ()
     dtype: str = "float32"
     bounds: tuple[float, float] | None = None
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Piece:
     """Row group ``row_group`` of the file at ``path`` (a URI: ``file:///...``, ``hdfs://...``): ``rows``
-    rows, the first of them global row ``first_row``."""
+    rows, the first of them global row ``first_row``. Of an HDF5 file, its ``row_group``-th slice: the file's
+    rows ``start`` to ``start + rows - 1``."""
 
     path: str
     row_group: int
     first_row: int
     rows: int
+    start: int = 0
 
 
 def write_parquet(out: str | Path, blocks: Iterable[tuple[int, Mapping[str, np.ndarray]]], rows_per_file: int,
@@ -139,8 +154,12 @@ def source_uri(source: str) -> str:
 
 
 def filesystem_and_paths(source: str) -> tuple[object, list[str]]:
-    """The pyarrow file system of ``source`` and the URIs of its Parquet files, sorted: a file, a directory
-    (its ``*.parquet``) or a glob in the last path component."""
+    """The pyarrow file system of ``source`` and the URIs of its Parquet or HDF5 files, sorted: a file, a
+    directory (its ``*.parquet``, or its ``*.h5`` and ``*.hdf5``) or a glob in the last path component.
+
+    Raises:
+        DataError: nothing there, or both Parquet and HDF5 files (one data set is one format).
+    """
     from pyarrow import fs
 
     head, _, tail = source.rpartition("/")
@@ -157,24 +176,37 @@ def filesystem_and_paths(source: str) -> tuple[object, list[str]]:
         found = filesystem.get_file_info(fs.FileSelector(path, recursive=False))
     except (OSError, ValueError) as err:
         raise DataError(f"{source}: cannot read it: {err}") from None
-    names = sorted(prefix + i.path for i in found if i.type == fs.FileType.File
-                   and fnmatch.fnmatch(i.base_name, pattern or "*.parquet"))
+    names = sorted(prefix + i.path for i in found if i.type == fs.FileType.File and (
+        fnmatch.fnmatch(i.base_name, pattern) if pattern else i.base_name.endswith(".parquet") or hdf5.is_hdf5(
+            i.base_name)))
     if not names:
-        raise DataError(f"{source}: no Parquet files there")
+        raise DataError(f"{source}: no Parquet or HDF5 files there")
+    hdf5_files = [n for n in names if hdf5.is_hdf5(n)]
+    if hdf5_files and len(hdf5_files) < len(names):
+        other = next(n for n in names if not hdf5.is_hdf5(n))
+        raise DataError(f"{source}: holds both HDF5 ({hdf5_files[0].rsplit('/', 1)[-1]}) and other files "
+                        f"({other.rsplit('/', 1)[-1]}): one data set is one format, Parquet or HDF5")
     return filesystem, names
 
 
 def pieces(source: str, columns: Iterable[Column] = ()) -> list[Piece]:
-    """Every row group of the data set at ``source``, in global row order, read from the files' footers only.
+    """Every row group of the data set at ``source``, in global row order, read from the files' footers only
+    (of HDF5 shards: every slice, from the files' metadata only).
 
     Raises:
         DataError: naming the file: unreadable or not Parquet, a column of ``columns`` missing or of the wrong
-            width or type, or global rows that do not follow one another.
+            width or type, or global rows that do not follow one another; HDF5 anywhere but a local path or
+            ``file://``, a column's dataset missing or of the wrong shape or type, or datasets of different
+            lengths.
     """
     import pyarrow.parquet as pq
     from pyarrow import fs
 
+    if hdf5.is_hdf5(source):
+        hdf5.local_path(source)  # an hdfs:// or s3a:// HDF5 source ends here, before its file system is asked
     _, paths = filesystem_and_paths(source)
+    if hdf5.is_hdf5(paths[0]):
+        return hdf5_pieces(paths, list(columns))
     out: list[Piece] = []
     for path in paths:
         try:
@@ -237,16 +269,71 @@ def check_schema(path: str, schema: object, columns: Iterable[Column]) -> None:
             raise DataError(f"{path}: column {column.name!r} must be {column.dtype}, found {field_type}")
 
 
+def hdf5_pieces(paths: list[str], columns: list[Column]) -> list[Piece]:
+    """The slices of the HDF5 shards ``paths`` (in this order), numbered through the files one after another:
+    at most :data:`ROW_GROUP_ROWS` rows each, fewer for a data set of under :data:`MIN_HDF5_PIECES` of them."""
+    counts = [hdf5_rows(path, columns) for path in paths]
+    size = max(1, min(ROW_GROUP_ROWS, sum(counts) // MIN_HDF5_PIECES))
+    out: list[Piece] = []
+    first = 0
+    for path, n in zip(paths, counts, strict=True):
+        out += [Piece(path, k, first + a, min(size, n - a), a) for k, a in enumerate(range(0, n, size))]
+        first += n
+    return out
+
+
+def hdf5_rows(path: str, columns: list[Column]) -> int:
+    """The rows of the HDF5 shard at ``path``, from its metadata: each column's dataset must hold rows of the
+    column's shape and dtype along axis 0, all of them as many rows (without ``columns``: every dataset).
+
+    Raises:
+        DataError: naming the file: unreadable, a dataset missing, of the wrong shape or type, or of another
+            length than the others.
+    """
+    found = hdf5.datasets(path)
+    lengths = {name: shape[0] for name, (shape, _) in found.items() if shape}
+    if columns:
+        lengths = {}
+        for column in columns:
+            name = _hdf5_dataset(path, found, column)
+            lengths[name] = found[name][0][0]
+    if len(set(lengths.values())) > 1:
+        held = ", ".join(f"{name} {rows}" for name, rows in lengths.items())
+        raise DataError(f"{path}: datasets hold different numbers of rows ({held}): a shard's datasets are its "
+                        "columns, one row each along axis 0")
+    return next(iter(lengths.values()), 0)
+
+
+def _hdf5_dataset(path: str, found: Mapping[str, tuple[tuple[int, ...], np.dtype]], column: Column) -> str:
+    """The name of ``column``'s dataset among ``found``, checked against its shape and dtype."""
+    names = (column.name, *column.aliases)
+    name = next((n for n in names if n in found), None)
+    if name is None:
+        raise DataError(f"{path}: no dataset for column {column.name!r} (looked for {', '.join(names)}; has: "
+                        f"{', '.join(sorted(found)) or 'none'})")
+    shape, dtype = found[name]
+    what = f"dataset {name!r}" + (f" (column {column.name!r})" if name != column.name else "")
+    if not shape or shape[1:] != tuple(column.shape):
+        raise DataError(f"{path}: {what} must hold rows of shape {tuple(column.shape)} along axis 0, found "
+                        f"shape {shape}")
+    if dtype != np.dtype(column.dtype):
+        raise DataError(f"{path}: {what} must be {column.dtype}, found {dtype}")
+    return name
+
+
 def read_piece(piece: Piece, columns: Iterable[Column]) -> dict[str, np.ndarray]:
     """The rows of one piece: ``row`` (n,) int64 and each column as an array (n, *shape) of its dtype.
 
     Raises:
-        DataError: naming the file and row group: unreadable, or NaN or infinite values in a float column.
+        DataError: naming the file and row group (of HDF5: the file's rows): unreadable, or NaN or infinite
+            values in a float column, or values outside a column's bounds.
     """
+    columns = list(columns)
+    if hdf5.is_hdf5(piece.path):
+        return _read_hdf5_piece(piece, columns)
     import pyarrow.parquet as pq
     from pyarrow import fs
 
-    columns = list(columns)
     try:
         filesystem, local = fs.FileSystem.from_uri(piece.path)
         with filesystem.open_input_file(local) as f:
@@ -258,12 +345,31 @@ def read_piece(piece: Piece, columns: Iterable[Column]) -> dict[str, np.ndarray]
         values = table.column(c.name).combine_chunks()
         flat = values.flatten() if c.shape else values
         array = flat.to_numpy(zero_copy_only=False).astype(c.dtype, copy=False).reshape(len(table), *c.shape)
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise DataError(f"{piece.path}: row group {piece.row_group}: column {c.name!r} holds NaN or "
-                            "infinite values")
-        if c.bounds is not None and len(array) and not (c.bounds[0] <= array.min() and array.max() < c.bounds[1]):
-            raise DataError(f"{piece.path}: row group {piece.row_group}: column {c.name!r} holds values outside "
-                            f"[{c.bounds[0]:g}, {c.bounds[1]:g}) ({array.min():g} to {array.max():g})")
-        out[c.name] = array
+        out[c.name] = _checked(f"{piece.path}: row group {piece.row_group}", c, array)
     return out
+
+
+def _read_hdf5_piece(piece: Piece, columns: list[Column]) -> dict[str, np.ndarray]:
+    stop = piece.start + piece.rows
+    where = f"{piece.path}: rows {piece.start}..{stop - 1}"
+    got = hdf5.read_rows(piece.path, {c.name: (c.name, *c.aliases) for c in columns}, piece.start, stop)
+    out = {ROW: np.arange(piece.first_row, piece.first_row + piece.rows, dtype=np.int64)}
+    for c in columns:
+        array = np.asarray(got[c.name])
+        if array.shape != (piece.rows, *c.shape):
+            raise DataError(f"{where}: column {c.name!r} reads as shape {array.shape}, expected "
+                            f"{(piece.rows, *c.shape)}: the file changed after its pieces were listed")
+        out[c.name] = _checked(where, c, array.astype(c.dtype, copy=False))
+    return out
+
+
+def _checked(where: str, c: Column, array: np.ndarray) -> np.ndarray:
+    """``array`` (column ``c``'s values read at ``where``), once it holds no NaN or infinite floats and no value
+    outside the column's bounds."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise DataError(f"{where}: column {c.name!r} holds NaN or infinite values")
+    if c.bounds is not None and len(array) and not (c.bounds[0] <= array.min() and array.max() < c.bounds[1]):
+        raise DataError(f"{where}: column {c.name!r} holds values outside [{c.bounds[0]:g}, {c.bounds[1]:g}) "
+                        f"({array.min():g} to {array.max():g})")
+    return array
 

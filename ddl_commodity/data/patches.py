@@ -182,8 +182,8 @@ def load_patches(path: Path, expected_size: int | None = None, expected_bands: i
 
 def patches_to_parquet(source: Path, out: Path, rows_per_file: int, seed: int, block: int = 512) -> Path:
     """A patch file as a Parquet data set in directory ``out`` (columns ``rgb`` (s, s, 3), ``hsi`` (s, s, bands)
-    float32 and ``label`` int32), its rows in a seeded random order: the file is sorted by class, and shards of
-    whole row groups must each see every class."""
+    float32 and ``label`` int32), its rows in a seeded random order, so that shards of whole row groups each see
+    every class whatever order the file holds them in."""
     import h5py
 
     from ddl_commodity.data.parquet import write_parquet

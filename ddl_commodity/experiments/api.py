@@ -274,8 +274,8 @@ class Experiment:
         from ddl_commodity.data.streaming import piece_shards, validation_pieces
 
         if cfg.training.engine == "single":
-            raise ConfigError("data.source: a Parquet data set is read by distributed runs (data or model "
-                              "parallel), not single-machine ones")
+            raise ConfigError("data.source: a data set read where it lies is read by distributed runs (data "
+                              "or model parallel), not single-machine ones")
         inputs, label = self.columns(cfg)
         found = tuple(pieces(cfg.data.source, [*inputs, label]))
         shards = cfg.training.workers if cfg.training.engine == "data_parallel" else 1

@@ -201,8 +201,10 @@ class RedshiftExperiment(Experiment):
         return out
 
     def columns(self, cfg: RedshiftConfig) -> tuple[tuple[Column, ...], Column]:
-        """A Parquet data set of ``ddl data redshift --format parquet``: the spectrum in, the class out."""
-        return (Column("spectrum", (NUM_BANDS,), "float32"),), Column("label", (), "int32", (0, NUM_CLASSES))
+        """A data set of ``ddl data redshift`` (Parquet, or HDF5 files, whose dataset is ``spectra``): the
+        spectrum in, the class out."""
+        spectrum = Column("spectrum", (NUM_BANDS,), "float32", aliases=("spectra",))
+        return (spectrum,), Column("label", (), "int32", (0, NUM_CLASSES))
 
     def summary_sections(self, cfg: RedshiftConfig, run_dir: Path, dataset: Dataset | SourceData) -> dict:
         """``trivial_estimator``: always the training set's median z, scored on the validation rows. For a data

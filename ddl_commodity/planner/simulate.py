@@ -159,44 +159,45 @@ class _StepGraph:
         if self.cluster.cpu_period_s <= 0 or share >= 1.0:
             return work / share
         capacity = share * self.cluster.cpu_period_s
-        last, tokens = self._quota.get(node, (0.0, capacity))
+        last, tokens = self._quota.get(node, (0.0, 0.0))  # empty: a busy node's steady state
         tokens = min(capacity, tokens + (start - last) * share)
         full = tokens / (1.0 - share)  # how long the node can run flat out before the quota is spent
         seconds = work if work <= full else full + (work - full) / share
         self._quota[node] = (start + seconds, max(0.0, tokens - (1.0 - share) * min(work, full)))
         return seconds
 
-    def schedule(self) -> tuple[float, dict[str, float], dict[tuple[str, str], int]]:
-        """(step end, busy seconds per node, bytes per link)."""
+    def schedule(self, begin: float = 0.0) -> tuple[float, dict[str, float], dict[tuple[str, str], int]]:
+        """(step end, busy seconds per node, bytes per link) of the step started at ``begin``; the links' and
+        quotas' buckets carry over from the step scheduled before."""
         n = len(self.tasks)
         waiting = [len(d) for d in self.deps]
         succs: list[list[int]] = [[] for _ in range(n)]
         for i, deps in enumerate(self.deps):
             for d in deps:
                 succs[d].append(i)
-        ready = [0.0] * n
-        heap = [(0.0, self.tasks[i][3], i) for i in range(n) if not waiting[i]]
+        ready = [begin] * n
+        heap = [(begin, self.tasks[i][3], i) for i in range(n) if not waiting[i]]
         heapq.heapify(heap)
         free: dict[str, float] = {}
         busy: dict[str, float] = {}
         links: dict[tuple[str, str], int] = {}
-        end = 0.0
+        end = begin
         while heap:
             at, amount, i = heapq.heappop(heap)
             kind, a, b, _ = self.tasks[i]
             if kind == "cpu":
-                start = max(at, free.get(a, 0.0))
+                start = max(at, free.get(a, begin))
                 done = free[a] = start + self._run(a, start, amount)
                 busy[a] = busy.get(a, 0.0) + amount / self.cluster.share(a)
             else:
-                start = max(at, free.get(f"tx:{a}", 0.0), free.get(f"rx:{b}", 0.0))
+                start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
                 seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
                 t = self.cluster.transport
                 for node, work in ((a, amount * t.send_s_per_byte), (b, amount * t.recv_s_per_byte)):
                     if work > 0:  # the node's part of the transfer: alongside the link, before its next op
-                        begin = max(start, free.get(node, 0.0))
-                        cpu = self._run(node, begin, work)
-                        free[node] = begin + cpu
+                        node_start = max(start, free.get(node, begin))
+                        cpu = self._run(node, node_start, work)
+                        free[node] = node_start + cpu
                         busy[node] = busy.get(node, 0.0) + work / self.cluster.share(node)
                         seconds = max(seconds, cpu)
                 free[f"tx:{a}"] = free[f"rx:{b}"] = start + seconds
@@ -245,6 +246,10 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
             written += g.send(on[layer], variables, total, grad[layer])
     g.compute(variables, costs.apply_s, written + [t for layer in graph.layers for t in grad[layer]])
     end, busy, links = g.schedule()
+    if cluster.cpu_period_s > 0:  # the quotas start empty: the next step starts from what this one left
+        first = end
+        end, busy, links = g.schedule(first)
+        end -= first
     return StepPrediction(step_s=end, busy_s=busy, links=links,
                           memory_bytes=node_memory(graph, costs, on, variables, cluster))
 

@@ -221,15 +221,17 @@ def test_a_shaped_link_passes_its_bucket_at_once_and_nodes_lose_their_idle_load(
 
 
 def test_a_node_under_a_cpu_quota_runs_a_short_burst_at_full_speed() -> None:
-    """CFS: 0.4 core is 40 ms of CPU per 100 ms period. A node that waited runs flat out until its 40 ms of
-    quota is spent (it refills at 0.4 while it runs, so that lasts 40 / 0.6 ms), then at 0.4 core."""
+    """CFS: 0.4 core is 40 ms of CPU per 100 ms period. A node that keeps computing gets 0.4 core; one that
+    waits between short bursts (worker:1 here, while worker:0 computes) runs them at full speed from what its
+    quota saved meanwhile, and worker:0 makes up its own wait from its quota too."""
     quota = dict(cpu_share=0.4, bandwidth_bps=8e7, latency_s=0.0, base_bytes=0, memory_cap=None)
-    g = chain(1)
-    where = {"b0_l": "worker:0"}
-    for forward, expected_step in ((0.01, 0.03),  # forward 10 ms + backward 20 ms: inside the 66.7 ms
-                                   (1.0, 0.04 / 0.6 + (3.0 - 0.04 / 0.6) / 0.4)):  # one burst, then 0.4 core
-        c = costs_for(g, b0=forward)
-        steady = predict_step(g, c, where, "ps:0", "worker:0", ClusterModel(**quota)).step_s
-        bursty = predict_step(g, c, where, "ps:0", "worker:0", ClusterModel(**quota, cpu_period_s=0.1)).step_s
-        assert steady == pytest.approx(3 * forward / 0.4)
-        assert bursty == pytest.approx(expected_step)
+    g = chain(2)
+    c = costs_for(g, b0=0.1, b1=0.005)  # forward + backward: 0.3 and 0.015 s of one core per step
+    split = {"b0_l": "worker:0", "b1_l": "worker:1"}
+    steady = predict_step(g, c, split, "ps:0", "worker:0", ClusterModel(**quota)).step_s
+    bursty = predict_step(g, c, split, "ps:0", "worker:0", ClusterModel(**quota, cpu_period_s=0.1)).step_s
+    assert steady == pytest.approx((0.3 + 0.015) / 0.4, abs=0.001)  # both at 0.4 core, one after the other
+    assert bursty == pytest.approx(0.3 / 0.4, abs=0.001)  # worker:0's quota is the whole step
+    alone = predict_step(chain(1), costs_for(chain(1), b0=0.01), {"b0_l": "worker:0"}, "ps:0", "worker:0",
+                         ClusterModel(**quota, cpu_period_s=0.1)).step_s
+    assert alone == pytest.approx(0.03 / 0.4)  # always busy: no burst, whatever the step's size
