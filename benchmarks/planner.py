@@ -9,8 +9,9 @@
   of predicted and measured), ``pick_vs_best_thesis`` (measured step of the pick over the best measured thesis
   scheme; a pick that keeps a shipped scheme is that scheme's run, ``same_as`` it).
 * ``docker``: the same schemes on the compose cluster (``scripts/docker-cluster.sh``: containers with
-  ``cpus: 1.0`` on their bridge network), predicted for nodes of 2/5 of this machine's cores each (five
-  containers share its cores) and an unshaped link: ``validation.docker``.
+  ``cpus: 1.0`` on their bridge network), predicted for nodes of one core each (each container's quota: the five
+  share this machine's two cores, but a split step keeps at most two of them busy at once) and an unshaped
+  link: ``validation.docker``.
 * ``user_models``: models no one tuned the planner for -- ``examples/two_inputs.py`` and the multi-branch
   ``examples/field_yield.py`` -- their own split, everything on the input worker, and the planner's pick, at
   400mbit on the namespace cluster: ``user_models.<name>.step_time_median_abs_error``.
@@ -267,9 +268,9 @@ def validation(bench: Bench) -> None:
 
 
 def docker(bench: Bench) -> None:
-    """The thesis schemes on the compose cluster; predicted for 2/5 of this machine's cores per node."""
+    """The thesis schemes on the compose cluster; predicted for one core per node, each container's quota."""
     section = bench.doc.setdefault("validation", {}).setdefault("docker", {})
-    share = round((os.cpu_count() or 1) / 5, 3)
+    share = 1.0  # docker-compose.yml: cpus 1.0
     runs = bench.tmp / "docker-runs"
     runs.mkdir(parents=True, exist_ok=True)
     epochs = 2 if bench.quick else 4
