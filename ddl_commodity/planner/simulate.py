@@ -14,8 +14,8 @@ bursts between transfers, as in a split model, so runs them faster than ``t / c`
 
 A transfer of ``n`` bytes between two nodes occupies the sender's outgoing and the receiver's incoming link
 (full duplex, ``n / bandwidth`` seconds each) and arrives ``latency`` seconds after it left; transfers
-within a node are free. Every node and link serves its work in the order
-it becomes ready (the smaller first on a tie), as TensorFlow's executor runs whatever op has its inputs.
+within a node are free. Every node and link serves its work in the order it becomes ready (the smaller
+first on a tie), as TensorFlow's executor runs whatever op has its inputs.
 Not modelled: two transfers sharing a link at once (they queue instead), and cache effects.
 
 What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer's
