@@ -38,9 +38,9 @@ ROW = "row"
 SHAPES_KEY = b"ddl.shapes"
 #: Rows per row group unless told otherwise: a few MB of spectra, a small unit of work for one task.
 ROW_GROUP_ROWS = 512
-#: Slices an HDF5 data set is cut into at least, as a data set converted to Parquet: a small one still has
-#: whole pieces to hold out for validation and to deal to shards.
-MIN_HDF5_PIECES = 32
+#: Pieces a data set the toolkit writes or slices is cut into at least: a small one still has whole pieces to
+#: hold out for validation and to deal to shards.
+MIN_PIECES = 32
 
 
 @dataclass(frozen=True)
@@ -269,11 +269,17 @@ def check_schema(path: str, schema: object, columns: Iterable[Column]) -> None:
             raise DataError(f"{path}: column {column.name!r} must be {column.dtype}, found {field_type}")
 
 
+def piece_rows(rows: int) -> int:
+    """Rows per piece of a data set of ``rows`` rows: :data:`ROW_GROUP_ROWS`, fewer for a set of under
+    :data:`MIN_PIECES` such pieces."""
+    return max(1, min(ROW_GROUP_ROWS, rows // MIN_PIECES))
+
+
 def hdf5_pieces(paths: list[str], columns: list[Column]) -> list[Piece]:
     """The slices of the HDF5 shards ``paths`` (in this order), numbered through the files one after another:
-    at most :data:`ROW_GROUP_ROWS` rows each, fewer for a data set of under :data:`MIN_HDF5_PIECES` of them."""
+    :func:`piece_rows` rows each."""
     counts = [hdf5_rows(path, columns) for path in paths]
-    size = max(1, min(ROW_GROUP_ROWS, sum(counts) // MIN_HDF5_PIECES))
+    size = piece_rows(sum(counts))
     out: list[Piece] = []
     first = 0
     for path, n in zip(paths, counts, strict=True):

@@ -20,12 +20,9 @@ from typing import Any
 import numpy as np
 
 from ddl_commodity.config import RunConfig, config_to_dict, merge, validate
-from ddl_commodity.data.parquet import ROW, ROW_GROUP_ROWS, Column
+from ddl_commodity.data.parquet import ROW, Column, piece_rows
 from ddl_commodity.errors import DataError, UserInputError
 from ddl_commodity.experiments.api import Experiment
-
-#: Row groups a converted data set is cut into at least: enough for small runs to hold out whole pieces.
-MIN_PIECES = 32
 
 
 def with_source(experiment: Experiment, cfg: RunConfig, source: str) -> RunConfig:
@@ -50,7 +47,7 @@ def as_parquet(experiment: Experiment, cfg: RunConfig, progress: bool | None = N
         arrays, labels = experiment.load(cfg, path)
         columns = {c.name: np.asarray(a, dtype=c.dtype) for c, a in zip(inputs, arrays, strict=True)}
         columns[label.name] = np.asarray(labels, dtype=label.dtype)
-        group = max(1, min(ROW_GROUP_ROWS, len(labels) // MIN_PIECES))
+        group = piece_rows(len(labels))
         print(f"writing {path} as Parquet: {out} ({len(labels)} rows, {group} per row group)", flush=True)
         write_parquet(out, [(0, columns)], rows_per_file=group * 8, row_group_rows=group)
     return with_source(experiment, cfg, str(out))
@@ -92,9 +89,8 @@ def frame_columns(df: Any, inputs: Sequence[Column], label: Column) -> bool:
 def stage_frame(df: Any, inputs: Sequence[Column], label: Column, out: str) -> str:
     """Write the DataFrame as a Parquet data set at ``out`` (a new directory or URI) on its session's executors;
     return its URI. Rows are numbered by the stored ``row`` column, else by ``zipWithIndex`` (Fig 5.2), so a
-    partition's rows are consecutive global rows; row groups of :data:`ROW_GROUP_ROWS` rows, fewer for a data
-    set of under :data:`MIN_PIECES` of them. Written to ``<out>.partial-*`` and moved at the end: a failed
-    write leaves nothing.
+    partition's rows are consecutive global rows; row groups of :func:`~ddl_commodity.data.parquet.piece_rows`
+    rows. Written to ``<out>.partial-*`` and moved at the end: a failed write leaves nothing.
 
     Raises:
         DataError: ``out`` exists, or a row's array has the wrong width (naming the partition and column).
@@ -108,7 +104,7 @@ def stage_frame(df: Any, inputs: Sequence[Column], label: Column, out: str) -> s
     filesystem, path = fs.FileSystem.from_uri(uri)
     if filesystem.get_file_info(path).type != fs.FileType.NotFound:
         raise DataError(f"{out}: exists; choose a new place to write the DataFrame")
-    group = max(1, min(ROW_GROUP_ROWS, df.count() // MIN_PIECES))  # small sets: still pieces to deal and hold out
+    group = piece_rows(df.count())  # small sets: still pieces to deal and hold out
     partial = f"{path}.partial-{uuid.uuid4().hex[:8]}"
     filesystem.create_dir(partial)
     names = [c.name for c in (*inputs, label)]
