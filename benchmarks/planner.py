@@ -25,9 +25,10 @@
   and its plot next to the JSON.
 
 Every ``ddl plan`` profiles afresh (a cache of its own per invocation), so predictions use the timings of the
-machine as it is during the benchmark. Resumable: every measured cell is kept in the JSON as it finishes; a
-re-run with the same --out skips it (its prediction is refreshed from the planner as it is now). ``--only``
-runs some sections, ``--max-cells N`` measures at most N new cells per section.
+machine as it is during the benchmark; a data-parallel cell about to be measured is profiled again just before
+it runs (its runs last a minute, the machine's speed drifts over minutes). Resumable: every measured cell is
+kept in the JSON as it finishes; a re-run with the same --out skips it (its prediction is refreshed from the
+planner as it is now). ``--only`` runs some sections, ``--max-cells N`` measures at most N new cells per section.
 """
 
 from __future__ import annotations
@@ -385,6 +386,12 @@ def migrate_embedded(doc: dict) -> None:
         doc.setdefault("data_parallel_embedded", {}).update(old)
 
 
+def fresh(measuring: bool) -> tuple[str, ...]:
+    """``ddl plan``'s flag to profile again when a cell is about to be measured: the machine's speed drifts by
+    10-20% over minutes here, and a cell is predicted from the step as the machine runs it then."""
+    return ("--refresh",) if measuring else ()
+
+
 def dp_cell(bench: Bench, rows: dict, m: int, predicted: float, run: Callable[[], float], label: str,
             extra: dict | None = None) -> None:
     """Refresh a measured cell's prediction, or measure it (saving at once)."""
@@ -411,10 +418,11 @@ def data_parallel(bench: Bench) -> None:
         budget = bench.budget()
         for m in workers:
             cfg = redshift_dp_config(bench.tmp, m, spec, rate)
-            plan = bench.plan(bench.write_config(cfg), bench.tmp / f"{cfg['name']}-plan.json", "--profile", "thesis",
-                              "--bandwidth", rate)
-            if str(m) not in rows and not budget.take():
+            measuring = str(m) not in rows and budget.take()
+            if str(m) not in rows and not measuring:
                 continue
+            plan = bench.plan(bench.write_config(cfg), bench.tmp / f"{cfg['name']}-plan.json", "--profile", "thesis",
+                              "--bandwidth", rate, *fresh(measuring))
 
             def run(cfg: dict = cfg, m: int = m, rate: str = rate) -> float:
                 with bench.cluster(bench.tmp / f".cluster-dp-{rate}-{m}", m + 2, rate) as cluster:
@@ -464,7 +472,11 @@ def ps_bound(bench: Bench) -> None:
     for m in PS_BOUND_WORKERS[:1] if bench.quick else PS_BOUND_WORKERS:
         cfg = redshift_dp_config(bench.tmp, m, spec, "psbound")
         path = bench.write_config(cfg)
-        plan = bench.plan(path, bench.tmp / f"{cfg['name']}-plan.json", "--profile", "thesis", "--bandwidth", rate)
+        measuring = str(m) not in rows and budget.take()
+        if str(m) not in rows and not measuring:
+            continue
+        plan = bench.plan(path, bench.tmp / f"{cfg['name']}-plan.json", "--profile", "thesis", "--bandwidth", rate,
+                          *fresh(measuring))
         # the planner's own model with the PS's link at its rate: the costs and transport ddl plan measured
         experiment, run_cfg = load(path)
         transport = TransportCosts(**plan["transport"])
@@ -473,8 +485,6 @@ def ps_bound(bench: Bench) -> None:
         task = data_parallel_task(experiment, run_cfg, LayerCosts(**plan["costs"]), plan["weights"],
                                   plan["feed_efficiency"])
         predicted = predict_workers(task, m, cluster).epoch_s
-        if str(m) not in rows and not budget.take():
-            continue
         shaped: dict = {}
 
         def run(cfg: dict = cfg, m: int = m, shaped: dict = shaped) -> float:

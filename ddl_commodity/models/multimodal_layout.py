@@ -114,4 +114,6 @@ def block_graph(spec: MultimodalSpec) -> BlockGraph:
     counts = layer_parameter_counts(spec)
     # BatchNorm: gamma and beta are trained, the moving statistics are written back too.
     weights = {name: (n // 2 if "_bn" in name else n, n) for name, n in counts.items()}
-    return BlockGraph(layer_names(), ["rgb_input", "hsi_input"], edges, layer_output_shapes(spec), weights)
+    tensors = {name: (2, 4) if "_bn" in name else (2, 2) for name, n in counts.items() if n}
+    return BlockGraph(layer_names(), ["rgb_input", "hsi_input"], edges, layer_output_shapes(spec), weights,
+                      tensors)

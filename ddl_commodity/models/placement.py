@@ -59,7 +59,8 @@ class BlockGraph:
     """A model as data: its layers in order, the edges between them, per-sample output shapes, weights.
 
     ``inputs`` are pseudo-layers for the model's inputs (placed on the input node), ``"loss"`` is the
-    pseudo-layer after the output. ``weights[layer] = (trainable, total)`` counts of weight scalars.
+    pseudo-layer after the output. ``weights[layer] = (trainable, total)`` counts of weight scalars;
+    ``tensors[layer] = (trainable, total)`` counts of weight variables (a kernel and a bias are two).
     """
 
     layers: list[str]
@@ -67,13 +68,21 @@ class BlockGraph:
     edges: list[tuple[str, str]]
     shapes: dict[str, tuple[int, ...]]
     weights: dict[str, tuple[int, int]]
+    tensors: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def weight_tensors(self, layer: str) -> tuple[int, int]:
+        """(trainable, total) weight variables of ``layer``; one per kind it has where ``tensors`` is silent."""
+        if layer in self.tensors:
+            return self.tensors[layer]
+        trainable, total = self.weights.get(layer, (0, 0))
+        return int(trainable > 0), int(trainable > 0) + int(total > trainable)
 
 
 def functional_graph(model: keras.Model) -> BlockGraph:
     """The :class:`BlockGraph` of a built functional Keras model (from its nodes, not from its source)."""
     import math
 
-    layers, inputs, edges, shapes, weights = [], [], [], {}, {}
+    layers, inputs, edges, shapes, weights, tensors = [], [], [], {}, {}, {}
     for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first
         for node in model._nodes_by_depth[depth]:
             op = node.operation
@@ -85,8 +94,9 @@ def functional_graph(model: keras.Model) -> BlockGraph:
             edges += [(t._keras_history.operation.name, op.name) for t in node.input_tensors]
             trainable = sum(math.prod(w.shape) for w in op.trainable_weights)
             weights[op.name] = (trainable, trainable + sum(math.prod(w.shape) for w in op.non_trainable_weights))
+            tensors[op.name] = (len(op.trainable_weights), len(op.weights))
     edges += [(t._keras_history.operation.name, "loss") for t in model.outputs]
-    return BlockGraph(layers, inputs, edges, shapes, weights)
+    return BlockGraph(layers, inputs, edges, shapes, weights, tensors)
 
 
 def place_functional(model: keras.Model, placement: Placement) -> keras.Model:

@@ -111,7 +111,8 @@ def _plan(config: Path, profile: str | None, bandwidth: str | None, workers: int
     costs = layer_costs(config, graph, t.batch_size, t.optimizer, loss, refresh=refresh)
     print(f"layer costs: one core, batch {t.batch_size}, loss {loss.split('{')[0]}: a whole step "
           f"{1000 * costs.step_s:.1f} ms; transport: {1000 * transport.remote_call_s:.2f} ms to dispatch a step "
-          f"to a node, {1e9 * transport.send_s_per_byte:.2f} / {1e9 * transport.recv_s_per_byte:.2f} ns CPU "
+          f"to a node, {1e6 * transport.send_s_per_tensor:.0f} us per tensor crossing, "
+          f"{1e9 * transport.send_s_per_byte:.2f} / {1e9 * transport.recv_s_per_byte:.2f} ns CPU "
           f"per byte sent / received ({time.monotonic() - t0:.1f} s to get)")
     doc = {"config": str(config), "experiment": cfg.experiment, "batch": t.batch_size, "cluster": target.label,
            "costs": costs.to_dict(), "transport": transport.to_dict(), "latency_s": latency_s}

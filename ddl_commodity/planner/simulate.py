@@ -18,8 +18,10 @@ within a node are free. Every node and link serves its work in the order it beco
 first on a tie), as TensorFlow's executor runs whatever op has its inputs.
 Not modelled: two transfers sharing a link at once (they queue instead), and cache effects.
 
-What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer's
-bytes cost the sender ``n x send_s_per_byte / c`` and the receiver ``n x recv_s_per_byte / c`` of CPU, work
+What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer of
+``k`` tensors and ``n`` bytes costs the sender ``k x send_s_per_tensor + n x send_s_per_byte`` and the receiver
+``k x recv_s_per_tensor + n x recv_s_per_byte`` of CPU (over ``c``; a layer's weights are one tensor per
+variable, an activation or its gradient one), work
 they do alongside the link's (the transfer lasts as long as the slowest of the three) and that delays their
 next op; the input worker dispatches the step to every other node that computes or holds weights
 (``remote_call_s`` each), and each of those serves the call (``remote_serve_s``).
@@ -118,6 +120,7 @@ class _StepGraph:
     def __init__(self, cluster: ClusterModel) -> None:
         self.cluster = cluster
         self.tasks: list[tuple[str, str, str, float]] = []  # (kind, node or sender, receiver, amount)
+        self.tensors: dict[int, int] = {}  # transfer task -> tensors it moves
         self.deps: list[list[int]] = []
         self._buckets: dict[str, tuple[float, float]] = {}  # link direction -> (time, tokens in bytes)
         self._quota: dict[str, tuple[float, float]] = {}  # node -> (time, CPU seconds left in its quota)
@@ -127,12 +130,13 @@ class _StepGraph:
         self.deps.append(after)
         return len(self.tasks) - 1
 
-    def send(self, src: str, dst: str, nbytes: int, after: list[int]) -> list[int]:
+    def send(self, src: str, dst: str, nbytes: int, after: list[int], tensors: int = 1) -> list[int]:
         """The transfer's task, as a dependency list (empty, i.e. nothing to wait for, within a node)."""
         if src == dst or nbytes <= 0:
             return after
         self.tasks.append(("net", src, dst, float(nbytes)))
         self.deps.append(after)
+        self.tensors[len(self.tasks) - 1] = tensors
         return [len(self.tasks) - 1]
 
     def _transmit(self, tx: str, rx: str, start: float, nbytes: float) -> float:
@@ -192,8 +196,9 @@ class _StepGraph:
             else:
                 start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
                 seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
-                t = self.cluster.transport
-                for node, work in ((a, amount * t.send_s_per_byte), (b, amount * t.recv_s_per_byte)):
+                t, k = self.cluster.transport, self.tensors[i]
+                for node, work in ((a, k * t.send_s_per_tensor + amount * t.send_s_per_byte),
+                                   (b, k * t.recv_s_per_tensor + amount * t.recv_s_per_byte)):
                     if work > 0:  # the node's part of the transfer: alongside the link, before its next op
                         node_start = max(start, free.get(node, begin))
                         cpu = self._run(node, node_start, work)
@@ -231,7 +236,8 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
     begin += [g.compute(node, t.remote_serve_s, begin[:1]) for node in remote if t.remote_serve_s > 0]
     done = dict.fromkeys(graph.inputs, begin)
     for layer in graph.layers:  # forward, in graph order, after this layer's weights have been read
-        after = g.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, begin)
+        after = g.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, begin,
+                       graph.weight_tensors(layer)[0])
         for src in preds.get(layer, []):
             after = after + g.send(on[src], on[layer], act[src], done[src])
         done[layer] = [g.compute(on[layer], costs.forward.get(layer, 0.0), after)]
@@ -243,7 +249,7 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
         grad[layer] = [g.compute(on[layer], costs.backward.get(layer, 0.0), after)]
         total = graph.weights.get(layer, (0, 0))[1] * FLOAT_BYTES
         if total:
-            written += g.send(on[layer], variables, total, grad[layer])
+            written += g.send(on[layer], variables, total, grad[layer], graph.weight_tensors(layer)[1])
     g.compute(variables, costs.apply_s, written + [t for layer in graph.layers for t in grad[layer]])
     end, busy, links = g.schedule()
     if cluster.cpu_period_s > 0:  # the quotas start empty: the next step starts from what this one left

@@ -3,15 +3,17 @@ once per cluster profile and cached, like the layer timings.
 
 The layer timings (:mod:`ddl_commodity.planner.costs`) leave out everything a step does because the model is
 spread over several nodes: the input worker's dispatch of the step's work to every remote task (TensorFlow's
-``RunGraph`` call per partition, and on the remote side serving it), and the CPU that a tensor's bytes cost
-the node that sends them and the node that receives them (gRPC's copies, framing and checksums). Both are
-measured here on loopback, in a one-thread profiling process that acts as the input worker and a one-thread
-TensorFlow server in a child process that acts as the remote task; each side's CPU seconds are read from its
-own process, so sending and receiving are told apart. The parameter server of data parallelism (its own framed
-TCP, :mod:`ddl_commodity.ps.transport`, and a numpy apply) is measured the same way.
+``RunGraph`` call per partition, and on the remote side serving it), the CPU that every tensor crossing
+between two nodes costs each side whatever its size (a ``RecvTensor`` call: a weight, a gradient, an
+activation), and the CPU that a tensor's bytes cost the node that sends them and the node that receives them
+(gRPC's copies, framing and checksums). All are measured here on loopback, in a one-thread profiling
+process that acts as the input worker and a one-thread TensorFlow server in a child process that acts as the
+remote task; each side's CPU seconds are read from its own process, so sending and receiving are told apart.
+The parameter server of data parallelism (its own framed TCP, :mod:`ddl_commodity.ps.transport`, and a numpy
+apply) is measured the same way.
 
 Times are CPU seconds on one full core; a node with CPU share ``c`` takes ``t / c``. Cached per profile and
-machine under ``~/.cache/ddl-commodity/plan-costs/transport-<key>.json``: measuring takes about 20 s.
+machine under ``~/.cache/ddl-commodity/plan-costs/transport-<key>.json``: measuring takes about 30 s.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ from pathlib import Path
 from ddl_commodity.planner.errors import PlanError, one_line, write_log
 
 #: Part of the cache key: a change to how the transport is measured invalidates every cached calibration.
-METHOD_VERSION = 1
+METHOD_VERSION = 3
 #: Transfer sizes the per-byte costs are fitted over (bytes); the smallest gives the per-call cost.
 SIZES = (4, 4_000_000, 16_000_000)
+#: Hidden layers of the tiny models whose training step gives the per-step and per-tensor costs.
+HIDDEN_LAYERS = (1, 8, 16)
+#: Timed training steps per model and round, their batch, and the rounds (the least CPU of them is kept).
+STEPS, STEP_BATCH, ROUNDS = 150, 32, 3
 #: Timed calls per size (the remote process's CPU clock ticks in 10 ms: enough calls to resolve a call).
 CALLS = 40
 CALIBRATION_TIMEOUT_S = 600
@@ -44,6 +50,7 @@ class TransportCosts:
     ``remote_call_s``: the input worker's dispatch of one step's work to one remote task (per task that
     computes or holds weights for the step); ``remote_serve_s``: the same call on the remote task's side;
     ``send_s_per_byte`` / ``recv_s_per_byte``: TensorFlow's gRPC transfer, sender's and receiver's side;
+    ``send_s_per_tensor`` / ``recv_s_per_tensor``: the same transfer's fixed cost per tensor, each side;
     ``ps_s_per_byte``: the parameter server's framed TCP, each side (send or receive) of a pushed or pulled
     byte; ``ps_apply_s_per_byte``: the PS's numpy work per byte of weights per applied update
     (``W <- W - lambda dW / s``)."""
@@ -55,6 +62,8 @@ class TransportCosts:
     ps_s_per_byte: float
     ps_apply_s_per_byte: float
     profile: str = ""
+    send_s_per_tensor: float = 0.0
+    recv_s_per_tensor: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,11 +194,11 @@ class _RemoteTask:
         self.proc.wait(timeout=30)
 
 
-def _per_call(fn, remote: _RemoteTask | None, calls: int = CALLS) -> tuple[float, float]:
-    """(this process's, the remote task's) CPU seconds per call of ``fn``, after warm-up."""
+def _per_call(fn, remote: _RemoteTask | None, calls: int = CALLS, warm_up: int = 3) -> tuple[float, float]:
+    """(this process's, the remote task's) CPU seconds per call of ``fn``, after ``warm_up`` calls."""
     import time
 
-    for _ in range(3):
+    for _ in range(warm_up):
         fn()
     r0 = remote.cpu_s() if remote else 0.0
     t0 = time.process_time()
@@ -200,7 +209,7 @@ def _per_call(fn, remote: _RemoteTask | None, calls: int = CALLS) -> tuple[float
 
 
 def _grpc_costs() -> dict[str, float]:
-    """The remote call's cost on both sides and gRPC's CPU per byte sent and received."""
+    """The step's dispatch on both sides, and gRPC's CPU per tensor and per byte sent and received."""
     import tensorflow as tf
 
     spec = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
@@ -208,43 +217,88 @@ def _grpc_costs() -> dict[str, float]:
     try:
         tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec), job_name="worker", task_index=0)
         here, far = "/job:worker/replica:0/task:0/device:CPU:0", "/job:worker/replica:0/task:1/device:CPU:0"
-        local_call = None
-        sent: list[tuple[int, float, float]] = []
-        received: list[tuple[int, float, float]] = []
-        for size in SIZES:
-            with tf.device(here):
-                x = tf.Variable(tf.zeros((size // 4,)))
-            with tf.device(far):
-                y = tf.Variable(tf.zeros((size // 4,)))
-
-            @tf.function
-            def local(x=x):
-                with tf.device(here):
-                    return tf.reduce_sum(x)
-
-            @tf.function
-            def send(x=x):
-                with tf.device(far):
-                    return tf.reduce_sum(x.read_value())
-
-            @tf.function
-            def receive(y=y):
-                with tf.device(here):
-                    return tf.reduce_sum(y.read_value())
-
-            if local_call is None:
-                local_call = _per_call(lambda: local().numpy(), remote)[0]
-            sent.append((size, *_per_call(lambda: send().numpy(), remote)))
-            received.append((size, *_per_call(lambda: receive().numpy(), remote)))
+        return {**_step_costs(here, far, remote), **_byte_costs(here, far, remote)}
     finally:
         remote.close()
-    call_here, send_b = fit_line([s for s, _, _ in sent], [h for _, h, _ in sent])
-    serve, recv_b = fit_line([s for s, _, _ in sent], [r for _, _, r in sent])
+
+
+def _byte_costs(here: str, far: str, remote: _RemoteTask) -> dict[str, float]:
+    """Calls moving one tensor of each of :data:`SIZES` bytes, each way: each side's CPU per byte (the slope)."""
+    import tensorflow as tf
+
+    sent: list[tuple[int, float, float]] = []
+    received: list[tuple[int, float, float]] = []
+    for size in SIZES:
+        with tf.device(here):
+            x = tf.Variable(tf.zeros((size // 4,)))
+        with tf.device(far):
+            y = tf.Variable(tf.zeros((size // 4,)))
+
+        @tf.function
+        def send(x=x):
+            with tf.device(far):
+                return tf.reduce_sum(x.read_value())
+
+        @tf.function
+        def receive(y=y):
+            with tf.device(here):
+                return tf.reduce_sum(y.read_value())
+
+        sent.append((size, *_per_call(lambda: send().numpy(), remote)))
+        received.append((size, *_per_call(lambda: receive().numpy(), remote)))
+    _, send_b = fit_line([s for s, _, _ in sent], [h for _, h, _ in sent])
+    _, recv_b = fit_line([s for s, _, _ in sent], [r for _, _, r in sent])
     _, recv_here_b = fit_line([s for s, _, _ in received], [h for _, h, _ in received])
     _, send_far_b = fit_line([s for s, _, _ in received], [r for _, _, r in received])
-    return {"remote_call_s": max(0.0, call_here - local_call), "remote_serve_s": serve,
-            # each side measured in both directions: the mean of the two
-            "send_s_per_byte": (send_b + send_far_b) / 2, "recv_s_per_byte": (recv_b + recv_here_b) / 2}
+    # each side measured in both directions: the mean of the two
+    return {"send_s_per_byte": (send_b + send_far_b) / 2, "recv_s_per_byte": (recv_b + recv_here_b) / 2}
+
+
+def _step_costs(here: str, far: str, remote: _RemoteTask) -> dict[str, float]:
+    """The engine's training step (:class:`~ddl_commodity.engines.training.Trainer`) of tiny Dense models, with
+    every weight on the remote task and, to compare, in this process alone. Over the models' weight variables,
+    the intercepts are the input worker's dispatch of a step and the remote task's serving of it; the slopes
+    are what a variable costs each side, less what it costs one process: a read and a write of it, i.e. two
+    tensors each side (the same per tensor sent as received: one side of a read is the other side of a write).
+    """
+    rows = []
+    for hidden in HIDDEN_LAYERS:
+        here_s, far_s = _trainer_step_cpu(hidden, far, remote)
+        alone_s, _ = _trainer_step_cpu(hidden, here, None)
+        rows.append((2 * (hidden + 1), here_s, far_s, alone_s))
+    variables = [r[0] for r in rows]
+    call, here_per_variable = fit_line(variables, [r[1] for r in rows])
+    serve, far_per_variable = fit_line(variables, [r[2] for r in rows])
+    alone, alone_per_variable = fit_line(variables, [r[3] for r in rows])
+    per_tensor = max(0.0, here_per_variable + far_per_variable - alone_per_variable) / 4
+    return {"remote_call_s": max(0.0, call - alone), "remote_serve_s": serve, "send_s_per_tensor": per_tensor,
+            "recv_s_per_tensor": per_tensor}
+
+
+def _trainer_step_cpu(hidden: int, variables: str, remote: _RemoteTask | None) -> tuple[float, float]:
+    """(this process's, the remote task's) CPU seconds per training step of ``hidden`` Dense(4) layers and a
+    softmax output, batch :data:`STEP_BATCH`, weights and optimizer state on ``variables``."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from ddl_commodity.config import TrainingSettingsBase
+    from ddl_commodity.engines.training import Trainer
+
+    with tf.device(variables):
+        x = h = keras.Input((4,))
+        for _ in range(hidden):
+            h = keras.layers.Dense(4)(h)
+        model = keras.Model(x, keras.layers.Dense(2, activation="softmax")(h))
+    trainer = Trainer(model, TrainingSettingsBase(batch_size=STEP_BATCH, epochs=1), variables)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((STEPS * STEP_BATCH, 4)).astype("float32")]
+    labels = rng.integers(0, 2, STEPS * STEP_BATCH).astype("int32")
+    trainer.train_epoch(inputs, labels, np.arange(10 * STEP_BATCH), rng)  # traced and warm
+    rounds = [_per_call(lambda: trainer.train_epoch(inputs, labels, np.arange(STEPS * STEP_BATCH), rng), remote,
+                        calls=1, warm_up=0) for _ in range(ROUNDS)]
+    # the least of each side: what other work on the machine adds to a CPU clock is never negative
+    return min(r[0] for r in rounds) / STEPS, min(r[1] for r in rounds) / STEPS
 
 
 def _ps_costs(size: int = 16_000_000) -> dict[str, float]:

@@ -91,6 +91,7 @@ def test_plan_of_a_data_parallel_config_predicts_epochs_per_worker_count(tmp_pat
     assert sorted(map(int, curve)) == list(range(1, 65))
     best = doc["break_even_workers"]
     assert curve[str(best)]["time_to_target_s"] == min(p["time_to_target_s"] for p in curve.values())
-    assert doc["transport"]["send_s_per_byte"] > 0 and doc["transport"]["remote_call_s"] > 0
+    t = doc["transport"]
+    assert t["send_s_per_byte"] > 0 and t["remote_call_s"] > 0 and t["send_s_per_tensor"] > 0
     assert f"break-even: {best} worker(s)" in proc.stdout
     assert (tmp_path / "dp-plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

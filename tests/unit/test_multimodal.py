@@ -62,6 +62,10 @@ def test_parameter_counts_per_branch(model: MultimodalCNN) -> None:
     assert rgb == (27 * 16 + 16 + 64) + (27 * 16 * 32 + 32 + 128) + (27 * 32 * 32 + 32 + 128) == 42_304
     assert hsi == (27 * 16 + 16 + 64) + (27 * 16 * 32 + 32 + 128) + (27 * 32 * 64 + 64 + 256) == 70_112
     assert model.count_params() == sum(expected.values()) == 664_244
+    graph = block_graph(model.spec)
+    for layer in model._flatten_layers(include_self=False):
+        if layer.name in graph.layers:  # the planner's weight tensors per layer are the model's variables
+            assert graph.weight_tensors(layer.name) == (len(layer.trainable_weights), len(layer.weights)), layer.name
 
 
 def test_every_layer_belongs_to_exactly_one_block() -> None:

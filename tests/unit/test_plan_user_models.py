@@ -31,6 +31,7 @@ def test_inputs_are_profiled_in_the_order_the_model_declares_them() -> None:
     model = experiment.build_model(cfg)
     # the graph lists inputs by depth: the deeper trace branch's first, against Model([tabular, trace], ...)
     assert graph.inputs == ["trace", "tabular"]
+    assert graph.tensors["tab_dense"] == (2, 2) and graph.tensors["trace_pool"] == (0, 0)  # kernel and bias
     assert declared_input_shapes(experiment, cfg, model, graph) == [(16,), (40, 3)]
     costs = profile_experiment(experiment, cfg, batch=8, repeats=2)
     assert set(costs.forward) == set(graph.layers) == {layer for b in experiment.blocks(cfg).values() for layer in b}

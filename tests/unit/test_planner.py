@@ -235,3 +235,25 @@ def test_a_node_under_a_cpu_quota_runs_a_short_burst_at_full_speed() -> None:
     alone = predict_step(chain(1), costs_for(chain(1), b0=0.01), {"b0_l": "worker:0"}, "ps:0", "worker:0",
                          ClusterModel(**quota, cpu_period_s=0.1)).step_s
     assert alone == pytest.approx(0.03 / 0.4)  # always busy: no burst, whatever the step's size
+
+
+def test_every_tensor_crossing_costs_both_sides_a_fixed_cpu_time() -> None:
+    """A layer's weights cross as one tensor per variable (read: the trainable ones; written back: all), each
+    costing its sender and its receiver a fixed CPU time whatever its size."""
+    import dataclasses
+
+    from ddl_commodity.planner.transport import FREE
+
+    per_tensor = dataclasses.replace(FREE, send_s_per_tensor=0.001, recv_s_per_tensor=0.002)
+    cluster = ClusterModel(cpu_share=0.5, bandwidth_bps=8e12, latency_s=0.0, base_bytes=0, memory_cap=None,
+                           transport=per_tensor)
+    plain = chain(2, weights=1000)
+    g = dataclasses.replace(plain, tensors=dict.fromkeys(plain.layers, (2, 3)))  # e.g. BatchNorm's 2 + 1
+    c = costs_for(g, b0=0.0, b1=0.0)
+    p = predict_step(g, c, dict.fromkeys(g.layers, "worker:0"), "ps:0", "worker:0", cluster)
+    # per layer: 2 tensors read (PS sends, worker receives), 3 written back (worker sends, PS receives)
+    assert p.busy_s["worker:0"] == pytest.approx(2 * (2 * 0.002 + 3 * 0.001) / 0.5)
+    assert p.busy_s["ps:0"] == pytest.approx(2 * (2 * 0.001 + 3 * 0.002) / 0.5)
+    assert p.step_s >= p.busy_s["worker:0"]
+    one_each = predict_step(plain, c, dict.fromkeys(g.layers, "worker:0"), "ps:0", "worker:0", cluster)
+    assert one_each.busy_s["worker:0"] == pytest.approx(2 * (0.002 + 0.001) / 0.5)  # a kernel alone, unsaid
