@@ -196,18 +196,45 @@ def _run(name: str, doc: dict, out: Path) -> dict:
             "state": "succeeded" if ok else "failed", "error": None if ok else error or "no summary written"}
 
 
+def _finished(state: dict) -> dict[str, float]:
+    """Seconds of every run that ended (succeeded or failed) and ran (not the twin of another)."""
+    return {n: e["seconds"] for n, e in state["experiments"].items()
+            if e.get("state") in ("succeeded", "failed") and e.get("seconds") and not e.get("same_as")}
+
+
 def predicted_seconds(state: dict, name: str) -> tuple[float, str] | None:
     """Mean seconds of the runs so far of ``name``'s config (other seeds), else of its experiment (the name's
     first word: redshift, landcover); None before any."""
     config = config_and_seed(name)[0]
-    done = {n: e["seconds"] for n, e in state["experiments"].items()
-            if e.get("state") in ("succeeded", "failed") and e.get("seconds") and not e.get("same_as")}
+    done = _finished(state)
     for basis, pick in ((f"the {config} runs", lambda n: config_and_seed(n)[0] == config),
                         (f"the {name.split('-')[0]} runs", lambda n: n.split("-")[0] == name.split("-")[0])):
         seconds = [s for n, s in done.items() if pick(n)]
         if seconds:
             return sum(seconds) / len(seconds), f"mean of {len(seconds)} of {basis}"
     return None
+
+
+def _pace(state: dict) -> float:
+    """Measured over expected seconds of the runs so far that the scale expected (1 before any): how much
+    slower or faster than :data:`runsets.THESIS_SECONDS` this machine runs the set."""
+    pairs = [(s, runsets.estimated_seconds(n, state.get("scale", ""))) for n, s in _finished(state).items()]
+    pairs = [(s, e) for s, e in pairs if e]
+    return sum(s for s, _ in pairs) / sum(e for _, e in pairs) if pairs else 1.0
+
+
+def _eta_seconds(state: dict, name: str, pace: float) -> float | None:
+    """A run's seconds for the ETA: the mean of its config's runs so far; else the scale's expectation at the
+    pace of the runs so far; else the mean of its experiment's runs (None: nothing to go by)."""
+    config = config_and_seed(name)[0]
+    own = [s for n, s in _finished(state).items() if config_and_seed(n)[0] == config]
+    if own:
+        return sum(own) / len(own)
+    expected = runsets.estimated_seconds(name, state.get("scale", ""))
+    if expected is not None:
+        return expected * pace
+    fallback = predicted_seconds(state, name)
+    return fallback[0] if fallback else None
 
 
 def _over_budget(state: dict, name: str, budget: float | None, elapsed: float) -> str | None:
@@ -223,14 +250,8 @@ def _time_left(state: dict, remaining: list[str], started: float) -> str:
     """`` (elapsed 4 min, about 11 min left)``: each run still to do at its predicted time."""
     elapsed = f" (elapsed {(time.monotonic() - started) / 60:.0f} min"
     todo = [n for n in remaining if state["experiments"].get(n, {}).get("state") != "succeeded"]
-    predicted = [predicted_seconds(state, n) or _expected(n, state.get("scale", "")) for n in todo]
-    if not any(predicted):
+    pace = _pace(state)
+    known = [s for s in (_eta_seconds(state, n, pace) for n in todo) if s is not None]
+    if not known:
         return elapsed + ")"
-    known = [p[0] for p in predicted if p]
     return f"{elapsed}, about {sum(known) / len(known) * len(todo) / 60:.0f} min left)"
-
-
-def _expected(name: str, scale: str) -> tuple[float, str] | None:
-    """The expected seconds of a run not yet measured (:func:`runsets.estimated_seconds`)."""
-    seconds = runsets.estimated_seconds(name, scale)
-    return None if seconds is None else (seconds, "expected")

@@ -65,3 +65,19 @@ def test_the_thesis_scale_has_an_eta_before_any_run_ended() -> None:
     left = _time_left({"scale": "thesis", "experiments": {}}, todo, time.monotonic())
     assert left == f" (elapsed 0 min, about {minutes:.0f} min left)"
     assert _time_left({"scale": "smoke", "experiments": {}}, todo, time.monotonic()) == " (elapsed 0 min)"
+
+
+def test_runs_not_yet_measured_go_at_the_pace_of_those_that_were() -> None:
+    """A machine that ran the set's first runs at twice their expected seconds is expected to run the rest so;
+    a config measured once is expected to take what it took."""
+    from ddl_commodity.reproduce.runner import _time_left
+    from ddl_commodity.reproduce.runsets import estimated_seconds
+
+    first = "landcover-default-8k"
+    state = {"scale": "thesis", "experiments": {first: {"state": "succeeded",
+                                                        "seconds": 2 * estimated_seconds(first, "thesis")}}}
+    todo = ["redshift-5k-same-3w", "redshift-5k-same-3w-seed2"]
+    minutes = 2 * 2 * estimated_seconds(todo[0], "thesis") / 60
+    assert _time_left(state, todo, time.monotonic()) == f" (elapsed 0 min, about {minutes:.0f} min left)"
+    state["experiments"][todo[0]] = {"state": "succeeded", "seconds": 600.0}
+    assert _time_left(state, todo[1:], time.monotonic()) == " (elapsed 0 min, about 10 min left)"
