@@ -25,8 +25,8 @@
   and its plot next to the JSON.
 
 Every ``ddl plan`` profiles afresh (a cache of its own per invocation), so predictions use the timings of the
-machine as it is during the benchmark; a data-parallel cell about to be measured is profiled again just before
-it runs (its runs last a minute, the machine's speed drifts over minutes). Resumable: every measured cell is
+machine as it is during the benchmark; a cell about to be measured is profiled again just before it runs
+(``--refresh``: a run lasts a minute or two, the machine's speed drifts over minutes). Resumable: every measured cell is
 kept in the JSON as it finishes; a re-run with the same --out skips it (its prediction is refreshed from the
 planner as it is now). ``--only`` runs some sections, ``--max-cells N`` measures at most N new cells per section.
 """
@@ -218,15 +218,18 @@ def refresh_predictions(section: dict, plan: dict) -> None:
 
 
 def measure_schemes(bench: Bench, section: dict, plan: dict, wanted: list[str], run: Callable[[str], float],
-                    label: str) -> None:
+                    label: str, replan: Callable[[], dict] | None = None) -> None:
     """Measure each scheme of ``wanted`` not yet in ``section`` with ``run(scheme)`` (within the section's
-    budget), saving each as it finishes; a pick that keeps a shipped scheme is that scheme's run."""
+    budget), saving each as it finishes; a pick that keeps a shipped scheme is that scheme's run. ``replan``
+    (``ddl plan --refresh``, rewriting the planned split) predicts each cell from a profile taken just before it."""
     done = section["schemes"]
-    kept = plan["planned"].get("kept")
     budget = bench.budget()
     for name in wanted:
-        if name in done or (name == "planned" and kept in done) or not budget.take():
+        if name in done or (name == "planned" and plan["planned"].get("kept") in done) or not budget.take():
             continue
+        plan = replan() if replan else plan
+        if name == "planned":
+            section["planned_blocks"] = plan["planned"]["blocks"]
         predicted = plan["planned"]["step_s"] if name == "planned" else plan["schemes"][name]["step_s"]
         t0, waited = time.monotonic(), bench.waited_s
         measured = run(name)
@@ -234,6 +237,7 @@ def measure_schemes(bench: Bench, section: dict, plan: dict, wanted: list[str], 
                       "run_seconds": round(time.monotonic() - t0 - (bench.waited_s - waited), 1)}
         print(f"{label} {name}: predicted {predicted:.3f} s/step, measured {measured:.3f}", flush=True)
         bench.save()
+    kept = plan["planned"].get("kept")
     if "planned" in wanted and "planned" not in done and kept in done:
         done["planned"] = {**done[kept], "predicted_s": plan["planned"]["step_s"], "same_as": kept}
 
@@ -250,7 +254,8 @@ def validation(bench: Bench) -> None:
     for rate in RATES[:1] if bench.quick else RATES:
         section = bench.doc.setdefault("validation", {}).setdefault(rate, {})
         split = bench.tmp / f"planned-{rate}.yaml"
-        plan = bench.plan(base, split, "--profile", "thesis", "--bandwidth", rate)
+        args = (base, split, "--profile", "thesis", "--bandwidth", rate)
+        plan = bench.plan(*args)
         refresh_predictions(section, plan)
         wanted = ["default", "planned", "single"] if bench.quick else [*plan["schemes"], "planned"]
         todo = [n for n in wanted if n not in section["schemes"]]
@@ -263,7 +268,8 @@ def validation(bench: Bench) -> None:
                     cfg = landcover_config(bench.tmp, str(split) if name == "planned" else name, epochs, rate)
                     return seconds_per_step(cluster.submit(cfg))
 
-                measure_schemes(bench, section, plan, todo, run, rate)
+                measure_schemes(bench, section, plan, todo, run, rate,
+                                lambda args=args: bench.plan(*args, *fresh(True)))
         summarise(section)
         bench.save()
 
@@ -306,7 +312,8 @@ def docker(bench: Bench) -> None:
 
     compose("up", timeout=900)
     try:
-        measure_schemes(bench, section, plan, todo, run, "docker")
+        measure_schemes(bench, section, plan, todo, run, "docker",
+                        lambda: bench.plan(base, runs / "planned.yaml", *fresh(True)))
     finally:
         compose("down", timeout=300)
     summarise(section)
@@ -331,16 +338,24 @@ def user_models(bench: Bench) -> None:
         base = user_model_config(bench, name, own, epochs)
         path = bench.write_config(base)
         planned = bench.tmp / f"planned-{name}.yaml"
-        plan = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate)
         # everything on the input worker: what a user would try first
-        blocks = plan["planned"]["blocks"]
+        blocks = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate)["planned"]["blocks"]
         single = bench.tmp / f"single-{name}.yaml"
         single.write_text(yaml.safe_dump({"name": f"single-{name}", "variables": "ps:0", "input": "worker:0",
                                           "placement": dict.fromkeys(blocks, "worker:0")}))
         own_name = yaml.safe_load(Path(own).read_text())["name"]
-        single_plan = bench.plan(bench.write_config(user_model_config(bench, name, str(single), epochs)),
-                                 bench.tmp / f"planned-single-{name}.yaml", "--profile", "thesis", "--bandwidth", rate)
-        plan["schemes"][f"single-{name}"] = single_plan["schemes"][f"single-{name}"]
+        single_cfg = bench.write_config(user_model_config(bench, name, str(single), epochs))
+
+        def plans(*extra: str, name: str = name, path: Path = path, planned: Path = planned,
+                  single_cfg: Path = single_cfg) -> dict:
+            """The plan of the model's own config with the all-on-the-input-worker split's prediction added."""
+            plan = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate, *extra)
+            single_plan = bench.plan(single_cfg, bench.tmp / f"planned-single-{name}.yaml", "--profile", "thesis",
+                                     "--bandwidth", rate)  # the profile the first plan just cached
+            plan["schemes"][f"single-{name}"] = single_plan["schemes"][f"single-{name}"]
+            return plan
+
+        plan = plans()
         refresh_predictions(section, plan)
         splits = {own_name: own, f"single-{name}": str(single), "planned": str(planned)}
         todo = [n for n in splits if n not in section["schemes"]]
@@ -349,7 +364,7 @@ def user_models(bench: Bench) -> None:
                 def run(scheme: str, name: str = name, splits: dict = splits) -> float:
                     return seconds_per_step(cluster.submit(user_model_config(bench, name, splits[scheme], epochs)))
 
-                measure_schemes(bench, section, plan, todo, run, name)
+                measure_schemes(bench, section, plan, todo, run, name, lambda plans=plans: plans(*fresh(True)))
         rows = section["schemes"]
         if rows:
             section["step_time_median_abs_error"] = round(float(np.median(
@@ -387,8 +402,8 @@ def migrate_embedded(doc: dict) -> None:
 
 
 def fresh(measuring: bool) -> tuple[str, ...]:
-    """``ddl plan``'s flag to profile again when a cell is about to be measured: the machine's speed drifts by
-    10-20% over minutes here, and a cell is predicted from the step as the machine runs it then."""
+    """``ddl plan``'s flag to profile again when a cell is about to be measured: the machine's speed drifted by
+    10-20% within minutes, and a cell is predicted from the step as the machine runs it then."""
     return ("--refresh",) if measuring else ()
 
 
