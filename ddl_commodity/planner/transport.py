@@ -13,7 +13,7 @@ The parameter server of data parallelism (its own framed TCP, :mod:`ddl_commodit
 apply) is measured the same way.
 
 Times are CPU seconds on one full core; a node with CPU share ``c`` takes ``t / c``. Cached per profile and
-machine under ``~/.cache/ddl-commodity/plan-costs/transport-<key>.json``: measuring takes about 30 s.
+machine under ``~/.cache/ddl-commodity/plan-costs/transport-<key>.json``: measuring takes about 20 s.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ SIZES = (4, 4_000_000, 16_000_000)
 #: Hidden layers of the tiny models whose training step gives the per-step and per-tensor costs.
 HIDDEN_LAYERS = (1, 8, 16)
 #: Timed training steps per model and round, their batch, and the rounds (the least CPU of them is kept).
-STEPS, STEP_BATCH, ROUNDS = 150, 32, 3
+STEPS, STEP_BATCH, ROUNDS = 80, 32, 3
 #: Timed calls per size (the remote process's CPU clock ticks in 10 ms: enough calls to resolve a call).
 CALLS = 40
 CALIBRATION_TIMEOUT_S = 600
