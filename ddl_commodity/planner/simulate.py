@@ -21,10 +21,10 @@ Not modelled: two transfers sharing a link at once (they queue instead), and cac
 What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer of
 ``k`` tensors and ``n`` bytes costs the sender ``k x send_s_per_tensor + n x send_s_per_byte`` and the receiver
 ``k x recv_s_per_tensor + n x recv_s_per_byte`` of CPU (over ``c``; a layer's weights are one tensor per
-variable, an activation or its gradient one), work
-they do alongside the link's (the transfer lasts as long as the slowest of the three) and that delays their
-next op; the input worker dispatches the step to every other node that computes or holds weights
-(``remote_call_s`` each), and each of those serves the call (``remote_serve_s``).
+variable, an activation or its gradient one), work they do alongside the link's (the transfer lasts as long
+as the slowest of the three) and that delays their next op; the input worker dispatches the step to every
+other node that computes or holds weights (``remote_call_s`` each), and each of those serves the call
+(``remote_serve_s``).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from ddl_commodity.planner.errors import PlanError, one_line, write_log
 
 #: Part of the cache key: a change to how the transport is measured invalidates every cached calibration.
 METHOD_VERSION = 3
-#: Transfer sizes the per-byte costs are fitted over (bytes); the smallest gives the per-call cost.
+#: Transfer sizes the per-byte costs are fitted over (bytes).
 SIZES = (4, 4_000_000, 16_000_000)
 #: Hidden layers of the tiny models whose training step gives the per-step and per-tensor costs.
 HIDDEN_LAYERS = (1, 8, 16)

@@ -202,14 +202,19 @@ def _finished(state: dict) -> dict[str, float]:
             if e.get("state") in ("succeeded", "failed") and e.get("seconds") and not e.get("same_as")}
 
 
+def _config_seconds(state: dict, name: str) -> list[float]:
+    """Seconds of the finished runs of ``name``'s config (any seed)."""
+    config = config_and_seed(name)[0]
+    return [s for n, s in _finished(state).items() if config_and_seed(n)[0] == config]
+
+
 def predicted_seconds(state: dict, name: str) -> tuple[float, str] | None:
     """Mean seconds of the runs so far of ``name``'s config (other seeds), else of its experiment (the name's
     first word: redshift, landcover); None before any."""
-    config = config_and_seed(name)[0]
-    done = _finished(state)
-    for basis, pick in ((f"the {config} runs", lambda n: config_and_seed(n)[0] == config),
-                        (f"the {name.split('-')[0]} runs", lambda n: n.split("-")[0] == name.split("-")[0])):
-        seconds = [s for n, s in done.items() if pick(n)]
+    experiment = name.split("-")[0]
+    for basis, seconds in ((f"the {config_and_seed(name)[0]} runs", _config_seconds(state, name)),
+                           (f"the {experiment} runs", [s for n, s in _finished(state).items()
+                                                       if n.split("-")[0] == experiment])):
         if seconds:
             return sum(seconds) / len(seconds), f"mean of {len(seconds)} of {basis}"
     return None
@@ -226,8 +231,7 @@ def _pace(state: dict) -> float:
 def _eta_seconds(state: dict, name: str, pace: float) -> float | None:
     """A run's seconds for the ETA: the mean of its config's runs so far; else the scale's expectation at the
     pace of the runs so far; else the mean of its experiment's runs (None: nothing to go by)."""
-    config = config_and_seed(name)[0]
-    own = [s for n, s in _finished(state).items() if config_and_seed(n)[0] == config]
+    own = _config_seconds(state, name)
     if own:
         return sum(own) / len(own)
     expected = runsets.estimated_seconds(name, state.get("scale", ""))
