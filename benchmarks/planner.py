@@ -338,24 +338,25 @@ def user_models(bench: Bench) -> None:
         base = user_model_config(bench, name, own, epochs)
         path = bench.write_config(base)
         planned = bench.tmp / f"planned-{name}.yaml"
+        plan = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate)
         # everything on the input worker: what a user would try first
-        blocks = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate)["planned"]["blocks"]
         single = bench.tmp / f"single-{name}.yaml"
         single.write_text(yaml.safe_dump({"name": f"single-{name}", "variables": "ps:0", "input": "worker:0",
-                                          "placement": dict.fromkeys(blocks, "worker:0")}))
+                                          "placement": dict.fromkeys(plan["planned"]["blocks"], "worker:0")}))
         own_name = yaml.safe_load(Path(own).read_text())["name"]
         single_cfg = bench.write_config(user_model_config(bench, name, str(single), epochs))
 
-        def plans(*extra: str, name: str = name, path: Path = path, planned: Path = planned,
-                  single_cfg: Path = single_cfg) -> dict:
-            """The plan of the model's own config with the all-on-the-input-worker split's prediction added."""
-            plan = bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate, *extra)
+        def with_single(plan: dict, name: str = name, single_cfg: Path = single_cfg) -> dict:
+            """``plan`` with the all-on-the-input-worker split's prediction added (from the profile it cached)."""
             single_plan = bench.plan(single_cfg, bench.tmp / f"planned-single-{name}.yaml", "--profile", "thesis",
-                                     "--bandwidth", rate)  # the profile the first plan just cached
+                                     "--bandwidth", rate)
             plan["schemes"][f"single-{name}"] = single_plan["schemes"][f"single-{name}"]
             return plan
 
-        plan = plans()
+        def replan(path: Path = path, planned: Path = planned) -> dict:
+            return with_single(bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate, *fresh(True)))
+
+        plan = with_single(plan)
         refresh_predictions(section, plan)
         splits = {own_name: own, f"single-{name}": str(single), "planned": str(planned)}
         todo = [n for n in splits if n not in section["schemes"]]
@@ -364,7 +365,7 @@ def user_models(bench: Bench) -> None:
                 def run(scheme: str, name: str = name, splits: dict = splits) -> float:
                     return seconds_per_step(cluster.submit(user_model_config(bench, name, splits[scheme], epochs)))
 
-                measure_schemes(bench, section, plan, todo, run, name, lambda plans=plans: plans(*fresh(True)))
+                measure_schemes(bench, section, plan, todo, run, name, replan)
         rows = section["schemes"]
         if rows:
             section["step_time_median_abs_error"] = round(float(np.median(
