@@ -9,9 +9,11 @@ A reproduction directory::
     <out>/runs/<run>/         one run directory per run
     <out>/report/             index.html, report.md, figures/*.png (written by ``ddl report <out>``)
 
-A run that fails is recorded and the set goes on. With a time budget, a run whose predicted time (the mean of
-the runs of its config, else of its experiment, so far) would end past the budget is cut and recorded with the
-prediction; re-running with the same ``--out`` (and a larger ``--budget``) continues with what is left.
+A run that fails is recorded and the set goes on; one that ends because the user interrupted it (Ctrl-C,
+SIGTERM: Spark's own handler may turn the signal into a failed job) is recorded as failed and the set stops.
+With a time budget, a run whose predicted time (the mean of the runs of its config, else of its experiment, so
+far) would end past the budget is cut and recorded with the prediction; re-running with the same ``--out`` (and
+a larger ``--budget``) continues with what is left.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import json
 import os
 import platform
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,10 +109,38 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
                    f"{head}: cut, {cut}")
         else:
             print(f"{head} ...{_time_left(state, names[i - 1:], started)}", flush=True)
-            entry = _run(name, doc, out)
+            with _interrupts_seen() as interrupted:
+                entry = _run(name, doc, out)
+            if entry["state"] != "succeeded" and interrupted():
+                record(name, {**entry, "error": "interrupted"}, "    interrupted")
+                raise KeyboardInterrupt
             record(name, entry, f"    {'done' if entry['state'] == 'succeeded' else 'FAILED'} in "
                                 f"{entry['seconds']:.0f} s")
     return state
+
+
+@contextlib.contextmanager
+def _interrupts_seen():
+    """Yields a function telling whether SIGINT or SIGTERM arrived inside the block, whichever Python handler
+    took it: PySpark replaces SIGINT's handler with one that cancels the jobs, so the run ends as a failed job
+    rather than a KeyboardInterrupt. The interpreter writes every signal it handles to the wakeup fd."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    try:
+        previous = signal.set_wakeup_fd(writer.fileno())
+    except ValueError:  # not the main thread: no handler of ours runs there either
+        previous = None
+    seen: set[int] = set()
+    try:
+        yield lambda: bool(seen & {signal.SIGINT, signal.SIGTERM})
+    finally:
+        with contextlib.suppress(BlockingIOError):
+            seen.update(reader.recv(4096))
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
 
 def _open(out: Path, scale: str, profile: str | None, master: str | None) -> dict:

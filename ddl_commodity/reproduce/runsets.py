@@ -35,16 +35,16 @@ def _redshift(size: str, cells: tuple[str, ...] = ("single", "same-1w", "same-2w
 
 
 #: Every run a claim of chapters 5 and 6 reads (:data:`ddl_commodity.reproduce.claims.CLAIMS`), in the order the
-#: thesis scale runs them: the land-cover runs (an hour), 5K spectra, seeds 2 and 3 of every 5K cell (Figs 5.3-5.6
-#: and Tables 5.1/5.2 turn on differences a seed can make), 15K spectra, then seeds 2 and 3 of the 15K cells of
-#: Figs 5.3(c,d) and 5.4. Interrupted, the set resumes where it stopped.
+#: thesis scale runs them: the land-cover runs, 5K and 15K spectra (after these every claim has a verdict), then
+#: seeds 2 and 3 of every 5K cell (Figs 5.3-5.6 and Tables 5.1/5.2 turn on differences a seed can make) and of the
+#: 15K cells of Figs 5.3(c,d) and 5.4. Interrupted, the set resumes where it stopped.
 THESIS_RUNS = (
     "landcover-default-8k", "landcover-single-8k", "landcover-batch10", "landcover-batch50", "landcover-batch200",
     "landcover-fig6_7", "landcover-fig6_10", "landcover-fig6_15", "landcover-fig6_18", "landcover-default-2.5k",
     "landcover-dp-2.5k", "landcover-dp-8k",
     *_redshift("5k"),
-    *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("5k")),
     *_redshift("15k"),
+    *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("5k")),
     *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("15k", ("single", "same-1w", "same-3w", "disjoint-1w",
                                                                     "disjoint-3w"))),
 )

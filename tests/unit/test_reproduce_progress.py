@@ -81,3 +81,50 @@ def test_runs_not_yet_measured_go_at_the_pace_of_those_that_were() -> None:
     assert _time_left(state, todo, time.monotonic()) == f" (elapsed 0 min, about {minutes:.0f} min left)"
     state["experiments"][todo[0]] = {"state": "succeeded", "seconds": 600.0}
     assert _time_left(state, todo[1:], time.monotonic()) == " (elapsed 0 min, about 10 min left)"
+
+
+def _fake_runs(monkeypatch, send: int | None) -> list[str]:
+    """Replaces the run itself (a Spark job) by one that fails, after ``send`` reached this process under a
+    handler that swallows it, as PySpark's SIGINT handler does when it cancels the jobs."""
+    import os
+    import signal
+
+    from ddl_commodity.reproduce import runner
+
+    started: list[str] = []
+
+    def failing_run(name: str, doc: dict, out) -> dict:
+        started.append(name)
+        if send is not None:
+            previous = signal.signal(send, lambda *_: None)
+            try:
+                os.kill(os.getpid(), send)
+            finally:
+                signal.signal(send, previous)
+        return {"config": None, "run_dir": None, "seconds": 1.0, "state": "failed", "error": "job cancelled"}
+
+    monkeypatch.setattr(runner, "_run", failing_run)
+    return started
+
+
+def test_an_interrupted_run_stops_the_set_and_a_failed_one_does_not(tmp_path, monkeypatch) -> None:
+    import json
+    import signal
+
+    import pytest
+
+    from ddl_commodity.reproduce.runner import reproduce
+
+    started = _fake_runs(monkeypatch, send=signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce("smoke", tmp_path / "interrupted", only="redshift-5k-same-*")
+    assert started == ["redshift-5k-same-1w"]
+    state = json.loads((tmp_path / "interrupted" / "reproduce.json").read_text())
+    assert state["experiments"]["redshift-5k-same-1w"] == {
+        "config": None, "run_dir": None, "seconds": 1.0, "state": "failed", "error": "interrupted"}
+    assert signal.set_wakeup_fd(-1) == -1  # the watch is gone with the set
+
+    started = _fake_runs(monkeypatch, send=None)
+    state = reproduce("smoke", tmp_path / "failed", only="redshift-5k-same-*")
+    assert started == ["redshift-5k-same-1w", "redshift-5k-same-3w"]
+    assert {e["error"] for e in state["experiments"].values()} == {"job cancelled"}
