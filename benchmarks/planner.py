@@ -225,9 +225,11 @@ def measure_schemes(bench: Bench, section: dict, plan: dict, wanted: list[str], 
     done = section["schemes"]
     budget = bench.budget()
     for name in wanted:
-        if name in done or (name == "planned" and plan["planned"].get("kept") in done) or not budget.take():
+        if name in done or not budget.take():
             continue
         plan = replan() if replan else plan
+        if name == "planned" and plan["planned"].get("kept") in done:
+            continue  # the pick keeps a measured scheme: that run is its measurement
         if name == "planned":
             section["planned_blocks"] = plan["planned"]["blocks"]
         predicted = plan["planned"]["step_s"] if name == "planned" else plan["schemes"][name]["step_s"]
@@ -269,7 +271,7 @@ def validation(bench: Bench) -> None:
                     return seconds_per_step(cluster.submit(cfg))
 
                 measure_schemes(bench, section, plan, todo, run, rate,
-                                lambda args=args: bench.plan(*args, *fresh(True)))
+                                lambda args=args: bench.plan(*args, "--refresh"))
         summarise(section)
         bench.save()
 
@@ -313,7 +315,7 @@ def docker(bench: Bench) -> None:
     compose("up", timeout=900)
     try:
         measure_schemes(bench, section, plan, todo, run, "docker",
-                        lambda: bench.plan(base, runs / "planned.yaml", *fresh(True)))
+                        lambda: bench.plan(base, runs / "planned.yaml", "--refresh"))
     finally:
         compose("down", timeout=300)
     summarise(section)
@@ -354,7 +356,7 @@ def user_models(bench: Bench) -> None:
             return plan
 
         def replan(path: Path = path, planned: Path = planned) -> dict:
-            return with_single(bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate, *fresh(True)))
+            return with_single(bench.plan(path, planned, "--profile", "thesis", "--bandwidth", rate, "--refresh"))
 
         plan = with_single(plan)
         refresh_predictions(section, plan)

@@ -234,13 +234,17 @@ def _add_plan_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     plan.add_argument("config", type=Path, help="experiment YAML")
     plan.add_argument("--profile", metavar="NAME",
-                      help="cluster profile (configs/clusters/), e.g. thesis; default: the config's")
+                      help="cluster profile: a name in configs/clusters/ (e.g. thesis) or the path of your own "
+                      "profile YAML; default: the config's")
     plan.add_argument("--bandwidth", metavar="RATE", help="link rate per node on this machine, e.g. 400mbit "
                       "(default: the profile's d x its link; without a profile, unshaped loopback)")
     plan.add_argument("--workers", type=int, help="workers to plan for (default: the config's)")
     plan.add_argument("--latency-ms", type=float, default=0.5,
                       help="cost of each tensor sent between nodes besides its bytes (default 0.5 ms)")
-    plan.add_argument("--out", type=Path, help="where to write the best split (default <config name>-split.yaml)")
+    plan.add_argument("--out", type=Path,
+                      help="model parallel: the best split's path (default <name>-split.yaml, after the config's "
+                      "name), its predictions beside it as .json; data parallel: the predictions' path (default "
+                      "<name>-plan.json), the plot beside it as .png")
     plan.add_argument("--refresh", action="store_true",
                       help="profile the layers and the transport again instead of the cache")
 

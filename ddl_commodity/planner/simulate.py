@@ -196,9 +196,9 @@ class _StepGraph:
             else:
                 start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
                 seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
-                t, k = self.cluster.transport, self.tensors[i]
-                for node, work in ((a, k * t.send_s_per_tensor + amount * t.send_s_per_byte),
-                                   (b, k * t.recv_s_per_tensor + amount * t.recv_s_per_byte)):
+                t, n_tensors = self.cluster.transport, self.tensors[i]
+                for node, work in ((a, n_tensors * t.send_s_per_tensor + amount * t.send_s_per_byte),
+                                   (b, n_tensors * t.recv_s_per_tensor + amount * t.recv_s_per_byte)):
                     if work > 0:  # the node's part of the transfer: alongside the link, before its next op
                         node_start = max(start, free.get(node, begin))
                         cpu = self._run(node, node_start, work)

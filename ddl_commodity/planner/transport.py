@@ -30,8 +30,9 @@ from pathlib import Path
 
 from ddl_commodity.planner.errors import PlanError, one_line, write_log
 
-#: Part of the cache key: a change to how the transport is measured invalidates every cached calibration.
-METHOD_VERSION = 3
+#: Part of the cache key: a change to how the transport is measured (models, steps, rounds, sizes) invalidates
+#: every cached calibration.
+METHOD_VERSION = 4
 #: Transfer sizes the per-byte costs are fitted over (bytes).
 SIZES = (4, 4_000_000, 16_000_000)
 #: Hidden layers of the tiny models whose training step gives the per-step and per-tensor costs.
@@ -154,7 +155,8 @@ def fit_line(sizes: list[float], seconds: list[float]) -> tuple[float, float]:
     """``(intercept, slope)`` of the least-squares line through ``(size, seconds)``, both clipped at 0.
 
     Args:
-        sizes: bytes per call, at least two distinct; seconds: CPU seconds per call at each size.
+        sizes: what each call moves (bytes, or weight variables), at least two distinct; seconds: CPU seconds
+            per call at each size.
     """
     n = len(sizes)
     mx, my = sum(sizes) / n, sum(seconds) / n
@@ -266,10 +268,10 @@ def _step_costs(here: str, far: str, remote: _RemoteTask) -> dict[str, float]:
         here_s, far_s = _trainer_step_cpu(hidden, far, remote)
         alone_s, _ = _trainer_step_cpu(hidden, here, None)
         rows.append((2 * (hidden + 1), here_s, far_s, alone_s))
-    variables = [r[0] for r in rows]
-    call, here_per_variable = fit_line(variables, [r[1] for r in rows])
-    serve, far_per_variable = fit_line(variables, [r[2] for r in rows])
-    alone, alone_per_variable = fit_line(variables, [r[3] for r in rows])
+    variables, here_cpu, far_cpu, alone_cpu = (list(column) for column in zip(*rows, strict=True))
+    call, here_per_variable = fit_line(variables, here_cpu)
+    serve, far_per_variable = fit_line(variables, far_cpu)
+    alone, alone_per_variable = fit_line(variables, alone_cpu)
     per_tensor = max(0.0, here_per_variable + far_per_variable - alone_per_variable) / 4
     return {"remote_call_s": max(0.0, call - alone), "remote_serve_s": serve, "send_s_per_tensor": per_tensor,
             "recv_s_per_tensor": per_tensor}

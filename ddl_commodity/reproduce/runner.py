@@ -9,8 +9,9 @@ A reproduction directory::
     <out>/runs/<run>/         one run directory per run
     <out>/report/             index.html, report.md, figures/*.png (written by ``ddl report <out>``)
 
-A run that fails is recorded and the set goes on; one that ends because the user interrupted it (Ctrl-C,
-SIGTERM: Spark's own handler may turn the signal into a failed job) is recorded as failed and the set stops.
+A run that fails is recorded and the set goes on. Ctrl-C or SIGTERM during a run stops the set: the run is
+recorded as failed with the error ``interrupted`` (Spark's SIGINT handler may have turned it into a failed
+job) and runs again on resume.
 With a time budget, a run whose predicted time (the mean of the runs of its config, else of its experiment, so
 far) would end past the budget is cut and recorded with the prediction; re-running with the same ``--out`` (and
 a larger ``--budget``) continues with what is left.
@@ -111,34 +112,39 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             print(f"{head} ...{_time_left(state, names[i - 1:], started)}", flush=True)
             with _interrupts_seen() as interrupted:
                 entry = _run(name, doc, out)
-            if entry["state"] != "succeeded" and interrupted():
-                record(name, {**entry, "error": "interrupted"}, "    interrupted")
+            if interrupted() and entry["state"] != "succeeded":
+                entry = {**entry, "error": "interrupted"}
+            record(name, entry, "    interrupted" if entry["error"] == "interrupted" else
+                   f"    {'done' if entry['state'] == 'succeeded' else 'FAILED'} in {entry['seconds']:.0f} s")
+            if interrupted() or entry["error"] == "interrupted":
                 raise KeyboardInterrupt
-            record(name, entry, f"    {'done' if entry['state'] == 'succeeded' else 'FAILED'} in "
-                                f"{entry['seconds']:.0f} s")
     return state
 
 
 @contextlib.contextmanager
 def _interrupts_seen():
     """Yields a function telling whether SIGINT or SIGTERM arrived inside the block, whichever Python handler
-    took it: PySpark replaces SIGINT's handler with one that cancels the jobs, so the run ends as a failed job
-    rather than a KeyboardInterrupt. The interpreter writes every signal it handles to the wakeup fd."""
+    took it: the interpreter writes every signal it handles to the wakeup fd. PySpark's SIGINT handler cancels
+    the jobs, so a run may end as a failed job rather than a KeyboardInterrupt; it stays installed after its
+    context stopped, so SIGINT's handler is put back too."""
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
     try:
         previous = signal.set_wakeup_fd(writer.fileno())
+        handler = signal.getsignal(signal.SIGINT)
     except ValueError:  # not the main thread: no handler of ours runs there either
-        previous = None
+        previous = handler = None
     seen: set[int] = set()
     try:
         yield lambda: bool(seen & {signal.SIGINT, signal.SIGTERM})
     finally:
-        with contextlib.suppress(BlockingIOError):
-            seen.update(reader.recv(4096))
         if previous is not None:
             signal.set_wakeup_fd(previous)
+            signal.signal(signal.SIGINT, handler)
+        with contextlib.suppress(BlockingIOError):
+            while chunk := reader.recv(4096):
+                seen.update(chunk)
         reader.close()
         writer.close()
 
@@ -223,15 +229,18 @@ def _run(name: str, doc: dict, out: Path) -> dict:
             run(cfg_path, run_id=name, progress=False)
         except DdlError as err:
             error = short_error(str(err))
+        except KeyboardInterrupt:
+            error = "interrupted"
     ok = error is None and (run_dir / "summary.json").is_file()
     return {"config": str(cfg_path), "run_dir": str(run_dir), "seconds": round(time.monotonic() - t0, 1),
             "state": "succeeded" if ok else "failed", "error": None if ok else error or "no summary written"}
 
 
 def _finished(state: dict) -> dict[str, float]:
-    """Seconds of every run that ended (succeeded or failed) and ran (not the twin of another)."""
+    """Seconds of every run that succeeded and ran (not the twin of another): a failed or interrupted run's
+    seconds say nothing of how long the run takes."""
     return {n: e["seconds"] for n, e in state["experiments"].items()
-            if e.get("state") in ("succeeded", "failed") and e.get("seconds") and not e.get("same_as")}
+            if e.get("state") == "succeeded" and e.get("seconds") and not e.get("same_as")}
 
 
 def _config_seconds(state: dict, name: str) -> list[float]:

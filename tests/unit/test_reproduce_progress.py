@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 
 def test_progress_predicts_each_run_from_its_config_then_its_experiment() -> None:
     from ddl_commodity.reproduce.runner import _time_left, predicted_seconds
@@ -12,11 +14,12 @@ def test_progress_predicts_each_run_from_its_config_then_its_experiment() -> Non
                              "landcover-batch10": {"state": "failed", "seconds": 240.0},
                              "landcover-batch50": {"state": "succeeded", "seconds": 360.0}}}
     assert predicted_seconds(state, "redshift-5k-same-1w-seed2") == (120.0, "mean of 1 of the redshift-5k-same-1w runs")
-    assert predicted_seconds(state, "landcover-fig6_7") == (300.0, "mean of 2 of the landcover runs")
+    # a failed run's seconds do not say how long the run takes
+    assert predicted_seconds(state, "landcover-fig6_7") == (360.0, "mean of 1 of the landcover runs")
     assert predicted_seconds({"experiments": {}}, "landcover-fig6_7") is None
-    # the failed batch10 (run again) at 240 s and fig6_7 at 300 s: 9 minutes
+    # the failed batch10 (run again) and fig6_7 at 360 s each: 12 minutes
     left = _time_left(state, ["landcover-batch10", "landcover-fig6_7"], time.monotonic() - 360)
-    assert left == " (elapsed 6 min, about 9 min left)"
+    assert left == " (elapsed 6 min, about 12 min left)"
     assert _time_left({"experiments": {}}, ["a"], time.monotonic()) == " (elapsed 0 min)"
 
 
@@ -83,9 +86,9 @@ def test_runs_not_yet_measured_go_at_the_pace_of_those_that_were() -> None:
     assert _time_left(state, todo[1:], time.monotonic()) == " (elapsed 0 min, about 10 min left)"
 
 
-def _fake_runs(monkeypatch, send: int | None) -> list[str]:
-    """Replaces the run itself (a Spark job) by one that fails, after ``send`` reached this process under a
-    handler that swallows it, as PySpark's SIGINT handler does when it cancels the jobs."""
+def _fake_runs(monkeypatch, send: int | None, raises: bool = False, state: str = "failed") -> list[str]:
+    """Replaces the run itself (a Spark job) by one that ends in ``state`` after ``send`` reached this process:
+    under a handler that swallows it (the job cancelled, a failure reported), or raising KeyboardInterrupt."""
     import os
     import signal
 
@@ -93,38 +96,57 @@ def _fake_runs(monkeypatch, send: int | None) -> list[str]:
 
     started: list[str] = []
 
-    def failing_run(name: str, doc: dict, out) -> dict:
+    def fake_run(name: str, doc: dict, out) -> dict:
         started.append(name)
         if send is not None:
-            previous = signal.signal(send, lambda *_: None)
+            previous = signal.signal(send, runner_handler if raises else lambda *_: None)
             try:
                 os.kill(os.getpid(), send)
+            except KeyboardInterrupt:
+                return {"config": None, "run_dir": None, "seconds": 1.0, "state": "failed", "error": "interrupted"}
             finally:
                 signal.signal(send, previous)
-        return {"config": None, "run_dir": None, "seconds": 1.0, "state": "failed", "error": "job cancelled"}
+        return {"config": None, "run_dir": None, "seconds": 1.0, "state": state,
+                "error": None if state == "succeeded" else "job cancelled"}
 
-    monkeypatch.setattr(runner, "_run", failing_run)
+    def runner_handler(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "_run", fake_run)
     return started
 
 
-def test_an_interrupted_run_stops_the_set_and_a_failed_one_does_not(tmp_path, monkeypatch) -> None:
+def _experiments(out) -> dict:
     import json
-    import signal
 
-    import pytest
+    return json.loads((out / "reproduce.json").read_text())["experiments"]
+
+
+@pytest.mark.parametrize(("raises", "state", "error"), [(False, "failed", "interrupted"),
+                                                        (True, "failed", "interrupted"),
+                                                        (False, "succeeded", None)])
+def test_an_interrupted_run_stops_the_set(tmp_path, monkeypatch, raises, state, error) -> None:
+    """Whether the signal ended the run as a failed job, as a KeyboardInterrupt, or after it succeeded: the
+    set stops, the run is recorded, and SIGINT's handler and the wakeup fd are as they were."""
+    import signal
 
     from ddl_commodity.reproduce.runner import reproduce
 
-    started = _fake_runs(monkeypatch, send=signal.SIGINT)
+    handler = signal.getsignal(signal.SIGINT)
+    started = _fake_runs(monkeypatch, send=signal.SIGINT, raises=raises, state=state)
     with pytest.raises(KeyboardInterrupt):
-        reproduce("smoke", tmp_path / "interrupted", only="redshift-5k-same-*")
+        reproduce("smoke", tmp_path / "set", only="redshift-5k-same-*")
     assert started == ["redshift-5k-same-1w"]
-    state = json.loads((tmp_path / "interrupted" / "reproduce.json").read_text())
-    assert state["experiments"]["redshift-5k-same-1w"] == {
-        "config": None, "run_dir": None, "seconds": 1.0, "state": "failed", "error": "interrupted"}
-    assert signal.set_wakeup_fd(-1) == -1  # the watch is gone with the set
+    entry = _experiments(tmp_path / "set")["redshift-5k-same-1w"]
+    assert (entry["state"], entry["error"]) == (state, error)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert signal.set_wakeup_fd(-1) == -1
+
+
+def test_a_failed_run_does_not_stop_the_set(tmp_path, monkeypatch) -> None:
+    from ddl_commodity.reproduce.runner import reproduce
 
     started = _fake_runs(monkeypatch, send=None)
-    state = reproduce("smoke", tmp_path / "failed", only="redshift-5k-same-*")
+    reproduce("smoke", tmp_path / "set", only="redshift-5k-same-*")
     assert started == ["redshift-5k-same-1w", "redshift-5k-same-3w"]
-    assert {e["error"] for e in state["experiments"].values()} == {"job cancelled"}
+    assert {e["error"] for e in _experiments(tmp_path / "set").values()} == {"job cancelled"}
