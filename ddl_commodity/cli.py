@@ -6,12 +6,14 @@ Exit codes: 0 success, 1 a run failed, 2 bad input (config, data, arguments), 13
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
-from ddl_commodity.errors import DdlError, RunFailed, UserInputError, short_error
+from ddl_commodity.errors import DdlError, RunFailed, UserInputError, joined_lines, short_error
 from ddl_commodity.reproduce.runsets import SCALES
 
 EPILOG = """examples:
@@ -26,14 +28,21 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments as every other bad input: one line on stderr, exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ddl",
         description="Distributed deep learning on commodity CPU clusters (TensorFlowOnSpark on Spark).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True,
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 metavar="{data,cluster,run,predict,pack,plan,report,compare,reproduce}")
     for add in (_add_data_parser, _add_cluster_parser, _add_run_parser, _add_predict_parser, _add_pack_parser,
                 _add_plan_parser, _add_report_parsers):
@@ -305,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_failure_text(err)}", file=sys.stderr)
         return err.exit_code
     except DdlError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {joined_lines(str(err))}", file=sys.stderr)
         return getattr(err, "exit_code", 1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -339,8 +348,10 @@ def cmd_data(args: argparse.Namespace) -> int:
     try:
         sim = SimulatorConfig(z_distribution=args.z_distribution, magnitude_mean=args.magnitude_mean,
                               magnitude_std=args.magnitude_std, noise=not args.no_noise)
-    except ValueError as err:
-        raise UserInputError(str(err)) from None
+    except ValueError as err:  # named as the flags the user gave
+        flags = ("z_distribution", "magnitude_mean", "magnitude_std")
+        raise UserInputError(re.sub(rf"\b({'|'.join(flags)})\b", lambda m: "--" + m[1].replace("_", "-"),
+                                    str(err))) from None
     t0 = time.monotonic()
     if args.format == "parquet":
         if args.rows_per_file < 1:
@@ -411,8 +422,10 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(f"cluster down: {n} processes stopped in {time.monotonic() - t0:.1f} s")
         return 0
     state = local.read_state(args.state_dir)
+    if state is None and args.action != "status":
+        raise UserInputError(f"no local cluster recorded in {args.state_dir}; start one with `ddl cluster up`")
     if state is None:
-        print("no local cluster recorded")
+        print(f"no local cluster recorded in {args.state_dir}")
         return 1
     if args.action == "submit":
         return _cluster_submit(args, state)

@@ -355,11 +355,19 @@ def read_yaml(path: str | Path) -> object:
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML: {where}{err.problem or err.context}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if doc is None and not text.strip():
+        raise ConfigError(f"{path}: the file is empty")
+    return doc
 
 
 def merge(base: dict, top: dict) -> dict:

@@ -88,6 +88,14 @@ def failures_of(docs: Sequence[dict] | None) -> list[NodeFailure]:
     return [NodeFailure.from_dict(d) for d in docs or () if isinstance(d, dict)]
 
 
+def joined_lines(text: str) -> str:
+    """A message of several lines as one console line: a config error puts each problem on a line of its own,
+    joined here by ``; `` (by a space after a line ending in ``:`` or ``,``, which the next line continues)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "".join(f"{'' if i == 0 else ' ' if lines[i - 1].endswith((':', ',')) else '; '}{line}"
+                   for i, line in enumerate(lines))
+
+
 def short_error(message: str) -> str:
     """``message`` as one line for the console: a node's traceback is reduced to the exception it ended with
     (``... raised RuntimeError: fault injection ...``); the whole message stays in the run's status and logs."""

@@ -90,8 +90,10 @@ class SimulatorConfig:
         if self.beta_a <= 0 or self.beta_b <= 0:
             raise ValueError("beta_a and beta_b must be positive")
         lo, hi = self.magnitude_range
-        if not lo < hi or self.magnitude_std < 0:
-            raise ValueError("magnitude_range must be (low, high) with low < high, magnitude_std >= 0")
+        if not lo < hi:
+            raise ValueError(f"magnitude_range must be (low, high) with low < high, got {self.magnitude_range}")
+        if self.magnitude_std < 0:
+            raise ValueError(f"magnitude_std must be at least 0, got {self.magnitude_std:g}")
         if not lo <= self.magnitude_mean <= hi:
             raise ValueError(f"magnitude_mean {self.magnitude_mean} outside magnitude_range {self.magnitude_range}")
         vlo, vhi = self.velocity_dispersion_km_s
@@ -179,6 +181,8 @@ def write_redshift_h5(
     path = Path(path)
     if num_samples < 1:
         raise DataError(f"{path}: num_samples must be at least 1, got {num_samples}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; give the HDF5 file's path")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)

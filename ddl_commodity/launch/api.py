@@ -121,6 +121,8 @@ def resolve(config: ConfigSource | None, resume: Path | None = None, master: str
 
     if (config is None) == (resume is None):
         raise UserInputError("give either a config or a run directory to resume")
+    if resume is not None and not (resume / "config.yaml").is_file():
+        raise UserInputError(f"--resume {resume}: not a run directory (no config.yaml)")
     source = resume / "config.yaml" if resume is not None else config
     extra = merge(dict(overrides or {}), {"cluster": {"master": master}} if master else {})
     if isinstance(source, Mapping):

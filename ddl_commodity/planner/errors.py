@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ddl_commodity.errors import UserInputError
+from ddl_commodity.errors import UserInputError, joined_lines
 
 #: A message line that already names its exception (``ValueError: Input 0 ...``).
 _NAMED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b:")
@@ -33,11 +33,7 @@ def one_line(err: BaseException | str) -> str:
     """
     text = err if isinstance(err, str) else str(err)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines and lines[0] == "in user code:":
-        lines = lines[-1:]
-    # a config error puts each problem on a line of its own: keep them apart
-    reason = "".join(f"{'' if i == 0 else ' ' if lines[i - 1].endswith((':', ',')) else '; '}{line}"
-                     for i, line in enumerate(lines))
+    reason = lines[-1] if lines and lines[0] == "in user code:" else joined_lines(text)
     if isinstance(err, BaseException) and not _NAMED.match(reason):
         reason = f"{type(err).__name__}: {reason}" if reason else type(err).__name__
     return reason if len(reason) <= MAX_REASON else reason[:MAX_REASON - 3] + "..."

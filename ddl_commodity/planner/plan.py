@@ -57,9 +57,11 @@ def target_cluster(cfg: RunConfig, profile: str | None, bandwidth: str | None, w
     cap = resolved.worker.memory if resolved else None
     link = bandwidth or (resolved.bandwidth if resolved else None)
     bps = rate_bps(link) if link else UNSHAPED_BPS
-    n = workers or cfg.training.workers
+    n = cfg.training.workers if workers is None else workers
     if not 1 <= n <= 16:
         raise UserInputError(f"--workers {n}: expected 1 to 16")
+    if latency_s < 0:
+        raise UserInputError(f"--latency-ms {latency_s * 1e3:g}: expected at least 0")
     where = f"profile {resolved.name}, d = {resolved.dilation:g}, " if resolved else ""
     label = f"{n} workers + PS, each node {share:g} core, links {bps / 1e6:g} Mbit/s ({where or 'no profile, '}" \
             f"memory cap {f'{cap / 2**30:.1f} GiB' if cap else 'none'})"

@@ -138,6 +138,8 @@ def compare_runs(run_dirs: list[Path], out: Path) -> Path:
     """Write ``out/compare.md`` and ``out/compare.png``; returns the Markdown file."""
     if len(run_dirs) < 2:
         raise UserInputError("ddl compare needs at least two run directories")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserInputError(f"--out {out}: is a file; give the directory for compare.md and compare.png")
     runs = [load_run(d) for d in run_dirs]
     if len({r.label for r in runs}) < len(runs):  # same directory names under different parents
         runs = [replace(r, label=str(d)) for d, r in zip(run_dirs, runs, strict=True)]

@@ -60,6 +60,9 @@ def write_run_report(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserInputError(f"{run_dir}: no such run directory")
+    if not (run_dir / "summary.json").is_file() and not (run_dir / "status.json").is_file():
+        raise UserInputError(f"{run_dir}: not a run directory (no summary.json, no status.json) nor a "
+                             "reproduction (no reproduce.json)")
     if not (run_dir / "summary.json").is_file():
         raise UserInputError(f"{run_dir}: no summary.json; the run did not finish (see its status.json)")
     summary = RunSummary.read(run_dir)

@@ -96,12 +96,51 @@ def test_bad_input_exits_2_and_leaves_no_run(tmp_path: Path, doc, needle: str) -
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
     assert proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     runs = tmp_path / "runs"
     assert not runs.exists() or not any(runs.iterdir())
     assert not list(tmp_path.rglob("summary.json"))
 
 
-def test_report_refuses_unfinished_run(tmp_path: Path) -> None:
+def test_report_refuses_unfinished_run_and_a_directory_that_is_no_run(tmp_path: Path) -> None:
     (tmp_path / "r").mkdir()
     proc = run_ddl("report", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 2 and "not a run directory" in proc.stderr
+    (tmp_path / "r" / "status.json").write_text('{"state": "failed"}')
+    proc = run_ddl("report", str(tmp_path / "r"), cwd=tmp_path)
     assert proc.returncode == 2 and "did not finish" in proc.stderr
+
+
+BAD_ARGUMENTS = [
+    (["reproduce", "--scale", "huge"], "ddl reproduce: argument --scale: invalid choice: 'huge'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["cluster", "fault", "node1", "explode"], "ddl cluster fault: argument ACTION: invalid choice"),
+    (["cluster", "fault", "node1", "freeze", "--state-dir", "{tmp}/none"], "no local cluster recorded"),
+    (["data", "redshift", "--samples", "3", "--out", "{tmp}"], "is a directory"),
+    (["data", "redshift", "--samples", "3", "--magnitude-std", "-1", "--out", "{tmp}/x.h5"],
+     "--magnitude-std must be at least 0"),
+    (["compare", "{tmp}/a", "{tmp}/b", "--out", "{tmp}/afile"], "--out {tmp}/afile: is a file"),
+    (["run", "{tmp}/empty.yaml"], "the file is empty"),
+    (["run", "{tmp}/broken.yaml"], "not valid YAML: line 3, column 1: expected"),
+    (["run", "--resume", "{tmp}"], "not a run directory"),
+    (["plan", "configs/quickstart.yaml", "--workers", "0"], "--workers 0: expected 1 to 16"),
+    (["plan", "configs/quickstart.yaml", "--latency-ms", "-1"], "--latency-ms -1: expected at least 0"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), BAD_ARGUMENTS, ids=[" ".join(a[:2]) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_exit_2_and_write_nothing(tmp_path: Path, capsys, argv, needle) -> None:
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "broken.yaml").write_text("name: x\ntraining: [oops: 1\n")
+    before = sorted(tmp_path.rglob("*"))
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # the argument parser's own exit
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert needle.format(tmp=tmp_path) in err
+    assert sorted(tmp_path.rglob("*")) == before
