@@ -153,9 +153,13 @@ CLAIMS: tuple[Claim, ...] = (
     _fig_5_4("5k", "same"), _fig_5_4("5k", "disjoint"), _fig_5_4("15k", "same"), _fig_5_4("15k", "disjoint"),
     Claim("fig5_4-distribution-matters-less", "Fig 5.4",
           "for larger number of computing nodes, the impact of data distribution becomes less important",
-          "5K: |mean accuracy over the epochs, same data - disjoint data| with 2 and with 3 workers",
+          "5K: |epochs to the accuracy plateau (strict criterion), same data - disjoint data| with 2 and with 3 "
+          "workers; also |mean accuracy over the epochs| (points), as the conclusions read it",
           "distribution_gap", {"size": "5k"}, Rule("order", subjects=("2w", "3w")), _rs("5k", ("2w", "3w")),
-          unit=" points", also=(("15K", {"size": "15k"}),), draws="accuracy:5k"),
+          unit="", also=(("15K", {"size": "15k"}), ("mean accuracy, points", {"by": "accuracy"}),
+                         ("15K mean accuracy, points", {"size": "15k", "by": "accuracy"})),
+          draws="plateau:5k",
+          rests_on="epochs to the plateau: the sentence closes the paragraph on Fig 5.4, which counts them"),
     # ---- 5.3: Figs 5.5, 5.6 -------------------------------------------------------------------------------
     Claim("fig5_5-disjoint-50", "Fig 5.5",
           "reducing it by 50% when different sets of examples is considered",
@@ -183,7 +187,8 @@ CLAIMS: tuple[Claim, ...] = (
           "regardless of its size",
           "5K: epochs after the sequential CNN's epoch 3 at which each cluster's mean loss reaches its loss then",
           "loss_lag", {"size": "5k"}, Rule("all_at_most", 1.0, unit=" epochs"),
-          _rs("5k", ("single", "1w", "2w", "3w")), unit=" epochs", draws="loss:5k"),
+          _rs("5k", ("single", "1w", "2w", "3w"), ("same",)) + _rs("5k", ("2w", "3w"), ("disjoint",)),
+          unit=" epochs", draws="loss:5k"),
     # ---- 5.3: Tables 5.1, 5.2 -----------------------------------------------------------------------------
     Claim("table5_1-fewer-with-nodes", "Table 5.1",
           "Similar behavior can be observed in both cases of early stopping, with the amount of epochs decreasing "
@@ -197,13 +202,15 @@ CLAIMS: tuple[Claim, ...] = (
           "the same, when the same set of examples is taken into consideration",
           "5K, same data, lenient criterion: epochs to plateau, 2 workers minus 3 workers (thesis 13 - 13)",
           "plateau_difference", {"size": "5k", "dist": "same", "criterion": LENIENT, "a": "2w", "b": "3w"},
-          Rule("at_most", 1.0, 2.0, unit=" epochs"), _rs("5k", ("2w", "3w"), ("same",)), unit=" epochs",
+          Rule("near", 1.0, 2.0, unit=" epochs", target=0.0), _rs("5k", ("2w", "3w"), ("same",)), unit=" epochs",
           draws="plateau:5k"),
     Claim("table5_2-disjoint-30", "Table 5.2",
           "in the 3 nodes case the results show a 30% reduction in processing time",
-          "5K, disjoint data, lenient criterion: % fewer epochs to the first worker's plateau, 3 workers vs 1",
-          "plateau_reduction", {"size": "5k", "dist": "disjoint", "by": "epochs", "criterion": LENIENT},
-          Rule("at_least", 15.0, 0.0, unit="%"), _rs("5k", dists=("disjoint",)), unit="% less",
+          "5K, disjoint data, lenient criterion: % fewer epochs to the first worker's plateau, 3 workers vs 2 "
+          "(thesis 15 -> 10: the contrast with the same data's 13 -> 13)",
+          "plateau_reduction", {"size": "5k", "dist": "disjoint", "by": "epochs", "criterion": LENIENT,
+                                "fewer": "2w"},
+          Rule("at_least", 15.0, 0.0, unit="%"), _rs("5k", ("2w", "3w"), ("disjoint",)), unit="% less",
           also=(("seconds to plateau", {"by": "seconds"}),), draws="plateau:5k"),
     Claim("table5_2-same-vs-sequential", "Table 5.2",
           "TFoS does not perform well compared to non-parallelized CNN when same data are considered, since it "
@@ -475,6 +482,10 @@ def _verdict(claim: Claim, params: dict, summaries: dict[str, dict]) -> dict:
         m = MEASURES[claim.measure](summaries, **params)
     except NotTestable as reason:
         return {"ours": "-", "verdict": "not testable here", "why": str(reason), "values": []}
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as err:
+        # a run that ended early or a summary without what the measure reads: the page says so, and goes on
+        return {"ours": "-", "verdict": "not testable here", "why": f"the runs lack what it reads "
+                f"({type(err).__name__}: {err})", "values": []}
     verdicts = [claim.rule.judge(v) for v in m.values]
     why = m.why
     if len(set(verdicts)) > 1:

@@ -159,14 +159,15 @@ def plateaus(summaries: dict[str, dict], size: str, path: Path) -> str | None:
             if values:
                 drawn = True
                 x = i + (j - 0.5) * 0.4
-                ax.bar(x, values[0], 0.38, color=f"C{j}", label=None if dist in labelled else f"{dist} data")
+                ax.bar(x, statistics.median(values), 0.38, color=f"C{j}",
+                       label=None if dist in labelled else f"{dist} data")
                 labelled.add(dist)
                 ax.scatter([x] * len(values), values, color="black", s=10, zorder=3)
     if not drawn:
         plt.close(fig)
         return None
     ax.set_xticks(range(4), ["single", "1 worker", "2 workers", "3 workers"])
-    ax.set(ylabel="epochs to plateau (median of the workers)",
+    ax.set(ylabel="epochs to plateau (workers' median;\nbar: seeds' median, dots: each seed)",
            title=f"{size.upper()}: epochs to a stable training accuracy (patience 1, min delta 0.001)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")

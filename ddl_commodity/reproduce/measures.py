@@ -97,6 +97,11 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def _present(*values: float | None) -> float | None:
+    """The first value that was measured (a measured 0.0 included)."""
+    return next((v for v in values if v is not None), None)
+
+
 def node_value(s: dict, node: str, metric: str) -> float:
     """One node's figure: ``cpu`` (mean % of its share), ``cpu_peak`` (90th percentile of its samples, else the
     maximum), ``memory`` (peak MB: its group, else RSS), ``rx`` / ``tx`` / ``traffic`` (MB/s in the steady
@@ -106,7 +111,7 @@ def node_value(s: dict, node: str, metric: str) -> float:
     step = s.get("nodes", {}).get(node) or {}
     series = s.get("node_series", {}).get(node)
     if metric in ("rx", "tx"):
-        v = step.get(f"{metric}_mb_per_s") or a.get(f"{metric}_mb_per_s")
+        v = _present(step.get(f"{metric}_mb_per_s"), a.get(f"{metric}_mb_per_s"))
     elif metric == "traffic":
         v = node_value(s, node, "rx") + node_value(s, node, "tx")
     elif metric == "cpu":
@@ -114,7 +119,7 @@ def node_value(s: dict, node: str, metric: str) -> float:
     elif metric == "cpu_peak":
         v = _percentile(series["cpu"], 90) if series else a.get("cpu_percent_max")
     elif metric == "memory":
-        v = a.get("memory_mb_max") or a.get("rss_mb_max")
+        v = _present(a.get("memory_mb_max"), a.get("rss_mb_max"))
     elif metric in ("wait_peak", "wait_median"):
         waits = [w for w in (series or {}).get("wait", []) if w is not None]
         mean, peak, _ = wait_columns(a)
@@ -399,26 +404,35 @@ def worker_spread(summaries: dict[str, dict], key: str, cells: tuple[str, ...]) 
     return Measured(m.values, m.seeds, f"workers' spread of {key} per epoch over {', '.join(cells)}: " + m.why)
 
 
-def epochs_to_reach(summaries: dict[str, dict], size: str, dist: str, workers: str, level: float | None = None,
-                    single_epoch: int = 3) -> Measured:
+def epochs_to_reach(summaries: dict[str, dict], size: str, dist: str, workers: str,
+                    level: float | None = None) -> Measured:
     """The first epoch at which the cell's mean training accuracy reaches ``level`` (default: the sequential
-    CNN's accuracy at ``single_epoch``); past the run's end counts as its epochs + 1."""
+    CNN's accuracy at epoch 3); past the run's end counts as its epochs + 1."""
     cell, single = _cell(size, dist, workers), _cell(size, dist, "single")
     per_seed = []
     for seed, runs in seed_sets(summaries, tuple(dict.fromkeys((cell, single)))):
-        target = level if level is not None else _mean_curve(runs[single], "accuracy")[single_epoch - 1]
-        curve = _mean_curve(runs[cell], "accuracy")
-        epoch = next((i + 1 for i, v in enumerate(curve) if v >= target), len(curve) + 1)
+        epoch, target, within = _reach_epoch(runs, cell, single, level)
         per_seed.append((seed, float(epoch), f"{cell} reaches {100 * target:.1f}% at epoch {epoch}"
-                         + (" (not within the run)" if epoch > len(curve) else "")))
+                         + ("" if within else " (not within the run)")))
     return _measured(per_seed)
 
 
+def _reach_epoch(runs: dict[str, dict], cell: str, single: str, level: float | None) -> tuple[int, float, bool]:
+    """(epoch, the accuracy it reaches, whether within the run) of :func:`epochs_to_reach` for one seed."""
+    target = level if level is not None else _mean_curve(runs[single], "accuracy")[2]
+    curve = _mean_curve(runs[cell], "accuracy")
+    epoch = next((i + 1 for i, v in enumerate(curve) if v >= target), len(curve) + 1)
+    return epoch, target, epoch <= len(curve)
+
+
 def reach_ratio(summaries: dict[str, dict], size: str, dist: str) -> Measured:
-    """Epochs 1 worker needs to reach the sequential CNN's epoch-3 accuracy / epochs 3 workers need."""
-    one, three = (epochs_to_reach(summaries, size, dist, w) for w in ("1w", "3w"))
-    per_seed = [(s, a / b, f"1 worker epoch {a:.0f}, 3 workers epoch {b:.0f}")
-                for s, a, b in zip(one.seeds, one.values, three.values, strict=False)]
+    """Epochs 1 worker needs to reach the sequential CNN's epoch-3 accuracy / epochs 3 workers need, per seed
+    (the three runs of one seed together)."""
+    single, one, three = (_cell(size, dist, w) for w in ("single", "1w", "3w"))
+    per_seed = []
+    for seed, runs in seed_sets(summaries, (single, one, three)):
+        a, b = (_reach_epoch(runs, cell, single, None)[0] for cell in (one, three))
+        per_seed.append((seed, a / b, f"1 worker epoch {a}, 3 workers epoch {b}"))
     return _measured(per_seed)
 
 
@@ -472,16 +486,18 @@ def plateau_epochs(summaries: dict[str, dict], size: str, dist: str, criterion: 
     names = tuple(_cell(size, dist, c) for c in cells)
     per_seed = []
     for seed, runs in seed_sets(summaries, names):
-        values = {}
-        for c, n in zip(cells, names, strict=True):
-            s = runs[n]
-            per = s.get("epochs_to_plateau", {}).get(criterion, {})
-            if not per:
-                raise NotTestable(f"{n} recorded no {criterion} plateau")
-            epochs = max(w["epochs"] for w in s["workers"].values())
-            values[c] = float(statistics.median(e if e is not None else epochs + 1 for e in per.values()))
+        values = {c: _plateau_median(runs[n], n, criterion) for c, n in zip(cells, names, strict=True)}
         per_seed.append((seed, values, ", ".join(f"{k} {v:g}" for k, v in values.items())))
     return _measured(per_seed)
+
+
+def _plateau_median(s: dict, name: str, criterion: str) -> float:
+    """Median over a run's workers of the epochs to their plateau (never: the run's epochs + 1)."""
+    per = s.get("epochs_to_plateau", {}).get(criterion, {})
+    if not per:
+        raise NotTestable(f"{name} recorded no {criterion} plateau")
+    epochs = max(w["epochs"] for w in s["workers"].values())
+    return float(statistics.median(e if e is not None else epochs + 1 for e in per.values()))
 
 
 def plateau_difference(summaries: dict[str, dict], size: str, dist: str, criterion: str, a: str,
@@ -491,16 +507,24 @@ def plateau_difference(summaries: dict[str, dict], size: str, dist: str, criteri
     return Measured([v[a] - v[b] for v in m.values], m.seeds, m.why)
 
 
-def distribution_gap(summaries: dict[str, dict], size: str) -> Measured:
-    """``{2w, 3w}``: |mean accuracy over epochs, same data - disjoint data|, points (Fig 5.4's last remark)."""
+def distribution_gap(summaries: dict[str, dict], size: str, by: str = "plateau") -> Measured:
+    """``{2w, 3w}``: how much the data's distribution matters, same data against disjoint: ``by`` ``plateau``,
+    |epochs to the accuracy plateau (strict criterion, median over workers)| (what Fig 5.4 counts); ``accuracy``,
+    |mean accuracy over the epochs|, points (how the conclusions read it)."""
     per_seed = []
     names = tuple(_cell(size, d, w) for d in ("same", "disjoint") for w in ("2w", "3w"))
     for seed, runs in seed_sets(summaries, names):
-        values = {w: 100 * abs(statistics.mean(_mean_curve(runs[_cell(size, "same", w)], "accuracy"))
-                               - statistics.mean(_mean_curve(runs[_cell(size, "disjoint", w)], "accuracy")))
-                  for w in ("2w", "3w")}
-        per_seed.append((seed, values, ", ".join(f"{k} {v:.1f} points" for k, v in values.items())))
+        values = {w: abs(_distribution_level(runs, _cell(size, "same", w), by)
+                         - _distribution_level(runs, _cell(size, "disjoint", w), by)) for w in ("2w", "3w")}
+        unit = " epochs" if by == "plateau" else " points"
+        per_seed.append((seed, values, ", ".join(f"{k} {v:.1f}{unit}" for k, v in values.items())))
     return _measured(per_seed)
+
+
+def _distribution_level(runs: dict[str, dict], name: str, by: str) -> float:
+    if by == "plateau":
+        return _plateau_median(runs[name], name, PLATEAU)
+    return 100 * statistics.mean(_mean_curve(runs[name], "accuracy"))
 
 
 def loss_plateau_reduction(summaries: dict[str, dict], size: str, dist: str) -> Measured:

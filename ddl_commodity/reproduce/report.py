@@ -14,6 +14,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+from ddl_commodity.errors import UserInputError
 from ddl_commodity.reproduce.claims import claims, plateau_rows
 from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
 
@@ -229,7 +230,13 @@ def publish(out: Path, dest: Path) -> Path:
     a reader needs, and ``ddl report dest`` to redraw the page, without raw run directories. Returns
     ``dest/index.html``."""
     out, dest = Path(out), Path(dest)
+    here, there = out.resolve(), dest.resolve()
+    if here == there or here in there.parents or there in here.parents:
+        raise UserInputError(f"--publish {dest}: inside or around the reproduction {out}; choose another directory")
+    if not (out / "report").is_dir():
+        raise UserInputError(f"{out}: has no report/ to publish (a published copy is redrawn with `ddl report`)")
     state, _ = load(out)
+    final, dest = dest, dest.with_name(f".{dest.name}.publishing")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(out / "report", dest, ignore=shutil.ignore_patterns("screenshot.png"))
@@ -251,8 +258,11 @@ def publish(out: Path, dest: Path) -> Path:
         if e.get("same_as") and e["state"] == "succeeded":
             e["run_dir"] = f"runs/{e['same_as']}"
             e["config"] = f"runs/{e['same_as']}/config.yaml"
-    (dest / "reproduce.json").write_text(json.dumps(state, indent=1) + "\n")
-    return dest / "index.html"
+    write_json_atomic(dest / "reproduce.json", state)
+    if final.exists():  # replaced only once the new copy is whole
+        shutil.rmtree(final)
+    dest.rename(final)
+    return final / "index.html"
 
 
 def _palette_png(path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-VERDICTS = ("agree", "partly", "no", "not testable here")
 KINDS = ("at_least", "at_most", "near", "top", "bottom", "order", "all_at_least", "all_at_most")
 
 
@@ -62,7 +61,8 @@ class Rule:
             "bottom": f"agree if {' and '.join(self.subjects)} {'is' if len(self.subjects) == 1 else 'are'} the "
                       f"lowest{'' if len(self.subjects) == 1 else f' {len(self.subjects)}'}; partly if "
                       + ("second lowest" if len(self.subjects) == 1 else "one of them is"),
-            "order": f"agree if {' >= '.join(self.subjects)} (first > last); partly if only first > last",
+            "order": f"agree if {' > '.join(self.subjects)}" if len(self.subjects) == 2 else
+                     f"agree if {' >= '.join(self.subjects)} (first > last); partly if only first > last",
             "all_at_least": f"agree if every one >= {self.agree:g}{u}; partly if at least half",
             "all_at_most": f"agree if every one <= {self.agree:g}{u}; partly if at least half",
         }
@@ -73,7 +73,7 @@ class Rule:
         if self.kind in ("at_least", "at_most", "near"):
             sign = 1.0 if self.kind == "at_least" else -1.0
             if self.kind == "near":  # the distance from the target, at most
-                value = abs(value - (self.target or 0.0))
+                value = abs(value - self.target)
             if sign * value >= sign * self.agree:
                 return "agree"
             return "partly" if self.partly is not None and sign * value >= sign * self.partly else "no"

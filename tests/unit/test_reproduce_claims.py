@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ddl_commodity.reproduce.claims import CLAIMS, claims, judge
-from ddl_commodity.reproduce.measures import MEASURES, PLATEAU
+from ddl_commodity.reproduce.measures import LENIENT, MEASURES, PLATEAU
 from ddl_commodity.reproduce.rules import Rule, combine
 
 THESIS = Path("/work/shared/seed/thesis-distributed-dl-commodity-clusters.txt")
@@ -124,6 +124,55 @@ def test_no_plateau_is_not_testable_with_the_reason() -> None:
     c = verdict("fig5_4-5k-same", {"redshift-5k-same-1w": summary(100, {"worker-0": None}),
                                    "redshift-5k-same-3w": summary(100, {"worker-0": 4})})
     assert c["verdict"] == "not testable here" and "plateaued" in c["why"]
+
+
+def test_table_5_2_same_data_flat_either_way_and_disjoint_30_from_two_workers_to_three() -> None:
+    def cell(plateau: int) -> dict:
+        s = summary(100, {"worker-0": plateau}, epochs=20)
+        s["epochs_to_plateau"][LENIENT] = s["epochs_to_plateau"][PLATEAU]  # Table 5.2's criterion
+        return s
+
+    flat = verdict("table5_2-same-flat", {"redshift-5k-same-2w": cell(13), "redshift-5k-same-3w": cell(13)})
+    assert flat["verdict"] == "agree"
+    # three workers needing 6 more epochs is not flat
+    worse = verdict("table5_2-same-flat", {"redshift-5k-same-2w": cell(7), "redshift-5k-same-3w": cell(13)})
+    assert worse["verdict"] == "no" and worse["ours"] == "-6.00 epochs"
+    thirty = verdict("table5_2-disjoint-30", {"redshift-5k-disjoint-1w": cell(16),
+                                              "redshift-5k-disjoint-2w": cell(15), "redshift-5k-disjoint-3w": cell(10)})
+    assert thirty["ours"] == "33.3% less" and thirty["verdict"] == "agree"
+
+
+def test_distribution_matters_less_rests_on_epochs_to_plateau_and_shows_accuracy_beside() -> None:
+    runs = {f"redshift-5k-{d}-{w}": summary(100, {"worker-0": e}, 8, {"worker-0": [(a, 1.0)] * 8})
+            for d, w, e, a in (("same", "2w", 7, 0.5), ("disjoint", "2w", 5, 0.4),
+                               ("same", "3w", 6, 0.5), ("disjoint", "3w", 6, 0.45))}
+    c = verdict("fig5_4-distribution-matters-less", runs)
+    assert c["ours"] == "2w 2.00, 3w 0.00" and c["verdict"] == "agree" and "Fig 5.4" in c["rests_on"]
+    accuracy = next(a for a in c["also"] if a["label"] == "mean accuracy, points")
+    assert accuracy["ours"] == "2w 10.0, 3w 5.00" and accuracy["verdict"] == "agree"
+
+
+def test_reach_ratio_pairs_the_runs_of_one_seed() -> None:
+    def run(accuracy: list[float]) -> dict:
+        return summary(10, {"worker-0": None}, len(accuracy), {"worker-0": [(a, 1.0) for a in accuracy]})
+
+    rising = [0.2, 0.4, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]
+    runs = {"redshift-15k-single": run(rising), "redshift-15k-same-1w": run([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]),
+            "redshift-15k-same-3w": run(rising),
+            # seed 2's 1-worker run failed: seed 2 is not paired with seed 3's 3-worker run
+            "redshift-15k-single-seed2": run(rising), "redshift-15k-same-3w-seed2": run(rising),
+            "redshift-15k-single-seed3": run(rising), "redshift-15k-same-1w-seed3": run(rising),
+            "redshift-15k-same-3w-seed3": run([0.6] * 8)}
+    c = verdict("fig5_3-15k-3w-4-epochs", runs)
+    assert c["why"].startswith("seed 1: 1 worker epoch 6, 3 workers epoch 3")
+    assert "seed 3: 1 worker epoch 3, 3 workers epoch 1" in c["why"] and "seed 2" not in c["why"]
+
+
+def test_a_summary_missing_what_a_measure_reads_is_not_testable_not_a_crash() -> None:
+    cut_short = summary(10, {"worker-0": None}, 2, {"worker-0": [(0.5, 1.0)] * 2})  # no epoch 3
+    c = verdict("fig5_3-15k-3w-4-epochs", {"redshift-15k-single": cut_short, "redshift-15k-same-1w": cut_short,
+                                           "redshift-15k-same-3w": cut_short})
+    assert c["verdict"] == "not testable here" and c["why"].startswith("the runs lack what it reads (IndexError")
 
 
 def _cells(acc_1w: float, acc_3w: float) -> dict:

@@ -54,6 +54,21 @@ def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) ->
     assert state["experiments"]["landcover-fig6_7"]["run_dir"] == "runs/landcover-fig6_7"
 
 
+def test_publish_replaces_an_earlier_copy_and_refuses_the_reproduction_itself(tmp_path: Path, capsys) -> None:
+    out = reproduction(tmp_path)
+    docs = tmp_path / "docs"
+    (docs / "runs" / "gone").mkdir(parents=True)
+    assert main(["report", str(out), "--publish", str(docs)]) == 0
+    assert not (docs / "runs" / "gone").exists() and (docs / "report.md").is_file()
+    assert not list(tmp_path.glob(".docs.*"))
+    for dest in (out, out / "published", tmp_path):
+        assert main(["report", str(out), "--publish", str(dest)]) == 2
+        assert "inside or around the reproduction" in capsys.readouterr().err
+    assert (out / "reproduce.json").is_file() and not (out / "published").exists()
+    assert main(["report", str(docs), "--publish", str(tmp_path / "again")]) == 2  # a published copy
+    assert "has no report/ to publish" in capsys.readouterr().err
+
+
 def test_publish_of_a_single_run_is_refused(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     run.mkdir()
