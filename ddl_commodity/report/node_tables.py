@@ -44,8 +44,8 @@ def scheme_table(summaries: list[dict]) -> list[str]:
 def averages_table(summary: dict) -> list[str]:
     """Whole-run means per node (Figs 6.21-6.28): CPU (of the node's share when it has one), CPU wait per node
     (mean / peak, 0-100) with the run-queue delay beside it, the machine's iowait, memory (group peak / cap when
-    the node has a group), MB/s in and out. A run summarised before CPU wait was defined shows no CPU wait, and
-    a note under the table says its run-queue delay is the number its report printed as CPU wait."""
+    the node has a group), MB/s in and out. A summary without the 0-100 CPU wait shows none, and a note under
+    the table says its run-queue delay is the number its report printed as CPU wait."""
     lines = ["| node | share (cores) | CPU % mean / max | CPU wait % mean / max | run-queue delay % (sum over "
              "threads) | machine iowait % | RSS MB mean / max | node memory MB peak / cap | in MB/s | out MB/s |",
              "|---" * 10 + "|"]
@@ -69,9 +69,9 @@ def averages_table(summary: dict) -> list[str]:
     return lines
 
 
-#: Under the table of a run summarised before CPU wait was defined, whose samples are not at hand.
-OLD_WAIT_NOTE = ("This run was summarised before CPU wait was defined per node (0-100) and its per-thread counters "
-                 "were not kept, so its CPU wait cannot be recomputed: the number its report printed as \"CPU wait\" "
+#: Under the table of a run whose summary lacks the 0-100 CPU wait and whose samples are not at hand.
+OLD_WAIT_NOTE = ("This run's summary has no per-node CPU wait (0-100) and its per-thread counters were not kept, "
+                 "so its CPU wait cannot be computed: the number its report printed as \"CPU wait\" "
                  "was the run-queue delay summed over the node's threads, which grows with their number and is not "
                  "comparable with the thesis's CPU wait; it is not shown.")
 

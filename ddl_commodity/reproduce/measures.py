@@ -369,6 +369,26 @@ def accuracy_gains(summaries: dict[str, dict], cases: tuple[str, ...]) -> Measur
     return Measured(m.values, m.seeds, "mean accuracy over the epochs, minus 1 worker's (points): " + m.why)
 
 
+def size_gains(summaries: dict[str, dict], cells: tuple[str, ...]) -> Measured:
+    """``{cell: mean training accuracy over the epochs with 15K spectra minus with 5K, points}``; a cell is
+    ``dist/workers`` (``same/3w``) or ``single``."""
+    def name(size: str, cell: str) -> str:
+        return _cell(size, "same", "single") if cell == "single" else _cell(size, *cell.split("/"))
+
+    per_seed = []
+    for seed, runs in seed_sets(summaries, tuple(name(z, c) for c in cells for z in ("5k", "15k"))):
+        values = {c: 100 * (statistics.mean(_mean_curve(runs[name("15k", c)], "accuracy"))
+                            - statistics.mean(_mean_curve(runs[name("5k", c)], "accuracy"))) for c in cells}
+        per_seed.append((seed, values, ", ".join(f"{k} {v:+.1f} points" for k, v in values.items())))
+    return _measured(per_seed)
+
+
+def wall_time(summaries: dict[str, dict], runs: dict[str, str]) -> Measured:
+    """``{label: the run's wall seconds}`` of runs of the same work (an ordering of runs)."""
+    values = {label: float(_run(summaries, run)["wall_seconds"]) for label, run in runs.items()}
+    return Measured([values], ["seed 1"], ", ".join(f"{k} ({runs[k]}) {v:.0f} s" for k, v in values.items()))
+
+
 def accuracy_gap(summaries: dict[str, dict], size: str, dist: str, a: str, b: str) -> Measured:
     """|mean training accuracy over epochs of cell a - of cell b|, in points."""
     per_seed = []
@@ -577,5 +597,5 @@ MEASURES: dict[str, Callable[..., Measured]] = {f.__name__: f for f in (
     node_values, run_values, final_metric, ratio, relative_difference, training_speed, batch_traffic, traffic_drop,
     merging_out, parallel_vs_data, accuracy_gains, accuracy_gap, spread_ratio, worker_spread, epochs_to_reach,
     reach_ratio, plateau_reduction, plateau_epochs, plateau_difference, distribution_gap, loss_plateau_reduction,
-    loss_lag, accuracy_level_epoch,
+    loss_lag, accuracy_level_epoch, size_gains, wall_time,
 )}

@@ -50,8 +50,7 @@ def series(run_dir: Path) -> dict:
 
 def load(out: Path) -> tuple[dict, dict[str, dict]]:
     """``reproduce.json`` and the summary of every run that succeeded, by run name, with its :func:`series`;
-    the CPU wait of runs summarised before it was defined is recomputed from their samples where these are
-    kept."""
+    a summary without the 0-100 CPU wait gets it from the run's samples where these are kept."""
     from ddl_commodity.monitor.metrics import refresh_waits
 
     state = json.loads((Path(out) / "reproduce.json").read_text())
@@ -65,7 +64,8 @@ def load(out: Path) -> tuple[dict, dict[str, dict]]:
 
 
 def _old_wait(s: dict) -> bool:
-    """A run summarised before CPU wait was 0-100 whose samples are gone (its figures show the old measure)."""
+    """A run whose summary lacks the 0-100 CPU wait and whose samples are gone (its figures show the
+    per-thread run-queue delay instead)."""
     averages = s.get("node_averages") or {}
     return bool(averages) and any(a.get("run_queue_delay_percent_mean") is None for a in averages.values())
 
@@ -149,8 +149,8 @@ VERDICT_NOTE = (
     "is given). Where the thesis gives a reduction, agree means at least half of it; \"similar\" is within 25%. "
     "Claims measured on several seeds are judged per seed and report the median and the range. CPU wait is the "
     "share of a node's time in which a thread of it waited for a CPU, 0-100, as Ganglia's `cpu_wio` on the "
-    "thesis's one-core PCs (defined in the local cluster guide, section CPU wait). Runs summarised before it was "
-    "defined so, whose per-thread counters were not kept, show no CPU wait: their old figure (the run-queue delay "
+    "thesis's one-core PCs (defined in the local cluster guide, section CPU wait). Runs whose summaries lack it "
+    "and whose per-thread counters were not kept show no CPU wait: the figure they printed (the run-queue delay "
     "summed over threads, above 100 on busy nodes) is not comparable and not shown.")
 
 
