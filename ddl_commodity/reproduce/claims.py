@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ddl_commodity.reproduce.measures import LENIENT, MEASURES, PLATEAU, Measured, NotTestable
 from ddl_commodity.reproduce.rules import Rule, combine
-from ddl_commodity.reproduce.runsets import config_and_seed
+from ddl_commodity.reproduce.runsets import config_and_seed, redshift_run
 
 #: Thesis Tables 5.1 and 5.2 (5K samples): epochs to stable training accuracy per worker.
 THESIS_TABLES = {
@@ -69,14 +69,16 @@ class Claim:
     rests_on: str = field(default="")
 
 
-def _rs(size: str, cells: tuple[str, ...] = ("1w", "3w"), dists: tuple[str, ...] = ("same", "disjoint")) -> tuple:
-    return tuple(f"redshift-{size}-single" if c == "single" else f"redshift-{size}-{d}-{c}"
-                 for d in dists for c in cells if c != "single" or d == dists[0])
+def _redshift_runs(size: str, cells: tuple[str, ...] = ("1w", "3w"),
+                   dists: tuple[str, ...] = ("same", "disjoint")) -> tuple[str, ...]:
+    """The runs of ``cells`` (``single`` once) of each distribution."""
+    return tuple(redshift_run(size, d, c) for d in dists for c in cells if c != "single" or d == dists[0])
 
 
 AT_LEAST_HALF_OF_25 = Rule("at_least", 12.5, unit="%")
 MP_8K, MP_25K, DP_8K, DP_25K = ("landcover-default-8k", "landcover-default-2.5k", "landcover-dp-8k",
                                 "landcover-dp-2.5k")
+B200_8K = "landcover-batch200"  # the default scheme at batch 200: Fig 6.6's run
 SCHEMES = {"default": "landcover-default-8k", "Fig 6.7": "landcover-fig6_7", "Fig 6.10": "landcover-fig6_10",
            "Fig 6.15": "landcover-fig6_15", "Fig 6.18": "landcover-fig6_18"}
 
@@ -89,7 +91,7 @@ def _fig_5_4(size: str, dist: str) -> Claim:
         f"{size.upper()} spectra, {data}: % fewer epochs to the first worker's accuracy plateau (patience 1, min "
         "delta 0.001), 3 workers vs 1; also in seconds (epochs x the run's seconds per epoch)",
         "plateau_reduction", {"size": size, "dist": dist, "by": "epochs"}, AT_LEAST_HALF_OF_25,
-        _rs(size, dists=(dist,)),
+        _redshift_runs(size, dists=(dist,)),
         unit="% less", also=(("seconds to plateau", {"by": "seconds"}),), draws=f"plateau:{size}",
         rests_on="epochs to the plateau: the figure counts epochs (8 -> 6 is its 25%); seconds are shown beside it "
                  "because an epoch of 3 workers does not last as long as one of 1")
@@ -103,25 +105,26 @@ CLAIMS: tuple[Claim, ...] = (
           "mean training accuracy over the epochs, 2 and 3 workers minus 1 worker, per data set and distribution",
           "accuracy_gains", {"cases": tuple(f"{s}/{d}/{w}" for s in ("5k", "15k") for d in ("same", "disjoint")
                                             for w in ("2w", "3w"))},
-          Rule("all_at_least", 0.0, unit=" points"), _rs("5k", ("1w", "2w", "3w")) + _rs("15k", ("1w", "2w", "3w")),
+          Rule("all_at_least", 0.0, unit=" points"),
+          _redshift_runs("5k", ("1w", "2w", "3w")) + _redshift_runs("15k", ("1w", "2w", "3w")),
           unit=" points", draws="accuracy:5k"),
     Claim("fig5_3-same-2w-like-1w", "Fig 5.3(a)",
           "when same data are used, the performance between 1 and 2 working nodes is similar",
           "5K, same data: |mean training accuracy over the epochs, 2 workers - 1 worker|",
           "accuracy_gap", {"size": "5k", "dist": "same", "a": "2w", "b": "1w"},
-          Rule("at_most", 2.0, 5.0, unit=" points"), _rs("5k", ("1w", "2w"), ("same",)), unit=" points",
+          Rule("at_most", 2.0, 5.0, unit=" points"), _redshift_runs("5k", ("1w", "2w"), ("same",)), unit=" points",
           also=(("15K", {"size": "15k"}),), draws="accuracy:5k"),
     Claim("fig5_3-disjoint-workers-differ", "Fig 5.3(b)",
           "there is a significant difference in terms of accuracy by each of the distributed nodes",
           "5K, 2 workers: the workers' spread of accuracy per epoch with disjoint data / with the same data",
           "spread_ratio", {"key": "accuracy", "num": ("5k/disjoint/2w",), "den": ("5k/same/2w",)},
-          Rule("at_least", 2.0, 1.0, unit="x"), _rs("5k", ("2w",)), unit="x", draws="accuracy:5k"),
+          Rule("at_least", 2.0, 1.0, unit="x"), _redshift_runs("5k", ("2w",)), unit="x", draws="accuracy:5k"),
     Claim("fig5_3-three-workers", "Fig 5.3",
           "For the case of three computing nodes, there is a clear benefit in both cases of using the same or "
           "different training examples",
           "5K: mean training accuracy over the epochs, 3 workers minus 1 worker, same and disjoint data",
           "accuracy_gains", {"cases": ("5k/same/3w", "5k/disjoint/3w")},
-          Rule("all_at_least", 1.0, unit=" points"), _rs("5k"), unit=" points",
+          Rule("all_at_least", 1.0, unit=" points"), _redshift_runs("5k"), unit=" points",
           also=(("15K", {"cases": ("15k/same/3w", "15k/disjoint/3w")}),), draws="accuracy:5k"),
     Claim("fig5_3-15k-less-variation", "Fig 5.3(c,d)",
           "the performance variation across different machines is less prominent",
@@ -129,14 +132,14 @@ CLAIMS: tuple[Claim, ...] = (
           "spread_ratio", {"key": "accuracy", "num": tuple(f"5k/{d}/{w}" for d in ("same", "disjoint")
                                                            for w in ("2w", "3w")),
                            "den": tuple(f"15k/{d}/{w}" for d in ("same", "disjoint") for w in ("2w", "3w"))},
-          Rule("at_least", 1.5, 1.0, unit="x"), _rs("5k", ("2w", "3w")) + _rs("15k", ("2w", "3w")), unit="x",
-          draws="accuracy:15k"),
+          Rule("at_least", 1.5, 1.0, unit="x"),
+          _redshift_runs("5k", ("2w", "3w")) + _redshift_runs("15k", ("2w", "3w")), unit="x", draws="accuracy:15k"),
     Claim("fig5_3-15k-learns-more", "Fig 5.3(c,d)",
           "the larger amount of training samples has a positive effect on the system’s learning capacity",
           "mean training accuracy over the epochs, 15K spectra minus 5K, the sequential CNN and 1 and 3 workers "
           "on the same data", "size_gains", {"cells": ("single", "same/1w", "same/3w")},
-          Rule("all_at_least", 0.0, unit=" points"), _rs("5k", ("single", "1w", "3w"), ("same",))
-          + _rs("15k", ("single", "1w", "3w"), ("same",)), unit=" points", draws="accuracy:15k"),
+          Rule("all_at_least", 0.0, unit=" points"), _redshift_runs("5k", ("single", "1w", "3w"), ("same",))
+          + _redshift_runs("15k", ("single", "1w", "3w"), ("same",)), unit=" points", draws="accuracy:15k"),
     Claim("fig5_3-15k-sequential-75", "Fig 5.3(c,d)",
           "The sequential CNN attains over 75% accuracy faster for this set, at three epochs",
           "15K: the epoch at which the sequential CNN's training accuracy first reaches 75%",
@@ -161,7 +164,7 @@ CLAIMS: tuple[Claim, ...] = (
           "for larger number of computing nodes, the impact of data distribution becomes less important",
           "5K: |epochs to the accuracy plateau (strict criterion), same data - disjoint data| with 2 and with 3 "
           "workers; also |mean accuracy over the epochs| (points), as the conclusions read it",
-          "distribution_gap", {"size": "5k"}, Rule("order", subjects=("2w", "3w")), _rs("5k", ("2w", "3w")),
+          "distribution_gap", {"size": "5k"}, Rule("order", subjects=("2w", "3w")), _redshift_runs("5k", ("2w", "3w")),
           unit="", also=(("15K", {"size": "15k"}), ("mean accuracy, points", {"by": "accuracy"}),
                          ("15K mean accuracy, points", {"size": "15k", "by": "accuracy"})),
           draws="plateau:5k",
@@ -171,29 +174,31 @@ CLAIMS: tuple[Claim, ...] = (
           "reducing it by 50% when different sets of examples is considered",
           "5K, disjoint data: % fewer epochs to the first worker's loss plateau (patience 1, min delta 0.001), "
           "3 workers vs 1", "loss_plateau_reduction", {"size": "5k", "dist": "disjoint"},
-          Rule("at_least", 25.0, 0.0, unit="%"), _rs("5k", dists=("disjoint",)), unit="% less", draws="loss:5k"),
+          Rule("at_least", 25.0, 0.0, unit="%"), _redshift_runs("5k", dists=("disjoint",)), unit="% less",
+          draws="loss:5k"),
     Claim("fig5_5-same-negligible", "Fig 5.5",
           "when each worker sees the same data the impact, although visible, is negligible",
           "5K, same data: % fewer epochs to the first worker's loss plateau, 3 workers vs 1",
           "loss_plateau_reduction", {"size": "5k", "dist": "same"}, Rule("at_most", 25.0, 40.0, unit="%"),
-          _rs("5k", dists=("same",)), unit="% less", draws="loss:5k"),
+          _redshift_runs("5k", dists=("same",)), unit="% less", draws="loss:5k"),
     Claim("fig5_6-same-alike", "Fig 5.6",
           "when the same data is used, the performance between most of the nodes is similar",
           "5K, same data, 2 and 3 workers: the workers' spread of loss per epoch, relative to its mean",
           "worker_spread", {"key": "loss", "cells": ("5k/same/2w", "5k/same/3w")},
-          Rule("at_most", 0.10, 0.25), _rs("5k", ("2w", "3w"), ("same",)), draws="loss:5k"),
+          Rule("at_most", 0.10, 0.25), _redshift_runs("5k", ("2w", "3w"), ("same",)), draws="loss:5k"),
     Claim("fig5_6-disjoint-differ", "Fig 5.6",
           "there is a significant difference in terms of loss in the cases of two- and three-nodes cluster",
           "5K, 2 and 3 workers: the workers' spread of loss per epoch with disjoint data / with the same data",
           "spread_ratio", {"key": "loss", "num": ("5k/disjoint/2w", "5k/disjoint/3w"),
                            "den": ("5k/same/2w", "5k/same/3w")},
-          Rule("at_least", 2.0, 1.0, unit="x"), _rs("5k", ("2w", "3w")), unit="x", draws="loss:5k"),
+          Rule("at_least", 2.0, 1.0, unit="x"), _redshift_runs("5k", ("2w", "3w")), unit="x", draws="loss:5k"),
     Claim("fig5_6-one-epoch-later", "Fig 5.6",
           "it drops faster on the sequential CNN, however similar performance is attained one epoch later, "
           "regardless of its size",
           "5K: epochs after the sequential CNN's epoch 3 at which each cluster's mean loss reaches its loss then",
           "loss_lag", {"size": "5k"}, Rule("all_at_most", 1.0, unit=" epochs"),
-          _rs("5k", ("single", "1w", "2w", "3w"), ("same",)) + _rs("5k", ("2w", "3w"), ("disjoint",)),
+          _redshift_runs("5k", ("single", "1w", "2w", "3w"), ("same",))
+          + _redshift_runs("5k", ("2w", "3w"), ("disjoint",)),
           unit=" epochs", draws="loss:5k"),
     # ---- 5.3: Tables 5.1, 5.2 -----------------------------------------------------------------------------
     Claim("table5_1-fewer-with-nodes", "Table 5.1",
@@ -201,14 +206,15 @@ CLAIMS: tuple[Claim, ...] = (
           "as more nodes are added into the cluster",
           "5K, disjoint data, strict criterion: median epochs to the accuracy plateau of 1, 2, 3 workers",
           "plateau_epochs", {"size": "5k", "dist": "disjoint", "criterion": PLATEAU},
-          Rule("order", subjects=("1w", "2w", "3w")), _rs("5k", ("1w", "2w", "3w")), unit=" epochs",
+          Rule("order", subjects=("1w", "2w", "3w")), _redshift_runs("5k", ("1w", "2w", "3w")), unit=" epochs",
           also=(("same data", {"dist": "same"}), ("lenient criterion", {"criterion": LENIENT})), draws="plateau:5k"),
     Claim("table5_2-same-flat", "Table 5.2",
           "after a certain number of nodes the amount of epochs required to achieve a stable performance remains "
           "the same, when the same set of examples is taken into consideration",
           "5K, same data, lenient criterion: epochs to plateau, 2 workers minus 3 workers (thesis 13 - 13)",
           "plateau_difference", {"size": "5k", "dist": "same", "criterion": LENIENT, "a": "2w", "b": "3w"},
-          Rule("near", 1.0, 2.0, unit=" epochs", target=0.0), _rs("5k", ("2w", "3w"), ("same",)), unit=" epochs",
+          Rule("near", 1.0, 2.0, unit=" epochs", target=0.0), _redshift_runs("5k", ("2w", "3w"), ("same",)),
+          unit=" epochs",
           draws="plateau:5k"),
     Claim("table5_2-disjoint-30", "Table 5.2",
           "in the 3 nodes case the results show a 30% reduction in processing time",
@@ -216,7 +222,7 @@ CLAIMS: tuple[Claim, ...] = (
           "(thesis 15 -> 10: the contrast with the same data's 13 -> 13)",
           "plateau_reduction", {"size": "5k", "dist": "disjoint", "by": "epochs", "criterion": LENIENT,
                                 "fewer": "2w"},
-          Rule("at_least", 15.0, 0.0, unit="%"), _rs("5k", ("2w", "3w"), ("disjoint",)), unit="% less",
+          Rule("at_least", 15.0, 0.0, unit="%"), _redshift_runs("5k", ("2w", "3w"), ("disjoint",)), unit="% less",
           also=(("seconds to plateau", {"by": "seconds"}),), draws="plateau:5k"),
     Claim("table5_2-same-vs-sequential", "Table 5.2",
           "TFoS does not perform well compared to non-parallelized CNN when same data are considered, since it "
@@ -224,7 +230,7 @@ CLAIMS: tuple[Claim, ...] = (
           "5K, same data, lenient criterion: % fewer epochs to plateau, 3 workers vs the single machine",
           "plateau_reduction", {"size": "5k", "dist": "same", "by": "epochs", "criterion": LENIENT,
                                 "fewer": "single", "more": "3w"},
-          Rule("at_most", 15.0, 30.0, unit="%"), _rs("5k", ("single", "3w"), ("same",)), unit="% less",
+          Rule("at_most", 15.0, 30.0, unit="%"), _redshift_runs("5k", ("single", "3w"), ("same",)), unit="% less",
           draws="plateau:5k"),
     Claim("table5_2-disjoint-vs-sequential", "Table 5.2",
           "the performance of TFoS caps at 10 epochs for the 3-node cluster, much better than the sequential CNN",
@@ -272,21 +278,33 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig6_6-traffic-ps-merging", "Fig 6.6",
           "the bulk of traffic is actually gathered between two workers, worker 1 which acts as the PS, and worker "
           "4 which is responsible for the merged part of our multimodal CNN",
-          "default scheme, 8K: MB/s in + out per node", "node_values", {"run": MP_8K, "metric": "traffic"},
-          Rule("top", subjects=("ps", "merging")), (MP_8K,), unit=" MB/s", draws=f"traffic:{MP_8K}"),
+          "default scheme, batch 200 (the thesis's for Fig 6.6), 8K: MB/s in + out per node", "node_values",
+          {"run": B200_8K, "metric": "traffic"},
+          Rule("top", subjects=("ps", "merging")), (B200_8K, MP_8K), unit=" MB/s",
+          also=(("batch 50", {"run": MP_8K}),),
+          draws=f"traffic:{B200_8K}"),
     Claim("fig6_6-ps-highest-in", "Fig 6.6",
           "It is also natural for the PS to have the highest incoming traffic",
-          "default scheme, 8K: MB/s in per node", "node_values", {"run": MP_8K, "metric": "rx"},
-          Rule("top", subjects=("ps",)), (MP_8K,), unit=" MB/s", draws=f"traffic:{MP_8K}"),
+          "default scheme, batch 200 (the thesis's for Fig 6.6), 8K: MB/s in per node", "node_values",
+          {"run": B200_8K, "metric": "rx"},
+          Rule("top", subjects=("ps",)), (B200_8K, MP_8K), unit=" MB/s",
+          also=(("batch 50", {"run": MP_8K}),),
+          draws=f"traffic:{B200_8K}"),
     Claim("fig6_6-merging-in", "Fig 6.6",
           "It is natural to expect high incoming network traffic on the worker responsible for the merging, since "
           "it collects data from both worker 2 and worker 3",
-          "default scheme, 8K: MB/s in per worker", "node_values", {"run": MP_8K, "metric": "rx", "who": "workers"},
-          Rule("top", subjects=("merging",)), (MP_8K,), unit=" MB/s", draws=f"traffic:{MP_8K}"),
+          "default scheme, batch 200 (the thesis's for Fig 6.6), 8K: MB/s in per worker", "node_values",
+          {"run": B200_8K, "metric": "rx", "who": "workers"},
+          Rule("top", subjects=("merging",)), (B200_8K, MP_8K), unit=" MB/s",
+          also=(("batch 50", {"run": MP_8K}),),
+          draws=f"traffic:{B200_8K}"),
     Claim("fig6_6-merging-highest-out", "Fig 6.6",
           "worker 4 has the highest traffic of every other machine on the cluster",
-          "default scheme, 8K: MB/s out per node", "node_values", {"run": MP_8K, "metric": "tx"},
-          Rule("top", subjects=("merging",)), (MP_8K,), unit=" MB/s", draws=f"traffic:{MP_8K}"),
+          "default scheme, batch 200 (the thesis's for Fig 6.6), 8K: MB/s out per node", "node_values",
+          {"run": B200_8K, "metric": "tx"},
+          Rule("top", subjects=("merging",)), (B200_8K, MP_8K), unit=" MB/s",
+          also=(("batch 50", {"run": MP_8K}),),
+          draws=f"traffic:{B200_8K}"),
     Claim("fig6_8-merging-out", "Fig 6.8",
           "the outgoing traffic of the merging worker can be as low as 2.5MB/sec compared to the baseline's, "
           "where it reaches about 10MB/sec",

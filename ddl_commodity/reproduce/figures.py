@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 
 from ddl_commodity.reproduce.measures import PLATEAU, roles
+from ddl_commodity.reproduce.runsets import config_and_seed, redshift_run
 from ddl_commodity.runs import write_bytes_atomic
 
 _BOX = {"cpu": ("CPU % (of the node's share)", "CPU per worker"), "wait": ("CPU wait % (0-100)", "CPU wait per worker"),
@@ -111,8 +112,8 @@ def batch_traffic(summaries: dict[str, dict], path: Path) -> str | None:
 
 
 def _cell_runs(summaries: dict[str, dict], size: str, dist: str) -> dict[str, dict]:
-    cells = {"single": f"redshift-{size}-single", **{f"{w[0]} worker{'s' if w != '1w' else ''}":
-                                                       f"redshift-{size}-{dist}-{w}" for w in ("1w", "2w", "3w")}}
+    cells = {"single": redshift_run(size, dist, "single"),
+             **{f"{w[0]} worker{'s' if w != '1w' else ''}": redshift_run(size, dist, w) for w in ("1w", "2w", "3w")}}
     return {label: summaries[run] for label, run in cells.items() if run in summaries}
 
 
@@ -142,14 +143,12 @@ def epochs(summaries: dict[str, dict], size: str, key: str, path: Path) -> str |
 def plateaus(summaries: dict[str, dict], size: str, path: Path) -> str | None:
     """Epochs to the accuracy plateau (patience 1, min delta 0.001) per cluster size, as Fig 5.4: bars at the
     median of the workers of seed 1, a dot per seed."""
-    from ddl_commodity.reproduce.runsets import config_and_seed
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn, labelled = False, set()
     for j, dist in enumerate(("same", "disjoint")):
         for i, cell in enumerate(("single", "1w", "2w", "3w")):
-            base = f"redshift-{size}-single" if cell == "single" else f"redshift-{size}-{dist}-{cell}"
+            base = redshift_run(size, dist, cell)
             values = []
             for name, s in summaries.items():
                 if config_and_seed(name)[0] == base:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ddl_commodity.artifacts.early_stopping import epochs_to_plateau
 from ddl_commodity.monitor.cpu_wait import wait_columns
-from ddl_commodity.reproduce.runsets import config_and_seed
+from ddl_commodity.reproduce.runsets import config_and_seed, redshift_run
 
 PLATEAU = "accuracy/patience=1/min_delta=0.001"
 LENIENT = "accuracy/patience=3/min_delta=0.0001"
@@ -161,8 +161,7 @@ def node_values(summaries: dict[str, dict], run: str, metric: str, who: str | tu
 
 
 _REDUCE: dict[str, Callable[[dict[str, float]], float]] = {
-    "mean": lambda v: statistics.mean(v.values()), "min": lambda v: min(v.values()),
-    "max": lambda v: max(v.values()), "sum": lambda v: sum(v.values()),
+    "mean": lambda v: statistics.mean(v.values()), "sum": lambda v: sum(v.values()),
     "spread": lambda v: (max(v.values()) - min(v.values())) / max(statistics.mean(v.values()), 1e-9),
     "ps_merging_share": lambda v: (v["ps"] + v["merging"]) / max(sum(v.values()), 1e-9),
 }
@@ -349,20 +348,16 @@ def _spread_curve(s: dict, key: str) -> float:
     return statistics.mean(spans)
 
 
-def _cell(size: str, dist: str, workers: str) -> str:
-    return f"redshift-{size}-single" if workers == "single" else f"redshift-{size}-{dist}-{workers}"
-
-
 def accuracy_gains(summaries: dict[str, dict], cases: tuple[str, ...]) -> Measured:
     """``{case: mean training accuracy over the epochs, more workers minus 1 worker, points}``; a case is
     ``size/dist/workers`` (``5k/same/3w``)."""
     per_seed = []
-    names = tuple(n for c in cases for n in (_cell(*c.split("/")), _cell(*c.split("/")[:2], "1w")))
+    names = tuple(n for c in cases for n in (redshift_run(*c.split("/")), redshift_run(*c.split("/")[:2], "1w")))
     for seed, runs in seed_sets(summaries, tuple(dict.fromkeys(names))):
         values = {}
         for case in cases:
             size, dist, w = case.split("/")
-            more, one = (statistics.mean(_mean_curve(runs[_cell(size, dist, k)], "accuracy")) for k in (w, "1w"))
+            more, one = (statistics.mean(_mean_curve(runs[redshift_run(size, dist, k)], "accuracy")) for k in (w, "1w"))
             values[case] = 100 * (more - one)
         per_seed.append((seed, values, ", ".join(f"{k} {v:+.1f}" for k, v in values.items())))
     m = _measured(per_seed)
@@ -373,7 +368,7 @@ def size_gains(summaries: dict[str, dict], cells: tuple[str, ...]) -> Measured:
     """``{cell: mean training accuracy over the epochs with 15K spectra minus with 5K, points}``; a cell is
     ``dist/workers`` (``same/3w``) or ``single``."""
     def name(size: str, cell: str) -> str:
-        return _cell(size, "same", "single") if cell == "single" else _cell(size, *cell.split("/"))
+        return redshift_run(size, "same", "single") if cell == "single" else redshift_run(size, *cell.split("/"))
 
     per_seed = []
     for seed, runs in seed_sets(summaries, tuple(name(z, c) for c in cells for z in ("5k", "15k"))):
@@ -392,8 +387,8 @@ def wall_time(summaries: dict[str, dict], runs: dict[str, str]) -> Measured:
 def accuracy_gap(summaries: dict[str, dict], size: str, dist: str, a: str, b: str) -> Measured:
     """|mean training accuracy over epochs of cell a - of cell b|, in points."""
     per_seed = []
-    for seed, runs in seed_sets(summaries, (_cell(size, dist, a), _cell(size, dist, b))):
-        x, y = (statistics.mean(_mean_curve(runs[_cell(size, dist, k)], "accuracy")) for k in (a, b))
+    for seed, runs in seed_sets(summaries, (redshift_run(size, dist, a), redshift_run(size, dist, b))):
+        x, y = (statistics.mean(_mean_curve(runs[redshift_run(size, dist, k)], "accuracy")) for k in (a, b))
         per_seed.append((seed, 100 * abs(x - y), f"{a} {100 * x:.1f}%, {b} {100 * y:.1f}%"))
     return _measured(per_seed)
 
@@ -401,10 +396,10 @@ def accuracy_gap(summaries: dict[str, dict], size: str, dist: str, a: str, b: st
 def spread_ratio(summaries: dict[str, dict], key: str, num: tuple[str, ...], den: tuple[str, ...]) -> Measured:
     """Mean workers' spread of ``key`` (accuracy points, or loss relative to its mean) over the cells ``num``
     (``size/dist/workers``) / that over the cells ``den``."""
-    names = tuple(_cell(*c.split("/")) for c in (*num, *den))
+    names = tuple(redshift_run(*c.split("/")) for c in (*num, *den))
     per_seed = []
     for seed, runs in seed_sets(summaries, tuple(dict.fromkeys(names))):
-        a, b = (statistics.mean(_spread_curve(runs[_cell(*c.split("/"))], key) for c in cells)
+        a, b = (statistics.mean(_spread_curve(runs[redshift_run(*c.split("/"))], key) for c in cells)
                 for cells in (num, den))
         per_seed.append((seed, a / max(b, 1e-9), f"spread {a:.3f} vs {b:.3f}"))
     m = _measured(per_seed)
@@ -415,7 +410,7 @@ def spread_ratio(summaries: dict[str, dict], key: str, num: tuple[str, ...], den
 def worker_spread(summaries: dict[str, dict], key: str, cells: tuple[str, ...]) -> Measured:
     """Mean workers' spread of ``key`` per epoch over the cells (``size/dist/workers``): accuracy points, or
     loss relative to its mean."""
-    names = tuple(_cell(*c.split("/")) for c in cells)
+    names = tuple(redshift_run(*c.split("/")) for c in cells)
     per_seed = []
     for seed, runs in seed_sets(summaries, names):
         v = statistics.mean(_spread_curve(runs[n], key) for n in names)
@@ -428,7 +423,7 @@ def epochs_to_reach(summaries: dict[str, dict], size: str, dist: str, workers: s
                     level: float | None = None) -> Measured:
     """The first epoch at which the cell's mean training accuracy reaches ``level`` (default: the sequential
     CNN's accuracy at epoch 3); past the run's end counts as its epochs + 1."""
-    cell, single = _cell(size, dist, workers), _cell(size, dist, "single")
+    cell, single = redshift_run(size, dist, workers), redshift_run(size, dist, "single")
     per_seed = []
     for seed, runs in seed_sets(summaries, tuple(dict.fromkeys((cell, single)))):
         epoch, target, within = _reach_epoch(runs, cell, single, level)
@@ -448,7 +443,7 @@ def _reach_epoch(runs: dict[str, dict], cell: str, single: str, level: float | N
 def reach_ratio(summaries: dict[str, dict], size: str, dist: str) -> Measured:
     """Epochs 1 worker needs to reach the sequential CNN's epoch-3 accuracy / epochs 3 workers need, per seed
     (the three runs of one seed together)."""
-    single, one, three = (_cell(size, dist, w) for w in ("single", "1w", "3w"))
+    single, one, three = (redshift_run(size, dist, w) for w in ("single", "1w", "3w"))
     per_seed = []
     for seed, runs in seed_sets(summaries, (single, one, three)):
         a, b = (_reach_epoch(runs, cell, single, None)[0] for cell in (one, three))
@@ -484,7 +479,7 @@ def plateau_reduction(summaries: dict[str, dict], size: str, dist: str, by: str,
                       fewer: str = "1w", more: str = "3w") -> Measured:
     """% less to the first worker's plateau, ``more`` workers vs ``fewer`` (or the single machine): ``by``
     ``epochs`` (what Fig 5.4 counts) or ``seconds`` (what its words say: epochs x the run's seconds per epoch)."""
-    a, b = _cell(size, dist, fewer), _cell(size, dist, more)
+    a, b = redshift_run(size, dist, fewer), redshift_run(size, dist, more)
     per_seed = []
     for seed, runs in seed_sets(summaries, (a, b)):
         ta, tb = time_to_plateau(runs[a], criterion), time_to_plateau(runs[b], criterion)
@@ -503,7 +498,7 @@ def plateau_epochs(summaries: dict[str, dict], size: str, dist: str, criterion: 
                    cells: tuple[str, ...] = ("1w", "2w", "3w")) -> Measured:
     """``{cell: median epochs to plateau over its workers}`` (a worker that never plateaued counts as the
     run's epochs + 1)."""
-    names = tuple(_cell(size, dist, c) for c in cells)
+    names = tuple(redshift_run(size, dist, c) for c in cells)
     per_seed = []
     for seed, runs in seed_sets(summaries, names):
         values = {c: _plateau_median(runs[n], n, criterion) for c, n in zip(cells, names, strict=True)}
@@ -532,10 +527,10 @@ def distribution_gap(summaries: dict[str, dict], size: str, by: str = "plateau")
     |epochs to the accuracy plateau (strict criterion, median over workers)| (what Fig 5.4 counts); ``accuracy``,
     |mean accuracy over the epochs|, points (how the conclusions read it)."""
     per_seed = []
-    names = tuple(_cell(size, d, w) for d in ("same", "disjoint") for w in ("2w", "3w"))
+    names = tuple(redshift_run(size, d, w) for d in ("same", "disjoint") for w in ("2w", "3w"))
     for seed, runs in seed_sets(summaries, names):
-        values = {w: abs(_distribution_level(runs, _cell(size, "same", w), by)
-                         - _distribution_level(runs, _cell(size, "disjoint", w), by)) for w in ("2w", "3w")}
+        values = {w: abs(_distribution_level(runs, redshift_run(size, "same", w), by)
+                         - _distribution_level(runs, redshift_run(size, "disjoint", w), by)) for w in ("2w", "3w")}
         unit = " epochs" if by == "plateau" else " points"
         per_seed.append((seed, values, ", ".join(f"{k} {v:.1f}{unit}" for k, v in values.items())))
     return _measured(per_seed)
@@ -549,7 +544,7 @@ def _distribution_level(runs: dict[str, dict], name: str, by: str) -> float:
 
 def loss_plateau_reduction(summaries: dict[str, dict], size: str, dist: str) -> Measured:
     """% fewer epochs to the first worker's loss plateau (patience 1, min delta 0.001; Fig 5.5), 3 workers vs 1."""
-    a, b = _cell(size, dist, "1w"), _cell(size, dist, "3w")
+    a, b = redshift_run(size, dist, "1w"), redshift_run(size, dist, "3w")
     per_seed = []
     for seed, runs in seed_sets(summaries, (a, b)):
         ea, eb = (min((e for e in (epochs_to_plateau([r["loss"] for r in c], "loss", 1, 0.001)
@@ -566,14 +561,14 @@ def loss_lag(summaries: dict[str, dict], size: str, single_epoch: int = 3) -> Me
     """``{cell: epochs after the sequential CNN's epoch at which the cell's mean loss first reaches the
     sequential CNN's loss at that epoch}`` (Fig 5.6: "one epoch later")."""
     cells = ("same/1w", "same/2w", "same/3w", "disjoint/2w", "disjoint/3w")
-    single = _cell(size, "same", "single")
-    names = (single, *(_cell(size, *c.split("/")) for c in cells))
+    single = redshift_run(size, "same", "single")
+    names = (single, *(redshift_run(size, *c.split("/")) for c in cells))
     per_seed = []
     for seed, runs in seed_sets(summaries, names):
         target = _mean_curve(runs[single], "loss")[single_epoch - 1]
         values = {}
         for c in cells:
-            curve = _mean_curve(runs[_cell(size, *c.split("/"))], "loss")
+            curve = _mean_curve(runs[redshift_run(size, *c.split("/"))], "loss")
             values[c] = float(next((i + 1 for i, v in enumerate(curve) if v <= target), len(curve) + 1) - single_epoch)
         per_seed.append((seed, values, f"sequential loss {target:.3f} at epoch {single_epoch}; epochs later: "
                          + ", ".join(f"{k} {v:+g}" for k, v in values.items())))

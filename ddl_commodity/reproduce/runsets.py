@@ -29,6 +29,11 @@ CLAIM_RUNS = (
 )
 
 
+def redshift_run(size: str, dist: str, workers: str) -> str:
+    """The run of one cell of Figs 5.3-5.6: ``redshift-5k-same-3w``, or ``redshift-5k-single`` (no distribution)."""
+    return f"redshift-{size}-single" if workers == "single" else f"redshift-{size}-{dist}-{workers}"
+
+
 def _redshift(size: str, cells: tuple[str, ...] = ("single", "same-1w", "same-2w", "same-3w", "disjoint-1w",
                                                     "disjoint-2w", "disjoint-3w")) -> tuple[str, ...]:
     return tuple(f"redshift-{size}-{c}" for c in cells)

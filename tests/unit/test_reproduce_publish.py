@@ -103,11 +103,12 @@ def test_a_published_page_is_redrawn_in_place_from_its_summaries_and_series(tmp_
     """``ddl report`` on the published directory: the claims page and the figures they rest on (traffic over
     time per node, as Fig 6.6) from the runs' series.json; every claim has a verdict."""
     out = tmp_path / "repro"
-    run = out / "runs" / "landcover-default-8k"
-    run.mkdir(parents=True)
-    _monitored_run(run)
-    state = {"scale": "thesis", "experiments": {"landcover-default-8k": {
-        "state": "succeeded", "seconds": 90.0, "run_dir": str(run), "config": "-"}}}
+    state = {"scale": "thesis", "experiments": {}}
+    for name in ("landcover-default-8k", "landcover-batch200"):  # batch 200: Fig 6.6's run
+        run = out / "runs" / name
+        run.mkdir(parents=True)
+        _monitored_run(run)
+        state["experiments"][name] = {"state": "succeeded", "seconds": 90.0, "run_dir": str(run), "config": "-"}
     (out / "reproduce.json").write_text(json.dumps(state))
     docs = tmp_path / "docs"
     assert main(["report", str(out), "--publish", str(docs)]) == 0
@@ -120,8 +121,8 @@ def test_a_published_page_is_redrawn_in_place_from_its_summaries_and_series(tmp_
     md = (docs / "report.md").read_text()
     assert not (docs / "report").exists()  # in place
     assert "Fig 6.6: `fig6_6-traffic-ps-merging`\n\nThe thesis: \"the bulk of traffic is actually gathered" in md
-    assert "![Fig 6.6: fig6_6-traffic-ps-merging](figures/traffic-landcover-default-8k.png)" in md
-    assert (docs / "figures" / "traffic-landcover-default-8k.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![Fig 6.6: fig6_6-traffic-ps-merging](figures/traffic-landcover-batch200.png)" in md
+    assert (docs / "figures" / "traffic-landcover-batch200.png").read_bytes()[:4] == b"\x89PNG"
     assert (docs / "figures" / "wait-box-landcover-default-8k.png").is_file()  # Fig 6.9's box plot
     rows = [line for line in md.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(rows) >= 25 and all(line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in
