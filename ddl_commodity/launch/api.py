@@ -100,7 +100,7 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
         err.run_dir = run_dir
         raise
     except KeyboardInterrupt as err:
-        set_status(run_dir, "failed", error=f"interrupted ({err or 'SIGINT'})")
+        set_status(run_dir, "failed", error=f"interrupted ({str(err) or 'SIGINT'})")
         raise
     return RunSummary.from_dict(doc, run_dir)
 
