@@ -53,18 +53,16 @@ THESIS_RUNS = (
     *(f"{run}-seed{k}" for k in (2, 3) for run in _redshift("15k", ("single", "same-1w", "same-3w", "disjoint-1w",
                                                                     "disjoint-3w"))),
 )
-#: Seconds each run of the thesis scale is expected to take on 2 cores with the thesis profile: the 10-epoch
-#: land-cover runs of the default scheme, the single machine and batches 10 and 200 as measured; the other
-#: schemes from the 3-epoch thesis-profile runs of docs/reproduction/ scaled to 10 epochs; 5K spectra from their
-#: 20-epoch runs there (60-460 s), and 15K spectra three times those. The ETA scales them by the pace of the runs
-#: finished so far. The 1-worker disjoint cells and batch 50 take 0 s: at this scale they are the same runs as
-#: the 1-worker same cells and landcover-default-8k.
+#: Seconds each run of the thesis scale is expected to take on 2 cores with the thesis profile, as measured there;
+#: 15K spectra three times the 5K cells. The ETA scales them by the pace of the runs finished so far. The 1-worker
+#: disjoint cells and batch 50 take 0 s: at this scale they are the same runs as the 1-worker same cells and
+#: landcover-default-8k.
 THESIS_SECONDS = {
-    "redshift-5k-single": 65, "redshift-5k-same-1w": 315, "redshift-5k-same-2w": 320, "redshift-5k-same-3w": 450,
-    "redshift-5k-disjoint-1w": 0, "redshift-5k-disjoint-2w": 200, "redshift-5k-disjoint-3w": 200,
+    "redshift-5k-single": 110, "redshift-5k-same-1w": 490, "redshift-5k-same-2w": 490, "redshift-5k-same-3w": 890,
+    "redshift-5k-disjoint-1w": 0, "redshift-5k-disjoint-2w": 315, "redshift-5k-disjoint-3w": 340,
     "landcover-default-8k": 560, "landcover-single-8k": 140, "landcover-batch10": 650, "landcover-batch50": 0,
-    "landcover-batch200": 600, "landcover-fig6_7": 330, "landcover-fig6_10": 330, "landcover-fig6_15": 420,
-    "landcover-fig6_18": 340, "landcover-default-2.5k": 130, "landcover-dp-2.5k": 140, "landcover-dp-8k": 380,
+    "landcover-batch200": 600, "landcover-fig6_7": 575, "landcover-fig6_10": 480, "landcover-fig6_15": 735,
+    "landcover-fig6_18": 415, "landcover-default-2.5k": 205, "landcover-dp-2.5k": 190, "landcover-dp-8k": 485,
 }
 THESIS_SECONDS |= {k.replace("-5k-", "-15k-"): 3 * v for k, v in THESIS_SECONDS.items() if "-5k-" in k}
 
@@ -123,7 +121,7 @@ SCALES = {
         Scale("thesis", THESIS_RUNS, "thesis", None,
               "every claim's runs at the thesis's sizes (5K and 15K spectra, 20 epochs, the 11.4M-weight model; "
               "2.5K and 8K patches, 10 full epochs) on the thesis cluster profile, 3 seeds of every 5K cell and "
-              "of the 1- and 3-worker 15K cells: 6 to 8 hours on 2 cores", {"landcover": 10}),
+              "of the 1- and 3-worker 15K cells: about 9 hours on 2 cores", {"landcover": 10}),
         Scale("full", tuple(sorted(p.stem for p in THESIS_CONFIGS.glob("*.yaml"))), None, None,
               "every config of configs/thesis/ unchanged, 15K spectra included (hours)"),
     )

@@ -52,10 +52,11 @@ def test_the_thesis_scale_runs_every_claims_runs_at_the_thesis_sizes() -> None:
 
 
 def test_the_thesis_scale_has_an_eta_from_the_start() -> None:
-    """Every run of the thesis scale has an expected time (the ETA before any run ended); about 5 hours."""
+    """Every run of the thesis scale has an expected time (the ETA before any run ended): about 9 hours, as
+    `--help` says."""
     runs = get("thesis").runs
     seconds = [estimated_seconds(n, "thesis") for n in runs]
-    assert None not in seconds and 4 * 3600 < sum(seconds) < 7 * 3600
+    assert None not in seconds and 8 * 3600 < sum(seconds) < 10 * 3600
     assert estimated_seconds("redshift-5k-same-3w", "smoke") is None
 
 
