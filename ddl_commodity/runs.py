@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from ddl_commodity.errors import UserInputError
+from ddl_commodity.errors import UserInputError, short_error
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
@@ -102,6 +102,24 @@ def set_status(run_dir: Path, state: str, **extra: Any) -> None:
     write_json_atomic(Path(run_dir) / "status.json", {"state": state, "time": time.time(), **extra})
 
 
+def read_status(run_dir: Path) -> dict:
+    """The run's ``status.json`` (``{}`` when there is none or it cannot be read)."""
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def fail_unless_final(run_dir: Path, error: str, overwrite_failed: bool = False) -> None:
+    """Mark the run failed with ``error`` unless its status already says how it ended: a run whose summary
+    was written stays ``succeeded``, and a failure already recorded (with its node failures) is kept unless
+    ``overwrite_failed``."""
+    state = read_status(run_dir).get("state")
+    if state == "succeeded" or (state == "failed" and not overwrite_failed):
+        return
+    set_status(run_dir, "failed", error=error)
+
+
 def record_outcome(run_dir: Path, produce_summary: Callable[[], dict]) -> dict:
     """Call ``produce_summary``; write its result to ``summary.json`` and mark the run succeeded.
 
@@ -111,7 +129,8 @@ def record_outcome(run_dir: Path, produce_summary: Callable[[], dict]) -> dict:
         summary = produce_summary()
     except BaseException as err:
         failures = {"failures": [f.to_dict() for f in err.failures]} if getattr(err, "failures", None) else {}
-        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", **failures)
+        # one line; a node's whole traceback is in its failure's detail
+        set_status(run_dir, "failed", error=short_error(f"{type(err).__name__}: {err}"), **failures)
         raise
     write_json_atomic(Path(run_dir) / "summary.json", summary)
     set_status(run_dir, "succeeded")

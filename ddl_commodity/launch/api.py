@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ddl_commodity.config import RunConfig, config_to_dict, merge
-from ddl_commodity.errors import RunFailed, UserInputError
+from ddl_commodity.errors import RunFailed, UserInputError, short_error
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.resources.cgroups import NodeGroup
-from ddl_commodity.runs import create_run_dir, set_status, write_yaml_atomic
+from ddl_commodity.runs import create_run_dir, fail_unless_final, set_status, write_yaml_atomic
 from ddl_commodity.summary import RunSummary
 
 ConfigSource = str | Path | Mapping[str, Any]
@@ -86,9 +86,9 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
         spark = _frame_session(experiment, cfg, data, spark, spark_submit, master)
         cfg = _checked_data(experiment, cfg, data is None, progress)
     run_dir = _open_run_dir(cfg, run_dir, run_id, experiment)
-    if data is not None:
-        cfg = _staged(experiment, cfg, data, str(stage or run_dir / "source"), run_dir, progress)
-    try:
+    with _final_status(run_dir):
+        if data is not None:
+            cfg = _staged(experiment, cfg, data, str(stage or run_dir / "source"), run_dir, progress)
         if cfg.training.engine == "single":
             doc = _single(experiment, cfg, run_dir, progress)
         elif spark_submit:
@@ -96,13 +96,25 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
             return RunSummary.read(run_dir)
         else:
             doc = _distributed(experiment, cfg, run_dir, resume is not None, progress, spark, driver, env)
+    return RunSummary.from_dict(doc, run_dir)
+
+
+@contextlib.contextmanager
+def _final_status(run_dir: Path):
+    """However the block ends, the run's status says how: what the engine recorded, else the error here (a
+    cluster that did not start, a failed staging), or that it was interrupted."""
+    try:
+        yield
     except RunFailed as err:
         err.run_dir = run_dir
+        fail_unless_final(run_dir, short_error(str(err)))
         raise
     except KeyboardInterrupt as err:
-        set_status(run_dir, "failed", error=f"interrupted ({str(err) or 'SIGINT'})")
+        fail_unless_final(run_dir, f"interrupted ({str(err) or 'SIGINT'})", overwrite_failed=True)
         raise
-    return RunSummary.from_dict(doc, run_dir)
+    except BaseException as err:
+        fail_unless_final(run_dir, f"{type(err).__name__}: {short_error(str(err))}")
+        raise
 
 
 def _single(experiment: Experiment, cfg: RunConfig, run_dir: Path, progress: bool | None) -> dict:

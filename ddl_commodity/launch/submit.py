@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from ddl_commodity.errors import DdlError, RunFailed, failures_of
 from ddl_commodity.launch.pack import EXECUTOR_PYTHON, executor_settings
 from ddl_commodity.resources.cgroups import NodeGroup, enter_command
+from ddl_commodity.runs import read_status
 
 #: Once the job has marked its run failed, how long its driver may take to exit before it is ended.
 DRIVER_GRACE_S = 10.0
@@ -57,8 +57,10 @@ def submit(master: str, driver_memory: str, config_file: Path, run_dir: Path, re
     with open(run_dir / "driver.log", "ab") as log:
         returncode = _run_driver(enter_command(group, cmd), env_vars, log, run_dir)
     if returncode != 0:
-        status = _status(run_dir)
-        raise RunFailed(str(status.get("error", "spark-submit failed")).removeprefix("RunFailed: "),
+        status = read_status(run_dir)
+        ended = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        raise RunFailed(str(status.get("error", f"the spark-submit driver {ended} before it recorded how the run "
+                                                 f"ended (see {run_dir / 'driver.log'})")).removeprefix("RunFailed: "),
                         failures_of(status.get("failures")))
 
 
@@ -94,14 +96,7 @@ def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> int:
     return 1 if failed_at is not None else proc.returncode
 
 
-def _status(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _failed_since(run_dir: Path, since: float) -> bool:
     """The run's status says failed, written after ``since`` (a resumed run's old status does not count)."""
-    status = _status(run_dir)
+    status = read_status(run_dir)
     return status.get("state") == "failed" and status.get("time", 0.0) >= since
