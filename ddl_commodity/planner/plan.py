@@ -18,6 +18,7 @@ from ddl_commodity.errors import ConfigError, UserInputError
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.models.splits import SplitScheme, available_schemes, load_scheme
 from ddl_commodity.planner.costs import LayerCosts
+from ddl_commodity.planner.errors import PlanError
 from ddl_commodity.planner.scaling import DataParallelTask
 from ddl_commodity.planner.search import Found, Problem, best_placement
 from ddl_commodity.planner.simulate import ClusterModel, StepPrediction, predict_step
@@ -107,9 +108,14 @@ def plan_model_parallel(experiment: Experiment, cfg: RunConfig, costs: LayerCost
     if own.name not in {s.name for s in schemes} and _fits(own, target.workers):
         schemes.append(own)
     rows = [SchemeRow(s.name, s.figure or s.source, predict_scheme(problem, s)) for s in schemes]
+    cap = target.cluster.memory_cap
     shipped = [(r, blocks) for r, s in zip(rows, schemes, strict=True)
-               if (blocks := block_placement(s, problem.block_map)) is not None]
-    return rows, pick(best_placement(problem), shipped)
+               if (blocks := block_placement(s, problem.block_map)) is not None and r.prediction.fits(cap)]
+    found = best_placement(problem)
+    if not found.prediction.fits(cap):
+        raise PlanError(f"no placement of the model's blocks on {target.workers} workers fits the nodes' memory "
+                        f"cap of {cap / 2**30:.1f} GiB: more workers, a smaller batch or a profile with more memory")
+    return rows, pick(found, shipped)
 
 
 def block_placement(scheme: SplitScheme, block_map: dict[str, list[str]]) -> dict[str, str] | None:

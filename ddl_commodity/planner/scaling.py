@@ -92,7 +92,8 @@ def predict_workers(task: DataParallelTask, m: int, cluster: ClusterModel) -> Sc
     t = cluster.transport
     per_worker = task.samples if task.distribution == "same" else math.ceil(task.samples / m)
     steps = max(1, math.ceil(per_worker / task.batch))
-    pushes = math.ceil(steps / task.push_every_steps) if task.push_every_steps else 1
+    # a worker counts its steps across epochs and pushes at every multiple: steps / every pushes an epoch
+    pushes = steps / task.push_every_steps if task.push_every_steps else 1
     scores = 2 if task.push_every_steps is None else 1  # its own weights, and the adopted ones after the push
     evaluate = scores * math.ceil(task.validation_samples / task.batch) * task.eval_step_s / cluster.cpu_share
     # the node's whole share: with the idle daemons' 0.05 core taken off, as for model parallelism, the epochs of

@@ -112,14 +112,15 @@ def greedy_then_local(problem: Problem, max_evaluations: int = 20_000) -> Found:
 
 def best_placement(problem: Problem) -> Found:
     """Exhaustive where the symmetry-pruned space is small enough, else greedy plus local search."""
-    n, w = len(problem.block_map), len(problem.nodes)
-    if w ** n / max(1, _factorial(w - 1)) <= EXHAUSTIVE_LIMIT:
+    if canonical_count(len(problem.block_map), len(problem.nodes)) <= EXHAUSTIVE_LIMIT:
         return exhaustive(problem)
     return greedy_then_local(problem)
 
 
-def _factorial(n: int) -> int:
-    out = 1
-    for i in range(2, n + 1):
-        out *= i
-    return out
+def canonical_count(n_blocks: int, workers: int) -> int:
+    """How many assignments :func:`canonical_assignments` yields, counted without listing them."""
+    # ways[u]: completions of the blocks still to place when the highest worker used so far is u
+    ways = [1] * workers
+    for _ in range(n_blocks):
+        ways = [sum(ways[max(u, w)] for w in range(min(u + 1, workers - 1) + 1)) for u in range(workers)]
+    return ways[0]

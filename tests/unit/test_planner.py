@@ -22,6 +22,7 @@ from ddl_commodity.planner.search import (
     Problem,
     best_placement,
     canonical_assignments,
+    canonical_count,
     exhaustive,
     greedy_then_local,
 )
@@ -98,6 +99,16 @@ def test_canonical_assignments_cover_every_placement_once_up_to_relabelling() ->
         return tuple(out)
 
     assert set(reps) == {canonical(a) for a in itertools.product(range(w), repeat=n)}
+
+
+@pytest.mark.parametrize(("n", "w"), [(1, 1), (5, 3), (7, 4), (4, 16)])
+def test_the_search_counts_the_placements_it_would_list(n: int, w: int) -> None:
+    assert canonical_count(n, w) == sum(1 for _ in canonical_assignments(n, w))
+
+
+def test_many_workers_are_searched_greedily_not_listed() -> None:
+    """12 blocks on 16 workers are 27.6 million placements up to relabelling: too many to list."""
+    assert canonical_count(12, 16) == 27_644_437
     assert sum(1 for _ in canonical_assignments(9, 3)) == (3**9 - 1) // 2 + 1  # the thesis model on 3 workers
 
 
@@ -257,3 +268,17 @@ def test_every_tensor_crossing_costs_both_sides_a_fixed_cpu_time() -> None:
     assert p.step_s >= p.busy_s["worker:0"]
     one_each = predict_step(plain, c, dict.fromkeys(g.layers, "worker:0"), "ps:0", "worker:0", cluster)
     assert one_each.busy_s["worker:0"] == pytest.approx(2 * (0.002 + 0.001) / 0.5)  # a kernel alone, unsaid
+
+
+def test_a_model_that_fits_no_placement_is_a_plan_error_not_a_plan() -> None:
+    from ddl_commodity.experiments.registry import load
+    from ddl_commodity.planner.errors import PlanError
+    from ddl_commodity.planner.plan import Target, plan_model_parallel
+
+    experiment, cfg = load("configs/landcover-quick.yaml")
+    names = [layer for layers in experiment.blocks(cfg).values() for layer in layers]
+    costs = LayerCosts(batch=50, forward=dict.fromkeys(names, 0.01), backward=dict.fromkeys(names, 0.01),
+                       apply_s=0.01, client_s=0.0, step_s=0.5)
+    tiny = ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.0, memory_cap=200_000_000)
+    with pytest.raises(PlanError, match="fits the nodes' memory cap of 0.2 GiB"):
+        plan_model_parallel(experiment, cfg, costs, Target(tiny, 2, "2 workers", None))

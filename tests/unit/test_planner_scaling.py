@@ -117,3 +117,11 @@ def test_a_slower_ps_link_alone_paces_every_transfer_to_the_ps_and_its_load() ->
     assert [round(curve[m].epoch_s, 6) for m in (1, 2, 3, 4)] == [110.0, 70.0, 64.0, 65.0]
     assert break_even(curve) == 3
     assert slow_ps.link_bytes_per_s("ps:0") == 0.8e6 and slow_ps.link_bytes_per_s("worker:3") == 8e6
+
+
+def test_pushes_every_k_steps_count_the_steps_across_epochs() -> None:
+    """60 samples, batch 1, a step of 1 s: 60 s of compute an epoch on one PC. Pushing every 40 steps, a worker
+    that counts its steps across epochs pushes 1.5 times an epoch (not ceil(60 / 40) = 2), each push and pull
+    of 4 MB 0.5 s through the PS's 8 MB/s link: 60 + 1.5 x 1 = 61.5 s."""
+    task = DataParallelTask(step_s=1.0, weights=1_000_000, samples=60, batch=1, push_every_steps=40)
+    assert predict_workers(task, 1, PC).epoch_s == pytest.approx(61.5)
