@@ -280,5 +280,5 @@ def test_a_model_that_fits_no_placement_is_a_plan_error_not_a_plan() -> None:
     costs = LayerCosts(batch=50, forward=dict.fromkeys(names, 0.01), backward=dict.fromkeys(names, 0.01),
                        apply_s=0.01, client_s=0.0, step_s=0.5)
     tiny = ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.0, memory_cap=200_000_000)
-    with pytest.raises(PlanError, match="fits the nodes' memory cap of 0.2 GiB"):
+    with pytest.raises(PlanError, match=r"fits the nodes' memory cap of 0\.2 GiB"):
         plan_model_parallel(experiment, cfg, costs, Target(tiny, 2, "2 workers", None))
