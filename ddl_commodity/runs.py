@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from ddl_commodity.errors import UserInputError, short_error
+from ddl_commodity.errors import UserInputError
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
@@ -129,8 +129,7 @@ def record_outcome(run_dir: Path, produce_summary: Callable[[], dict]) -> dict:
         summary = produce_summary()
     except BaseException as err:
         failures = {"failures": [f.to_dict() for f in err.failures]} if getattr(err, "failures", None) else {}
-        # one line; a node's whole traceback is in its failure's detail
-        set_status(run_dir, "failed", error=short_error(f"{type(err).__name__}: {err}"), **failures)
+        set_status(run_dir, "failed", error=f"{type(err).__name__}: {err}", **failures)
         raise
     write_json_atomic(Path(run_dir) / "summary.json", summary)
     set_status(run_dir, "succeeded")

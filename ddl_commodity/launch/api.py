@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ddl_commodity.config import RunConfig, config_to_dict, merge
-from ddl_commodity.errors import RunFailed, UserInputError, short_error
+from ddl_commodity.errors import RunFailed, UserInputError
 from ddl_commodity.experiments.api import Experiment
 from ddl_commodity.resources.cgroups import NodeGroup
 from ddl_commodity.runs import create_run_dir, fail_unless_final, set_status, write_yaml_atomic
@@ -101,19 +101,20 @@ def run(config: ConfigSource | None = None, *, master: str | None = None, run_id
 
 @contextlib.contextmanager
 def _final_status(run_dir: Path):
-    """However the block ends, the run's status says how: what the engine recorded, else the error here (a
-    cluster that did not start, a failed staging), or that it was interrupted."""
+    """However the block ends, the run's status says how, the whole error kept (the console shows one line):
+    what the engine recorded, else the error here (a cluster that did not start, a failed staging), or that it
+    was interrupted."""
     try:
         yield
     except RunFailed as err:
         err.run_dir = run_dir
-        fail_unless_final(run_dir, short_error(str(err)))
+        fail_unless_final(run_dir, f"RunFailed: {err}")
         raise
     except KeyboardInterrupt as err:
         fail_unless_final(run_dir, f"interrupted ({str(err) or 'SIGINT'})", overwrite_failed=True)
         raise
     except BaseException as err:
-        fail_unless_final(run_dir, f"{type(err).__name__}: {short_error(str(err))}")
+        fail_unless_final(run_dir, f"{type(err).__name__}: {err}")
         raise
 
 

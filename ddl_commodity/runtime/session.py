@@ -10,6 +10,7 @@ went wrong into one :class:`~ddl_commodity.errors.RunFailed` that names the fail
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import threading
@@ -192,7 +193,6 @@ class TfosSession:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
         from ddl_commodity.runtime.failfast import spark_error
-        from ddl_commodity.runtime.feed import remove_orphaned
 
         failure = None
         if exc is not None and not isinstance(exc, UserInputError | KeyboardInterrupt):
@@ -203,9 +203,27 @@ class TfosSession:
                 failure = self.watchdog.failure() or self.watchdog.explain(str(exc))
         if self.watchdog is not None:
             self.watchdog.stop()
+        try:
+            self._tear_down(failure)
+        finally:
+            self._spark.close(self.sc)
+        if failure is not None:
+            raise RunFailed(f"{self.label} failed: {failure}", [failure]) from None
+        return False
+
+
+    def _tear_down(self, failure: NodeFailure | None) -> None:
+        """Everything of the run but its SparkContext, on every path: a driver JVM that died (out of memory)
+        can no longer cancel its jobs, and the rest must go all the same."""
+        from py4j.protocol import Py4JError
+
+        from ddl_commodity.runtime.feed import remove_orphaned
+
         if self.cluster is not None:  # failed mid-run
             self.collector.abort()
-            self.sc.cancelAllJobs()
+            with contextlib.suppress(Py4JError, AttributeError):  # AttributeError: a stopped context
+                self.sc.cancelAllJobs()
+            self.cluster.server.stop()  # TFoS's reservation listener
             # Keep the collector up until every surviving node has heard "abort" (at its next heartbeat) and
             # exits by itself: on a real cluster nobody else would stop its TF process.
             self.collector.wait_heard(3 * self.HEARTBEAT_S)
@@ -221,10 +239,6 @@ class TfosSession:
             # its executor until the master gives the node up (60 s and more); `ddl run` ends the driver then.
             set_status(self.run_dir, "failed", error=f"RunFailed: {self.label} failed: {failure}",
                        failures=[failure.to_dict()])
-        self._spark.close(self.sc)
-        if failure is not None:
-            raise RunFailed(f"{self.label} failed: {failure}", [failure]) from None
-        return False
 
 
 class SparkSource(Protocol):

@@ -1,4 +1,4 @@
-"""A run's status.json always ends in a final state, its error on one line, and never undoes how a run ended."""
+"""A run's status.json always ends in a final state, with the whole error, and never undoes how a run ended."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_a_running_run_is_marked_failed_and_a_finished_one_keeps_its_state(tmp_p
     assert read_status(tmp_path)["state"] == "succeeded"
 
 
-def test_a_failure_is_recorded_on_one_line(tmp_path: Path) -> None:
+def test_a_failure_keeps_the_whole_story_in_the_status(tmp_path: Path) -> None:
     def failing() -> dict:
         raise RuntimeError("node worker-0 raised ValueError\nTraceback (most recent call last):\n  File x\n"
                            "ValueError: bad shape")
@@ -33,5 +33,5 @@ def test_a_failure_is_recorded_on_one_line(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         record_outcome(tmp_path, failing)
     status = json.loads((tmp_path / "status.json").read_text())
-    assert status["state"] == "failed" and "\n" not in status["error"]
-    assert status["error"].endswith("ValueError: bad shape")
+    assert status["state"] == "failed" and status["error"].startswith("RuntimeError: node worker-0 raised")
+    assert "Traceback" in status["error"] and not (tmp_path / "summary.json").exists()
