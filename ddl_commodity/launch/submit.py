@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,7 +79,8 @@ def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> int:
     end it: Spark's own stop waits for the executors of a hung or cut-off node (60 s and more)."""
     started = time.time()
     failed_at = None
-    with subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=log) as proc:
+    # a session of its own: spark-submit's JVM and the Python driver it starts end together, as a group
+    with subprocess.Popen(cmd, env=env, stdout=sys.stdout, stderr=log, start_new_session=True) as proc:
         try:
             while proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -86,14 +88,21 @@ def _run_driver(cmd: list[str], env: dict, log, run_dir: Path) -> int:
                 if failed_at is None and _failed_since(run_dir, started):
                     failed_at = time.monotonic()
                 if failed_at is not None and time.monotonic() - failed_at > DRIVER_GRACE_S:
-                    proc.terminate()
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=5)
-                    proc.kill()
+                    _end_group(proc, grace_s=5.0)
         except BaseException:  # Ctrl-C, SIGTERM: the driver goes first, then the cluster
-            proc.kill()
+            _end_group(proc, grace_s=0.0)
             raise
     return 1 if failed_at is not None else proc.returncode
+
+
+def _end_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to the driver's process group, ``grace_s`` to exit, then SIGKILL to what is left of it (the
+    Python driver may outlive spark-submit's JVM)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):  # no process of the group is left
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s if sig == signal.SIGTERM else 5.0)
 
 
 def _failed_since(run_dir: Path, since: float) -> bool:
