@@ -172,8 +172,8 @@ class TfosSession:
             raise RunFailed("a node failed while stopping")
         for node in ps:  # PS tasks never end by themselves; TFoS stops them through their manager's queue
             queue = TFManager.connect(node["addr"], node["authkey"]).get_queue("control")
-            queue.put(None)
-            queue.join()
+            # watched: a PS task that failed instead of taking the stop would leave join() waiting forever
+            self.watched(lambda q=queue: (q.put(None), q.join()), "stop-ps")
         self._wait_until(lambda: not self.sc.statusTracker().getActiveJobsIds(), deadline)
         self.cluster.server.stop()
         self.cluster = None
