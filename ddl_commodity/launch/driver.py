@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -57,9 +58,13 @@ class DriverJvm:
             conf.set("spark.driver.host", self.host).set("spark.driver.bindAddress", self.host)
         with stderr_to(self.log):
             self._gateway = launch_gateway(conf)
-        if self.group is not None:
-            self.group.add(self._gateway.proc.pid)
-        sc = SparkContext(conf=conf, gateway=self._gateway)
+        try:
+            if self.group is not None:
+                self.group.add(self._gateway.proc.pid)
+            sc = SparkContext(conf=conf, gateway=self._gateway)
+        except BaseException:  # a context that did not come up (or Ctrl-C): its JVM goes with it
+            self._end_jvm()
+            raise
         # PySpark takes the executors' Python from PYSPARK_PYTHON alone ("python3" without it): this one's.
         sc.pythonExec = os.environ.get("PYSPARK_PYTHON", sys.executable)
         return sc
@@ -69,6 +74,7 @@ class DriverJvm:
         stopper.start()
         stopper.join(STOP_GRACE_S)
         self._end_jvm()
+        stopper.join(5.0)  # a late stop must not clear the next run's context
 
     def _end_jvm(self) -> None:
         """End the JVM and forget it, so that the next run in this process starts one of its own."""
@@ -84,7 +90,7 @@ class DriverJvm:
             proc.stdin.close()  # PySpark's JVM exits when this pipe closes
         try:
             proc.wait(timeout=5)
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         with SparkContext._lock:
