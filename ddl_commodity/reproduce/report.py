@@ -136,11 +136,19 @@ def _header(state: dict) -> list[str]:
                   f"{'this command' if len(invocations) == 1 else 'these commands, each continuing the last'}:", ""]
     lines += [f"- commit `{i['commit']}`: `{i['command'] or 'ddl reproduce'}`" for i in invocations]
     lines += [""] if invocations else []
-    counts = {k: sum(e["state"] == k for e in runs.values()) for k in ("succeeded", "failed", "cut")}
+    counts = {k: sum(_shown_state(e) == k for e in runs.values())
+              for k in ("succeeded", "failed", "cut", "interrupted")}
     hours = sum(e.get("seconds") or 0 for e in runs.values() if not e.get("same_as")) / 3600
+    stopped = f", {counts['interrupted']} interrupted (run again when the set continues)" \
+        if counts["interrupted"] else ""
     lines += [f"{counts['succeeded']} of {len(runs)} runs succeeded, {counts['failed']} failed, {counts['cut']} "
-              f"were cut for time; {hours:.1f} h of runs.", ""]
+              f"were cut for time{stopped}; {hours:.1f} h of runs.", ""]
     return lines
+
+
+def _shown_state(entry: dict) -> str:
+    """A run's state as the report says it: a run the user interrupted did not fail, it has yet to run."""
+    return "interrupted" if entry["state"] == "failed" and entry.get("error") == "interrupted" else entry["state"]
 
 
 VERDICT_NOTE = (
@@ -216,7 +224,7 @@ def write_reproduction_report(out: Path) -> Path:
         twin = f"the run of {e.get('same_as')} (the same config at this scale, or one worker's same feed)"
         said = (twin if e.get("same_as")
                 else summaries.get(name, {}).get("description") or e.get("error") or e.get("reason") or "")
-        lines.append(f"| {name} | {e['state']} | {e.get('seconds') or 0:.0f} | {said} |")
+        lines.append(f"| {name} | {_shown_state(e)} | {e.get('seconds') or 0:.0f} | {said} |")
     lines += ["", "## Figures", ""] + [f"![{cap}](figures/{f})" for cap, f in figures]
     md = "\n".join(lines) + "\n"
     write_bytes_atomic(report_dir / "report.md", md.encode())

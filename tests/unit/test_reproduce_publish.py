@@ -27,6 +27,8 @@ def reproduction(tmp_path: Path) -> Path:
                                   "config": "-", "same_as": "landcover-fig6_7"},
             "redshift-5k-same-1w": {"state": "failed", "seconds": 30.0, "run_dir": "-", "config": "-",
                                     "error": "error: node worker-0 stopped responding"},
+            "redshift-5k-same-3w": {"state": "failed", "seconds": 12.0, "run_dir": "-", "config": "-",
+                                    "error": "interrupted"},
             "landcover-dp-8k": {"state": "cut", "seconds": 0.0, "run_dir": None, "config": None,
                                 "reason": "predicted 9.0 min (mean of 7 of the landcover runs) with 2.0 of the "
                                           "150-minute budget left"}}}
@@ -42,7 +44,9 @@ def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) ->
     assert ("Run on 2 cores, 24 GiB (Linux), an embedded cluster per run, profile `thesis` (d = 0.4), by this "
             "command:") in md
     assert "- commit `abc1234`: `ddl reproduce --scale thesis`" in md and "02:26" not in md  # no dates in docs
-    assert "2 of 4 runs succeeded, 1 failed, 1 were cut for time" in md
+    assert ("2 of 5 runs succeeded, 1 failed, 1 were cut for time, 1 interrupted (run again when the set "
+            "continues)") in md
+    assert "| redshift-5k-same-3w | interrupted | 12 | interrupted |" in md
     assert "| landcover-dp-8k | cut | 0 | predicted 9.0 min (mean of 7 of the landcover runs)" in md
     assert ("| landcover-batch50 | succeeded | 90 | the run of landcover-fig6_7 (the same config at this scale, "
             "or one worker's same feed) |") in md
