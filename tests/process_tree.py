@@ -35,8 +35,9 @@ def run_watched(argv: Sequence[str], cwd: Path, timeout: float) -> tuple[subproc
                 for child in children:
                     with contextlib.suppress(psutil.Error):  # ended meanwhile
                         cmdline = child.cmdline()
-                        # A child between fork and exec still shows its parent's command line: not yet itself.
-                        if cmdline != own:
+                        # A child between fork and exec still shows its parent's command line: not yet itself;
+                        # one that exited and is not yet reaped (a zombie) shows none.
+                        if cmdline and cmdline != own:
                             seen.setdefault(child.pid, cmdline)
 
         watcher = threading.Thread(target=watch, daemon=True)
