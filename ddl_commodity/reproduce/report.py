@@ -266,6 +266,8 @@ def publish(out: Path, dest: Path) -> Path:
         if e.get("same_as") and e["state"] == "succeeded":
             e["run_dir"] = f"runs/{e['same_as']}"
             e["config"] = f"runs/{e['same_as']}/config.yaml"
+    for invocation in state.get("invocations", []):  # the docs say what ran and where, not when
+        invocation.pop("date", None)
     write_json_atomic(dest / "reproduce.json", state)
     if final.exists():  # replaced only once the new copy is whole
         shutil.rmtree(final)

@@ -56,6 +56,7 @@ def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) ->
     assert not (docs / "runs" / "landcover-batch50").exists()  # a twin is not copied twice
     state = json.loads((docs / "reproduce.json").read_text())
     assert state["experiments"]["landcover-fig6_7"]["run_dir"] == "runs/landcover-fig6_7"
+    assert state["invocations"][0]["commit"] == "abc1234" and "date" not in state["invocations"][0]
 
 
 def test_publish_replaces_an_earlier_copy_and_refuses_the_reproduction_itself(tmp_path: Path, capsys) -> None:
