@@ -299,6 +299,10 @@ def _add_report_parsers(sub) -> None:
     repro.add_argument("--budget", type=float, metavar="MINUTES",
                        help="cut the runs predicted to end later than this after the start, saying so in the "
                        "report (default: none; a later run with the same --out goes on where this one stopped)")
+    repro.add_argument("--publish", type=Path, metavar="DIR",
+                       help="after every run, write the report so far and publish it into DIR as `ddl report "
+                       "--publish` does (e.g. docs/reproduction). A copy of a published directory given as --out "
+                       "continues the set: its runs that succeeded are kept")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,7 +646,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from ddl_commodity.reproduce.report import write_reproduction_report
+    from ddl_commodity.reproduce.report import check_destination, publish, write_reproduction_report
     from ddl_commodity.reproduce.runner import reproduce
 
     out = args.out or Path("runs") / f"reproduce-{args.scale}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -652,9 +656,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         load_profile(args.profile)  # a bad name ends here, exit 2, before any run
     if args.budget is not None and not args.budget > 0:
         raise UserInputError(f"--budget must be a positive number of minutes, got {args.budget:g}")
+    if args.publish:
+        check_destination(out, args.publish)
+
+    def report() -> Path:
+        path = write_reproduction_report(out)
+        if args.publish:
+            publish(out, args.publish)
+        return path
+
     state = reproduce(args.scale, out, args.only, profile=args.profile, budget_minutes=args.budget,
-                      master=args.master)
-    path = write_reproduction_report(out)
+                      master=args.master, after_run=report if args.publish else None)
+    path = report()
     failed = [n for n, e in state["experiments"].items() if e["state"] == "failed"]
     cut = [n for n, e in state["experiments"].items() if e["state"] == "cut"]
     print(f"report: {path}" + (f"; failed: {', '.join(failed)}" if failed else "")

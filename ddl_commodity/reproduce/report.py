@@ -27,10 +27,11 @@ def _run_dir(out: Path, e: dict) -> Path:
     return run_dir if run_dir.is_absolute() else Path(out) / run_dir
 
 
-def published(state: dict) -> bool:
-    """True for a directory written by :func:`publish` (its run directories are relative to it)."""
+def published(out: Path, state: dict) -> bool:
+    """True for a directory written by :func:`publish`: its run directories relative to it and no ``report/`` (a
+    copy continued by ``ddl reproduce`` has its page moved there by :func:`adopt_published`)."""
     dirs = [e["run_dir"] for e in state["experiments"].values() if e.get("run_dir") and not e.get("same_as")]
-    return bool(dirs) and not any(Path(d).is_absolute() for d in dirs)
+    return bool(dirs) and not any(Path(d).is_absolute() for d in dirs) and not (Path(out) / "report").is_dir()
 
 
 def series(run_dir: Path) -> dict:
@@ -208,7 +209,7 @@ def write_reproduction_report(out: Path) -> Path:
 
     out = Path(out)
     state, summaries = load(out)
-    report_dir = out if published(state) else out / "report"
+    report_dir = out if published(out, state) else out / "report"
     distinct = {n: s for n, s in summaries.items() if not state["experiments"][n].get("same_as")}
     figures = _figures(distinct, state, out, report_dir / "figures")
     lines = _header(state) + _claim_lines(summaries, report_dir / "figures", figures)
@@ -232,15 +233,38 @@ def write_reproduction_report(out: Path) -> Path:
     return report_dir / "index.html"
 
 
+def adopt_published(out: Path) -> None:
+    """Make a copy of a published directory a reproduction to continue: its page and figures move under
+    ``report/``, where the report of the continued set is written (the figures of its runs are kept there, as
+    their raw run directories are not)."""
+    out = Path(out)
+    if not (out / "figures").is_dir():
+        return
+    report_dir = out / "report"
+    (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+    for png in (out / "figures").iterdir():
+        if not (report_dir / "figures" / png.name).exists():
+            png.rename(report_dir / "figures" / png.name)
+    shutil.rmtree(out / "figures")
+    for page in ("index.html", "report.md"):
+        if (out / page).is_file():
+            (out / page).replace(report_dir / page)
+
+
+def check_destination(out: Path, dest: Path) -> None:
+    """Refuse to publish ``out`` into itself, a directory in it, or one around it (the swap would delete it)."""
+    here, there = Path(out).resolve(), Path(dest).resolve()
+    if here == there or here in there.parents or there in here.parents:
+        raise UserInputError(f"--publish {dest}: inside or around the reproduction {out}; choose another directory")
+
+
 def publish(out: Path, dest: Path) -> Path:
     """Copy a reproduction's report (``report.md``, ``index.html``, ``figures/``), its ``reproduce.json`` and
     every run's ``config.yaml``, ``summary.json`` and :data:`SERIES` (under ``runs/<name>/``) into ``dest``: what
     a reader needs, and ``ddl report dest`` to redraw the page, without raw run directories. Returns
     ``dest/index.html``."""
     out, dest = Path(out), Path(dest)
-    here, there = out.resolve(), dest.resolve()
-    if here == there or here in there.parents or there in here.parents:
-        raise UserInputError(f"--publish {dest}: inside or around the reproduction {out}; choose another directory")
+    check_destination(out, dest)
     if not (out / "report").is_dir():
         raise UserInputError(f"{out}: has no report/ to publish (a published copy is redrawn with `ddl report`)")
     state, _ = load(out)

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,7 @@ import yaml
 from ddl_commodity.config import STANDALONE_URL
 from ddl_commodity.errors import DdlError, UserInputError, short_error
 from ddl_commodity.reproduce import runsets
+from ddl_commodity.reproduce.report import adopt_published
 from ddl_commodity.reproduce.runsets import THESIS_CONFIGS, config_and_seed
 from ddl_commodity.runs import write_bytes_atomic, write_json_atomic
 
@@ -68,14 +70,18 @@ def experiment_set(scale: str, only: str | None) -> list[str]:
 
 
 def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = Path("data"),
-              profile: str | None = None, budget_minutes: float | None = None, master: str | None = None) -> dict:
-    """Run the runs of ``scale`` into ``out`` (new, or a reproduction of the same scale to continue).
+              profile: str | None = None, budget_minutes: float | None = None, master: str | None = None,
+              after_run: Callable[[], None] | None = None) -> dict:
+    """Run the runs of ``scale`` into ``out`` (new, a reproduction of the same scale to continue, or a copy of
+    one's published directory: its runs that succeeded are kept as they are).
 
     Args:
         profile: every run's embedded cluster on this profile (default: the scale's own, unless ``master``).
         budget_minutes: cut runs predicted to end later than this after the start (default: the scale's).
         master: a running standalone cluster (``spark://host:port``) every run is submitted to, as the
             thesis submitted its experiments to its one cluster of PCs; None: an embedded cluster per run.
+        after_run: called after each run that ran and was recorded (not after an interrupted one), e.g. to
+            publish the report so far.
     """
     names = experiment_set(scale, only)
     spec = runsets.get(scale)
@@ -102,7 +108,7 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             print(f"{head}: already done", flush=True)
             continue
         doc = _placed(resized_config(name, scale), profile, master, data_dir, out)
-        if twin := _identical_run(state, doc):
+        if twin := _identical_run(state, doc, out):
             record(name, {**state["experiments"][twin], "same_as": twin},
                    f"{head}: the same run as {twin} at this scale, not run again")
         elif cut := _over_budget(state, name, budget, time.monotonic() - started):
@@ -118,6 +124,8 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
                    f"    {'done' if entry['state'] == 'succeeded' else 'FAILED'} in {entry['seconds']:.0f} s")
             if interrupted() or entry["error"] == "interrupted":
                 raise KeyboardInterrupt
+            if after_run:
+                after_run()
     return state
 
 
@@ -157,6 +165,7 @@ def _open(out: Path, scale: str, profile: str | None, master: str | None) -> dic
     if state["scale"] != scale:
         raise UserInputError(f"{out}: holds a {state['scale']} reproduction, not {scale}")
     state.setdefault("invocations", []).append(where_and_when(profile, master))
+    adopt_published(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(state_file, state)
     return state
@@ -191,7 +200,7 @@ def _placed(doc: dict, profile: str | None, master: str | None, data_dir: Path, 
     return doc
 
 
-def _identical_run(state: dict, doc: dict) -> str | None:
+def _identical_run(state: dict, doc: dict, out: Path) -> str | None:
     """An earlier succeeded run of this set whose config equals ``doc`` but for its name and description
     (at the smoke scale the default-scheme runs of Figs 6.5, 6.6 and 6.21 are one run). With one worker,
     ``same`` and ``disjoint`` data are the same feed, row for row and in the same order (its one shard is
@@ -205,7 +214,7 @@ def _identical_run(state: dict, doc: dict) -> str | None:
 
     for name, e in state["experiments"].items():
         if e.get("state") == "succeeded" and not e.get("same_as") and e.get("config"):
-            path = Path(e["config"])
+            path = out / e["config"]  # a published copy's paths are relative to it
             if path.is_file() and key(yaml.safe_load(path.read_text())) == key(doc):
                 return name
     return None

@@ -37,7 +37,8 @@ def test_a_run_past_the_budget_is_cut_with_its_prediction() -> None:
 
 def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> None:
     """With M = 1 both distributions feed the whole training set in the same order: the second cell is a twin.
-    With M = 3 they differ, and so does any other setting."""
+    With M = 3 they differ, and so does any other setting. A config path relative to the reproduction (a
+    published copy's) is found there."""
     import yaml
 
     from ddl_commodity.reproduce.runner import _identical_run
@@ -50,12 +51,13 @@ def test_one_worker_cells_of_same_and_disjoint_data_are_one_run(tmp_path) -> Non
     for name, d in (("same-1w", doc("same-1w", "same", 1)), ("same-3w", doc("same-3w", "same", 3))):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(d))
-        state["experiments"][name] = {"state": "succeeded", "config": str(path)}
-    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1)) == "same-1w"
-    assert _identical_run(state, doc("disjoint-3w", "disjoint", 3)) is None
-    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1, epochs=21)) is None
+        state["experiments"][name] = {"state": "succeeded", "config": str(path) if name == "same-3w" else path.name}
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1), tmp_path) == "same-1w"
+    assert _identical_run(state, doc("disjoint-3w", "disjoint", 3), tmp_path) is None
+    assert _identical_run(state, doc("same-3w", "same", 3), tmp_path) == "same-3w"
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1, epochs=21), tmp_path) is None
     state["experiments"]["same-1w"]["state"] = "failed"
-    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1)) is None
+    assert _identical_run(state, doc("disjoint-1w", "disjoint", 1), tmp_path) is None
 
 
 def test_the_thesis_scale_has_an_eta_before_any_run_ended() -> None:

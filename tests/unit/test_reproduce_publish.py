@@ -132,3 +132,30 @@ def test_a_published_page_is_redrawn_in_place_from_its_summaries_and_series(tmp_
     rows = [line for line in md.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(rows) >= 25 and all(line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in
                                    ("agree", "partly", "no", "not testable here") for line in rows)
+
+
+def test_a_copy_of_a_published_directory_continues_the_set(tmp_path: Path, capsys) -> None:
+    """``ddl reproduce --out COPY --publish DIR``: the copy's runs that succeeded are kept (not run again), the
+    figures of its runs (whose raw directories it lacks) stay on the page, and DIR gets the continued report."""
+    import shutil
+
+    from PIL import Image
+
+    out = reproduction(tmp_path)
+    docs = tmp_path / "docs"
+    assert main(["report", str(out), "--publish", str(docs)]) == 0
+    Image.new("RGB", (8, 8), "white").save(docs / "figures" / "landcover-fig6_7-curves.png")
+    copy = tmp_path / "continued"
+    shutil.copytree(docs, copy)
+    capsys.readouterr()
+    again = tmp_path / "docs2"
+    assert main(["reproduce", "--scale", "thesis", "--only", "landcover-fig6_7", "--out", str(copy),
+                 "--publish", str(again)]) == 1  # the fixture's failed runs stay failed
+    assert "[1/1] landcover-fig6_7: already done" in capsys.readouterr().out
+    assert (copy / "report" / "index.html").is_file() and not (copy / "figures").exists()
+    assert "(figures/landcover-fig6_7-curves.png)" in (again / "report.md").read_text()
+    assert (again / "figures" / "landcover-fig6_7-curves.png").is_file()
+    state = json.loads((again / "reproduce.json").read_text())
+    assert state["experiments"]["landcover-fig6_7"]["run_dir"] == "runs/landcover-fig6_7"
+    assert len(state["invocations"]) == 2 and all("date" not in i for i in state["invocations"])
+    assert main(["reproduce", "--scale", "thesis", "--out", str(copy), "--publish", str(copy / "pub")]) == 2
