@@ -160,12 +160,17 @@ def seconds_per_step(run_dir: Path) -> float:
     return float(np.median([n["seconds_per_step"] for n in summary["nodes"].values()]))
 
 
-def seconds_per_epoch(run_dir: Path) -> float:
-    """Median over workers and epochs (the first left out) of a data-parallel run's epoch seconds."""
+def epoch_timing(run_dir: Path) -> dict:
+    """A data-parallel run's epoch seconds, median over workers and epochs (the first left out), and the
+    medians of its parts: training steps, the push and pull (waiting for the PS included), and the rest
+    (scoring the held-out set, waiting for the next epoch's data): what a residual is to be read against."""
     records = [json.loads(line) for f in sorted((run_dir / "workers").glob("worker-*.jsonl"))
                for line in f.read_text().splitlines() if line.strip()]
-    later = [r["seconds"] for r in records if r["epoch"] > 1]
-    return float(np.median(later))
+    later = [r for r in records if r["epoch"] > 1]
+    parts = {"train_s": [r["train_seconds"] for r in later], "sync_s": [r["sync_seconds"] for r in later],
+             "other_s": [r["seconds"] - r["train_seconds"] - r["sync_seconds"] for r in later]}
+    return {"measured_epoch_s": float(np.median([r["seconds"] for r in later])),
+            "measured_parts": {k: round(float(np.median(v)), 3) for k, v in parts.items()}}
 
 
 def error(predicted: float, measured: float) -> float:
@@ -410,18 +415,22 @@ def fresh(measuring: bool) -> tuple[str, ...]:
     return ("--refresh",) if measuring else ()
 
 
-def dp_cell(bench: Bench, rows: dict, m: int, predicted: float, run: Callable[[], float], label: str,
+def dp_cell(bench: Bench, rows: dict, m: int, point: dict, run: Callable[[], dict], label: str,
             extra: dict | None = None) -> None:
-    """Refresh a measured cell's prediction, or measure it (saving at once)."""
-    key = str(m)
+    """Refresh a measured cell's prediction (``point``: the planner's :class:`ScalingPoint` as a dict), or
+    measure it (``run``: :func:`epoch_timing` of the run; saving at once)."""
+    key, predicted = str(m), point["epoch_s"]
+    parts = {k: round(point[k], 3) for k in ("compute_s", "exchange_s")} | {"bound": point["bound"]}
     if key in rows:
-        rows[key].update(predicted_epoch_s=round(predicted, 3),
+        rows[key].update(predicted_epoch_s=round(predicted, 3), predicted_parts=parts,
                          error=error(predicted, rows[key]["measured_epoch_s"]))
         return
     t0, waited = time.monotonic(), bench.waited_s
-    measured = run()
+    timing = run()
+    measured = timing["measured_epoch_s"]
     rows[key] = {"predicted_epoch_s": round(predicted, 3), "measured_epoch_s": round(measured, 3),
-                 "error": error(predicted, measured),
+                 "error": error(predicted, measured), "predicted_parts": parts,
+                 "measured_parts": timing["measured_parts"],
                  "run_seconds": round(time.monotonic() - t0 - (bench.waited_s - waited), 1), **(extra or {})}
     print(f"{label} M={m}: predicted {predicted:.2f} s/epoch, measured {measured:.2f}", flush=True)
     bench.save()
@@ -442,11 +451,11 @@ def data_parallel(bench: Bench) -> None:
             plan = bench.plan(bench.write_config(cfg), bench.tmp / f"{cfg['name']}-plan.json", "--profile", "thesis",
                               "--bandwidth", rate, *fresh(measuring))
 
-            def run(cfg: dict = cfg, m: int = m, rate: str = rate) -> float:
+            def run(cfg: dict = cfg, m: int = m, rate: str = rate) -> dict:
                 with bench.cluster(bench.tmp / f".cluster-dp-{rate}-{m}", m + 2, rate) as cluster:
-                    return seconds_per_epoch(cluster.submit(cfg))
+                    return epoch_timing(cluster.submit(cfg))
 
-            dp_cell(bench, rows, m, plan["scaling"][str(m)]["epoch_s"], run, f"data parallel {rate}",
+            dp_cell(bench, rows, m, plan["scaling"][str(m)], run, f"data parallel {rate}",
                     {"nodes": m + 2})
 
 
@@ -502,10 +511,10 @@ def ps_bound(bench: Bench) -> None:
         cluster = replace(target.cluster, ps_bandwidth_bps=rate_bps(PS_BOUND_RATE))
         task = data_parallel_task(experiment, run_cfg, LayerCosts(**plan["costs"]), plan["weights"],
                                   plan["feed_efficiency"])
-        predicted = predict_workers(task, m, cluster).epoch_s
+        predicted = predict_workers(task, m, cluster).to_dict()
         shaped: dict = {}
 
-        def run(cfg: dict = cfg, m: int = m, shaped: dict = shaped) -> float:
+        def run(cfg: dict = cfg, m: int = m, shaped: dict = shaped) -> dict:
             state = bench.tmp / f".cluster-psbound-{m}"
 
             def shape(run_dir: Path) -> None:
@@ -515,7 +524,7 @@ def ps_bound(bench: Bench) -> None:
                 run_dir = netns.submit(cfg, during=shape)
             if not shaped:
                 raise RuntimeError(f"{cfg['name']}: the PS's link was not shaped")
-            return seconds_per_epoch(run_dir)
+            return epoch_timing(run_dir)
 
         dp_cell(bench, rows, m, predicted, run, f"PS-bound ({PS_BOUND_RATE} at the PS)",
                 {"nodes": m + 2, "ps_rate": PS_BOUND_RATE, "rate": rate})

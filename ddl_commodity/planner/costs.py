@@ -42,7 +42,7 @@ CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dd
 #: Timed repetitions per layer (after warm-up); the median is kept.
 REPEATS = 15
 #: Part of the cache key: a change to how costs are measured invalidates every cached profile.
-METHOD_VERSION = 3
+METHOD_VERSION = 4
 #: The profiling process's limit: the thesis-size land-cover model takes about a minute.
 PROFILE_TIMEOUT_S = 1800
 
@@ -51,7 +51,9 @@ PROFILE_TIMEOUT_S = 1800
 class LayerCosts:
     """Seconds on one full core at ``batch``: ``forward[layer]``, ``backward[layer]`` (the gradient ops
     alone), ``apply_s`` (the optimizer's update of all weights) and ``client_s`` (the step's remainder).
-    ``loss`` names the loss the step was timed with (:func:`describe_loss`)."""
+    ``loss`` names the loss the step was timed with (:func:`describe_loss`); ``eval_s``: one inference pass
+    (``training=False``) over :data:`~ddl_commodity.engines.scoring.EVAL_BATCH` samples, the batch the
+    engines score held-out data in."""
 
     batch: int
     forward: dict[str, float]
@@ -61,6 +63,7 @@ class LayerCosts:
     step_s: float  # the whole training step on one core, as measured
     optimizer: str = "adam"
     loss: str = ""
+    eval_s: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -311,7 +314,26 @@ def profile_experiment(experiment: Experiment, cfg: RunConfig, batch: int, repea
         raise PlanError(f"a training step with loss {loss} on random inputs of shape "
                         f"{', '.join(str((batch, *s)) for s in shapes)} fails: {one_line(err)}") from err
     client_s = max(0.0, step_s - apply_s - sum(forward.values()) - sum(backward.values()))
-    return LayerCosts(batch, forward, backward, apply_s, client_s, step_s, cfg.training.optimizer, loss)
+    return LayerCosts(batch, forward, backward, apply_s, client_s, step_s, cfg.training.optimizer, loss,
+                      _eval_seconds(model, shapes, max(3, repeats // 3)))
+
+
+def _eval_seconds(model: keras.Model, shapes: list[tuple[int, ...]], repeats: int) -> float:
+    """One inference pass of ``model`` over :data:`EVAL_BATCH` random samples: how the engines score the
+    held-out set (fewer repeats: the batch is several training batches' worth)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ddl_commodity.engines.scoring import EVAL_BATCH, model_inputs
+
+    rng = np.random.default_rng(1)
+    x = model_inputs([rng.standard_normal((EVAL_BATCH, *shape)).astype("float32") for shape in shapes])
+
+    @tf.function
+    def infer():
+        return model(x, training=False)
+
+    return _median_seconds(lambda: infer().numpy(), repeats)
 
 
 def profile(config_path: str, batch: int) -> LayerCosts:

@@ -171,13 +171,15 @@ def data_parallel_task(experiment: Experiment, cfg: RunConfig, costs: LayerCosts
     """The data-parallel run ``cfg`` describes, for :mod:`~ddl_commodity.planner.scaling`: its training and
     held-out sets (the data are read or generated), batch, ``s``, pushes, and ``training.epochs`` as the
     passes to the target."""
+    from ddl_commodity.engines.scoring import EVAL_BATCH
+
     data = experiment.dataset(cfg, progress=False)
     t = cfg.training
     return DataParallelTask(
         step_s=costs.step_s, weights=weights, samples=len(data.train_index), batch=t.batch_size,
         distribution=t.data_distribution, s=cfg.ps.s, push_every_steps=t.push_every_steps,
         feed_efficiency=feed_efficiency, target_passes=float(t.epochs),
-        validation_samples=len(data.validation_index), eval_step_s=sum(costs.forward.values()))
+        validation_samples=len(data.validation_index), eval_step_s=costs.eval_s, eval_batch=EVAL_BATCH)
 
 
 def feeding_efficiency(results: Path) -> float:

@@ -50,8 +50,9 @@ class DataParallelTask:
     ``same`` or ``disjoint``; ``s``: pushes the PS aggregates (at most M; ``None``: s = M, synchronous);
     ``push_every_steps``: steps between pushes (``None``: once an epoch); ``feed_efficiency``: the feeding
     rate against an in-memory loop; ``target_passes``: passes over the training set to the target;
-    ``validation_samples`` and ``eval_step_s``: the held-out set each worker scores at every epoch's end (its
-    own weights, and after a push the weights it adopted) and one forward pass of a batch on one core."""
+    ``validation_samples``, ``eval_batch`` and ``eval_step_s``: the held-out set each worker scores at every
+    epoch's end (its own weights, and after a push the weights it adopted), in batches of ``eval_batch``, and
+    one inference pass of such a batch on one core."""
 
     step_s: float
     weights: int
@@ -64,6 +65,7 @@ class DataParallelTask:
     target_passes: float = 1.0
     validation_samples: int = 0
     eval_step_s: float = 0.0
+    eval_batch: int = 256
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def predict_workers(task: DataParallelTask, m: int, cluster: ClusterModel) -> Sc
     # a worker counts its steps across epochs and pushes at every multiple: steps / every pushes an epoch
     pushes = steps / task.push_every_steps if task.push_every_steps else 1
     scores = 2 if task.push_every_steps is None else 1  # its own weights, and the adopted ones after the push
-    evaluate = scores * math.ceil(task.validation_samples / task.batch) * task.eval_step_s / cluster.cpu_share
+    evaluate = scores * math.ceil(task.validation_samples / task.eval_batch) * task.eval_step_s / cluster.cpu_share
     # the node's whole share: with the idle daemons' 0.05 core taken off, as for model parallelism, the epochs of
     # M = 1-3 on the embedded cluster were predicted about 15% high
     compute = steps * task.step_s / cluster.cpu_share / task.feed_efficiency + evaluate

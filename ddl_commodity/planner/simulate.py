@@ -12,18 +12,19 @@ period) a node that has been waiting runs at full speed until the quota is spent
 ``c`` x period seconds that refills at ``c``, as the link's is one of bytes. A node whose work comes in short
 bursts between transfers, as in a split model, so runs them faster than ``t / c``.
 
-A transfer of ``n`` bytes between two nodes occupies the sender's outgoing and the receiver's incoming link
-(full duplex, ``n / bandwidth`` seconds each) and arrives ``latency`` seconds after it left; transfers
-within a node are free. Every node and link serves its work in the order it becomes ready (the smaller
-first on a tie), as TensorFlow's executor runs whatever op has its inputs.
-Not modelled: two transfers sharing a link at once (they queue instead), and cache effects.
+A transfer of ``n`` bytes between two nodes occupies the sender's outgoing and the receiver's incoming link (full
+duplex, ``n / bandwidth`` seconds each) and arrives ``latency`` seconds after it left; transfers within a node are
+free. A layer's output crosses to a node once, however many of its layers read it (TensorFlow sends a tensor once
+per device); each gradient flowing back is a tensor of its own. Every node and link serves its work in the order it
+becomes ready (the smaller first on a tie), as TensorFlow's executor runs whatever op has its inputs. Not modelled:
+two transfers sharing a link at once (they queue instead), and cache effects.
 
-What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer of
-``k`` tensors and ``n`` bytes costs the sender ``k x send_s_per_tensor + n x send_s_per_byte`` and the receiver
-``k x recv_s_per_tensor + n x recv_s_per_byte`` of CPU (over ``c``; a layer's weights are one tensor per
-variable, an activation or its gradient one), work they do alongside the link's (the transfer lasts as long
-as the slowest of the three) and that delays their next op; the input worker dispatches the step to every
-other node that computes or holds weights (``remote_call_s`` each), and each of those serves the call
+What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer of ``k``
+tensors and ``n`` bytes costs the sender ``k x send_s_per_tensor + n x send_s_per_byte`` and the receiver ``k x
+recv_s_per_tensor + n x recv_s_per_byte`` of CPU (over ``c``; a layer's weights are one tensor per variable, an
+activation or its gradient one), work they do alongside the link's once the op they are running ends (the transfer
+lasts until the last of the three is done) and that delays their next op; the input worker dispatches the step to
+every other node that computes or holds weights (``remote_call_s`` each), and each of those serves the call
 (``remote_serve_s``).
 """
 
@@ -195,18 +196,17 @@ class _StepGraph:
                 busy[a] = busy.get(a, 0.0) + amount / self.cluster.share(a)
             else:
                 start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
-                seconds = self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
+                finish = start + self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
                 t, n_tensors = self.cluster.transport, self.tensors[i]
                 for node, work in ((a, n_tensors * t.send_s_per_tensor + amount * t.send_s_per_byte),
                                    (b, n_tensors * t.recv_s_per_tensor + amount * t.recv_s_per_byte)):
-                    if work > 0:  # the node's part of the transfer: alongside the link, before its next op
+                    if work > 0:  # the node's part of the transfer: alongside the link, once its op in hand ends
                         node_start = max(start, free.get(node, begin))
-                        cpu = self._run(node, node_start, work)
-                        free[node] = node_start + cpu
+                        free[node] = node_start + self._run(node, node_start, work)
                         busy[node] = busy.get(node, 0.0) + work / self.cluster.share(node)
-                        seconds = max(seconds, cpu)
-                free[f"tx:{a}"] = free[f"rx:{b}"] = start + seconds
-                done = free[f"tx:{a}"] + self.cluster.latency_s
+                        finish = max(finish, free[node])  # no byte arrives before its sender has sent it
+                free[f"tx:{a}"] = free[f"rx:{b}"] = finish
+                done = finish + self.cluster.latency_s
                 links[(a, b)] = links.get((a, b), 0) + int(amount)
             end = max(end, done)
             for j in succs[i]:
@@ -235,13 +235,20 @@ def predict_step(graph: BlockGraph, costs: LayerCosts, where: Mapping[str, str],
     begin = [g.compute(entry, costs.client_s + t.remote_call_s * len(remote), [])]
     begin += [g.compute(node, t.remote_serve_s, begin[:1]) for node in remote if t.remote_serve_s > 0]
     done = dict.fromkeys(graph.inputs, begin)
+    arrived: dict[tuple[str, str], list[int]] = {}  # (layer, node): its output there, sent once for every consumer
+
+    def output_at(src: str, node: str) -> list[int]:
+        if (src, node) not in arrived:
+            arrived[(src, node)] = g.send(on[src], node, act[src], done[src])
+        return arrived[(src, node)]
+
     for layer in graph.layers:  # forward, in graph order, after this layer's weights have been read
         after = g.send(variables, on[layer], graph.weights.get(layer, (0, 0))[0] * FLOAT_BYTES, begin,
                        graph.weight_tensors(layer)[0])
         for src in preds.get(layer, []):
-            after = after + g.send(on[src], on[layer], act[src], done[src])
+            after = after + output_at(src, on[layer])
         done[layer] = [g.compute(on[layer], costs.forward.get(layer, 0.0), after)]
-    loss = [t for src in preds["loss"] for t in g.send(on[src], entry, act[src], done[src])]
+    loss = [t for src in preds["loss"] for t in output_at(src, entry)]
     grad = {"loss": loss}
     written: list[int] = []
     for layer in reversed(graph.layers):  # backward: each gradient where its forward op ran

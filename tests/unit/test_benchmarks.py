@@ -190,3 +190,19 @@ def test_feeding_combines_trainers_side_by_side() -> None:
     assert c["end_to_end_seconds"] == 4.5 and c["per_trainer_samples_per_s"] == [50.0, 25.0]
     del b["fetch_seconds"]
     assert "fetch_seconds" not in combined([a, b])
+
+
+def test_planner_benchmark_splits_a_data_parallel_epoch_into_its_parts(tmp_path: Path) -> None:
+    """The planner's data-parallel cells keep, beside the epoch, the medians of its training, its push and pull,
+    and the rest, from the workers' epoch records (the first epoch left out)."""
+    from benchmarks.planner import epoch_timing
+
+    (tmp_path / "workers").mkdir()
+    for w, rows in enumerate([[(1, 30.0, 9.0, 5.0), (2, 20.0, 10.0, 8.0), (3, 22.0, 11.0, 9.0)],
+                              [(1, 31.0, 9.0, 6.0), (2, 21.0, 10.0, 9.0), (3, 23.0, 12.0, 9.0)]]):
+        (tmp_path / "workers" / f"worker-{w}.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "seconds": s, "train_seconds": t, "sync_seconds": p}) + "\n"
+            for e, s, t, p in rows))
+    timing = epoch_timing(tmp_path)
+    assert timing["measured_epoch_s"] == pytest.approx(21.5)
+    assert timing["measured_parts"] == {"train_s": 10.5, "sync_s": 9.0, "other_s": 2.0}

@@ -38,6 +38,8 @@ def test_inputs_are_profiled_in_the_order_the_model_declares_them() -> None:
     assert sorted(experiment.blocks(cfg)) == ["head", "tab", "trace"]
     assert all(t > 0 for t in costs.forward.values()) and costs.step_s > 0
     assert costs.loss == "sparse_categorical_crossentropy" and costs.batch == 8
+    # scoring: one inference pass over a batch of 256 samples, cheaper than 32 training batches' forward passes
+    assert 0 < costs.eval_s < 32 * sum(costs.forward.values())
 
 
 def test_the_step_is_timed_with_the_experiment_s_loss() -> None:

@@ -282,3 +282,32 @@ def test_a_model_that_fits_no_placement_is_a_plan_error_not_a_plan() -> None:
     tiny = ClusterModel(cpu_share=0.4, bandwidth_bps=4e8, latency_s=0.0, memory_cap=200_000_000)
     with pytest.raises(PlanError, match=r"fits the nodes' memory cap of 0\.2 GiB"):
         plan_model_parallel(experiment, cfg, costs, Target(tiny, 2, "2 workers", None))
+
+
+def test_a_transfer_ends_no_sooner_than_its_sender_has_sent_it() -> None:
+    """worker:0 computes for 1 s when a 1 kB send out of it becomes ready; the send's CPU (0.1 s at 1e-4 s a
+    byte) runs after that op, so the receiver's op (0.5 s) starts at 1.1 s, not at 0.1 s."""
+    import dataclasses
+
+    from ddl_commodity.planner.simulate import _StepGraph
+    from ddl_commodity.planner.transport import FREE
+
+    cluster = ClusterModel(cpu_share=1.0, bandwidth_bps=8e12, latency_s=0.0, base_bytes=0, memory_cap=None,
+                           transport=dataclasses.replace(FREE, send_s_per_byte=1e-4))
+    g = _StepGraph(cluster)
+    g.compute("worker:0", 1.0, [])
+    g.compute("worker:1", 0.5, g.send("worker:0", "worker:1", 1000, []))
+    end, busy, _ = g.schedule()
+    assert end == pytest.approx(1.0 + 0.1 + 0.5) and busy["worker:0"] == pytest.approx(1.1)
+
+
+def test_a_layer_output_crosses_to_a_node_once_for_all_its_readers_there() -> None:
+    """a (worker:1) feeds b and c, both on worker:0: a's output crosses once forward; its two gradients (one from
+    b, one from c) cross back as two tensors."""
+    layers = ["a_l", "b_l", "c_l", "m_l"]
+    edges = [("x", "a_l"), ("a_l", "b_l"), ("a_l", "c_l"), ("b_l", "m_l"), ("c_l", "m_l"), ("m_l", "loss")]
+    g = BlockGraph(layers, ["x"], edges, dict.fromkeys(["x", *layers], (100,)), dict.fromkeys(layers, (0, 0)))
+    p = predict_step(g, costs_for(g), {"a_l": "worker:1", "b_l": "worker:0", "c_l": "worker:0", "m_l": "worker:0"},
+                     "ps:0", "worker:0", NO_MEMORY_LIMIT)
+    tensor = 10 * 100 * 4  # batch 10 x 100 floats
+    assert p.links == {("worker:0", "worker:1"): tensor + 2 * tensor, ("worker:1", "worker:0"): tensor}

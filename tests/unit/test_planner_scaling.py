@@ -59,13 +59,18 @@ def test_an_asynchronous_ps_becomes_the_bottleneck_at_m_times_its_time_per_push(
 
 def test_the_ps_cpu_and_the_held_out_scoring_are_paid_for() -> None:
     """The PS's CPU per push (receive, send, apply, at its share) is a shared resource too, and every worker
-    scores the held-out set twice an epoch (its own weights, the adopted ones)."""
+    scores the held-out set twice an epoch (its own weights, the adopted ones), in batches of the scoring's
+    size."""
+    import dataclasses
+
     cpu = TransportCosts(0.0, 0.0, 0.0, 0.0, ps_s_per_byte=1e-7, ps_apply_s_per_byte=1e-7)
     slow_ps = ClusterModel(cpu_share=1.0, bandwidth_bps=64e6, latency_s=0.0, base_bytes=0, memory_cap=None,
                            transport=cpu)
     task = DataParallelTask(step_s=0.0, weights=1_000_000, samples=10, batch=1, distribution="same", s=1,
-                            validation_samples=4, eval_step_s=0.25)
+                            validation_samples=4, eval_step_s=0.25, eval_batch=1)
     one = predict_workers(task, 1, slow_ps)
+    in_threes = predict_workers(dataclasses.replace(task, eval_batch=3), 1, slow_ps)
+    assert in_threes.compute_s == pytest.approx(2 * 2 * 0.25)  # 4 held-out samples: 2 batches of 3
     # each transfer: 4 MB x 1e-7 s = 0.4 s of CPU either side < 0.5 s on the link; per push the PS's CPU is
     # 0.4 + 0.4 + 0.4 (apply) + 0.4 (the new weights, once per aggregate of s = 1) = 1.6 s > 0.5 s of link
     assert one.compute_s == pytest.approx(2 * 4 * 0.25)
