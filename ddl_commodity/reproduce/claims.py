@@ -88,8 +88,8 @@ def _fig_5_4(size: str, dist: str) -> Claim:
     return Claim(
         f"fig5_4-{size}-{dist}", "Fig 5.4",
         "leading to a 25% reduction in the time need to achieve stable performance, for both training datasets",
-        f"{size.upper()} spectra, {data}: % fewer epochs to the first worker's accuracy plateau (patience 1, min "
-        "delta 0.001), 3 workers vs 1; also in seconds (epochs x the run's seconds per epoch)",
+        f"{size.upper()} spectra, {data}: % fewer epochs to the accuracy plateau (median over the workers; "
+        "patience 1, min delta 0.001), 3 workers vs 1; also in seconds (epochs x the run's seconds per epoch)",
         "plateau_reduction", {"size": size, "dist": dist, "by": "epochs"}, AT_LEAST_HALF_OF_25,
         _redshift_runs(size, dists=(dist,)),
         unit="% less", also=(("seconds to plateau", {"by": "seconds"}),), draws=f"plateau:{size}",
@@ -102,7 +102,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig5_3-more-workers", "Fig 5.3",
           "in all cases, using multiple working nodes has a positive impact in terms of accuracy, for a given number "
           "of training epochs",
-          "mean training accuracy over the epochs, 2 and 3 workers minus 1 worker, per data set and distribution",
+          "mean training accuracy over the epochs until 1 worker's plateau, 2 and 3 workers minus 1 worker, per "
+          "data set and distribution",
           "accuracy_gains", {"cases": tuple(f"{s}/{d}/{w}" for s in ("5k", "15k") for d in ("same", "disjoint")
                                             for w in ("2w", "3w"))},
           Rule("all_at_least", 0.0, unit=" points"),
@@ -110,7 +111,7 @@ CLAIMS: tuple[Claim, ...] = (
           unit=" points", draws="accuracy:5k"),
     Claim("fig5_3-same-2w-like-1w", "Fig 5.3(a)",
           "when same data are used, the performance between 1 and 2 working nodes is similar",
-          "5K, same data: |mean training accuracy over the epochs, 2 workers - 1 worker|",
+          "5K, same data: |mean training accuracy over the epochs until 1 worker's plateau, 2 workers - 1 worker|",
           "accuracy_gap", {"size": "5k", "dist": "same", "a": "2w", "b": "1w"},
           Rule("at_most", 2.0, 5.0, unit=" points"), _redshift_runs("5k", ("1w", "2w"), ("same",)), unit=" points",
           also=(("15K", {"size": "15k"}),), draws="accuracy:5k"),
@@ -122,7 +123,8 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("fig5_3-three-workers", "Fig 5.3",
           "For the case of three computing nodes, there is a clear benefit in both cases of using the same or "
           "different training examples",
-          "5K: mean training accuracy over the epochs, 3 workers minus 1 worker, same and disjoint data",
+          "5K: mean training accuracy over the epochs until 1 worker's plateau, 3 workers minus 1 worker, same and "
+          "disjoint data",
           "accuracy_gains", {"cases": ("5k/same/3w", "5k/disjoint/3w")},
           Rule("all_at_least", 1.0, unit=" points"), _redshift_runs("5k"), unit=" points",
           also=(("15K", {"cases": ("15k/same/3w", "15k/disjoint/3w")}),), draws="accuracy:5k"),
@@ -147,17 +149,22 @@ CLAIMS: tuple[Claim, ...] = (
           ("redshift-15k-single",), unit=" epochs", draws="accuracy:15k"),
     Claim("fig5_3-15k-1w-8-epochs", "Fig 5.3(c)",
           "in the one-node cluster, the CNN needs about 8 epochs to reach the same accuracy as the sequential case",
-          "15K, 1 worker: the epoch at which its training accuracy reaches the sequential CNN's at epoch 3",
-          "epochs_to_reach", {"size": "15k", "dist": "same", "workers": "1w"},
+          "15K, 1 worker: the epoch at which its training accuracy reaches 75% (the accuracy the sequential CNN "
+          "attains at epoch 3 in the thesis); also the sequential CNN's own epoch-3 accuracy",
+          "epochs_to_reach", {"size": "15k", "dist": "same", "workers": "1w", "level": 0.75},
           Rule("near", 2.0, 4.0, unit=" epochs", target=8.0), ("redshift-15k-single", "redshift-15k-same-1w"),
-          unit=" epochs", draws="accuracy:15k"),
+          unit=" epochs", also=(("the sequential CNN's epoch-3 accuracy", {"level": None}),), draws="accuracy:15k",
+          rests_on="75%: \"the same accuracy\" is the one the sentence before names; our sequential CNN is at "
+                   "98% by epoch 3, where every curve is flat"),
     Claim("fig5_3-15k-3w-4-epochs", "Fig 5.3(c,d)",
           "while for the 3-node cluster the amount of epochs required is reduced to 4",
-          "15K: epochs 1 worker needs to reach the sequential CNN's epoch-3 accuracy / epochs 3 workers need "
-          "(thesis 8 / 4 = 2)",
-          "reach_ratio", {"size": "15k", "dist": "same"}, Rule("at_least", 1.5, 1.01, unit="x"),
+          "15K: epochs 1 worker needs to reach 75% accuracy / epochs 3 workers need (thesis 8 / 4 = 2); also to "
+          "the sequential CNN's epoch-3 accuracy",
+          "reach_ratio", {"size": "15k", "dist": "same", "level": 0.75}, Rule("at_least", 1.5, 1.01, unit="x"),
           ("redshift-15k-single", "redshift-15k-same-1w", "redshift-15k-same-3w"), unit="x",
-          also=(("disjoint data", {"dist": "disjoint"}),), draws="accuracy:15k"),
+          also=(("disjoint data", {"dist": "disjoint"}), ("the sequential CNN's epoch-3 accuracy", {"level": None})),
+          draws="accuracy:15k",
+          rests_on="75%, as the claim before: the thesis's level, reached while the curves still climb"),
     # ---- 5.3: Fig 5.4 -------------------------------------------------------------------------------------
     _fig_5_4("5k", "same"), _fig_5_4("5k", "disjoint"), _fig_5_4("15k", "same"), _fig_5_4("15k", "disjoint"),
     Claim("fig5_4-distribution-matters-less", "Fig 5.4",
@@ -172,18 +179,20 @@ CLAIMS: tuple[Claim, ...] = (
     # ---- 5.3: Figs 5.5, 5.6 -------------------------------------------------------------------------------
     Claim("fig5_5-disjoint-50", "Fig 5.5",
           "reducing it by 50% when different sets of examples is considered",
-          "5K, disjoint data: % fewer epochs to the first worker's loss plateau (patience 1, min delta 0.001), "
+          "5K, disjoint data: % fewer epochs to the loss plateau (median over the workers; patience 1, min delta "
+          "0.001), "
           "3 workers vs 1", "loss_plateau_reduction", {"size": "5k", "dist": "disjoint"},
           Rule("at_least", 25.0, 0.0, unit="%"), _redshift_runs("5k", dists=("disjoint",)), unit="% less",
           draws="loss:5k"),
     Claim("fig5_5-same-negligible", "Fig 5.5",
           "when each worker sees the same data the impact, although visible, is negligible",
-          "5K, same data: % fewer epochs to the first worker's loss plateau, 3 workers vs 1",
+          "5K, same data: % fewer epochs to the loss plateau (median over the workers), 3 workers vs 1",
           "loss_plateau_reduction", {"size": "5k", "dist": "same"}, Rule("at_most", 25.0, 40.0, unit="%"),
           _redshift_runs("5k", dists=("same",)), unit="% less", draws="loss:5k"),
     Claim("fig5_6-same-alike", "Fig 5.6",
           "when the same data is used, the performance between most of the nodes is similar",
-          "5K, same data, 2 and 3 workers: the workers' spread of loss per epoch, relative to its mean",
+          "5K, same data, 2 and 3 workers: the workers' spread of loss per epoch, relative to their mean loss at "
+          "epoch 1",
           "worker_spread", {"key": "loss", "cells": ("5k/same/2w", "5k/same/3w")},
           Rule("at_most", 0.10, 0.25), _redshift_runs("5k", ("2w", "3w"), ("same",)), draws="loss:5k"),
     Claim("fig5_6-disjoint-differ", "Fig 5.6",
@@ -204,10 +213,10 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("table5_1-fewer-with-nodes", "Table 5.1",
           "Similar behavior can be observed in both cases of early stopping, with the amount of epochs decreasing "
           "as more nodes are added into the cluster",
-          "5K, disjoint data, strict criterion: median epochs to the accuracy plateau of 1, 2, 3 workers",
-          "plateau_epochs", {"size": "5k", "dist": "disjoint", "criterion": PLATEAU},
-          Rule("order", subjects=("1w", "2w", "3w")), _redshift_runs("5k", ("1w", "2w", "3w")), unit=" epochs",
-          also=(("same data", {"dist": "same"}), ("lenient criterion", {"criterion": LENIENT})), draws="plateau:5k"),
+          "5K: epochs to the accuracy plateau (median over the workers), 1 worker minus 3 workers, for both "
+          "distributions and both criteria (thesis: 2, 2, 3, 6)",
+          "plateau_fewer", {"size": "5k"}, Rule("all_at_least", 1.0, unit=" epochs"),
+          _redshift_runs("5k", ("1w", "2w", "3w")), unit=" epochs", draws="plateau:5k"),
     Claim("table5_2-same-flat", "Table 5.2",
           "after a certain number of nodes the amount of epochs required to achieve a stable performance remains "
           "the same, when the same set of examples is taken into consideration",
@@ -218,7 +227,8 @@ CLAIMS: tuple[Claim, ...] = (
           draws="plateau:5k"),
     Claim("table5_2-disjoint-30", "Table 5.2",
           "in the 3 nodes case the results show a 30% reduction in processing time",
-          "5K, disjoint data, lenient criterion: % fewer epochs to the first worker's plateau, 3 workers vs 2 "
+          "5K, disjoint data, lenient criterion: % fewer epochs to the plateau (median over the workers), 3 "
+          "workers vs 2 "
           "(thesis 15 -> 10: the contrast with the same data's 13 -> 13)",
           "plateau_reduction", {"size": "5k", "dist": "disjoint", "by": "epochs", "criterion": LENIENT,
                                 "fewer": "2w"},
@@ -316,7 +326,7 @@ CLAIMS: tuple[Claim, ...] = (
           "1.5MB/sec outgoing traffic",
           "the PS's MB/s in + out, default scheme / Fig 6.7 scheme", "ratio",
           {"num": MP_8K, "den": "landcover-fig6_7", "metric": "traffic", "who": ("ps",)},
-          Rule("at_least", 2.0, 1.0, unit="x"), (MP_8K, "landcover-fig6_7"), unit="x",
+          Rule("at_least", 2.0, 1.25, unit="x"), (MP_8K, "landcover-fig6_7"), unit="x",
           draws="traffic:landcover-fig6_7"),
     Claim("fig6_8-still-ps-merging", "Fig 6.8",
           "traffic follows similar behavior to our initial approach, mostly being gathered between the PS and the "

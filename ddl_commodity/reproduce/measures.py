@@ -13,6 +13,7 @@ worker), ``merging`` (the worker of the merging layers) and ``hsi`` (the third w
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -338,30 +339,43 @@ def _mean_curve(s: dict, key: str) -> list[float]:
 
 
 def _spread_curve(s: dict, key: str) -> float:
-    """Mean over epochs of the workers' range of ``key`` (relative to their mean for losses)."""
+    """Mean over epochs of the workers' range of ``key``; for losses relative to the workers' mean loss at
+    epoch 1, the scale a plot of the curves has (relative to each epoch's own mean, the near-zero losses of the
+    late epochs would make noise of a thousandth look like a difference of 100%)."""
     curves = list(_curves(s).values())
     n = min(len(c) for c in curves)
-    spans = []
-    for i in range(n):
-        v = [c[i][key] for c in curves]
-        spans.append((max(v) - min(v)) / (statistics.mean(v) if key == "loss" else 1.0))
-    return statistics.mean(spans)
+    scale = statistics.mean(c[0][key] for c in curves) if key == "loss" else 1.0
+    spans = [max(c[i][key] for c in curves) - min(c[i][key] for c in curves) for i in range(n)]
+    return statistics.mean(spans) / max(scale, 1e-12)
+
+
+def _learning_epochs(runs: dict[str, dict], one: str) -> int:
+    """The epochs in which the curves can differ: up to the 1-worker run ``one``'s plateau (strict criterion,
+    median over its workers). Past it every curve sits near 100% and a mean over all epochs dilutes a gap."""
+    return max(1, math.ceil(_plateau_median(runs[one], one, PLATEAU)))
+
+
+def _mean_accuracy(runs: dict[str, dict], name: str, epochs: int) -> float:
+    """The workers' mean training accuracy over the first ``epochs`` epochs of run ``name``."""
+    return statistics.mean(_mean_curve(runs[name], "accuracy")[:epochs])
 
 
 def accuracy_gains(summaries: dict[str, dict], cases: tuple[str, ...]) -> Measured:
-    """``{case: mean training accuracy over the epochs, more workers minus 1 worker, points}``; a case is
-    ``size/dist/workers`` (``5k/same/3w``)."""
+    """``{case: mean training accuracy over the epochs until 1 worker's plateau, more workers minus 1 worker,
+    points}``; a case is ``size/dist/workers`` (``5k/same/3w``)."""
     per_seed = []
     names = tuple(n for c in cases for n in (redshift_run(*c.split("/")), redshift_run(*c.split("/")[:2], "1w")))
     for seed, runs in seed_sets(summaries, tuple(dict.fromkeys(names))):
-        values = {}
+        values, windows = {}, {}
         for case in cases:
             size, dist, w = case.split("/")
-            more, one = (statistics.mean(_mean_curve(runs[redshift_run(size, dist, k)], "accuracy")) for k in (w, "1w"))
+            n = _learning_epochs(runs, redshift_run(size, dist, "1w"))
+            more, one = (_mean_accuracy(runs, redshift_run(size, dist, k), n) for k in (w, "1w"))
             values[case] = 100 * (more - one)
-        per_seed.append((seed, values, ", ".join(f"{k} {v:+.1f}" for k, v in values.items())))
+            windows[case] = n
+        per_seed.append((seed, values, ", ".join(f"{k} {v:+.1f} (epochs 1-{windows[k]})" for k, v in values.items())))
     m = _measured(per_seed)
-    return Measured(m.values, m.seeds, "mean accuracy over the epochs, minus 1 worker's (points): " + m.why)
+    return Measured(m.values, m.seeds, "mean accuracy until 1 worker's plateau, minus 1 worker's (points): " + m.why)
 
 
 def size_gains(summaries: dict[str, dict], cells: tuple[str, ...]) -> Measured:
@@ -385,11 +399,14 @@ def wall_time(summaries: dict[str, dict], runs: dict[str, str]) -> Measured:
 
 
 def accuracy_gap(summaries: dict[str, dict], size: str, dist: str, a: str, b: str) -> Measured:
-    """|mean training accuracy over epochs of cell a - of cell b|, in points."""
+    """|mean training accuracy of cell a - of cell b| over the epochs until 1 worker's plateau, in points."""
     per_seed = []
-    for seed, runs in seed_sets(summaries, (redshift_run(size, dist, a), redshift_run(size, dist, b))):
-        x, y = (statistics.mean(_mean_curve(runs[redshift_run(size, dist, k)], "accuracy")) for k in (a, b))
-        per_seed.append((seed, 100 * abs(x - y), f"{a} {100 * x:.1f}%, {b} {100 * y:.1f}%"))
+    one = redshift_run(size, dist, "1w")
+    for seed, runs in seed_sets(summaries, tuple(dict.fromkeys((redshift_run(size, dist, a),
+                                                                redshift_run(size, dist, b), one)))):
+        n = _learning_epochs(runs, one)
+        x, y = (_mean_accuracy(runs, redshift_run(size, dist, k), n) for k in (a, b))
+        per_seed.append((seed, 100 * abs(x - y), f"{a} {100 * x:.1f}%, {b} {100 * y:.1f}% (epochs 1-{n})"))
     return _measured(per_seed)
 
 
@@ -440,28 +457,27 @@ def _reach_epoch(runs: dict[str, dict], cell: str, single: str, level: float | N
     return epoch, target, epoch <= len(curve)
 
 
-def reach_ratio(summaries: dict[str, dict], size: str, dist: str) -> Measured:
-    """Epochs 1 worker needs to reach the sequential CNN's epoch-3 accuracy / epochs 3 workers need, per seed
-    (the three runs of one seed together)."""
+def reach_ratio(summaries: dict[str, dict], size: str, dist: str, level: float | None = None) -> Measured:
+    """Epochs 1 worker needs to reach ``level`` (default: the sequential CNN's epoch-3 accuracy) / epochs 3
+    workers need, per seed (the three runs of one seed together)."""
     single, one, three = (redshift_run(size, dist, w) for w in ("single", "1w", "3w"))
     per_seed = []
     for seed, runs in seed_sets(summaries, (single, one, three)):
-        a, b = (_reach_epoch(runs, cell, single, None)[0] for cell in (one, three))
+        a, b = (_reach_epoch(runs, cell, single, level)[0] for cell in (one, three))
         per_seed.append((seed, a / b, f"1 worker epoch {a}, 3 workers epoch {b}"))
     return _measured(per_seed)
 
 
-def time_to_plateau(s: dict, criterion: str = PLATEAU) -> tuple[float, int, float] | None:
-    """(seconds, epoch, seconds per epoch) of the first worker's plateau; None when none plateaued."""
-    best = None
-    for worker, epochs in s.get("epochs_to_plateau", {}).get(criterion, {}).items():
-        w = s["workers"].get(worker)
-        if epochs is None or w is None:
-            continue
-        per_epoch = s["wall_seconds"] / max(w["epochs"], 1)
-        if best is None or epochs * per_epoch < best[0]:
-            best = (epochs * per_epoch, epochs, per_epoch)
-    return best
+def time_to_plateau(s: dict, criterion: str = PLATEAU) -> tuple[float, float, float] | None:
+    """(seconds, epochs, seconds per epoch) to the run's plateau: the median over its workers of the epochs to
+    theirs (as Tables 5.1 and 5.2 list every worker's; one that never plateaued counts as the run's epochs + 1),
+    times the run's seconds per epoch; None when no worker plateaued."""
+    per = s.get("epochs_to_plateau", {}).get(criterion, {})
+    if not any(e is not None for e in per.values()):
+        return None
+    epochs = _plateau_median(s, s.get("name", "a run"), criterion)
+    per_epoch = s["wall_seconds"] / max(max(w["epochs"] for w in s["workers"].values()), 1)
+    return epochs * per_epoch, epochs, per_epoch
 
 
 def _epoch_split(s: dict) -> str:
@@ -477,7 +493,7 @@ def _epoch_split(s: dict) -> str:
 
 def plateau_reduction(summaries: dict[str, dict], size: str, dist: str, by: str, criterion: str = PLATEAU,
                       fewer: str = "1w", more: str = "3w") -> Measured:
-    """% less to the first worker's plateau, ``more`` workers vs ``fewer`` (or the single machine): ``by``
+    """% less to the plateau (median over the workers), ``more`` workers vs ``fewer`` (or the single machine): ``by``
     ``epochs`` (what Fig 5.4 counts) or ``seconds`` (what its words say: epochs x the run's seconds per epoch)."""
     a, b = redshift_run(size, dist, fewer), redshift_run(size, dist, more)
     per_seed = []
@@ -487,8 +503,8 @@ def plateau_reduction(summaries: dict[str, dict], size: str, dist: str, by: str,
             continue
         idx = 1 if by == "epochs" else 0
         per_seed.append((seed, 100.0 * (1 - tb[idx] / ta[idx]),
-                         f"{fewer} epoch {ta[1]} x {ta[2]:.1f} s = {ta[0]:.0f} s{_epoch_split(runs[a])}; "
-                         f"{more} epoch {tb[1]} x {tb[2]:.1f} s = {tb[0]:.0f} s{_epoch_split(runs[b])}"))
+                         f"{fewer} epoch {ta[1]:g} x {ta[2]:.1f} s = {ta[0]:.0f} s{_epoch_split(runs[a])}; "
+                         f"{more} epoch {tb[1]:g} x {tb[2]:.1f} s = {tb[0]:.0f} s{_epoch_split(runs[b])}"))
     if not per_seed:
         raise NotTestable(f"no pair of {a} and {b} runs plateaued ({criterion})")
     return _measured(per_seed)
@@ -513,6 +529,23 @@ def _plateau_median(s: dict, name: str, criterion: str) -> float:
         raise NotTestable(f"{name} recorded no {criterion} plateau")
     epochs = max(w["epochs"] for w in s["workers"].values())
     return float(statistics.median(e if e is not None else epochs + 1 for e in per.values()))
+
+
+def plateau_fewer(summaries: dict[str, dict], size: str) -> Measured:
+    """``{"<dist> data, <criterion>": epochs to plateau of 1 worker - of 3 workers}`` (medians over the workers)
+    for both distributions and both early-stopping criteria of Tables 5.1 and 5.2, with 2 workers' beside."""
+    per_seed = []
+    names = tuple(redshift_run(size, d, w) for d in ("same", "disjoint") for w in ("1w", "2w", "3w"))
+    for seed, runs in seed_sets(summaries, names):
+        values, said = {}, []
+        for dist in ("same", "disjoint"):
+            for label, criterion in (("strict", PLATEAU), ("lenient", LENIENT)):
+                e = [_plateau_median(runs[redshift_run(size, dist, w)], redshift_run(size, dist, w), criterion)
+                     for w in ("1w", "2w", "3w")]
+                values[f"{dist} data, {label}"] = e[0] - e[2]
+                said.append(f"{dist} {label} {'/'.join(f'{x:g}' for x in e)}")
+        per_seed.append((seed, values, "epochs of 1/2/3 workers: " + ", ".join(said)))
+    return _measured(per_seed)
 
 
 def plateau_difference(summaries: dict[str, dict], size: str, dist: str, criterion: str, a: str,
@@ -542,16 +575,24 @@ def _distribution_level(runs: dict[str, dict], name: str, by: str) -> float:
     return 100 * statistics.mean(_mean_curve(runs[name], "accuracy"))
 
 
+def _loss_plateau_median(s: dict) -> float | None:
+    """Median over the run's workers of the epochs to their loss plateau; None when none reached one."""
+    curves = list(_curves(s).values())
+    epochs = [epochs_to_plateau([r["loss"] for r in c], "loss", 1, 0.001) for c in curves]
+    if all(e is None for e in epochs):
+        return None
+    return float(statistics.median(e if e is not None else len(c) + 1 for e, c in zip(epochs, curves, strict=True)))
+
+
 def loss_plateau_reduction(summaries: dict[str, dict], size: str, dist: str) -> Measured:
-    """% fewer epochs to the first worker's loss plateau (patience 1, min delta 0.001; Fig 5.5), 3 workers vs 1."""
+    """% fewer epochs to the loss plateau (patience 1, min delta 0.001; Fig 5.5; the median over the workers,
+    one that never reached it counting as its epochs + 1), 3 workers vs 1."""
     a, b = redshift_run(size, dist, "1w"), redshift_run(size, dist, "3w")
     per_seed = []
     for seed, runs in seed_sets(summaries, (a, b)):
-        ea, eb = (min((e for e in (epochs_to_plateau([r["loss"] for r in c], "loss", 1, 0.001)
-                                   for c in _curves(runs[n]).values()) if e is not None), default=None)
-                  for n in (a, b))
+        ea, eb = (_loss_plateau_median(runs[n]) for n in (a, b))
         if ea and eb:
-            per_seed.append((seed, 100.0 * (1 - eb / ea), f"1 worker epoch {ea}, 3 workers epoch {eb}"))
+            per_seed.append((seed, 100.0 * (1 - eb / ea), f"1 worker epoch {ea:g}, 3 workers epoch {eb:g}"))
     if not per_seed:
         raise NotTestable(f"no pair of {a} and {b} runs reached a loss plateau")
     return _measured(per_seed)
@@ -591,6 +632,6 @@ def _size(n: float) -> str:
 MEASURES: dict[str, Callable[..., Measured]] = {f.__name__: f for f in (
     node_values, run_values, final_metric, ratio, relative_difference, training_speed, batch_traffic, traffic_drop,
     merging_out, parallel_vs_data, accuracy_gains, accuracy_gap, spread_ratio, worker_spread, epochs_to_reach,
-    reach_ratio, plateau_reduction, plateau_epochs, plateau_difference, distribution_gap, loss_plateau_reduction,
-    loss_lag, accuracy_level_epoch, size_gains, wall_time,
+    reach_ratio, plateau_reduction, plateau_epochs, plateau_fewer, plateau_difference, distribution_gap,
+    loss_plateau_reduction, loss_lag, accuracy_level_epoch, size_gains, wall_time,
 )}

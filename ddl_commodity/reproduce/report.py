@@ -157,8 +157,10 @@ VERDICT_NOTE = (
     "weaker threshold, part of the ordering, or the seeds disagree), **no**, and **not testable here** (the reason "
     "is given). Where the thesis gives a reduction, agree means at least half of it; \"similar\" is within 25%. "
     "Claims measured on several seeds are judged per seed and report the median and the range. CPU wait is the "
-    "share of a node's time in which a thread of it waited for a CPU, 0-100, as Ganglia's `cpu_wio` on the "
-    "thesis's one-core PCs (defined in the local cluster guide, section CPU wait). Runs whose summaries lack it "
+    "share of a node's time in which a thread of it waited for a CPU, 0-100 (defined in the local cluster guide, "
+    "section CPU wait): it stands in for Ganglia's `cpu_wio`, which the thesis read as waiting for resources but "
+    "which counts a CPU idle while its I/O is pending, so the two are compared as orderings, not as equals. "
+    "Runs whose summaries lack it "
     "and whose per-thread counters were not kept show no CPU wait: the figure they printed (the run-queue delay "
     "summed over threads, above 100 on busy nodes) is not comparable and not shown.")
 

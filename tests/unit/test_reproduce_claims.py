@@ -90,10 +90,11 @@ def summary(wall_seconds: float, plateau: dict[str, int | None], epochs: int = 1
 
 def test_fig_5_4_rests_on_epochs_and_shows_seconds_beside() -> None:
     summaries = {
-        # same data: 1 worker plateaus at epoch 8 of 10 in 100 s (80 s); 3 workers at 6 of 10 in 200 s (120 s)
+        # same data: 1 worker plateaus at epoch 8 of 10 in 100 s (80 s); 3 workers at a median 6 of 10 in 200 s
+        # (120 s)
         "redshift-5k-same-1w": summary(100, {"worker-0": 8}),
-        "redshift-5k-same-3w": summary(200, {"worker-0": 6, "worker-1": 9, "worker-2": None}),
-        # disjoint: the first of the 3 workers plateaus at epoch 8 of 10 in 150 s (120 s)
+        "redshift-5k-same-3w": summary(200, {"worker-0": 6, "worker-1": 6, "worker-2": None}),
+        # disjoint: the 3 workers' median of 8, never (counted as 11) and 10 is 10: later than 1 worker's 8
         "redshift-5k-disjoint-1w": summary(100, {"worker-0": 8}),
         "redshift-5k-disjoint-3w": summary(150, {"worker-0": 8, "worker-1": None, "worker-2": 10}),
     }
@@ -103,7 +104,7 @@ def test_fig_5_4_rests_on_epochs_and_shows_seconds_beside() -> None:
     assert seconds["label"] == "seconds to plateau" and seconds["ours"] == "50.0% more" and seconds["verdict"] == "no"
     assert "1w epoch 8 x 10.0 s = 80 s; 3w epoch 6 x 20.0 s = 120 s" in same["why"]
     disjoint = verdict("fig5_4-5k-disjoint", summaries)
-    assert disjoint["ours"] == "0.0% less" and disjoint["verdict"] == "no"
+    assert disjoint["ours"] == "25.0% more" and disjoint["verdict"] == "no"
 
 
 def test_fig_5_4_seeds_give_a_range_and_split_seeds_say_partly() -> None:
@@ -163,15 +164,18 @@ def test_reach_ratio_pairs_the_runs_of_one_seed() -> None:
             "redshift-15k-single-seed2": run(rising), "redshift-15k-same-3w-seed2": run(rising),
             "redshift-15k-single-seed3": run(rising), "redshift-15k-same-1w-seed3": run(rising),
             "redshift-15k-same-3w-seed3": run([0.6] * 8)}
-    c = verdict("fig5_3-15k-3w-4-epochs", runs)
-    assert c["why"].startswith("seed 1: 1 worker epoch 6, 3 workers epoch 3")
-    assert "seed 3: 1 worker epoch 3, 3 workers epoch 1" in c["why"] and "seed 2" not in c["why"]
+    c = verdict("fig5_3-15k-3w-4-epochs", runs)  # to 75%; the 3 workers of seed 3 never reach it: epoch 9
+    assert c["why"].startswith("seed 1: 1 worker epoch 8, 3 workers epoch 5")
+    assert "seed 3: 1 worker epoch 5, 3 workers epoch 9" in c["why"] and "seed 2" not in c["why"]
+    (relative,) = [a for a in c["also"] if a["label"] == "the sequential CNN's epoch-3 accuracy"]  # 0.6
+    assert relative["why"].startswith("seed 1: 1 worker epoch 6, 3 workers epoch 3")
 
 
 def test_a_summary_missing_what_a_measure_reads_is_not_testable_not_a_crash() -> None:
     cut_short = summary(10, {"worker-0": None}, 2, {"worker-0": [(0.5, 1.0)] * 2})  # no epoch 3
-    c = verdict("fig5_3-15k-3w-4-epochs", {"redshift-15k-single": cut_short, "redshift-15k-same-1w": cut_short,
-                                           "redshift-15k-same-3w": cut_short})
+    names = ["redshift-5k-single"] + [f"redshift-5k-{c}" for c in ("same-1w", "same-2w", "same-3w", "disjoint-2w",
+                                                                  "disjoint-3w")]
+    c = verdict("fig5_6-one-epoch-later", dict.fromkeys(names, cut_short))
     assert c["verdict"] == "not testable here" and c["why"].startswith("the runs lack what it reads (IndexError")
 
 
@@ -353,3 +357,48 @@ def test_a_made_up_rule_is_refused() -> None:
         Rule("order")
     with pytest.raises(ValueError, match="names its target"):
         Rule("near", 1.0)
+
+
+def test_accuracy_per_epoch_is_compared_until_one_worker_s_plateau() -> None:
+    """Past 1 worker's plateau (epoch 2 here) every curve sits at 100%: the gain is the mean over epochs 1-2,
+    not diluted by the flat 18 epochs after."""
+    def run(workers: int, curve: list[float]) -> dict:
+        return summary(10, {f"worker-{i}": 2 for i in range(workers)}, len(curve),
+                       {f"worker-{i}": [(a, 1.0) for a in curve] for i in range(workers)})
+
+    one, three = [0.5, 0.9] + [1.0] * 18, [0.7, 1.0] + [1.0] * 18
+    runs = {f"redshift-5k-{d}-{w}w": run(w, one if w == 1 else three) for d in ("same", "disjoint") for w in (1, 3)}
+    c = verdict("fig5_3-three-workers", runs)
+    assert c["ours"] == "5k/same/3w 15.0 points, 5k/disjoint/3w 15.0 points" and c["verdict"] == "agree"
+    assert "(epochs 1-2)" in c["why"]
+
+
+def test_the_workers_loss_spread_is_read_against_the_first_epoch_s_loss() -> None:
+    """Losses of 0.001 and 0.002 late in training differ by 100% of their mean, but by a thousandth of the
+    curve's scale: on the thesis's plot the workers are alike."""
+    def run(curves: list[list[float]]) -> dict:
+        return summary(10, {f"worker-{i}": 3 for i in range(len(curves))}, 4,
+                       {f"worker-{i}": [(0.5, lo) for lo in c] for i, c in enumerate(curves)})
+
+    alike = {"redshift-5k-same-2w": run([[2.0, 0.5, 0.01, 0.001], [2.0, 0.5, 0.012, 0.002]]),
+             "redshift-5k-same-3w": run([[2.0, 0.4, 0.01, 0.001]] * 3)}
+    c = verdict("fig5_6-same-alike", alike)
+    # per epoch of the 2 workers: spans 0, 0, 0.002, 0.001 over a first-epoch loss of 2.0; the 3 workers: none.
+    # Relative to each epoch's own mean, the 2 workers' last epoch alone would read 0.67.
+    assert c["verdict"] == "agree" and float(c["ours"].split()[0]) <= 0.001
+
+
+def test_table_5_1_s_fewer_epochs_with_more_nodes_is_judged_on_both_criteria_and_distributions() -> None:
+    """1 worker minus 3 workers' epochs to plateau (medians), per distribution and criterion: two of the four
+    cases fewer by at least an epoch is partly."""
+    epochs = {("same", 1): (7, 11), ("same", 2): (7, 11), ("same", 3): (6, 9),
+              ("disjoint", 1): (7, 11), ("disjoint", 2): (9, 15), ("disjoint", 3): (10, 15)}
+    runs = {}
+    for (dist, w), (strict, lenient) in epochs.items():
+        s = summary(10, {f"worker-{i}": strict for i in range(w)}, 20)
+        s["epochs_to_plateau"][LENIENT] = {f"worker-{i}": lenient for i in range(w)}
+        runs[f"redshift-5k-{dist}-{w}w"] = s
+    c = verdict("table5_1-fewer-with-nodes", runs)
+    assert c["ours"] == ("same data, strict 1.00 epochs, same data, lenient 2.00 epochs, disjoint data, strict -3.00 "
+                         "epochs, disjoint data, lenient -4.00 epochs")
+    assert c["verdict"] == "partly" and "same strict 7/7/6" in c["why"] and "disjoint lenient 11/15/15" in c["why"]
