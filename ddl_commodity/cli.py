@@ -299,6 +299,10 @@ def _add_report_parsers(sub) -> None:
     repro.add_argument("--budget", type=float, metavar="MINUTES",
                        help="cut the runs predicted to end later than this after the start, saying so in the "
                        "report (default: none; a later run with the same --out goes on where this one stopped)")
+    repro.add_argument("--rerun", metavar="PATTERN",
+                       help="run again the runs matching this shell pattern although they succeeded (after a "
+                       "change to how they are measured, e.g. 'landcover-*'); their earlier results are dropped "
+                       "first, so an interrupted set resumes without the option")
     repro.add_argument("--publish", type=Path, metavar="DIR",
                        help="after every run, write the report so far and publish it into DIR as `ddl report "
                        "--publish` does (e.g. docs/reproduction). A copy of a published directory given as --out "
@@ -666,7 +670,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return path
 
     state = reproduce(args.scale, out, args.only, profile=args.profile, budget_minutes=args.budget,
-                      master=args.master, after_run=report if args.publish else None)
+                      master=args.master, after_run=report if args.publish else None, rerun=args.rerun)
     path = report()
     failed = [n for n, e in state["experiments"].items() if e["state"] == "failed"]
     cut = [n for n, e in state["experiments"].items() if e["state"] == "cut"]

@@ -10,8 +10,9 @@ in and out. Network bytes come from the best source available, recorded in every
   the container sees, loopback excluded, as for a namespace node;
 * ``process-tcp``: otherwise, the sum of ``bytes_received`` / ``bytes_acked`` over the TCP sockets the
   node's processes own (their ``/proc/<pid>/fd`` inodes), read from the kernel as ``ss -tie`` reads them
-  (:mod:`ddl_commodity.monitor.tcp`). Sockets that closed between two samples keep their last counts, so
-  totals never go backwards.
+  (:mod:`ddl_commodity.monitor.tcp`), less the connections between two of the node's own processes (its
+  loopback traffic, which a PC's interface does not carry). Sockets that closed between two samples keep
+  their last counts, so totals never go backwards.
 
 CPU and memory come from the node's control group when the node has one (``ddl cluster up`` with node
 limits or a profile, or the node's container; :mod:`ddl_commodity.resources.cgroups`), so they cover every
@@ -107,14 +108,19 @@ def interface_counters(proc_net_dev: Path = Path("/proc/net/dev")) -> tuple[int,
 
 
 class _TcpTotals:
-    """Cumulative per-process TCP bytes that survive sockets closing between samples."""
+    """Cumulative per-process TCP bytes that leave the node and survive sockets closing between samples. A
+    socket once seen with its other end in the node stays left out (its peer may close first); what it was
+    counted before that is kept, so totals never go backwards."""
 
     def __init__(self) -> None:
         self._last: dict[int, tuple[int, int]] = {}
         self._closed = [0, 0]
+        self._internal: set[int] = set()
 
     def update(self, pids: set[int]) -> tuple[int, int]:
-        now = tcp_bytes_by_socket(pids)
+        now, internal = tcp_bytes_by_socket(pids)
+        self._internal |= internal
+        now = {k: v for k, v in now.items() if k not in self._internal}
         for key, (rx, tx) in self._last.items():
             if key not in now:
                 self._closed[0] += rx

@@ -303,10 +303,13 @@ def publish(out: Path, dest: Path) -> Path:
 
 def _palette_png(path: Path) -> None:
     """Re-save a plot with 256 colours: a node plot's file shrinks to about 40% and looks the same (a line
-    plot's colours are a few dozen and their anti-aliased blends)."""
+    plot's colours are a few dozen and their anti-aliased blends). One that has them already (published before)
+    is left as it is: quantized again, its bytes would change with every publishing and nothing else."""
     from PIL import Image  # Pillow: a dependency of matplotlib
 
     with Image.open(path) as im:
+        if im.mode == "P":
+            return
         small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     small.save(path, "PNG", optimize=True)
 

@@ -71,7 +71,7 @@ def experiment_set(scale: str, only: str | None) -> list[str]:
 
 def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = Path("data"),
               profile: str | None = None, budget_minutes: float | None = None, master: str | None = None,
-              after_run: Callable[[], None] | None = None) -> dict:
+              after_run: Callable[[], None] | None = None, rerun: str | None = None) -> dict:
     """Run the runs of ``scale`` into ``out`` (new, a reproduction of the same scale to continue, or a copy of
     one's published directory: its runs that succeeded are kept as they are).
 
@@ -82,6 +82,8 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             thesis submitted its experiments to its one cluster of PCs; None: an embedded cluster per run.
         after_run: called after each run that ran and was recorded (not after an interrupted one), e.g. to
             publish the report so far.
+        rerun: shell pattern of runs to run again although they succeeded (after a change to how they are
+            measured): their records are dropped before the set starts, so an interrupted set resumes with them.
     """
     names = experiment_set(scale, only)
     spec = runsets.get(scale)
@@ -90,10 +92,14 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
     if master and profile:
         raise UserInputError("--profile shapes the embedded cluster of each run; with --master the runs go to "
                              "your cluster as it is: give one of them")
+    if rerun and not any(fnmatch.fnmatch(n, rerun) for n in names):
+        raise UserInputError(f"--rerun {rerun!r} matches no run of the set")
     profile = None if master else profile or spec.profile
     budget = budget_minutes if budget_minutes is not None else spec.budget_minutes
     out = Path(out)
     state = _open(out, scale, profile, master)
+    if rerun:
+        _drop(state, names, rerun, out)
     (out / "configs").mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
@@ -127,6 +133,16 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             if after_run:
                 after_run()
     return state
+
+
+def _drop(state: dict, names: list[str], pattern: str, out: Path) -> None:
+    """Forget the runs of ``names`` matching ``pattern`` and every run recorded as the same run as one of them."""
+    drop = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    experiments = state["experiments"]
+    for name in list(experiments):
+        if name in drop or experiments[name].get("same_as") in drop:
+            del experiments[name]
+    write_json_atomic(out / "reproduce.json", state)
 
 
 @contextlib.contextmanager

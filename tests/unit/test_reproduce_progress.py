@@ -152,3 +152,23 @@ def test_a_failed_run_does_not_stop_the_set(tmp_path, monkeypatch) -> None:
     reproduce("smoke", tmp_path / "set", only="redshift-5k-same-*")
     assert started == ["redshift-5k-same-1w", "redshift-5k-same-3w"]
     assert {e["error"] for e in _experiments(tmp_path / "set").values()} == {"job cancelled"}
+
+
+def test_rerun_drops_the_matching_runs_and_their_twins_before_the_set_starts(tmp_path, capsys) -> None:
+    """``--rerun PATTERN``: the matching runs that succeeded, and the runs recorded as the same run, are forgotten
+    (an interrupted set then resumes with them); a pattern matching no run of the set is refused, nothing written."""
+    import json
+
+    from ddl_commodity.cli import main
+    from ddl_commodity.reproduce.runner import _drop
+
+    done = {"state": "succeeded", "seconds": 1.0, "run_dir": "-", "config": "-"}
+    state = {"scale": "thesis", "experiments": {
+        "landcover-default-8k": done, "landcover-batch50": {**done, "same_as": "landcover-default-8k"},
+        "redshift-5k-single": done}}
+    _drop(state, ["landcover-default-8k", "landcover-batch50", "redshift-5k-single"], "landcover-default-*", tmp_path)
+    assert list(state["experiments"]) == ["redshift-5k-single"]
+    assert json.loads((tmp_path / "reproduce.json").read_text()) == state
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--scale", "thesis", "--out", str(out), "--rerun", "nothing-*"]) == 2
+    assert "--rerun 'nothing-*' matches no run of the set" in capsys.readouterr().err and not out.exists()
