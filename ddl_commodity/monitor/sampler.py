@@ -216,6 +216,7 @@ class NodeSampler:
         self._thread = threading.Thread(target=self._loop, name=f"ddl-sampler-{node}", daemon=True)
         self._earlier: list[tuple[float, tuple[float, float, float]]] = []  # the last two samples' counters
         self._group = own_node_group() or container_group()
+        self._executor: psutil.Process | bool | None = None  # the Spark executor JVM above this process, once found
         self._threads = _ThreadTotals(self._proc.pid)
         self._pss: tuple[float, dict[str, int]] | None = None
         self._last_sys = psutil.cpu_times()
@@ -253,6 +254,19 @@ class NodeSampler:
             with contextlib.suppress(OSError):
                 return self._group.pids() or [p.pid for p in procs]
         return [p.pid for p in procs]
+
+    def _executor_pids(self, procs: list[psutil.Process]) -> set[int]:
+        """Without a group, the node's processes for its traffic: the Spark executor's process tree it runs in
+        (the executor JVM, Spark's Python workers, the TF process), else this process and its children. The TF
+        process inherits its Python worker's connection to the JVM: both its ends are the node's."""
+        try:
+            if self._executor is None:
+                self._executor = next((p for p in self._proc.parents() if p.name() == "java"), False)
+            if self._executor:
+                return {self._executor.pid, *(p.pid for p in self._executor.children(recursive=True))}
+        except psutil.Error:
+            pass
+        return {p.pid for p in procs}
 
     def _pss_by_part(self, pids: list[int]) -> dict[str, int]:
         """Proportional set size of the node's TF process, Spark JVM and Spark Python workers: pages shared
@@ -296,7 +310,7 @@ class NodeSampler:
         if self._netns:
             rx, tx = interface_counters()
         else:
-            rx, tx = self._tcp.update({p.pid for p in procs})
+            rx, tx = self._tcp.update(set(pids) if self._group is not None else self._executor_pids(procs))
         return Sample(now, self.node, round(max(percent, 0.0), 2), round(cpu, 3), round(max(iowait, 0.0), 2),
                       int(rss), rx, tx, self.method, share, cpu_wait_percent=round(wait, 2),
                       run_queue_delay_percent=round(max(delay, 0.0), 2),
