@@ -284,9 +284,10 @@ def _cluster_rate(series: dict[str, dict], lo: float, hi: float) -> float:
                for n in series.values())
 
 
-def merging_out(summaries: dict[str, dict]) -> Measured:
-    """The merging worker's MB/s out, default scheme / Fig 6.7 scheme, with the tensors it sends."""
-    default, f67 = _run(summaries, "landcover-default-8k"), _run(summaries, "landcover-fig6_7")
+def merging_out(summaries: dict[str, dict], baseline: str) -> Measured:
+    """The merging worker's MB/s out, default scheme (the run ``baseline``) / Fig 6.7 scheme, with the tensors
+    it sends."""
+    default, f67 = _run(summaries, baseline), _run(summaries, "landcover-fig6_7")
     rates = [node_value(s, roles(s)["merging"], "tx") for s in (default, f67)]
     why = [f"{rates[0]:.1f} -> {rates[1]:.1f} MB/s"]
     for label, s in (("default", default), ("Fig 6.7", f67)):

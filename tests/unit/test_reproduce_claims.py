@@ -252,11 +252,11 @@ def test_ps_and_merging_worker_carry_the_traffic_of_the_default_scheme_or_not() 
 def test_hsi_worker_busiest_and_ps_merging_light_or_not() -> None:
     flat = dict.fromkeys(("ps-0", "worker-0", "worker-1", "worker-2"), 1.0)
     cpu = {"ps-0": 20.0, "worker-0": 60.0, "worker-1": 90.0, "worker-2": 15.0}
-    busy = {"landcover-default-8k": mp(flat, flat, cpu)}
+    busy = {"landcover-batch200": mp(flat, flat, cpu)}
     assert verdict("fig6_13-hsi-busiest", busy)["verdict"] == "agree"
     assert verdict("fig6_13-ps-merging-light", busy)["verdict"] == "agree"
     cpu = {"ps-0": 90.0, "worker-0": 60.0, "worker-1": 10.0, "worker-2": 80.0}
-    idle = {"landcover-default-8k": mp(flat, flat, cpu)}
+    idle = {"landcover-batch200": mp(flat, flat, cpu)}
     assert verdict("fig6_13-hsi-busiest", idle)["verdict"] == "no"
     assert verdict("fig6_13-ps-merging-light", idle)["verdict"] == "no"
 
@@ -270,16 +270,16 @@ def _series(wait: dict[str, list[float | None]], rx: list[float] | None = None) 
 
 def test_cpu_wait_claims_read_0_to_100_samples_and_refuse_the_old_measure() -> None:
     flat = dict.fromkeys(("ps-0", "worker-0", "worker-1", "worker-2"), 1.0)
-    old = {"landcover-fig6_7": mp(flat, flat), "landcover-default-8k": mp(flat, flat)}
+    old = {"landcover-fig6_7": mp(flat, flat), "landcover-batch200": mp(flat, flat)}
     c = verdict("fig6_9-merging-waits", old)
     assert c["verdict"] == "not testable here" and "run-queue delay summed over threads" in c["why"]
     quiet = dict.fromkeys(("ps-0", "worker-0", "worker-1"), [0.0] * 20)
     waits = {"landcover-fig6_7": mp(flat, flat, series=_series(quiet | {"worker-2": [45.0] * 20})),
-             "landcover-default-8k": mp(flat, flat, series=_series(quiet | {"worker-2": [1.25] * 20}))}
+             "landcover-batch200": mp(flat, flat, series=_series(quiet | {"worker-2": [1.25] * 20}))}
     c = verdict("fig6_9-merging-waits", waits)
     assert c["verdict"] == "agree" and c["ours"] == "36.0x"
     twice = {"landcover-fig6_7": mp(flat, flat, series=_series(quiet | {"worker-2": [10.0] * 20})),
-             "landcover-default-8k": mp(flat, flat, series=_series(quiet | {"worker-2": [5.0] * 20}))}
+             "landcover-batch200": mp(flat, flat, series=_series(quiet | {"worker-2": [5.0] * 20}))}
     assert verdict("fig6_9-merging-waits", twice)["verdict"] == "partly"
     same = {k: mp(flat, flat, series=_series(quiet | {"worker-2": [5.0] * 20})) for k in waits}
     assert verdict("fig6_9-merging-waits", same)["verdict"] == "no"
@@ -323,7 +323,7 @@ def test_merging_worker_names_the_tensors_it_sends() -> None:
     default["boundary_bytes_per_step"]["crossings"] = [
         {"tensor": "merge/concat", "source": "worker:2", "target": "worker:0", "forward_bytes": 1_500_000,
          "backward_bytes": 0}]
-    c = verdict("fig6_8-merging-out", {"landcover-default-8k": default, "landcover-fig6_7": f67})
+    c = verdict("fig6_8-merging-out", {"landcover-batch200": default, "landcover-fig6_7": f67})
     assert c["ours"] == "1.25x" and c["verdict"] == "partly"
     assert "merge/concat -> worker:0 1.50 MB" in c["why"] and "(no activations, plus its weights" in c["why"]
     assert "worker-2 sends 2.00 MB/step measured, 0.0 KB from the shapes" in c["why"]

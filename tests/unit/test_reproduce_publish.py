@@ -128,7 +128,7 @@ def test_a_published_page_is_redrawn_in_place_from_its_summaries_and_series(tmp_
     assert "Fig 6.6: `fig6_6-traffic-ps-merging`\n\nThe thesis: \"the bulk of traffic is actually gathered" in md
     assert "![Fig 6.6: fig6_6-traffic-ps-merging](figures/traffic-landcover-batch200.png)" in md
     assert (docs / "figures" / "traffic-landcover-batch200.png").read_bytes()[:4] == b"\x89PNG"
-    assert (docs / "figures" / "wait-box-landcover-default-8k.png").is_file()  # Fig 6.9's box plot
+    assert (docs / "figures" / "wait-box-landcover-batch200.png").is_file()  # Fig 6.9's box plot, the baseline
     rows = [line for line in md.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert len(rows) >= 25 and all(line.rstrip(" |").rsplit("|", 1)[-1].strip().strip("*") in
                                    ("agree", "partly", "no", "not testable here") for line in rows)
