@@ -162,8 +162,9 @@ def seconds_per_step(run_dir: Path) -> float:
 
 def epoch_timing(run_dir: Path) -> dict:
     """A data-parallel run's epoch seconds, median over workers and epochs (the first left out), and the
-    medians of its parts: training steps, the push and pull (waiting for the PS included), and the rest
-    (scoring the held-out set, waiting for the next epoch's data): what a residual is to be read against."""
+    medians of its parts: training steps (with any mid-epoch pushes), the epoch-end push and pull (waiting for
+    the PS included), and the rest (scoring the held-out set, waiting for the next epoch's data): what a
+    residual is to be read against."""
     records = [json.loads(line) for f in sorted((run_dir / "workers").glob("worker-*.jsonl"))
                for line in f.read_text().splitlines() if line.strip()]
     later = [r for r in records if r["epoch"] > 1]

@@ -130,6 +130,9 @@ class _TcpTotals:
                 self._closed[1] + sum(v[1] for v in now.values()))
 
 
+#: A Spark executor JVM's main class: the root of the processes a node without a group runs.
+SPARK_EXECUTOR = "CoarseGrainedExecutorBackend"
+
 #: The parts ``cpu_seconds_by_part`` and ``pss_bytes_by_part`` name (see the module docstring).
 PARTS = ("TF main thread", "TF gRPC threads", "TF other threads", "Spark JVM", "Spark Python workers")
 _GRPC_THREADS = ("grpc", "event_engine", "lifeguard")
@@ -261,8 +264,9 @@ class NodeSampler:
         process inherits its Python worker's connection to the JVM: both its ends are the node's."""
         try:
             if self._executor is None:
-                self._executor = next((p for p in self._proc.parents() if p.name() == "java"), False)
-            if self._executor:
+                self._executor = next((p for p in self._proc.parents() if p.name() == "java"
+                                       and any(SPARK_EXECUTOR in a for a in p.cmdline())), False)
+            if self._executor:  # listed at every sample: Spark forks a Python worker for a task (about 1 ms)
                 return {self._executor.pid, *(p.pid for p in self._executor.children(recursive=True))}
         except psutil.Error:
             pass

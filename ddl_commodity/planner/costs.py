@@ -314,8 +314,12 @@ def profile_experiment(experiment: Experiment, cfg: RunConfig, batch: int, repea
         raise PlanError(f"a training step with loss {loss} on random inputs of shape "
                         f"{', '.join(str((batch, *s)) for s in shapes)} fails: {one_line(err)}") from err
     client_s = max(0.0, step_s - apply_s - sum(forward.values()) - sum(backward.values()))
-    return LayerCosts(batch, forward, backward, apply_s, client_s, step_s, cfg.training.optimizer, loss,
-                      _eval_seconds(model, shapes, max(3, repeats // 3)))
+    try:
+        eval_s = _eval_seconds(model, shapes, max(3, repeats // 3))
+    except Exception as err:
+        raise PlanError(f"an inference pass of the model on random inputs of shape "
+                        f"{', '.join(str(s) for s in shapes)} fails: {one_line(err)}") from err
+    return LayerCosts(batch, forward, backward, apply_s, client_s, step_s, cfg.training.optimizer, loss, eval_s)
 
 
 def _eval_seconds(model: keras.Model, shapes: list[tuple[int, ...]], repeats: int) -> float:

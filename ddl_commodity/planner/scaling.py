@@ -65,7 +65,7 @@ class DataParallelTask:
     target_passes: float = 1.0
     validation_samples: int = 0
     eval_step_s: float = 0.0
-    eval_batch: int = 256
+    eval_batch: int = 256  # the engines' EVAL_BATCH (not imported: it would load Keras for every plan)
 
 
 @dataclass(frozen=True)

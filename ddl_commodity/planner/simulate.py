@@ -22,10 +22,10 @@ two transfers sharing a link at once (they queue instead), and cache effects.
 What the layers' timings leave out is measured too (:mod:`ddl_commodity.planner.transport`): a transfer of ``k``
 tensors and ``n`` bytes costs the sender ``k x send_s_per_tensor + n x send_s_per_byte`` and the receiver ``k x
 recv_s_per_tensor + n x recv_s_per_byte`` of CPU (over ``c``; a layer's weights are one tensor per variable, an
-activation or its gradient one), work they do alongside the link's once the op they are running ends (the transfer
-lasts until the last of the three is done) and that delays their next op; the input worker dispatches the step to
-every other node that computes or holds weights (``remote_call_s`` each), and each of those serves the call
-(``remote_serve_s``).
+activation or its gradient one), work they do alongside the link's (no byte leaves before the sender has finished
+the op it is running; the transfer lasts until the last of the three is done) and that delays their next op; the
+input worker dispatches the step to every other node that computes or holds weights (``remote_call_s`` each), and
+each of those serves the call (``remote_serve_s``).
 """
 
 from __future__ import annotations
@@ -171,6 +171,28 @@ class _StepGraph:
         self._quota[node] = (start + seconds, max(0.0, tokens - (1.0 - share) * min(work, full)))
         return seconds
 
+    def _transfer(self, i: int, at: float, free: dict[str, float], busy: dict[str, float], begin: float) -> float:
+        """Schedule transfer task ``i``, ready at ``at``; returns when its last byte is in. It takes the
+        sender's outgoing and the receiver's incoming link, and each side's CPU for its part alongside: no byte
+        leaves before the sender has finished the op in hand, and the transfer lasts until the link and both
+        CPU parts are done."""
+        _, a, b, amount = self.tasks[i]
+        t, n = self.cluster.transport, self.tensors[i]
+        send = n * t.send_s_per_tensor + amount * t.send_s_per_byte
+        receive = n * t.recv_s_per_tensor + amount * t.recv_s_per_byte
+        start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
+        if send > 0:
+            start = max(start, free.get(a, begin))
+        finish = start + self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
+        for node, work in ((a, send), (b, receive)):
+            if work > 0:
+                node_start = max(start, free.get(node, begin))
+                free[node] = node_start + self._run(node, node_start, work)
+                busy[node] = busy.get(node, 0.0) + work / self.cluster.share(node)
+                finish = max(finish, free[node])
+        free[f"tx:{a}"] = free[f"rx:{b}"] = finish
+        return finish
+
     def schedule(self, begin: float = 0.0) -> tuple[float, dict[str, float], dict[tuple[str, str], int]]:
         """(step end, busy seconds per node, bytes per link) of the step started at ``begin``; the links' and
         quotas' buckets carry over from the step scheduled before."""
@@ -195,18 +217,7 @@ class _StepGraph:
                 done = free[a] = start + self._run(a, start, amount)
                 busy[a] = busy.get(a, 0.0) + amount / self.cluster.share(a)
             else:
-                start = max(at, free.get(f"tx:{a}", begin), free.get(f"rx:{b}", begin))
-                finish = start + self._transmit(f"tx:{a}", f"rx:{b}", start, amount)
-                t, n_tensors = self.cluster.transport, self.tensors[i]
-                for node, work in ((a, n_tensors * t.send_s_per_tensor + amount * t.send_s_per_byte),
-                                   (b, n_tensors * t.recv_s_per_tensor + amount * t.recv_s_per_byte)):
-                    if work > 0:  # the node's part of the transfer: alongside the link, once its op in hand ends
-                        node_start = max(start, free.get(node, begin))
-                        free[node] = node_start + self._run(node, node_start, work)
-                        busy[node] = busy.get(node, 0.0) + work / self.cluster.share(node)
-                        finish = max(finish, free[node])  # no byte arrives before its sender has sent it
-                free[f"tx:{a}"] = free[f"rx:{b}"] = finish
-                done = finish + self.cluster.latency_s
+                done = self._transfer(i, at, free, busy, begin) + self.cluster.latency_s
                 links[(a, b)] = links.get((a, b), 0) + int(amount)
             end = max(end, done)
             for j in succs[i]:

@@ -13,7 +13,7 @@ import io
 import statistics
 from pathlib import Path
 
-from ddl_commodity.reproduce.measures import PLATEAU, roles
+from ddl_commodity.reproduce.measures import PLATEAU, roles, time_to_plateau
 from ddl_commodity.reproduce.runsets import config_and_seed, redshift_run
 from ddl_commodity.runs import write_bytes_atomic
 
@@ -151,10 +151,8 @@ def plateaus(summaries: dict[str, dict], size: str, path: Path) -> str | None:
             base = redshift_run(size, dist, cell)
             values = []
             for name, s in summaries.items():
-                if config_and_seed(name)[0] == base:
-                    per = [e for e in s.get("epochs_to_plateau", {}).get(PLATEAU, {}).values() if e is not None]
-                    if per:
-                        values.append(statistics.median(per))
+                if config_and_seed(name)[0] == base and (plateau := time_to_plateau(s, PLATEAU)) is not None:
+                    values.append(plateau[1])  # as the claims count: a worker that never got there, epochs + 1
             if values:
                 drawn = True
                 x = i + (j - 0.5) * 0.4

@@ -412,7 +412,7 @@ def accuracy_gap(summaries: dict[str, dict], size: str, dist: str, a: str, b: st
 
 
 def spread_ratio(summaries: dict[str, dict], key: str, num: tuple[str, ...], den: tuple[str, ...]) -> Measured:
-    """Mean workers' spread of ``key`` (accuracy points, or loss relative to its mean) over the cells ``num``
+    """Mean workers' spread of ``key`` (accuracy points, or loss relative to the epoch-1 loss) over the cells ``num``
     (``size/dist/workers``) / that over the cells ``den``."""
     names = tuple(redshift_run(*c.split("/")) for c in (*num, *den))
     per_seed = []
@@ -427,7 +427,7 @@ def spread_ratio(summaries: dict[str, dict], key: str, num: tuple[str, ...], den
 
 def worker_spread(summaries: dict[str, dict], key: str, cells: tuple[str, ...]) -> Measured:
     """Mean workers' spread of ``key`` per epoch over the cells (``size/dist/workers``): accuracy points, or
-    loss relative to its mean."""
+    loss relative to the workers' mean loss at epoch 1."""
     names = tuple(redshift_run(*c.split("/")) for c in cells)
     per_seed = []
     for seed, runs in seed_sets(summaries, names):

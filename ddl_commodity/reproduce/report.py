@@ -30,7 +30,8 @@ def _run_dir(out: Path, e: dict) -> Path:
 def published(out: Path, state: dict) -> bool:
     """True for a directory written by :func:`publish`: its run directories relative to it and no ``report/`` (a
     copy continued by ``ddl reproduce`` has its page moved there by :func:`adopt_published`)."""
-    dirs = [e["run_dir"] for e in state["experiments"].values() if e.get("run_dir") and not e.get("same_as")]
+    dirs = [e["run_dir"] for e in state["experiments"].values()
+            if e.get("state") == "succeeded" and e.get("run_dir") and not e.get("same_as")]
     return bool(dirs) and not any(Path(d).is_absolute() for d in dirs) and not (Path(out) / "report").is_dir()
 
 
@@ -240,14 +241,14 @@ def adopt_published(out: Path) -> None:
     ``report/``, where the report of the continued set is written (the figures of its runs are kept there, as
     their raw run directories are not)."""
     out = Path(out)
-    if not (out / "figures").is_dir():
-        return
+    if (out / "report").is_dir() or not (out / "report.md").is_file():
+        return  # a reproduction directory already, or a new one
     report_dir = out / "report"
     (report_dir / "figures").mkdir(parents=True, exist_ok=True)
-    for png in (out / "figures").iterdir():
-        if not (report_dir / "figures" / png.name).exists():
+    if (out / "figures").is_dir():
+        for png in (out / "figures").iterdir():
             png.rename(report_dir / "figures" / png.name)
-    shutil.rmtree(out / "figures")
+        shutil.rmtree(out / "figures")
     for page in ("index.html", "report.md"):
         if (out / page).is_file():
             (out / page).replace(report_dir / page)
@@ -276,22 +277,7 @@ def publish(out: Path, dest: Path) -> Path:
     shutil.copytree(out / "report", dest, ignore=shutil.ignore_patterns("screenshot.png"))
     for png in (dest / "figures").glob("*.png"):
         _palette_png(png)
-    for name, e in state["experiments"].items():
-        run_dir = _run_dir(out, e)
-        if e["state"] != "succeeded" or e.get("same_as") or not run_dir.is_dir():
-            continue
-        (dest / "runs" / name).mkdir(parents=True)
-        for file in ("config.yaml", "summary.json"):
-            if (run_dir / file).is_file():
-                shutil.copyfile(run_dir / file, dest / "runs" / name / file)
-        if kept := series(run_dir):
-            write_json_atomic(dest / "runs" / name / SERIES, kept)
-        e["run_dir"] = f"runs/{name}"
-        e["config"] = f"runs/{name}/config.yaml"
-    for e in state["experiments"].values():  # a twin points at the copy of its run
-        if e.get("same_as") and e["state"] == "succeeded":
-            e["run_dir"] = f"runs/{e['same_as']}"
-            e["config"] = f"runs/{e['same_as']}/config.yaml"
+    _publish_runs(out, dest, state["experiments"])
     for invocation in state.get("invocations", []):  # the docs say what ran and where, not when
         invocation.pop("date", None)
     write_json_atomic(dest / "reproduce.json", state)
@@ -299,6 +285,36 @@ def publish(out: Path, dest: Path) -> Path:
         shutil.rmtree(final)
     dest.rename(final)
     return final / "index.html"
+
+
+def _publish_runs(out: Path, dest: Path, experiments: dict[str, dict]) -> None:
+    """Copy every succeeded run's ``config.yaml``, ``summary.json``, :data:`SERIES` and the config the set ran
+    it with (``configs/<name>.yaml``: what ``ddl reproduce`` compares to find a twin when the copy is
+    continued) into ``dest``, and point the entries at the copies; the entries of runs that did not succeed
+    keep their state and error, not the paths of this machine."""
+    for name, e in experiments.items():
+        run_dir = _run_dir(out, e)
+        if e["state"] != "succeeded":
+            e["run_dir"] = e["config"] = None
+            continue
+        if e.get("same_as") or not run_dir.is_dir():
+            continue
+        (dest / "runs" / name).mkdir(parents=True)
+        for file in ("config.yaml", "summary.json"):
+            if (run_dir / file).is_file():
+                shutil.copyfile(run_dir / file, dest / "runs" / name / file)
+        if kept := series(run_dir):
+            write_json_atomic(dest / "runs" / name / SERIES, kept)
+        ran_with = Path(out) / e["config"] if e.get("config") else None
+        e["run_dir"], e["config"] = f"runs/{name}", f"runs/{name}/config.yaml"
+        if ran_with is not None and ran_with.is_file():
+            (dest / "configs").mkdir(exist_ok=True)
+            shutil.copyfile(ran_with, dest / "configs" / f"{name}.yaml")
+            e["config"] = f"configs/{name}.yaml"
+    for e in experiments.values():  # a twin points at the copy of its run
+        if e.get("same_as") and e["state"] == "succeeded" and e["same_as"] in experiments:
+            twin = experiments[e["same_as"]]
+            e["run_dir"], e["config"] = twin["run_dir"], twin["config"]
 
 
 def _palette_png(path: Path) -> None:

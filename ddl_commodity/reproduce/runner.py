@@ -87,16 +87,10 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
     """
     names = experiment_set(scale, only)
     spec = runsets.get(scale)
-    if master is not None and not STANDALONE_URL.match(master):
-        raise UserInputError(f"--master must be a standalone cluster's URL like spark://host:7077, got {master!r}")
-    if master and profile:
-        raise UserInputError("--profile shapes the embedded cluster of each run; with --master the runs go to "
-                             "your cluster as it is: give one of them")
-    if rerun and not any(fnmatch.fnmatch(n, rerun) for n in names):
-        raise UserInputError(f"--rerun {rerun!r} matches no run of the set")
+    _check_options(names, profile, master, rerun)
     profile = None if master else profile or spec.profile
     budget = budget_minutes if budget_minutes is not None else spec.budget_minutes
-    out = Path(out)
+    out = Path(out).resolve()  # the runs' paths recorded in reproduce.json are then the same from anywhere
     state = _open(out, scale, profile, master)
     if rerun:
         _drop(state, names, rerun, out)
@@ -133,6 +127,18 @@ def reproduce(scale: str, out: Path, only: str | None = None, data_dir: Path = P
             if after_run:
                 after_run()
     return state
+
+
+def _check_options(names: list[str], profile: str | None, master: str | None, rerun: str | None) -> None:
+    """Refuse a bad ``--master``, ``--profile`` with ``--master``, a ``--rerun`` that names no run: before
+    anything is written."""
+    if master is not None and not STANDALONE_URL.match(master):
+        raise UserInputError(f"--master must be a standalone cluster's URL like spark://host:7077, got {master!r}")
+    if master and profile:
+        raise UserInputError("--profile shapes the embedded cluster of each run; with --master the runs go to "
+                             "your cluster as it is: give one of them")
+    if rerun and not any(fnmatch.fnmatch(n, rerun) for n in names):
+        raise UserInputError(f"--rerun {rerun!r} matches no run of the set")
 
 
 def _drop(state: dict, names: list[str], pattern: str, out: Path) -> None:

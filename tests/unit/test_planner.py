@@ -286,7 +286,8 @@ def test_a_model_that_fits_no_placement_is_a_plan_error_not_a_plan() -> None:
 
 def test_a_transfer_ends_no_sooner_than_its_sender_has_sent_it() -> None:
     """worker:0 computes for 1 s when a 1 kB send out of it becomes ready; the send's CPU (0.1 s at 1e-4 s a
-    byte) runs after that op, so the receiver's op (0.5 s) starts at 1.1 s, not at 0.1 s."""
+    byte) runs after that op, so the receiver's op (0.5 s) starts at 1.1 s, not at 0.1 s; on a link that takes
+    1 s for the kilobyte, at 2.0 s."""
     import dataclasses
 
     from ddl_commodity.planner.simulate import _StepGraph
@@ -299,6 +300,10 @@ def test_a_transfer_ends_no_sooner_than_its_sender_has_sent_it() -> None:
     g.compute("worker:1", 0.5, g.send("worker:0", "worker:1", 1000, []))
     end, busy, _ = g.schedule()
     assert end == pytest.approx(1.0 + 0.1 + 0.5) and busy["worker:0"] == pytest.approx(1.1)
+    slow = _StepGraph(dataclasses.replace(cluster, bandwidth_bps=8000.0))  # 1 kB takes the link 1 s
+    slow.compute("worker:0", 1.0, [])
+    slow.compute("worker:1", 0.5, slow.send("worker:0", "worker:1", 1000, []))
+    assert slow.schedule()[0] == pytest.approx(1.0 + 1.0 + 0.5)  # the link starts when the sender does
 
 
 def test_a_layer_output_crosses_to_a_node_once_for_all_its_readers_there() -> None:

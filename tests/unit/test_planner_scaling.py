@@ -130,3 +130,9 @@ def test_pushes_every_k_steps_count_the_steps_across_epochs() -> None:
     of 4 MB 0.5 s through the PS's 8 MB/s link: 60 + 1.5 x 1 = 61.5 s."""
     task = DataParallelTask(step_s=1.0, weights=1_000_000, samples=60, batch=1, push_every_steps=40)
     assert predict_workers(task, 1, PC).epoch_s == pytest.approx(61.5)
+
+
+def test_the_held_out_batch_is_the_engines() -> None:
+    from ddl_commodity.engines.scoring import EVAL_BATCH
+
+    assert DataParallelTask(step_s=0.0, weights=1, samples=1, batch=1).eval_batch == EVAL_BATCH

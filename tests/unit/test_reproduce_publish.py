@@ -38,6 +38,8 @@ def reproduction(tmp_path: Path) -> Path:
 
 def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) -> None:
     out = reproduction(tmp_path)
+    (out / "configs").mkdir()
+    (out / "configs" / "landcover-fig6_7.yaml").write_text("name: landcover-fig6_7\nseed: 1\n")  # as the set ran it
     assert main(["report", str(out), "--publish", str(tmp_path / "docs")]) == 0
     docs = tmp_path / "docs"
     md = (docs / "report.md").read_text()
@@ -56,6 +58,13 @@ def test_publish_copies_the_report_and_summaries_not_the_runs(tmp_path: Path) ->
     assert not (docs / "runs" / "landcover-batch50").exists()  # a twin is not copied twice
     state = json.loads((docs / "reproduce.json").read_text())
     assert state["experiments"]["landcover-fig6_7"]["run_dir"] == "runs/landcover-fig6_7"
+    # the config the set ran it with, to find twins when the copy is continued; a twin points at its run's
+    assert state["experiments"]["landcover-fig6_7"]["config"] == "configs/landcover-fig6_7.yaml"
+    assert (docs / "configs" / "landcover-fig6_7.yaml").read_text() == "name: landcover-fig6_7\nseed: 1\n"
+    assert state["experiments"]["landcover-batch50"]["config"] == "configs/landcover-fig6_7.yaml"
+    # a run that did not succeed keeps its state and error, not this machine's paths
+    failed = state["experiments"]["redshift-5k-same-1w"]
+    assert failed["run_dir"] is None and failed["config"] is None and failed["error"].startswith("error: node")
     assert state["invocations"][0]["commit"] == "abc1234" and "date" not in state["invocations"][0]
 
 
@@ -159,4 +168,5 @@ def test_a_copy_of_a_published_directory_continues_the_set(tmp_path: Path, capsy
     state = json.loads((again / "reproduce.json").read_text())
     assert state["experiments"]["landcover-fig6_7"]["run_dir"] == "runs/landcover-fig6_7"
     assert len(state["invocations"]) == 2 and all("date" not in i for i in state["invocations"])
+    assert main(["report", str(again)]) == 0 and not (again / "report").exists()  # redrawn in place, failures and all
     assert main(["reproduce", "--scale", "thesis", "--out", str(copy), "--publish", str(copy / "pub")]) == 2
