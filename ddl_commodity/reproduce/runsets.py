@@ -61,8 +61,8 @@ THESIS_SECONDS = {
     "redshift-5k-single": 110, "redshift-5k-same-1w": 490, "redshift-5k-same-2w": 490, "redshift-5k-same-3w": 890,
     "redshift-5k-disjoint-1w": 0, "redshift-5k-disjoint-2w": 315, "redshift-5k-disjoint-3w": 340,
     "landcover-default-8k": 560, "landcover-single-8k": 140, "landcover-batch10": 650, "landcover-batch50": 0,
-    "landcover-batch200": 600, "landcover-fig6_7": 575, "landcover-fig6_10": 480, "landcover-fig6_15": 735,
-    "landcover-fig6_18": 415, "landcover-default-2.5k": 205, "landcover-dp-2.5k": 190, "landcover-dp-8k": 485,
+    "landcover-batch200": 600, "landcover-fig6_7": 510, "landcover-fig6_10": 480, "landcover-fig6_15": 680,
+    "landcover-fig6_18": 500, "landcover-default-2.5k": 205, "landcover-dp-2.5k": 190, "landcover-dp-8k": 485,
 }
 THESIS_SECONDS |= {k.replace("-5k-", "-15k-"): 3 * v for k, v in THESIS_SECONDS.items() if "-5k-" in k}
 
